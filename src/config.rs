@@ -1,0 +1,886 @@
+//! The gateway configuration file (`gateway.yaml`): parsing and validation.
+//!
+//! Parse, don't validate: [`load`] turns YAML into [`GatewayConfig`], a fully checked value in
+//! which every route points at an existing upstream, every address is resolved to a
+//! `SocketAddr` and every limit is in range. Nothing downstream of this module needs to
+//! re-check anything, and nothing binds a port before this has succeeded (the linkerd2-proxy
+//! rule). Unknown keys are errors: a typo must never silently disable a check.
+//!
+//! Every error names the file, the line and the field (see [`crate::yaml::SourceError`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::Mode;
+use crate::yaml::{SourceError, Spanned};
+
+/// Default header every route requires unless configured otherwise.
+pub const DEFAULT_AUDIT_HEADER: &str = "x-hipaa-audit-id";
+/// Default cap on a request body (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default maximum length of an audit header value.
+pub const DEFAULT_AUDIT_HEADER_MAX_LENGTH: usize = 128;
+
+// === raw, as written in YAML ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: RawListen,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    rules: RawRules,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    logging: RawLogging,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    defaults: RawRouteDefaults,
+    upstreams: Vec<RawUpstream>,
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Spanned<String>,
+    cert_file: Spanned<PathBuf>,
+    key_file: Spanned<PathBuf>,
+    #[serde(default = "yes")]
+    http2: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    dir: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    threads: Option<Spanned<usize>>,
+    grace_period_seconds: Option<u64>,
+    graceful_shutdown_timeout_seconds: Option<u64>,
+    pid_file: Option<PathBuf>,
+    upgrade_sock: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    #[serde(default)]
+    format: LogFormat,
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_decoded_bytes: Option<Spanned<u64>>,
+    max_expansion_ratio: Option<Spanned<u64>>,
+    max_json_depth: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteDefaults {
+    mode: Option<Spanned<Mode>>,
+    max_body_bytes: Option<Spanned<u64>>,
+    audit_headers: Option<Vec<Spanned<String>>>,
+    audit_header_max_length: Option<Spanned<usize>>,
+    inspect: Option<RawInspect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    #[serde(default)]
+    tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTls {
+    sni: Spanned<String>,
+    #[serde(default)]
+    ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "yes")]
+    verify_hostname: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect_ms: Option<Spanned<u64>>,
+    read_ms: Option<Spanned<u64>>,
+    write_ms: Option<Spanned<u64>>,
+    idle_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Spanned<String>,
+    #[serde(default)]
+    host: Option<Spanned<String>>,
+    #[serde(default)]
+    path_prefix: Option<Spanned<String>>,
+    upstream: Spanned<String>,
+    mode: Option<Spanned<Mode>>,
+    max_body_bytes: Option<Spanned<u64>>,
+    audit_headers: Option<Vec<Spanned<String>>>,
+    audit_header_max_length: Option<Spanned<usize>>,
+    inspect: Option<RawInspect>,
+    #[serde(default)]
+    rule_overrides: BTreeMap<String, Spanned<Mode>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInspect {
+    #[serde(default = "yes")]
+    query: bool,
+    #[serde(default = "yes")]
+    body: bool,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// === validated ===
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable lines.
+    #[default]
+    Text,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// File this was loaded from (for messages).
+    pub source: PathBuf,
+    /// Downstream TLS listener.
+    pub listen: Listen,
+    /// Admin listener (`/metrics`, `/livez`, `/readyz`), if any.
+    pub admin: Option<SocketAddr>,
+    /// Directory holding the rule files.
+    pub rules_dir: PathBuf,
+    /// Process settings handed to pingora.
+    pub server: Server,
+    /// Operational logging.
+    pub logging: Logging,
+    /// Engine limits (decompression and parsing).
+    pub limits: Limits,
+    /// Upstreams by name.
+    pub upstreams: Vec<Upstream>,
+    /// Routes in match order (first match wins).
+    pub routes: Vec<Route>,
+}
+
+/// Downstream TLS listener settings.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// PEM certificate chain (leaf first).
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// Offer HTTP/2 via ALPN.
+    pub http2: bool,
+}
+
+/// Process settings.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+    /// Seconds SIGTERM waits for in-flight requests before shutting down.
+    pub grace_period_seconds: u64,
+    /// Seconds the runtime gets to stop after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// pingora pid file.
+    pub pid_file: PathBuf,
+    /// pingora upgrade socket.
+    pub upgrade_sock: PathBuf,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    /// Line format.
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `phi_gateway=debug`.
+    pub level: String,
+}
+
+/// Decoding limits handed to the engine.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Maximum size of a decompressed body.
+    pub max_decoded_bytes: usize,
+    /// Maximum decompression ratio.
+    pub max_expansion_ratio: u64,
+    /// Maximum JSON nesting the engine walks.
+    pub max_json_depth: usize,
+}
+
+/// A validated upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Name routes refer to; also the `upstream` metric label.
+    pub name: String,
+    /// Resolved once at load, so no DNS lookup (and no pingora panic) happens per request.
+    pub address: SocketAddr,
+    /// TLS towards the upstream, if any.
+    pub tls: Option<UpstreamTls>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// TLS settings towards an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// Server name sent in SNI and verified in the certificate.
+    pub sni: String,
+    /// CA bundle to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Check that the certificate matches `sni`.
+    pub verify_hostname: bool,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect.
+    pub connect: Duration,
+    /// Each read from the upstream.
+    pub read: Duration,
+    /// Each write to the upstream.
+    pub write: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle: Duration,
+}
+
+/// What a route inspects.
+#[derive(Debug, Clone)]
+pub struct Inspect {
+    /// Scan the query string.
+    pub query: bool,
+    /// Scan the body.
+    pub body: bool,
+    /// Request headers to scan (lowercase). A trailing `*` matches a prefix.
+    pub headers: Vec<String>,
+}
+
+/// A validated route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name used in logs and as the `route` metric label.
+    pub name: String,
+    /// Lowercase host to match (port ignored), if any.
+    pub host: Option<String>,
+    /// Path prefix to match; `/` when absent.
+    pub path_prefix: String,
+    /// Index into [`GatewayConfig::upstreams`].
+    pub upstream: usize,
+    /// enforce or monitor.
+    pub mode: Mode,
+    /// Body cap; larger bodies get 413.
+    pub max_body_bytes: u64,
+    /// Headers that must be present and well-formed (lowercase).
+    pub audit_headers: Vec<String>,
+    /// Maximum length of an audit header value.
+    pub audit_header_max_length: usize,
+    /// Parts to inspect.
+    pub inspect: Inspect,
+    /// Per-rule mode overrides on this route (e.g. `us-npi: off` on a provider directory).
+    pub rule_overrides: BTreeMap<String, Mode>,
+}
+
+impl GatewayConfig {
+    /// The first route matching `host` (any case, port ignored) and `path`.
+    pub fn route_for(&self, host: Option<&str>, path: &str) -> Option<(usize, &Route)> {
+        let host = host.map(strip_port);
+        self.routes.iter().enumerate().find(|(_, r)| {
+            let host_ok = match (&r.host, host) {
+                (None, _) => true,
+                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                (Some(_), None) => false,
+            };
+            host_ok && path.starts_with(&r.path_prefix)
+        })
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [::1]:8443
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// Loads and validates a configuration file. Relative paths inside it are resolved against
+/// the file's directory, so a config can be moved together with its certs and rules.
+pub fn load(file: &Path) -> Result<GatewayConfig, SourceError> {
+    let raw: RawConfig = crate::yaml::load(file)?;
+    let base = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    validate(file, &base, raw)
+}
+
+fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
+    let resolve = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+
+    let listen = Listen {
+        address: parse_socket_addr(&raw.listen.address.value)
+            .map_err(|m| err(&raw.listen.address, "listen.address", m))?,
+        cert_file: resolve(&raw.listen.cert_file.value),
+        key_file: resolve(&raw.listen.key_file.value),
+        http2: raw.listen.http2,
+    };
+    let admin = match &raw.admin {
+        Some(a) => Some(
+            parse_socket_addr(&a.address.value).map_err(|m| err(&a.address, "admin.address", m))?,
+        ),
+        None => None,
+    };
+    if admin == Some(listen.address) {
+        if let Some(a) = &raw.admin {
+            return Err(err(
+                &a.address,
+                "admin.address",
+                "must differ from listen.address".into(),
+            ));
+        }
+    }
+
+    let threads = match &raw.server.threads {
+        Some(t) if t.value == 0 || t.value > 256 => {
+            return Err(err(t, "server.threads", "must be between 1 and 256".into()))
+        }
+        Some(t) => t.value,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+    };
+    let server = Server {
+        threads,
+        grace_period_seconds: raw.server.grace_period_seconds.unwrap_or(10),
+        graceful_shutdown_timeout_seconds: raw
+            .server
+            .graceful_shutdown_timeout_seconds
+            .unwrap_or(5),
+        pid_file: raw
+            .server
+            .pid_file
+            .map(|p| resolve(&p))
+            .unwrap_or_else(|| std::env::temp_dir().join("phi-gateway.pid")),
+        upgrade_sock: raw
+            .server
+            .upgrade_sock
+            .map(|p| resolve(&p))
+            .unwrap_or_else(|| std::env::temp_dir().join("phi-gateway-upgrade.sock")),
+    };
+
+    let logging = Logging {
+        format: raw.logging.format,
+        level: raw.logging.level.unwrap_or_else(|| "info".to_string()),
+    };
+
+    let limits = Limits {
+        max_decoded_bytes: bounded(
+            raw.limits.max_decoded_bytes.as_ref(),
+            16 * 1024 * 1024,
+            1024,
+            1 << 32,
+        )
+        .map_err(|(s, m)| err(s, "limits.max_decoded_bytes", m))?
+            as usize,
+        max_expansion_ratio: bounded(raw.limits.max_expansion_ratio.as_ref(), 100, 1, 100_000)
+            .map_err(|(s, m)| err(s, "limits.max_expansion_ratio", m))?,
+        max_json_depth: bounded(
+            raw.limits.max_json_depth.as_ref().map(widen).as_ref(),
+            64,
+            1,
+            128,
+        )
+        .map_err(|(s, m)| err(s, "limits.max_json_depth", m))? as usize,
+    };
+
+    let mut upstreams = Vec::new();
+    let mut upstream_names = HashSet::new();
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let at = |f: &str| format!("upstreams[{i}].{f}");
+        check_name(&u.name.value).map_err(|m| err(&u.name, &at("name"), m))?;
+        if !upstream_names.insert(u.name.value.clone()) {
+            return Err(err(&u.name, &at("name"), "duplicate upstream name".into()));
+        }
+        let address =
+            resolve_upstream(&u.address.value).map_err(|m| err(&u.address, &at("address"), m))?;
+        let tls = match &u.tls {
+            Some(t) => {
+                if t.sni.value.trim().is_empty() {
+                    return Err(err(
+                        &t.sni,
+                        &at("tls.sni"),
+                        "must not be empty (rustls needs a server name to verify)".into(),
+                    ));
+                }
+                if let Some(ca) = &t.ca_file {
+                    let path = resolve(&ca.value);
+                    if !path.is_file() {
+                        return Err(err(
+                            ca,
+                            &at("tls.ca_file"),
+                            format!("{} is not a readable file", path.display()),
+                        ));
+                    }
+                }
+                Some(UpstreamTls {
+                    sni: t.sni.value.clone(),
+                    ca_file: t.ca_file.as_ref().map(|c| resolve(&c.value)),
+                    verify_hostname: t.verify_hostname,
+                })
+            }
+            None => None,
+        };
+        let ms =
+            |v: &Option<Spanned<u64>>, default: u64, f: &str| -> Result<Duration, SourceError> {
+                let v = bounded(v.as_ref(), default, 1, 3_600_000)
+                    .map_err(|(s, m)| err(s, &at(f), m))?;
+                Ok(Duration::from_millis(v))
+            };
+        upstreams.push(Upstream {
+            name: u.name.value.clone(),
+            address,
+            tls,
+            timeouts: Timeouts {
+                connect: ms(&u.timeouts.connect_ms, 2_000, "timeouts.connect_ms")?,
+                read: ms(&u.timeouts.read_ms, 30_000, "timeouts.read_ms")?,
+                write: ms(&u.timeouts.write_ms, 30_000, "timeouts.write_ms")?,
+                idle: ms(&u.timeouts.idle_ms, 60_000, "timeouts.idle_ms")?,
+            },
+        });
+    }
+    if upstreams.is_empty() {
+        return Err(SourceError::new(
+            file,
+            0,
+            0,
+            "upstreams",
+            "at least one upstream is required",
+        ));
+    }
+
+    let d = &raw.defaults;
+    let mut routes = Vec::new();
+    let mut route_names = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let at = |f: &str| format!("routes[{i}].{f}");
+        check_name(&r.name.value).map_err(|m| err(&r.name, &at("name"), m))?;
+        if !route_names.insert(r.name.value.clone()) {
+            return Err(err(&r.name, &at("name"), "duplicate route name".into()));
+        }
+        let upstream = upstreams
+            .iter()
+            .position(|u| u.name == r.upstream.value)
+            .ok_or_else(|| {
+                let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                err(
+                    &r.upstream,
+                    &at("upstream"),
+                    format!(
+                        "unknown upstream `{}` (known: {})",
+                        r.upstream.value,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        let mode_spanned = r.mode.as_ref().or(d.mode.as_ref());
+        let mode = mode_spanned.map(|m| m.value).unwrap_or(Mode::Enforce);
+        if mode == Mode::Off {
+            if let Some(s) = mode_spanned {
+                return Err(err(
+                    s,
+                    &at("mode"),
+                    "a route's mode is `enforce` or `monitor`; to skip a rule use `rule_overrides`"
+                        .into(),
+                ));
+            }
+        }
+        let path_prefix = match &r.path_prefix {
+            Some(p) if !p.value.starts_with('/') => {
+                return Err(err(p, &at("path_prefix"), "must start with `/`".into()))
+            }
+            Some(p) => p.value.clone(),
+            None => "/".to_string(),
+        };
+        let host = match &r.host {
+            Some(h) if h.value.is_empty() || h.value.contains(['/', ' ']) => {
+                return Err(err(
+                    h,
+                    &at("host"),
+                    "must be a bare host name such as `ehr.example.org`".into(),
+                ))
+            }
+            Some(h) => Some(h.value.to_ascii_lowercase()),
+            None => None,
+        };
+        let max_body_bytes = bounded(
+            r.max_body_bytes.as_ref().or(d.max_body_bytes.as_ref()),
+            DEFAULT_MAX_BODY_BYTES,
+            0,
+            1 << 30,
+        )
+        .map_err(|(s, m)| err(s, &at("max_body_bytes"), m))?;
+        let audit_headers = match r.audit_headers.as_ref().or(d.audit_headers.as_ref()) {
+            Some(list) => {
+                let mut out = Vec::new();
+                for (j, h) in list.iter().enumerate() {
+                    check_header_name(&h.value)
+                        .map_err(|m| err(h, &format!("{}[{j}]", at("audit_headers")), m))?;
+                    out.push(h.value.to_ascii_lowercase());
+                }
+                out
+            }
+            None => vec![DEFAULT_AUDIT_HEADER.to_string()],
+        };
+        let audit_header_max_length = bounded(
+            r.audit_header_max_length
+                .as_ref()
+                .or(d.audit_header_max_length.as_ref())
+                .map(widen)
+                .as_ref(),
+            DEFAULT_AUDIT_HEADER_MAX_LENGTH as u64,
+            1,
+            4096,
+        )
+        .map_err(|(s, m)| err(s, &at("audit_header_max_length"), m))?
+            as usize;
+        let inspect = match r.inspect.as_ref().or(d.inspect.as_ref()) {
+            Some(ins) => {
+                let mut headers = Vec::new();
+                for (j, h) in ins.headers.iter().enumerate() {
+                    let name = h.value.strip_suffix('*').unwrap_or(&h.value);
+                    check_header_name(name)
+                        .map_err(|m| err(h, &format!("{}[{j}]", at("inspect.headers")), m))?;
+                    headers.push(h.value.to_ascii_lowercase());
+                }
+                Inspect {
+                    query: ins.query,
+                    body: ins.body,
+                    headers,
+                }
+            }
+            None => Inspect {
+                query: true,
+                body: true,
+                headers: Vec::new(),
+            },
+        };
+        let rule_overrides = r
+            .rule_overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value))
+            .collect();
+        if let Some(earlier) = routes.iter().find(|e: &&Route| {
+            e.path_prefix.len() <= path_prefix.len()
+                && path_prefix.starts_with(&e.path_prefix)
+                && (e.host.is_none() || e.host == host)
+        }) {
+            return Err(err(
+                &r.name,
+                &at("name"),
+                format!(
+                    "route can never match: route `{}` comes first and matches every request this one would; list the more specific route first",
+                    earlier.name
+                ),
+            ));
+        }
+        routes.push(Route {
+            name: r.name.value.clone(),
+            host,
+            path_prefix,
+            upstream,
+            mode,
+            max_body_bytes,
+            audit_headers,
+            audit_header_max_length,
+            inspect,
+            rule_overrides,
+        });
+    }
+    if routes.is_empty() {
+        return Err(SourceError::new(
+            file,
+            0,
+            0,
+            "routes",
+            "at least one route is required",
+        ));
+    }
+
+    Ok(GatewayConfig {
+        source: file.to_path_buf(),
+        listen,
+        admin,
+        rules_dir: resolve(&raw.rules.dir.value),
+        server,
+        logging,
+        limits,
+        upstreams,
+        routes,
+    })
+}
+
+/// Checks rule ids named in `rule_overrides` against the loaded rule set, so a typo in an
+/// override cannot silently leave a rule enforcing (or, worse, think it is disabled).
+pub fn check_rule_overrides(
+    cfg: &GatewayConfig,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<(), SourceError> {
+    // Re-read the file to locate the offending key: overrides are rare, so this costs nothing
+    // on the happy path and keeps `Route` free of span bookkeeping.
+    let raw: RawConfig = crate::yaml::load(&cfg.source)?;
+    for (i, r) in raw.routes.iter().enumerate() {
+        for (id, mode) in &r.rule_overrides {
+            if !known(id) {
+                return Err(SourceError::at(
+                    &cfg.source,
+                    mode,
+                    format!("routes[{i}].rule_overrides.{id}"),
+                    format!("unknown rule id `{id}`"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Anything with a source position, so one error helper serves every `Spanned<T>`.
+trait Located {
+    fn error(&self, file: &Path, field: &str, msg: String) -> SourceError;
+}
+
+impl<T> Located for Spanned<T> {
+    fn error(&self, file: &Path, field: &str, msg: String) -> SourceError {
+        SourceError::at(file, self, field, msg)
+    }
+}
+
+fn widen(s: &Spanned<usize>) -> Spanned<u64> {
+    Spanned {
+        value: s.value as u64,
+        referenced: s.referenced,
+        defined: s.defined,
+    }
+}
+
+fn bounded(
+    v: Option<&Spanned<u64>>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, (&Spanned<u64>, String)> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.value < min || s.value > max => Err((
+            s,
+            format!("must be between {min} and {max}, got {}", s.value),
+        )),
+        Some(s) => Ok(s.value),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        // Names become metric labels, so they must be short and plain.
+        Err("must be 1-64 characters of letters, digits, `-` and `_`".into())
+    }
+}
+
+fn check_header_name(name: &str) -> Result<(), String> {
+    if !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok() {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid HTTP header name"))
+    }
+}
+
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IP:port address such as 127.0.0.1:8443"))
+}
+
+/// Resolves `host:port` once. pingora's `HttpPeer::new` resolves at request time and panics
+/// on failure, so we never hand it a name.
+fn resolve_upstream(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{s}`: {e} (expected host:port)"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("`{s}` resolved to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<GatewayConfig, SourceError> {
+        let file = Path::new("/etc/gw/gateway.yaml");
+        let raw: RawConfig = crate::yaml::parse(file, text)?;
+        validate(file, Path::new("/etc/gw"), raw)
+    }
+
+    const MINIMAL: &str = "\
+listen:
+  address: 127.0.0.1:8443
+  cert_file: tls/server.pem
+  key_file: tls/server.key
+rules:
+  dir: rules
+upstreams:
+  - name: ehr
+    address: 127.0.0.1:8080
+routes:
+  - name: fhir
+    path_prefix: /fhir/
+    upstream: ehr
+";
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.mode, Mode::Enforce);
+        assert_eq!(r.audit_headers, vec![DEFAULT_AUDIT_HEADER]);
+        assert_eq!(r.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(r.inspect.body && r.inspect.query);
+        assert_eq!(c.listen.cert_file, Path::new("/etc/gw/tls/server.pem"));
+        assert!(c.listen.http2);
+    }
+
+    #[test]
+    fn typo_names_line_and_field() {
+        let text = MINIMAL.replace(
+            "    upstream: ehr\n",
+            "    upstream: ehr\n    max_body_byte: 10\n",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 14, "{e}");
+        assert!(e.message.contains("max_body_byte"), "{e}");
+        assert!(e.to_string().contains("gateway.yaml:14:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_upstream_names_the_line() {
+        let text = MINIMAL.replace("    upstream: ehr\n", "    upstream: ehrr\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (13, "routes[0].upstream"),
+            "{e}"
+        );
+        assert!(e.message.contains("known: ehr"), "{e}");
+    }
+
+    #[test]
+    fn route_mode_off_is_rejected_with_advice() {
+        let text = MINIMAL.replace("    upstream: ehr\n", "    upstream: ehr\n    mode: off\n");
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("rule_overrides"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let text = MINIMAL.replace("127.0.0.1:8443", "localhost:eighty");
+        assert_eq!(parse(&text).unwrap_err().field, "listen.address");
+        let text = MINIMAL.replace("path_prefix: /fhir/", "path_prefix: fhir");
+        assert_eq!(parse(&text).unwrap_err().field, "routes[0].path_prefix");
+        let text = MINIMAL.replace("name: fhir", "name: \"fhir route\"");
+        assert_eq!(parse(&text).unwrap_err().field, "routes[0].name");
+    }
+
+    #[test]
+    fn shadowed_route_is_an_error() {
+        let text = format!(
+            "{MINIMAL}  - name: patients\n    path_prefix: /fhir/Patient\n    upstream: ehr\n"
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, "routes[1].name", "{e}");
+        assert!(e.message.contains("never match"), "{e}");
+    }
+
+    #[test]
+    fn route_matching_honours_host_and_prefix_in_order() {
+        let text = format!(
+            "{MINIMAL}  - name: admin-api\n    host: Admin.Example.org\n    upstream: ehr\n  - name: rest\n    upstream: ehr\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.route_for(Some("x:8443"), "/fhir/Patient").unwrap().1.name,
+            "fhir"
+        );
+        assert_eq!(
+            c.route_for(Some("admin.example.org:8443"), "/x")
+                .unwrap()
+                .1
+                .name,
+            "admin-api"
+        );
+        assert_eq!(c.route_for(Some("other"), "/x").unwrap().1.name, "rest");
+        assert_eq!(strip_port("[::1]:8443"), "::1");
+    }
+}

@@ -1,0 +1,268 @@
+//! The `phi-gateway` command: a thin edge over the library. `anyhow` lives only here.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use phi_gateway::{config, demo, logging, server, tls};
+
+/// Exit code for an invalid configuration, rule set or certificate (sysexits `EX_CONFIG`).
+const EXIT_CONFIG: u8 = 78;
+
+/// A TLS 1.3-only reverse proxy that keeps unencrypted PHI out of EHR APIs.
+///
+/// It requires an audit header on every request, scans the query string, selected headers and
+/// the body (after decompression) for PHI such as SSNs, Medicare IDs, NPIs and card numbers,
+/// then blocks (403) or logs (monitor mode) according to YAML rules. Clean traffic goes on to
+/// the upstream unchanged.
+///
+/// Exit codes: 0 success; 1 runtime failure; 2 usage error; 78 invalid configuration, rules or
+/// certificate (nothing was bound).
+#[derive(Debug, Parser)]
+#[command(name = "phi-gateway", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    ///
+    /// The configuration, rules and certificates are validated before any port is bound.
+    /// Signals: SIGINT fast shutdown; SIGTERM graceful shutdown (in-flight requests get
+    /// `server.grace_period_seconds`); SIGQUIT pingora graceful upgrade.
+    Run {
+        /// Path to gateway.yaml (see deploy/gateway.yaml for every field).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration like `nginx -t`, without binding any port.
+    ///
+    /// Checks the YAML (unknown keys are errors), the rule files, the certificate and key, and
+    /// upstream CA files. Prints `ok` and exits 0 when everything is valid; otherwise prints
+    /// `FILE:LINE:COLUMN: field `PATH`: problem` and exits 78.
+    Check {
+        /// Path to gateway.yaml.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start a self-contained demo: the gateway, a sample EHR, a development CA.
+    ///
+    /// Generates a development CA and a server certificate for localhost and 127.0.0.1 into
+    /// the data directory, writes a gateway.yaml there, starts a sample FHIR service on
+    /// loopback behind the gateway, and prints three curl commands to try. Ctrl-C stops it.
+    Demo {
+        /// TLS listener address.
+        #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Admin listener address (/metrics, /livez, /readyz).
+        #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+        admin: SocketAddr,
+        /// Directory for generated certificates and configuration [default: a fresh temporary
+        /// directory, printed at start].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Rule directory [default: ./rules when present, else the built-in default pack].
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
+    /// Generate a development CA and a localhost server certificate (never for production).
+    DevCerts {
+        /// Output directory; receives ca.pem, server.pem and server.key (mode 0600).
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Demo {
+            listen,
+            admin,
+            data_dir,
+            rules,
+            log_format,
+        } => match run_demo(listen, admin, data_dir, rules, &log_format) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("phi-gateway demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::DevCerts { out } => match tls::generate_dev_ca(&out) {
+            Ok(c) => {
+                println!(
+                    "wrote {}, {} and {} (development only)",
+                    c.ca_cert.display(),
+                    c.server_cert.display(),
+                    c.server_key.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("phi-gateway dev-certs: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match server::prepare(cfg) {
+        Ok(p) => {
+            let c = &p.snapshot.config;
+            let days_left = (p.cert.not_after_unix - now_unix()) / 86_400;
+            if days_left < 0 {
+                eprintln!("{}: certificate has expired", c.listen.cert_file.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            println!(
+                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days)",
+                path.display(),
+                c.routes.len(),
+                c.upstreams.len(),
+                p.snapshot.engine.rules().len(),
+                c.rules_dir.display(),
+                days_left
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(cfg.logging.format, &cfg.logging.level);
+    let prepared = match server::prepare(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match server::run(prepared, server::Extra { sample_ehr: None }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("phi-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_demo(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    data_dir: Option<PathBuf>,
+    rules: Option<PathBuf>,
+    log_format: &str,
+) -> anyhow::Result<ExitCode> {
+    for (what, addr) in [("--listen", listen), ("--admin", admin)] {
+        TcpListener::bind(addr).with_context(|| {
+            format!("{what} {addr} is not available (is another demo running? choose another with {what})")
+        })?;
+    }
+    let dir = match data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create data directory {}", d.display()))?;
+            d
+        }
+        None => server::fresh_data_dir().context("cannot create a temporary data directory")?,
+    };
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    let certs = tls::generate_dev_ca(&dir).context("cannot generate the development CA")?;
+    let rules_dir = match rules {
+        Some(r) => r,
+        None if Path::new("rules").is_dir() => PathBuf::from("rules"),
+        None => demo::write_default_pack(&dir.join("rules"))
+            .context("cannot write the built-in rule pack")?,
+    };
+    let rules_dir = std::fs::canonicalize(&rules_dir)
+        .with_context(|| format!("rule directory {} not found", rules_dir.display()))?;
+    // The sample EHR's port: ask the kernel for a free one. pingora cannot report the port it
+    // bound for ":0", so pick it here (a tiny race with other processes is acceptable for a demo).
+    let ehr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("cannot find a free loopback port for the sample EHR")?;
+    let cfg_file = demo::write_demo_config(
+        &dir,
+        &listen.to_string(),
+        &admin.to_string(),
+        &ehr.to_string(),
+        &rules_dir,
+    )
+    .context("cannot write the demo configuration")?;
+    let cfg = match config::load(&cfg_file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let format = if log_format == "json" {
+        config::LogFormat::Json
+    } else {
+        config::LogFormat::Text
+    };
+    logging::init(format, &cfg.logging.level);
+    let prepared = match server::prepare(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    println!(
+        "{}",
+        demo::banner(
+            &dir,
+            &certs.ca_cert,
+            listen,
+            admin,
+            ehr,
+            &rules_dir,
+            &cfg_file
+        )
+    );
+    server::run(
+        prepared,
+        server::Extra {
+            sample_ehr: Some(ehr),
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

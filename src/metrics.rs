@@ -1,0 +1,168 @@
+//! Prometheus metrics.
+//!
+//! All metrics live in one [`Registry`] owned by [`Metrics`] (not the crate-global default),
+//! so two gateways in one process never share counters. We use the `prometheus` crate through
+//! `pingora_prometheus::prometheus` so the version always matches pingora's (pingora#636: a
+//! second `prometheus` major silently makes a second registry).
+//!
+//! Labels are bounded by construction: `route` is a configured route name or `unmatched`,
+//! `rule` is a loaded rule id, `decision`, `reason` and `mode` come from small enums. No label
+//! ever holds a path, host, client address, user, header value or matched value.
+
+use pingora_prometheus::prometheus::{
+    self, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Request duration buckets (seconds): the OpenTelemetry HTTP advice, plus sub-millisecond
+/// steps because a proxy's own overhead lives there.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+    7.5, 10.0,
+];
+/// Inspection duration buckets (seconds): rule evaluation only.
+const INSPECTION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,
+];
+
+/// Every metric the gateway exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and decision.
+    pub requests: IntCounterVec,
+    /// Blocked and would-block requests by route and reason.
+    pub rejections: IntCounterVec,
+    /// Rule matches by rule id and effective mode.
+    pub rule_matches: IntCounterVec,
+    /// End-to-end request duration.
+    pub request_duration: HistogramVec,
+    /// Time spent in the detection engine per request.
+    pub inspection_duration: Histogram,
+    /// Upstream failures by route and reason.
+    pub upstream_errors: IntCounterVec,
+    /// Requests being processed.
+    pub in_flight: IntGauge,
+    /// Rules loaded.
+    pub rules_loaded: IntGauge,
+    /// Expiry of served certificates.
+    pub cert_not_after: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_requests_total",
+                "Requests handled, by route and decision (allow, block, would_block, error).",
+            ),
+            &["route", "decision"],
+        )?;
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_rejections_total",
+                "Blocked or would-block requests, by route and reason.",
+            ),
+            &["route", "reason"],
+        )?;
+        let rule_matches = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_rule_matches_total",
+                "Requests in which a rule matched, by rule id and effective mode.",
+            ),
+            &["rule", "mode"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "phi_gateway_request_duration_seconds",
+                "Time from request start to the end of the response, by route and decision.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            &["route", "decision"],
+        )?;
+        let inspection_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "phi_gateway_inspection_duration_seconds",
+                "Time spent in the detection engine per request (query, headers and body).",
+            )
+            .buckets(INSPECTION_BUCKETS.to_vec()),
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_upstream_errors_total",
+                "Upstream failures, by route and reason (unavailable, timeout, error).",
+            ),
+            &["route", "reason"],
+        )?;
+        let in_flight = IntGauge::new(
+            "phi_gateway_requests_in_flight",
+            "Requests currently being processed.",
+        )?;
+        let rules_loaded = IntGauge::new("phi_gateway_rules_loaded", "Rules currently loaded.")?;
+        let cert_not_after = IntGaugeVec::new(
+            Opts::new(
+                "phi_gateway_tls_cert_not_after_timestamp_seconds",
+                "Expiry (Unix time) of the certificate served on a listener.",
+            ),
+            &["cert"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "phi_gateway_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version", "revision"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
+            .set(1);
+
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(rejections.clone()))?;
+        registry.register(Box::new(rule_matches.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(inspection_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(rules_loaded.clone()))?;
+        registry.register(Box::new(cert_not_after.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            registry,
+            requests,
+            rejections,
+            rule_matches,
+            request_duration,
+            inspection_duration,
+            upstream_errors,
+            in_flight,
+            rules_loaded,
+            cert_not_after,
+        })
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_help_and_build_info() {
+        let m = Metrics::new().unwrap();
+        m.requests.with_label_values(&["fhir", "block"]).inc();
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        assert!(text.contains("# HELP phi_gateway_requests_total"));
+        assert!(text.contains("phi_gateway_requests_total{decision=\"block\",route=\"fhir\"} 1"));
+        assert!(text.contains("phi_gateway_build_info{"));
+    }
+}

@@ -1,0 +1,259 @@
+//! Modes and verdicts: turns findings into a decision.
+//!
+//! The engine reports *what* it found; this module decides *what to do about it*, combining the
+//! route's mode, the rule's own mode and per-route rule overrides. Keeping the decision here (and
+//! not in the proxy) means the `scan` command, rule tests and the proxy agree on what would be
+//! blocked.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// How a rule or a route acts on what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Mode {
+    /// Findings block the request.
+    #[default]
+    Enforce,
+    /// Findings are logged and counted exactly like a block (`would_block`), and the request is
+    /// forwarded untouched.
+    Monitor,
+    /// The rule is not evaluated.
+    Off,
+}
+
+impl Mode {
+    /// The mode that results from applying `self` inside a scope whose mode is `outer`: the
+    /// weaker of the two wins (`off` < `monitor` < `enforce`), so a monitor route never
+    /// blocks and an `off` rule never fires.
+    pub fn within(self, outer: Mode) -> Mode {
+        match (self, outer) {
+            (Mode::Off, _) | (_, Mode::Off) => Mode::Off,
+            (Mode::Monitor, _) | (_, Mode::Monitor) => Mode::Monitor,
+            (Mode::Enforce, Mode::Enforce) => Mode::Enforce,
+        }
+    }
+
+    /// The lowercase name used in configs, metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+            Mode::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the gateway did with a request. Exactly one per request; feeds logs and metrics from
+/// the same value so they can never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Forwarded; nothing matched.
+    Allow,
+    /// Answered by the gateway with a 4xx; nothing (or, for bodies, no body byte) reached the
+    /// upstream.
+    Block,
+    /// Monitor mode: would have been blocked, forwarded untouched.
+    WouldBlock,
+    /// The gateway or the upstream failed (5xx).
+    Error,
+}
+
+impl Decision {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Block => "block",
+            Decision::WouldBlock => "would_block",
+            Decision::Error => "error",
+        }
+    }
+}
+
+/// Why a request was not simply allowed. The string form appears in the JSON error body, in
+/// logs and as a metric label, so the set is small and fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A required audit header is absent.
+    MissingAuditHeader,
+    /// A required audit header is empty, too long or not a printable token.
+    MalformedAuditHeader,
+    /// A rule found unencrypted PHI.
+    PhiDetected,
+    /// The body exceeds `max_body_bytes` (declared or streamed).
+    BodyTooLarge,
+    /// The decompressed body exceeds the decoding limits.
+    DecodedBodyTooLarge,
+    /// The Content-Encoding cannot be decoded, so the body cannot be inspected.
+    UnsupportedContentEncoding,
+    /// The body claims an encoding it does not have.
+    UndecodableBody,
+    /// The connection did not negotiate TLS 1.3.
+    TlsVersionNotAllowed,
+    /// No route matches the host and path.
+    NoRoute,
+    /// The upstream refused the connection or failed TLS.
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The upstream broke the exchange.
+    UpstreamError,
+    /// The client sent something HTTP-invalid.
+    BadRequest,
+    /// A bug or resource failure inside the gateway.
+    InternalError,
+}
+
+impl Reason {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingAuditHeader => "missing_audit_header",
+            Reason::MalformedAuditHeader => "malformed_audit_header",
+            Reason::PhiDetected => "phi_detected",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::DecodedBodyTooLarge => "decoded_body_too_large",
+            Reason::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Reason::UndecodableBody => "undecodable_body",
+            Reason::TlsVersionNotAllowed => "tls_version_not_allowed",
+            Reason::NoRoute => "no_route",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UpstreamError => "upstream_error",
+            Reason::BadRequest => "bad_request",
+            Reason::InternalError => "internal_error",
+        }
+    }
+
+    /// The HTTP status the gateway answers with for this reason.
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::MissingAuditHeader
+            | Reason::MalformedAuditHeader
+            | Reason::PhiDetected
+            | Reason::TlsVersionNotAllowed => 403,
+            Reason::BodyTooLarge | Reason::DecodedBodyTooLarge => 413,
+            Reason::UnsupportedContentEncoding => 415,
+            Reason::UndecodableBody | Reason::BadRequest => 400,
+            Reason::NoRoute => 404,
+            Reason::UpstreamUnavailable | Reason::UpstreamError => 502,
+            Reason::UpstreamTimeout => 504,
+            Reason::InternalError => 500,
+        }
+    }
+
+    /// A short, generic sentence for the client. Never includes request data.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::MissingAuditHeader => "a required audit header is missing",
+            Reason::MalformedAuditHeader => "a required audit header is malformed",
+            Reason::PhiDetected => "the request carries unencrypted protected health information",
+            Reason::BodyTooLarge => "the request body exceeds the size limit",
+            Reason::DecodedBodyTooLarge => "the decompressed request body exceeds the size limit",
+            Reason::UnsupportedContentEncoding => {
+                "the request body uses a content-encoding the gateway cannot inspect"
+            }
+            Reason::UndecodableBody => "the request body does not match its content-encoding",
+            Reason::TlsVersionNotAllowed => "TLS 1.3 is required",
+            Reason::NoRoute => "no route for this host and path",
+            Reason::UpstreamUnavailable => "the upstream service is unavailable",
+            Reason::UpstreamTimeout => "the upstream service did not answer in time",
+            Reason::UpstreamError => "the upstream service failed",
+            Reason::BadRequest => "the request is not valid HTTP",
+            Reason::InternalError => "internal gateway error",
+        }
+    }
+}
+
+/// A finding's rule and the mode it ends up with on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Rule id.
+    pub rule: String,
+    /// Mode after route mode and overrides.
+    pub mode: Mode,
+    /// Where it was found (never the value).
+    pub location: String,
+}
+
+/// Resolves each finding's effective mode on a route: a route override replaces the rule's own
+/// mode, then the route's mode caps it (a monitor route never blocks). `off` findings are
+/// dropped.
+pub fn effective_matches<'a>(
+    findings: impl IntoIterator<Item = (&'a str, Mode, &'a str)>,
+    route_mode: Mode,
+    overrides: &std::collections::BTreeMap<String, Mode>,
+) -> Vec<Match> {
+    let mut out: Vec<Match> = findings
+        .into_iter()
+        .filter_map(|(rule, rule_mode, location)| {
+            let mode = overrides
+                .get(rule)
+                .copied()
+                .unwrap_or(rule_mode)
+                .within(route_mode);
+            (mode != Mode::Off).then(|| Match {
+                rule: rule.to_string(),
+                mode,
+                location: location.to_string(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.rule, &a.location).cmp(&(&b.rule, &b.location)));
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn weaker_mode_wins() {
+        assert_eq!(Mode::Enforce.within(Mode::Monitor), Mode::Monitor);
+        assert_eq!(Mode::Monitor.within(Mode::Enforce), Mode::Monitor);
+        assert_eq!(Mode::Off.within(Mode::Enforce), Mode::Off);
+        assert_eq!(Mode::Enforce.within(Mode::Enforce), Mode::Enforce);
+    }
+
+    #[test]
+    fn overrides_replace_rule_mode_and_route_caps_it() {
+        let mut o = BTreeMap::new();
+        o.insert("us-npi".to_string(), Mode::Off);
+        o.insert("email".to_string(), Mode::Enforce);
+        let f = vec![
+            ("us-npi", Mode::Enforce, "body:/npi"),
+            ("email", Mode::Monitor, "body:/telecom/0/value"),
+            ("us-ssn", Mode::Enforce, "body:/ssn"),
+        ];
+        let m = effective_matches(f.clone(), Mode::Enforce, &o);
+        assert_eq!(m.len(), 2);
+        assert!(m.iter().all(|m| m.mode == Mode::Enforce));
+        let m = effective_matches(f, Mode::Monitor, &o);
+        assert!(m.iter().all(|m| m.mode == Mode::Monitor));
+    }
+
+    #[test]
+    fn every_reason_has_a_client_error_or_gateway_status() {
+        for r in [
+            Reason::PhiDetected,
+            Reason::BodyTooLarge,
+            Reason::UnsupportedContentEncoding,
+            Reason::UpstreamTimeout,
+        ] {
+            assert!(r.status() >= 400 && !r.message().is_empty());
+        }
+    }
+}

@@ -1,0 +1,871 @@
+//! The pingora `ProxyHttp` implementation: thin by design.
+//!
+//! For each request it routes, checks the audit headers, asks the engine for findings in the
+//! query and configured headers, holds the body back (bounded) until it is complete, asks the
+//! engine again, asks [`crate::policy`] for a verdict, then forwards or answers. Every outcome
+//! ends in one [`Outcome`] that feeds both the access log and the metrics in `logging`.
+//!
+//! Hook order (pingora 0.9, no cache): `request_filter` → `upstream_peer` → connect →
+//! `upstream_request_filter` → request header written upstream → `request_body_filter` per
+//! chunk → `response_filter` → … → `logging`. Errors go through `fail_to_proxy`.
+//!
+//! Body semantics we rely on (pingora note §3.2): by the time `request_body_filter` runs, the
+//! request *header* has already been written upstream. We hold back every body chunk by
+//! replacing it with `Some(Bytes::new())` (never `None`, which would end the upstream body
+//! early and forward a truncated request), scan the complete body at end of stream, and either
+//! emit it in one piece or fail with an `HTTPStatus` error. On a block the upstream has seen
+//! the (already inspected) header and zero body bytes, then the connection closes, so it
+//! receives an incomplete request it must discard.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::config::{GatewayConfig, Route};
+use crate::engine::{Engine, InspectError, Part};
+use crate::metrics::Metrics;
+use crate::policy::{effective_matches, Decision, Match, Mode, Reason};
+
+/// Extra body bytes we read and discard after the cap is exceeded, so the client can finish
+/// sending and read our 413 instead of seeing a connection reset. Past this we answer anyway.
+const DRAIN_AFTER_LIMIT: u64 = 4 * 1024 * 1024;
+/// How long we wait for a client to finish sending a body we already decided to refuse.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Content-Encodings the engine can decode.
+const DECODABLE: &[&str] = &["identity", "gzip", "x-gzip", "deflate", "br", "zstd"];
+
+/// Everything a request needs, immutable once built. Requests hold an `Arc` to the snapshot
+/// they started with, so a future reload can swap it without affecting requests in flight.
+pub struct Snapshot {
+    /// Validated configuration.
+    pub config: GatewayConfig,
+    /// Compiled rules.
+    pub engine: Engine,
+    /// Engine limits derived from the configuration.
+    pub limits: crate::engine::Limits,
+    /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
+    peers: Vec<HttpPeer>,
+}
+
+impl Snapshot {
+    /// Builds peers from the configuration. Fails only on unreadable upstream CA files.
+    pub fn new(config: GatewayConfig, engine: Engine) -> Result<Self, crate::tls::TlsError> {
+        let mut peers = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
+            let (tls, sni) = match &u.tls {
+                Some(t) => (true, t.sni.clone()),
+                None => (false, String::new()),
+            };
+            // A SocketAddr never triggers DNS, so `HttpPeer::new` cannot panic here (pingora#570).
+            let mut peer = HttpPeer::new(u.address, tls, sni);
+            peer.options.connection_timeout = Some(u.timeouts.connect);
+            peer.options.total_connection_timeout = Some(u.timeouts.connect.saturating_mul(2));
+            peer.options.read_timeout = Some(u.timeouts.read);
+            peer.options.write_timeout = Some(u.timeouts.write);
+            peer.options.idle_timeout = Some(u.timeouts.idle);
+            if let Some(t) = &u.tls {
+                peer.options.verify_cert = true;
+                peer.options.verify_hostname = t.verify_hostname;
+                if let Some(ca) = &t.ca_file {
+                    peer.options.ca = Some(load_ca(ca)?);
+                }
+            }
+            peers.push(peer);
+        }
+        let limits = crate::engine::Limits {
+            max_decoded_bytes: config.limits.max_decoded_bytes,
+            max_expansion_ratio: config.limits.max_expansion_ratio,
+            max_json_depth: config.limits.max_json_depth,
+            ..crate::engine::Limits::default()
+        };
+        Ok(Self {
+            config,
+            engine,
+            limits,
+            peers,
+        })
+    }
+}
+
+/// Loads a CA bundle for an upstream. Each certificate is parsed before pingora wraps it,
+/// because pingora's wrapper panics on DER it cannot parse.
+fn load_ca(
+    path: &std::path::Path,
+) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, crate::tls::TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let bytes = std::fs::read(path).map_err(|source| crate::tls::TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let pem_err = |message: String| crate::tls::TlsError::Pem {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut out = Vec::new();
+    for der in CertificateDer::pem_slice_iter(&bytes) {
+        let der = der.map_err(|e| pem_err(format!("invalid PEM: {e}")))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| pem_err(format!("not a valid X.509 certificate: {e}")))?;
+        out.push(pingora::utils::tls::WrappedX509::new(
+            der.as_ref().to_vec(),
+            pingora::utils::tls::parse_x509,
+        ));
+    }
+    if out.is_empty() {
+        return Err(pem_err("no CERTIFICATE block found".into()));
+    }
+    Ok(out.into())
+}
+
+/// The proxy application.
+pub struct Gateway {
+    snapshot: Arc<Snapshot>,
+    metrics: Metrics,
+}
+
+impl Gateway {
+    /// Creates the proxy over a snapshot.
+    pub fn new(snapshot: Arc<Snapshot>, metrics: Metrics) -> Self {
+        Self { snapshot, metrics }
+    }
+}
+
+/// What happened to one request; the single source for logs and metrics.
+#[derive(Debug, Clone)]
+struct Outcome {
+    decision: Decision,
+    reason: Option<Reason>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    request_id: String,
+    started: Instant,
+    snapshot: Arc<Snapshot>,
+    route: Option<usize>,
+    /// Held-back body.
+    body: BytesMut,
+    /// Body bytes seen so far (including discarded ones after the cap).
+    body_seen: u64,
+    /// The body exceeded the cap; we are draining it before answering 413.
+    oversize: bool,
+    drain_started: Option<Instant>,
+    /// Body inspection was skipped (monitor route with an undecodable body).
+    skip_body: bool,
+    matches: Vec<Match>,
+    outcome: Option<Outcome>,
+    inspection: Duration,
+    inspected: bool,
+}
+
+impl Ctx {
+    fn route(&self) -> Option<&Route> {
+        self.route.and_then(|i| self.snapshot.config.routes.get(i))
+    }
+
+    fn route_name(&self) -> &str {
+        self.route().map(|r| r.name.as_str()).unwrap_or("unmatched")
+    }
+
+    /// Records a would-block (monitor) reason; the first reason is kept for the log.
+    fn would_block(&mut self, reason: Reason) {
+        if self.outcome.is_none() {
+            self.outcome = Some(Outcome {
+                decision: Decision::WouldBlock,
+                reason: Some(reason),
+            });
+        }
+    }
+
+    fn block(&mut self, reason: Reason) {
+        self.outcome = Some(Outcome {
+            decision: Decision::Block,
+            reason: Some(reason),
+        });
+    }
+
+    /// Applies a violation according to the route mode: enforce blocks, monitor records.
+    /// Returns true when the request must be answered now.
+    fn violation(&mut self, reason: Reason, mode: Mode) -> bool {
+        if mode == Mode::Enforce {
+            self.block(reason);
+            true
+        } else {
+            self.would_block(reason);
+            false
+        }
+    }
+
+    /// Folds engine findings into the request's matches; returns the strongest mode seen.
+    fn absorb(&mut self, scan: crate::engine::Scan) -> Option<Mode> {
+        let Some(route) = self.route() else {
+            return None;
+        };
+        let new = effective_matches(
+            scan.findings
+                .iter()
+                .map(|f| (f.rule_id.as_str(), f.mode, f.location.as_str())),
+            route.mode,
+            &route.rule_overrides,
+        );
+        let strongest = new.iter().map(|m| m.mode).min();
+        self.matches.extend(new);
+        strongest
+    }
+
+    fn rule_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.matches.iter().map(|m| m.rule.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// The JSON error body. Built by hand from fixed strings and ids we generated or loaded, so
+/// it can never echo anything the client sent.
+fn error_body(reason: Reason, request_id: &str, rules: &[&str]) -> Bytes {
+    let mut s = format!(
+        "{{\"error\":\"{}\",\"reason\":\"{}\",\"request_id\":\"{}\"",
+        reason.message(),
+        reason.as_str(),
+        request_id
+    );
+    if !rules.is_empty() {
+        s.push_str(",\"rules\":[");
+        for (i, r) in rules.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            // Rule ids are validated at load ([a-z0-9-]), so they need no escaping.
+            s.push('"');
+            s.push_str(r);
+            s.push('"');
+        }
+        s.push(']');
+    }
+    s.push_str("}\n");
+    Bytes::from(s)
+}
+
+async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingora::Result<()> {
+    let rules = if reason == Reason::PhiDetected {
+        ctx.rule_ids()
+    } else {
+        Vec::new()
+    };
+    let body = error_body(reason, &ctx.request_id, &rules);
+    let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    resp.insert_header("cache-control", "no-store")?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Reads and discards a request body we are refusing before it was read, bounded in bytes and
+/// time, so the client receives our answer instead of a reset (closing a socket with unread
+/// data makes the kernel send RST, which can destroy the response in flight).
+async fn drain_bounded(session: &mut Session, limit: u64) {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return;
+    }
+    let drain = async {
+        let mut seen = 0u64;
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            seen = seen.saturating_add(chunk.len() as u64);
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+}
+
+/// Why an audit header value is unacceptable, if it is.
+fn audit_header_problem<'a>(
+    values: &mut impl Iterator<Item = &'a http::HeaderValue>,
+    max_len: usize,
+) -> Option<Reason> {
+    let first = values.next();
+    let Some(v) = first else {
+        return Some(Reason::MissingAuditHeader);
+    };
+    if values.next().is_some() {
+        // Two values: which one would the auditor trust? Refuse the ambiguity.
+        return Some(Reason::MalformedAuditHeader);
+    }
+    let b = v.as_bytes();
+    let token_ok = !b.is_empty()
+        && b.len() <= max_len
+        && b.iter().all(|&c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'_' | b'.' | b':' | b'/' | b'@' | b'+' | b'=' | b'~' | b'#'
+                )
+        });
+    (!token_ok).then_some(Reason::MalformedAuditHeader)
+}
+
+/// The stronger of two optional modes (`enforce` beats `monitor`).
+fn stronger(a: Option<Mode>, b: Option<Mode>) -> Option<Mode> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn header_selected(selectors: &[String], name: &str) -> bool {
+    selectors.iter().any(|s| match s.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => s == name,
+    })
+}
+
+fn encodings_decodable(value: &str) -> bool {
+    value
+        .split(',')
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .all(|t| DECODABLE.iter().any(|d| d.eq_ignore_ascii_case(t)))
+}
+
+fn classify_error(e: &Error) -> (u16, Reason) {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(code) => {
+            let reason = match code {
+                403 => Reason::PhiDetected,
+                413 => Reason::BodyTooLarge,
+                415 => Reason::UnsupportedContentEncoding,
+                400 => Reason::UndecodableBody,
+                _ => Reason::InternalError,
+            };
+            (*code, reason)
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => match e.etype() {
+                ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                    (504, Reason::UpstreamTimeout)
+                }
+                ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
+                | InvalidCert | HandshakeError | BindError | SocketError => {
+                    (502, Reason::UpstreamUnavailable)
+                }
+                _ => (502, Reason::UpstreamError),
+            },
+            ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed => (0, Reason::BadRequest),
+                _ => (400, Reason::BadRequest),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (500, Reason::InternalError),
+        },
+    }
+}
+
+impl Gateway {
+    /// Scans one request part and folds the findings into `ctx`, timing the engine.
+    fn inspect(&self, ctx: &mut Ctx, part: &Part<'_>) -> Result<Option<Mode>, InspectError> {
+        let start = Instant::now();
+        let result = ctx.snapshot.engine.scan(part, &ctx.snapshot.limits);
+        ctx.inspection += start.elapsed();
+        ctx.inspected = true;
+        Ok(ctx.absorb(result?))
+    }
+
+    /// Runs the header-time checks. Returns `Some(reason)` when the request must be refused now.
+    fn check_request_head(&self, session: &Session, ctx: &mut Ctx) -> Option<Reason> {
+        // Defence in depth: the listener's crypto provider cannot negotiate anything but
+        // TLS 1.3, but if that ever regressed this refuses the request anyway.
+        let version = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .map(|d| d.version.to_string());
+        if version.as_deref() != Some(crate::tls::TLS13) {
+            ctx.block(Reason::TlsVersionNotAllowed);
+            return Some(Reason::TlsVersionNotAllowed);
+        }
+
+        let req = session.req_header();
+        let host = req.uri.host().map(str::to_string).or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+        let snapshot = ctx.snapshot.clone();
+        let Some((idx, route)) = snapshot.config.route_for(host.as_deref(), req.uri.path()) else {
+            ctx.block(Reason::NoRoute);
+            return Some(Reason::NoRoute);
+        };
+        ctx.route = Some(idx);
+
+        // Declared body size: refuse before connecting upstream. Monitor routes too: the cap
+        // protects memory, it is not a policy choice.
+        let declared = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > route.max_body_bytes) {
+            ctx.block(Reason::BodyTooLarge);
+            return Some(Reason::BodyTooLarge);
+        }
+
+        for name in &route.audit_headers {
+            let mut values = req.headers.get_all(name.as_str()).iter();
+            if let Some(reason) = audit_header_problem(&mut values, route.audit_header_max_length) {
+                if ctx.violation(reason, route.mode) {
+                    return Some(reason);
+                }
+            }
+        }
+
+        if route.inspect.body {
+            if let Some(ce) = req.headers.get(http::header::CONTENT_ENCODING) {
+                let ok = ce.to_str().map(encodings_decodable).unwrap_or(false);
+                if !ok {
+                    ctx.skip_body = true;
+                    if ctx.violation(Reason::UnsupportedContentEncoding, route.mode) {
+                        return Some(Reason::UnsupportedContentEncoding);
+                    }
+                }
+            }
+        }
+
+        let mut strongest: Option<Mode> = None;
+        if route.inspect.query {
+            if let Some(q) = req.uri.query() {
+                match self.inspect(ctx, &Part::Query(q)) {
+                    Ok(m) => strongest = stronger(strongest, m),
+                    Err(_) => {
+                        if ctx.violation(Reason::UndecodableBody, route.mode) {
+                            return Some(Reason::UndecodableBody);
+                        }
+                    }
+                }
+            }
+        }
+        for (name, value) in req.headers.iter() {
+            let name = name.as_str();
+            let wanted = route.audit_headers.iter().any(|a| a == name)
+                || header_selected(&route.inspect.headers, name);
+            if !wanted {
+                continue;
+            }
+            if let Ok(m) = self.inspect(
+                ctx,
+                &Part::Header {
+                    name,
+                    value: value.as_bytes(),
+                },
+            ) {
+                strongest = stronger(strongest, m);
+            }
+        }
+        match strongest {
+            Some(Mode::Enforce) => {
+                ctx.block(Reason::PhiDetected);
+                Some(Reason::PhiDetected)
+            }
+            Some(_) => {
+                ctx.would_block(Reason::PhiDetected);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Scans the complete body. Returns the reason to refuse, if any.
+    fn check_body(
+        &self,
+        ctx: &mut Ctx,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Option<Reason> {
+        let Some(route) = ctx.route().cloned() else {
+            return None;
+        };
+        let body = std::mem::take(&mut ctx.body);
+        let result = self.inspect(
+            ctx,
+            &Part::Body {
+                content_type,
+                content_encoding,
+                bytes: &body,
+            },
+        );
+        ctx.body = body;
+        let reason = match result {
+            Ok(Some(Mode::Enforce)) => Reason::PhiDetected,
+            Ok(Some(_)) => {
+                ctx.would_block(Reason::PhiDetected);
+                return None;
+            }
+            Ok(None) => return None,
+            Err(InspectError::UnsupportedEncoding { .. } | InspectError::TooManyLayers) => {
+                Reason::UnsupportedContentEncoding
+            }
+            Err(InspectError::DecodedTooLarge { .. } | InspectError::ExpansionRatio { .. }) => {
+                Reason::DecodedBodyTooLarge
+            }
+            Err(InspectError::Corrupt { .. }) => Reason::UndecodableBody,
+        };
+        // Decoding limits protect memory and the upstream, so they hold in monitor mode too;
+        // everything else follows the route's mode.
+        if reason == Reason::DecodedBodyTooLarge || route.mode == Mode::Enforce {
+            ctx.block(reason);
+            Some(reason)
+        } else {
+            ctx.would_block(reason);
+            None
+        }
+    }
+}
+
+fn refuse(reason: Reason) -> pingora::BError {
+    Error::explain(ErrorType::HTTPStatus(reason.status()), reason.as_str())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.metrics.in_flight.inc();
+        Ctx {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            started: Instant::now(),
+            snapshot: self.snapshot.clone(),
+            route: None,
+            body: BytesMut::new(),
+            body_seen: 0,
+            oversize: false,
+            drain_started: None,
+            skip_body: false,
+            matches: Vec::new(),
+            outcome: None,
+            inspection: Duration::ZERO,
+            inspected: false,
+        }
+    }
+
+    /// Runs once the request header is read, before any upstream connection: TLS version,
+    /// routing, declared size, audit headers, Content-Encoding, query and header inspection.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let Some(reason) = self.check_request_head(session, ctx) else {
+            return Ok(false);
+        };
+        let limit = ctx.route().map(|r| r.max_body_bytes).unwrap_or(0);
+        if reason != Reason::BodyTooLarge {
+            drain_bounded(session, limit).await;
+        }
+        write_error(session, ctx, reason).await?;
+        Ok(true)
+    }
+
+    /// Chooses the upstream. Runs again on a retry, so the held-back body is reset here
+    /// (pingora replays its retry buffer through `request_body_filter`).
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        ctx.body.clear();
+        ctx.body_seen = 0;
+        let upstream = ctx.route().map(|r| r.upstream);
+        match upstream.and_then(|i| ctx.snapshot.peers.get(i)) {
+            Some(peer) => Ok(Box::new(peer.clone())),
+            None => Err(Error::explain(
+                ErrorType::InternalError,
+                "route has no upstream",
+            )),
+        }
+    }
+
+    /// Adds the request id and forwarding headers; replaces client-supplied copies so the
+    /// upstream can trust them.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut pingora::http::RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        req.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            req.insert_header("x-forwarded-for", addr.ip().to_string())?;
+        }
+        req.insert_header("x-forwarded-proto", "https")?;
+        Ok(())
+    }
+
+    /// Called per body chunk. Holds the body back until it is complete, enforces the cap while
+    /// streaming, then inspects and releases (or refuses) it in one piece.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let Some(route) = ctx.route().cloned() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "body without route",
+            ));
+        };
+        let chunk = body.take();
+        let len = chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
+        ctx.body_seen = ctx.body_seen.saturating_add(len);
+
+        if ctx.oversize || ctx.body_seen > route.max_body_bytes {
+            if !ctx.oversize {
+                ctx.oversize = true;
+                ctx.drain_started = Some(Instant::now());
+                ctx.body = BytesMut::new();
+                ctx.block(Reason::BodyTooLarge);
+            }
+            let drained_enough = ctx.body_seen
+                > route.max_body_bytes.saturating_add(DRAIN_AFTER_LIMIT)
+                || ctx
+                    .drain_started
+                    .is_some_and(|t| t.elapsed() > DRAIN_TIMEOUT);
+            if end_of_stream || drained_enough {
+                return Err(refuse(Reason::BodyTooLarge));
+            }
+            *body = Some(Bytes::new()); // keep reading, forward nothing
+            return Ok(());
+        }
+
+        let hold = route.inspect.body && !ctx.skip_body;
+        if !hold {
+            // Not inspected: stream through. An empty final chunk becomes None so pingora does
+            // not write a second terminating chunk upstream (pingora#935).
+            *body = chunk.filter(|c| !c.is_empty() || !end_of_stream);
+            return Ok(());
+        }
+
+        if let Some(c) = chunk {
+            ctx.body.extend_from_slice(&c);
+        }
+        if !end_of_stream {
+            *body = Some(Bytes::new()); // hold back; `None` here would end the upstream body
+            return Ok(());
+        }
+
+        let headers = &session.req_header().headers;
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_encoding = headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(reason) =
+            self.check_body(ctx, content_type.as_deref(), content_encoding.as_deref())
+        {
+            ctx.body = BytesMut::new();
+            return Err(refuse(reason));
+        }
+        if !ctx.body.is_empty() {
+            *body = Some(ctx.body.split().freeze());
+        }
+        Ok(())
+    }
+
+    /// Tags every proxied response with the request id, so a client can quote it.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Answers every failure with our JSON body and request id. The body is built from fixed
+    /// text only: nothing from the request or the upstream is echoed.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (code, classified) = classify_error(e);
+        let reason = match (&ctx.outcome, e.etype()) {
+            (
+                Some(Outcome {
+                    reason: Some(r),
+                    decision: Decision::Block,
+                }),
+                ErrorType::HTTPStatus(_),
+            ) => *r,
+            _ => classified,
+        };
+        let is_block = matches!(e.etype(), ErrorType::HTTPStatus(_));
+        if is_block {
+            ctx.block(reason);
+        } else {
+            ctx.outcome = Some(Outcome {
+                decision: Decision::Error,
+                reason: Some(reason),
+            });
+            if matches!(
+                reason,
+                Reason::UpstreamTimeout | Reason::UpstreamUnavailable | Reason::UpstreamError
+            ) {
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[ctx.route_name(), reason.as_str()])
+                    .inc();
+            }
+        }
+        if code > 0 {
+            if let Err(err) = write_error(session, ctx, reason).await {
+                tracing::debug!(request_id = %ctx.request_id, error = %err, "could not send error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Runs once per request at the very end: the one place logs and metrics are written.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        self.metrics.in_flight.dec();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let outcome = match (&ctx.outcome, e) {
+            (Some(o), _) => o.clone(),
+            (None, Some(err)) => Outcome {
+                decision: Decision::Error,
+                reason: Some(classify_error(err).1),
+            },
+            (None, None) => Outcome {
+                decision: Decision::Allow,
+                reason: None,
+            },
+        };
+        let route = ctx.route_name().to_string();
+        let decision = outcome.decision.as_str();
+        let m = &self.metrics;
+        m.requests.with_label_values(&[&route, decision]).inc();
+        if let (Some(reason), Decision::Block | Decision::WouldBlock) =
+            (outcome.reason, outcome.decision)
+        {
+            m.rejections
+                .with_label_values(&[&route, reason.as_str()])
+                .inc();
+        }
+        let mut seen: Vec<(&str, Mode)> = ctx
+            .matches
+            .iter()
+            .map(|x| (x.rule.as_str(), x.mode))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for (rule, mode) in &seen {
+            m.rule_matches
+                .with_label_values(&[rule, mode.as_str()])
+                .inc();
+        }
+        let elapsed = ctx.started.elapsed();
+        m.request_duration
+            .with_label_values(&[&route, decision])
+            .observe(elapsed.as_secs_f64());
+        if ctx.inspected {
+            m.inspection_duration.observe(ctx.inspection.as_secs_f64());
+        }
+        let rules = ctx.rule_ids().join(",");
+        let locations: Vec<&str> = ctx.matches.iter().map(|x| x.location.as_str()).collect();
+        tracing::info!(
+            target: "phi_gateway::access",
+            request_id = %ctx.request_id,
+            route = %route,
+            method = %session.req_header().method,
+            decision,
+            reason = outcome.reason.map(Reason::as_str).unwrap_or(""),
+            rules = %rules,
+            locations = %locations.join(","),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            inspection_us = ctx.inspection.as_micros() as u64,
+            "request"
+        );
+    }
+
+    /// Our own refusals are logged by `logging` as decisions, not as errors.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        matches!(error.etype(), ErrorType::HTTPStatus(_))
+    }
+
+    /// What pingora prints next to its own error logs. The default includes the path and query
+    /// string, which can hold PHI; ours holds only ids.
+    fn request_summary(&self, _session: &Session, ctx: &Ctx) -> String {
+        format!("request_id={} route={}", ctx.request_id, ctx.route_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_is_valid_json_without_request_data() {
+        let b = error_body(Reason::PhiDetected, "abc", &["us-ssn", "email"]);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["reason"], "phi_detected");
+        assert_eq!(v["rules"][1], "email");
+        let b = error_body(Reason::MissingAuditHeader, "abc", &[]);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert!(v.get("rules").is_none());
+    }
+
+    #[test]
+    fn audit_header_format() {
+        let mut h = http::HeaderMap::new();
+        let check = |h: &http::HeaderMap| audit_header_problem(&mut h.get_all("x-a").iter(), 16);
+        assert_eq!(check(&h), Some(Reason::MissingAuditHeader));
+        h.insert("x-a", http::HeaderValue::from_static("ticket-42:alice"));
+        assert_eq!(check(&h), None);
+        h.insert("x-a", http::HeaderValue::from_static(""));
+        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
+        h.insert("x-a", http::HeaderValue::from_static("has space"));
+        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
+        h.insert("x-a", http::HeaderValue::from_static("aaaaaaaaaaaaaaaaa"));
+        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
+        h.insert("x-a", http::HeaderValue::from_static("one"));
+        h.append("x-a", http::HeaderValue::from_static("two"));
+        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
+    }
+
+    #[test]
+    fn encodings_and_header_selectors() {
+        assert!(encodings_decodable("gzip"));
+        assert!(encodings_decodable("gzip, br"));
+        assert!(encodings_decodable("GZIP"));
+        assert!(!encodings_decodable("compress"));
+        assert!(!encodings_decodable("gzip, lzma"));
+        let sel = vec!["referer".to_string(), "x-patient-*".to_string()];
+        assert!(header_selected(&sel, "x-patient-name"));
+        assert!(header_selected(&sel, "referer"));
+        assert!(!header_selected(&sel, "x-other"));
+    }
+}
