@@ -106,7 +106,11 @@ routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    
 
 /// The default rule pack, embedded so `demo` works from any directory. A test keeps this list
 /// identical to the files in `rules/`.
-pub const DEFAULT_PACK: &[(&str, &str)] = &[];
+pub const DEFAULT_PACK: &[(&str, &str)] = &[
+    ("contact.yaml", include_str!("../rules/contact.yaml")),
+    ("financial.yaml", include_str!("../rules/financial.yaml")),
+    ("identifiers.yaml", include_str!("../rules/identifiers.yaml")),
+];
 
 /// Writes the embedded default pack into `dir` and returns it.
 pub fn write_default_pack(dir: &Path) -> std::io::Result<std::path::PathBuf> {
@@ -160,4 +164,39 @@ pub fn banner(
         String::new(),
     ]
     .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_pack_matches_rules_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<(String, String)> = DEFAULT_PACK
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(embedded, on_disk, "update DEFAULT_PACK in src/demo.rs when rules/ changes");
+    }
+
+    #[test]
+    fn default_pack_loads_and_its_inline_tests_pass() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let rules = crate::rules::RuleSet::load_dir(&dir).unwrap();
+        assert!(rules.len() >= 7);
+        let failures = rules.run_inline_tests();
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
 }

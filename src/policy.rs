@@ -257,3 +257,20 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::Mode;
+
+    #[test]
+    fn unquoted_off_is_the_off_mode_not_false() {
+        #[derive(Debug, serde::Deserialize)]
+        struct M {
+            mode: Mode,
+        }
+        let m: M = crate::yaml::parse(std::path::Path::new("x.yaml"), "mode: off\n").unwrap();
+        assert_eq!(m.mode, Mode::Off);
+        let e = crate::yaml::parse::<M>(std::path::Path::new("x.yaml"), "mode: block\n").unwrap_err();
+        assert_eq!(e.field, "mode", "{e}");
+    }
+}

@@ -670,6 +670,9 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
 
+        if ctx.body.is_empty() {
+            return Ok(()); // bodiless request: nothing to inspect, and `None` stays `None`
+        }
         let headers = &session.req_header().headers;
         let content_type = headers
             .get(http::header::CONTENT_TYPE)

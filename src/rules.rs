@@ -1,95 +1,1432 @@
-//! TEMPORARY STUB — replaced by the real rule loader (helper). Same public API.
-pub use crate::policy::Mode;
+//! Detection rules: the YAML model, validation and compilation into an immutable [`RuleSet`].
+//!
+//! Rule files are written by compliance engineers and may come from anywhere, so loading is
+//! strict: unknown keys, unknown validators, regexes the linear-time engine cannot run, scores
+//! outside `0..=1`, duplicate ids and rules that can never fire are all errors that name the
+//! file, the line and the field (`rules[2].patterns[0].regex`). Everything expensive — regex
+//! compilation, the keyword and hotword automata — happens once here, so the per-request engine
+//! only runs precompiled matchers. See `docs/rules.md` for the language reference.
+
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexBuilder};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::engine::validate::Validator;
+use crate::engine::{Limits, Part};
+pub use crate::policy::Mode;
+use crate::yaml::{SourceError, Spanned};
+
+/// HIPAA Safe Harbor identifier categories, 45 CFR 164.514(b)(2)(i)(A)–(R).
+///
+/// Rules carry the letter so audit records and reports speak the regulation's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[non_exhaustive]
 pub enum Category {
+    /// Names.
+    A,
+    /// Geographic subdivisions smaller than a state.
+    B,
+    /// Dates (except year) related to an individual; ages over 89.
+    C,
+    /// Telephone numbers.
+    D,
+    /// Fax numbers.
+    E,
+    /// E-mail addresses.
+    F,
+    /// Social Security numbers.
     G,
+    /// Medical record numbers.
+    H,
+    /// Health plan beneficiary numbers.
+    I,
+    /// Account numbers.
+    J,
+    /// Certificate/license numbers.
+    K,
+    /// Vehicle identifiers and serial numbers.
+    L,
+    /// Device identifiers and serial numbers.
+    M,
+    /// URLs.
+    N,
+    /// IP addresses.
+    O,
+    /// Biometric identifiers.
+    P,
+    /// Full-face photographs and comparable images.
+    Q,
+    /// Any other unique identifying number, characteristic or code.
+    R,
 }
-impl std::fmt::Display for Category {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("G")
+
+impl Category {
+    /// The Safe Harbor letter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::A => "A",
+            Category::B => "B",
+            Category::C => "C",
+            Category::D => "D",
+            Category::E => "E",
+            Category::F => "F",
+            Category::G => "G",
+            Category::H => "H",
+            Category::I => "I",
+            Category::J => "J",
+            Category::K => "K",
+            Category::L => "L",
+            Category::M => "M",
+            Category::N => "N",
+            Category::O => "O",
+            Category::P => "P",
+            Category::Q => "Q",
+            Category::R => "R",
+        }
     }
 }
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad a finding of this rule is; drives alerting, not blocking (that is [`Mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Severity {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
     High,
+    /// Critical.
+    Critical,
 }
+
 impl Severity {
-    pub fn as_str(&self) -> &'static str {
-        "high"
+    /// The lowercase name used in YAML, logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
     }
 }
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The descriptive part of a rule, as shown in findings, listings and audit records.
 #[derive(Debug, Clone)]
 pub struct RuleInfo {
+    /// Unique id, `^[a-z0-9][a-z0-9-]{1,63}$`.
     pub id: String,
+    /// One-line description for humans.
     pub description: String,
+    /// Safe Harbor category.
     pub category: Category,
+    /// Severity.
     pub severity: Severity,
+    /// The rule's own mode; `off` rules are never evaluated.
     pub mode: Mode,
+    /// The file the rule was loaded from.
     pub file: PathBuf,
+    /// 1-based line of the rule in `file`.
     pub line: usize,
 }
+
+/// One inline test (`tests.match` / `tests.no_match`) that did not behave as declared.
+///
+/// Carries a masked input only: test inputs look like PHI even when synthetic, and CI logs are
+/// not the place to teach people to paste real identifiers.
 #[derive(Debug)]
 pub struct InlineTestFailure {
+    /// The rule whose test failed.
     pub rule_id: String,
+    /// Rule file.
     pub file: PathBuf,
+    /// 1-based line of the test case.
     pub line: usize,
+    /// What the test declared (`match` or `no match`).
     pub expected: String,
+    /// What the engine did instead.
     pub actual: String,
+    /// The input with every character of digit- or `@`-bearing words masked.
     pub input_masked: String,
 }
+
+impl fmt::Display for InlineTestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: rule `{}`: expected {}, got {} (input: {})",
+            self.file.display(),
+            self.line,
+            self.rule_id,
+            self.expected,
+            self.actual,
+            self.input_masked
+        )
+    }
+}
+
+/// Why a rule set could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleError {
+    /// A parse or validation error located in a rule file (`file:line:col: field: message`).
     #[error(transparent)]
-    Source(#[from] crate::yaml::SourceError),
-    #[error("{dir}: cannot read rules directory: {source}")]
+    Source(#[from] SourceError),
+    /// The rules directory could not be listed.
+    #[error("{dir}: cannot read rules directory: {source}", dir = dir.display())]
     Dir {
+        /// The directory.
         dir: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
-    #[error("{dir}: no rule files (*.yaml, *.yml) found")]
-    Empty { dir: PathBuf },
+    /// The rules directory holds no `*.yaml` / `*.yml` file.
+    #[error("{dir}: no rule files (*.yaml, *.yml) found", dir = dir.display())]
+    Empty {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compiled form, shared with the engine.
+
+/// Which characters may not touch a matched value (checked in code, see `docs/rules.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Boundary {
+    /// Neighbours must not be ASCII digits.
+    Digit,
+    /// Neighbours must not be ASCII letters or digits.
+    Alnum,
+    /// No check.
+    #[default]
+    None,
+}
+
 #[derive(Debug)]
+pub(crate) struct CompiledPattern {
+    pub(crate) regex: Regex,
+    /// Index of the `value` capture group, if the pattern has one.
+    pub(crate) value_group: Option<usize>,
+    pub(crate) score: f32,
+    pub(crate) boundary: Boundary,
+    pub(crate) same_separators: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledContext {
+    /// Hotwords, ASCII case-insensitive, overlapping matches.
+    pub(crate) words: AhoCorasick,
+    pub(crate) window_before: usize,
+    pub(crate) window_after: usize,
+    pub(crate) boost: f32,
+    pub(crate) required: bool,
+}
+
+/// Where a rule looks (`where:`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    pub(crate) query: bool,
+    pub(crate) body: bool,
+    pub(crate) all_headers: bool,
+    pub(crate) headers: Vec<String>,
+}
+
+impl Scope {
+    fn everywhere() -> Scope {
+        Scope {
+            query: true,
+            body: true,
+            all_headers: true,
+            headers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn header(&self, name: &str) -> bool {
+        self.all_headers || self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) patterns: Vec<CompiledPattern>,
+    pub(crate) validators: Vec<Validator>,
+    pub(crate) context: Option<CompiledContext>,
+    pub(crate) min_score: f32,
+    pub(crate) scope: Scope,
+    pub(crate) has_keywords: bool,
+    /// No segment with fewer ASCII digits can produce a finding (derived from validators).
+    pub(crate) min_digits: usize,
+    tests: Vec<InlineTest>,
+}
+
+#[derive(Debug)]
+struct InlineTest {
+    expect_match: bool,
+    line: usize,
+    input: TestInput,
+}
+
+#[derive(Debug)]
+enum TestInput {
+    Text(String),
+    Body {
+        body: String,
+        content_type: Option<String>,
+    },
+    Query(String),
+    Header {
+        name: String,
+        value: String,
+    },
+}
+
+impl TestInput {
+    fn part(&self) -> Part<'_> {
+        match self {
+            TestInput::Text(t) => Part::Text(t),
+            TestInput::Body { body, content_type } => Part::Body {
+                content_type: content_type.as_deref(),
+                content_encoding: None,
+                bytes: body.as_bytes(),
+            },
+            TestInput::Query(q) => Part::Query(q),
+            TestInput::Header { name, value } => Part::Header {
+                name,
+                value: value.as_bytes(),
+            },
+        }
+    }
+
+    fn raw(&self) -> &str {
+        match self {
+            TestInput::Text(t) | TestInput::Query(t) => t,
+            TestInput::Body { body, .. } => body,
+            TestInput::Header { value, .. } => value,
+        }
+    }
+}
+
+/// A compiled, immutable rule set. Cheap to share (`Arc<RuleSet>`), `Send + Sync`.
 pub struct RuleSet {
-    pub(crate) infos: Vec<RuleInfo>,
+    infos: Vec<RuleInfo>,
+    compiled: Vec<CompiledRule>,
+    index: HashMap<String, usize>,
+    /// One automaton over every rule's `keywords`, and the rule owning each pattern.
+    keywords: Option<(AhoCorasick, Vec<usize>)>,
     digest: String,
 }
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field(
+                "rules",
+                &self.infos.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            )
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
 impl RuleSet {
-    pub fn load_dir(_dir: &Path) -> Result<RuleSet, RuleError> {
-        Ok(RuleSet {
-            infos: vec![RuleInfo {
-                id: "us-ssn".into(),
-                description: String::new(),
-                category: Category::G,
-                severity: Severity::High,
-                mode: Mode::Enforce,
-                file: PathBuf::new(),
-                line: 0,
-            }],
-            digest: "0".into(),
-        })
+    /// Loads every `*.yaml` / `*.yml` file in `dir` (non-recursive), sorted by file name.
+    pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleError> {
+        let dir_err = |source| RuleError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(dir_err)? {
+            let path = entry.map_err(dir_err)?.path();
+            let is_yaml = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+            if is_yaml && path.is_file() {
+                files.push(path);
+            }
+        }
+        if files.is_empty() {
+            return Err(RuleError::Empty {
+                dir: dir.to_path_buf(),
+            });
+        }
+        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        let mut sources = Vec::with_capacity(files.len());
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                SourceError::file_level(&file, format!("cannot read rule file: {e}"))
+            })?;
+            sources.push((file, text));
+        }
+        RuleSet::from_sources(&sources)
     }
-    pub fn from_sources(_s: &[(PathBuf, String)]) -> Result<RuleSet, RuleError> {
-        Self::load_dir(Path::new("."))
+
+    /// Loads from in-memory sources: (file name used in errors, YAML text), in load order.
+    pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet {
+            infos: Vec::new(),
+            compiled: Vec::new(),
+            index: HashMap::new(),
+            keywords: None,
+            digest: digest(sources),
+        };
+        let mut keyword_patterns: Vec<String> = Vec::new();
+        let mut keyword_owner: Vec<usize> = Vec::new();
+        for (file, text) in sources {
+            let raw: RawFile = crate::yaml::parse(file, text).map_err(without_span_segments)?;
+            for (i, rule) in raw.rules.into_iter().enumerate() {
+                let (line, column) = location(&rule.value.id);
+                let (info, compiled, keywords) = compile_rule(file, i, rule)?;
+                if let Some(&first) = set.index.get(&info.id) {
+                    let prev = set.infos.get(first);
+                    return Err(SourceError::new(
+                        file,
+                        line,
+                        column,
+                        format!("rules[{i}].id"),
+                        format!(
+                            "duplicate rule id `{}`; first defined at {}:{}",
+                            info.id,
+                            prev.map(|p| p.file.display().to_string())
+                                .unwrap_or_default(),
+                            prev.map(|p| p.line).unwrap_or(0)
+                        ),
+                    )
+                    .into());
+                }
+                let idx = set.infos.len();
+                for k in keywords {
+                    keyword_patterns.push(k);
+                    keyword_owner.push(idx);
+                }
+                set.index.insert(info.id.clone(), idx);
+                set.infos.push(info);
+                set.compiled.push(compiled);
+            }
+        }
+        if !keyword_patterns.is_empty() {
+            let ac = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&keyword_patterns)
+                .map_err(|e| {
+                    SourceError::file_level(
+                        sources
+                            .first()
+                            .map(|s| s.0.as_path())
+                            .unwrap_or(Path::new("")),
+                        format!("cannot build keyword automaton: {e}"),
+                    )
+                })?;
+            set.keywords = Some((ac, keyword_owner));
+        }
+        Ok(set)
     }
+
+    /// Number of rules (including `off` rules).
     pub fn len(&self) -> usize {
         self.infos.len()
     }
+
+    /// Whether the set holds no rules.
     pub fn is_empty(&self) -> bool {
         self.infos.is_empty()
     }
+
+    /// Rules in load order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.infos.iter()
     }
+
+    /// A rule by id.
     pub fn get(&self, id: &str) -> Option<&RuleInfo> {
-        self.infos.iter().find(|r| r.id == id)
+        self.index.get(id).and_then(|&i| self.infos.get(i))
     }
+
+    /// Hex SHA-256 over each source's file name and bytes, in load order (each length-prefixed,
+    /// so moving bytes between name and content changes the digest). Feeds the config version.
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// Runs every rule's inline tests through the real engine; empty = all pass.
+    ///
+    /// Each test is scanned with only its own rule enabled (also when the rule is `off`, so
+    /// that disabling a rule does not hide a broken one), using default [`Limits`].
     pub fn run_inline_tests(&self) -> Vec<InlineTestFailure> {
-        Vec::new()
+        let limits = Limits::default();
+        let mut failures = Vec::new();
+        for (idx, (info, rule)) in self.infos.iter().zip(&self.compiled).enumerate() {
+            for test in &rule.tests {
+                let expected = if test.expect_match {
+                    "match"
+                } else {
+                    "no match"
+                };
+                let actual =
+                    match crate::engine::scan_rules(self, &test.input.part(), &limits, Some(idx)) {
+                        Err(e) => Some(format!("error: {e}")),
+                        Ok(scan) => {
+                            let hit = scan.findings.iter().find(|f| f.rule_id == info.id);
+                            match (test.expect_match, hit) {
+                                (true, Some(_)) | (false, None) => None,
+                                (true, None) => Some("no finding".to_string()),
+                                (false, Some(f)) => Some(format!(
+                                    "finding at {} (score {:.2}, chain {})",
+                                    f.location,
+                                    f.score,
+                                    f.decode_chain.join(">")
+                                )),
+                            }
+                        }
+                    };
+                if let Some(actual) = actual {
+                    failures.push(InlineTestFailure {
+                        rule_id: info.id.clone(),
+                        file: info.file.clone(),
+                        line: test.line,
+                        expected: expected.to_string(),
+                        actual,
+                        input_masked: mask(test.input.raw()),
+                    });
+                }
+            }
+        }
+        failures
+    }
+
+    pub(crate) fn compiled(&self) -> &[CompiledRule] {
+        &self.compiled
+    }
+
+    pub(crate) fn infos(&self) -> &[RuleInfo] {
+        &self.infos
+    }
+
+    pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
+        self.keywords.as_ref()
+    }
+}
+
+/// Masks test inputs for reports: in every whitespace-separated word that contains a digit or
+/// `@`, ASCII letters become `*` and digits `#`. Context words stay readable. At most 120 chars.
+fn mask(input: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in input.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let sensitive = word
+            .chars()
+            .any(|c| c.is_numeric() || c == '@' || c == '＠');
+        for c in word.chars() {
+            out.push(match c {
+                c if sensitive && c.is_numeric() => '#',
+                c if sensitive && c.is_alphabetic() => '*',
+                c if c.is_control() => ' ',
+                c => c,
+            });
+        }
+    }
+    if out.chars().count() > 120 {
+        out = out.chars().take(117).collect::<String>() + "...";
+    }
+    out
+}
+
+/// `Spanned<T>` shows up in serde paths as a `value` segment (`rules[0].value.patterns`). No
+/// field of the rule schema is called `value`, so dropping those segments gives the path the
+/// author wrote.
+fn without_span_segments(mut e: SourceError) -> SourceError {
+    if e.field.split('.').any(|s| s == "value") {
+        e.field = e
+            .field
+            .split('.')
+            .filter(|s| *s != "value")
+            .collect::<Vec<_>>()
+            .join(".");
+    }
+    e
+}
+
+fn digest(sources: &[(PathBuf, String)]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for (file, text) in sources {
+        let name = file.to_string_lossy();
+        ctx.update(&(name.len() as u64).to_le_bytes());
+        ctx.update(name.as_bytes());
+        ctx.update(&(text.len() as u64).to_le_bytes());
+        ctx.update(text.as_bytes());
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML model. Everything denies unknown fields: a typo must fail the load, not silently disable
+// a detector.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    description: String,
+    category: Category,
+    severity: Severity,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    keywords: Vec<Spanned<String>>,
+    patterns: Spanned<Vec<Spanned<RawPattern>>>,
+    #[serde(default)]
+    validators: Vec<Spanned<String>>,
+    #[serde(default)]
+    context: Option<Spanned<RawContext>>,
+    #[serde(default)]
+    min_score: Option<Spanned<f64>>,
+    #[serde(default, rename = "where")]
+    scope: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    tests: Option<RawTests>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPattern {
+    #[serde(default)]
+    name: Option<String>,
+    regex: Spanned<String>,
+    score: Spanned<f64>,
+    #[serde(default)]
+    boundary: Boundary,
+    #[serde(default)]
+    same_separators: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContext {
+    words: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    window_before: Option<Spanned<u64>>,
+    #[serde(default)]
+    window_after: Option<Spanned<u64>>,
+    #[serde(default)]
+    boost: Option<Spanned<f64>>,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTests {
+    #[serde(default, rename = "match")]
+    should_match: Vec<Spanned<RawTestCase>>,
+    #[serde(default)]
+    no_match: Vec<Spanned<RawTestCase>>,
+}
+
+/// A test case: a plain string (scanned as [`Part::Text`]) or an object naming the part.
+#[derive(Debug)]
+enum RawTestCase {
+    Text(String),
+    Object(RawTestObject),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestObject {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
+    /// A header line, `name: value`.
+    #[serde(default)]
+    header: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawTestCase {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CaseVisitor;
+        impl<'de> Visitor<'de> for CaseVisitor {
+            type Value = RawTestCase;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a map with text, body (+ content_type), query or header")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTestCase, E> {
+                Ok(RawTestCase::Text(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<RawTestCase, E> {
+                Ok(RawTestCase::Text(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTestCase, A::Error> {
+                RawTestObject::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawTestCase::Object)
+            }
+        }
+        deserializer.deserialize_any(CaseVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and compilation.
+
+/// Default characters of text before a match searched for hotwords.
+const DEFAULT_WINDOW_BEFORE: usize = 50;
+/// Default characters of text after a match searched for hotwords.
+const DEFAULT_WINDOW_AFTER: usize = 20;
+/// Google DLP caps hotword proximity at 1000 characters; larger windows are a config mistake.
+const MAX_WINDOW: u64 = 1000;
+/// Presidio's context enhancement: +0.35, floored at 0.4.
+const DEFAULT_BOOST: f64 = 0.35;
+pub(crate) const CONTEXT_FLOOR: f32 = 0.4;
+const DEFAULT_MIN_SCORE: f64 = 0.5;
+
+fn location<T>(s: &Spanned<T>) -> (usize, usize) {
+    (s.referenced.line() as usize, s.referenced.column() as usize)
+}
+
+/// Column placeholder for errors that are about a whole rule.
+fn location_col(line: usize) -> usize {
+    usize::from(line > 0)
+}
+
+fn err_at<T>(file: &Path, s: &Spanned<T>, field: String, msg: impl Into<String>) -> SourceError {
+    SourceError::at(file, s, field, msg)
+}
+
+fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    let ok_char = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-';
+    (2..=64).contains(&b.len())
+        && b.first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter().all(ok_char)
+}
+
+/// On a regex compile failure, explain the two unsupported features rule authors reach for.
+fn uses_lookaround_or_backref(re: &str) -> bool {
+    let b = re.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'\\' => {
+                if matches!(b.get(i + 1), Some(b'1'..=b'9' | b'k')) {
+                    return true;
+                }
+                i += 2;
+                continue;
+            }
+            b'(' => {
+                let rest = b.get(i + 1..i + 4).unwrap_or(b.get(i + 1..).unwrap_or(&[]));
+                if rest.starts_with(b"?=")
+                    || rest.starts_with(b"?!")
+                    || rest.starts_with(b"?<=")
+                    || rest.starts_with(b"?<!")
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The last line of a regex error (the crate renders the pattern and a caret above it).
+fn regex_message(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid regex")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+fn compile_pattern(
+    file: &Path,
+    field: &str,
+    raw: &Spanned<RawPattern>,
+) -> Result<CompiledPattern, SourceError> {
+    let p = &raw.value;
+    let re_field = format!("{field}.regex");
+    // Messages name the pattern when it has a name: easier to find than an index.
+    let named = |msg: &str| match &p.name {
+        Some(n) => format!("pattern `{n}`: {msg}"),
+        None => msg.to_string(),
+    };
+    let regex = RegexBuilder::new(&p.regex.value)
+        .size_limit(4 << 20)
+        .build()
+        .map_err(|e| {
+            if uses_lookaround_or_backref(&p.regex.value) {
+                err_at(
+                    file,
+                    &p.regex,
+                    re_field.clone(),
+                    "lookaround ((?=, (?!, (?<=, (?<!) and backreferences (\\1, \\k<name>) are \
+                     unsupported: patterns run on a linear-time engine. Use `boundary: digit` or \
+                     `boundary: alnum` for edges, `same_separators: true` for repeated \
+                     delimiters, or a validator",
+                )
+            } else {
+                err_at(
+                    file,
+                    &p.regex,
+                    re_field.clone(),
+                    named(&format!("invalid regex: {}", regex_message(&e))),
+                )
+            }
+        })?;
+    if regex.is_match("") {
+        return Err(err_at(
+            file,
+            &p.regex,
+            re_field,
+            named("the regex matches the empty string, so it would match everywhere"),
+        ));
+    }
+    if !(0.0..=1.0).contains(&p.score.value) {
+        return Err(err_at(
+            file,
+            &p.score,
+            format!("{field}.score"),
+            named("score must be between 0 and 1"),
+        ));
+    }
+    let value_group = regex.capture_names().position(|n| n == Some("value"));
+    Ok(CompiledPattern {
+        regex,
+        value_group,
+        score: p.score.value as f32,
+        boundary: p.boundary,
+        same_separators: p.same_separators,
+    })
+}
+
+fn compile_context(
+    file: &Path,
+    field: &str,
+    raw: &Spanned<RawContext>,
+) -> Result<CompiledContext, SourceError> {
+    let c = &raw.value;
+    let mut words = Vec::new();
+    for (k, w) in c.words.value.iter().enumerate() {
+        let word = w.value.trim();
+        if word.is_empty() {
+            return Err(err_at(
+                file,
+                w,
+                format!("{field}.words[{k}]"),
+                "context word must not be empty",
+            ));
+        }
+        words.push(word.to_ascii_lowercase());
+    }
+    if words.is_empty() {
+        return Err(err_at(
+            file,
+            &c.words,
+            format!("{field}.words"),
+            "context needs at least one word",
+        ));
+    }
+    let window = |w: &Option<Spanned<u64>>, name: &str, default: usize| match w {
+        None => Ok(default),
+        Some(s) if s.value <= MAX_WINDOW => Ok(usize::try_from(s.value).unwrap_or(default)),
+        Some(s) => Err(err_at(
+            file,
+            s,
+            format!("{field}.{name}"),
+            format!("{name} must be at most {MAX_WINDOW} characters"),
+        )),
+    };
+    let window_before = window(&c.window_before, "window_before", DEFAULT_WINDOW_BEFORE)?;
+    let window_after = window(&c.window_after, "window_after", DEFAULT_WINDOW_AFTER)?;
+    let boost = match &c.boost {
+        None => DEFAULT_BOOST,
+        Some(b) if (0.0..=1.0).contains(&b.value) => b.value,
+        Some(b) => {
+            return Err(err_at(
+                file,
+                b,
+                format!("{field}.boost"),
+                "boost must be between 0 and 1",
+            ))
+        }
+    };
+    let words = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .build(&words)
+        .map_err(|e| err_at(file, &c.words, format!("{field}.words"), e.to_string()))?;
+    Ok(CompiledContext {
+        words,
+        window_before,
+        window_after,
+        boost: boost as f32,
+        required: c.required,
+    })
+}
+
+fn compile_scope(
+    file: &Path,
+    field: &str,
+    raw: &Option<Spanned<Vec<Spanned<String>>>>,
+) -> Result<Scope, SourceError> {
+    let Some(spanned) = raw else {
+        return Ok(Scope::everywhere());
+    };
+    if spanned.value.is_empty() {
+        return Err(err_at(
+            file,
+            spanned,
+            field.to_string(),
+            "`where` must list at least one part (or be omitted for all parts)",
+        ));
+    }
+    let mut scope = Scope::default();
+    for (k, s) in spanned.value.iter().enumerate() {
+        let v = s.value.trim();
+        match v {
+            "query" => scope.query = true,
+            "body" => scope.body = true,
+            "header" => scope.all_headers = true,
+            _ => match v.strip_prefix("header:") {
+                Some(name)
+                    if !name.is_empty()
+                        && name.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b)
+                        }) =>
+                {
+                    scope.headers.push(name.to_ascii_lowercase());
+                }
+                _ => {
+                    return Err(err_at(
+                        file,
+                        s,
+                        format!("{field}[{k}]"),
+                        format!(
+                            "unknown part `{v}`; expected one of: query, header, \
+                             header:<name>, body"
+                        ),
+                    ))
+                }
+            },
+        }
+    }
+    Ok(scope)
+}
+
+fn compile_test(
+    file: &Path,
+    field: String,
+    raw: Spanned<RawTestCase>,
+    expect_match: bool,
+) -> Result<InlineTest, SourceError> {
+    let line = location(&raw).0;
+    let input = match raw.value {
+        RawTestCase::Text(t) => TestInput::Text(t),
+        RawTestCase::Object(o) => {
+            let kinds = [
+                o.text.is_some(),
+                o.body.is_some(),
+                o.query.is_some(),
+                o.header.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
+            let bad = |msg: &str| SourceError::new(file, line, 0, field.clone(), msg);
+            if kinds != 1 {
+                return Err(bad(
+                    "a test object needs exactly one of: text, body, query, header",
+                ));
+            }
+            if o.content_type.is_some() && o.body.is_none() {
+                return Err(bad("`content_type` only applies to `body` tests"));
+            }
+            match (o.text, o.body, o.query, o.header) {
+                (Some(t), ..) => TestInput::Text(t),
+                (_, Some(body), ..) => TestInput::Body {
+                    body,
+                    content_type: o.content_type,
+                },
+                (_, _, Some(q), ..) => TestInput::Query(q),
+                (_, _, _, Some(line)) => match line.split_once(':') {
+                    Some((name, value)) if !name.trim().is_empty() => TestInput::Header {
+                        name: name.trim().to_ascii_lowercase(),
+                        value: value.trim_start().to_string(),
+                    },
+                    _ => return Err(bad("a `header` test is a header line, `name: value`")),
+                },
+                _ => {
+                    return Err(bad(
+                        "a test object needs exactly one of: text, body, query, header",
+                    ))
+                }
+            }
+        }
+    };
+    Ok(InlineTest {
+        expect_match,
+        line,
+        input,
+    })
+}
+
+fn compile_rule(
+    file: &Path,
+    i: usize,
+    spanned: Spanned<RawRule>,
+) -> Result<(RuleInfo, CompiledRule, Vec<String>), SourceError> {
+    let (line, _) = location(&spanned);
+    let raw = spanned.value;
+    let f = |name: &str| format!("rules[{i}].{name}");
+    if !valid_id(&raw.id.value) {
+        return Err(err_at(
+            file,
+            &raw.id,
+            f("id"),
+            "id must match ^[a-z0-9][a-z0-9-]{1,63}$ (lowercase letters, digits, hyphens)",
+        ));
+    }
+    if raw.patterns.value.is_empty() {
+        return Err(err_at(
+            file,
+            &raw.patterns,
+            f("patterns"),
+            "a rule needs at least one pattern",
+        ));
+    }
+    let mut patterns = Vec::with_capacity(raw.patterns.value.len());
+    for (j, p) in raw.patterns.value.iter().enumerate() {
+        patterns.push(compile_pattern(file, &f(&format!("patterns[{j}]")), p)?);
+    }
+    let mut validators = Vec::new();
+    for (j, v) in raw.validators.iter().enumerate() {
+        match Validator::from_name(v.value.trim()) {
+            Some(val) => validators.push(val),
+            None => {
+                return Err(err_at(
+                    file,
+                    v,
+                    f(&format!("validators[{j}]")),
+                    format!(
+                        "unknown validator `{}`; valid validators: {}",
+                        v.value,
+                        Validator::names()
+                    ),
+                ))
+            }
+        }
+    }
+    let context = match &raw.context {
+        Some(c) => Some(compile_context(file, &f("context"), c)?),
+        None => None,
+    };
+    let min_score = match &raw.min_score {
+        None => DEFAULT_MIN_SCORE,
+        Some(m) if (0.0..=1.0).contains(&m.value) => m.value,
+        Some(m) => {
+            return Err(err_at(
+                file,
+                m,
+                f("min_score"),
+                "min_score must be between 0 and 1",
+            ))
+        }
+    } as f32;
+    // A rule that cannot reach min_score even with context is dead weight and almost always a
+    // mistake (e.g. a 0.1 pattern and no context words).
+    let best = patterns
+        .iter()
+        .map(|p| match &context {
+            Some(c) => (p.score + c.boost).clamp(CONTEXT_FLOOR, 1.0),
+            None => p.score,
+        })
+        .fold(0.0f32, f32::max);
+    if best + 1e-6 < min_score {
+        return Err(SourceError::new(
+            file,
+            line,
+            location_col(line),
+            f("min_score"),
+            format!(
+                "no pattern can reach min_score {min_score} (best possible score {best:.2}); \
+                 raise a pattern score or add context"
+            ),
+        ));
+    }
+    let mut keywords = Vec::new();
+    for (j, k) in raw.keywords.iter().enumerate() {
+        let kw = k.value.trim();
+        if kw.is_empty() {
+            return Err(err_at(
+                file,
+                k,
+                f(&format!("keywords[{j}]")),
+                "keyword must not be empty",
+            ));
+        }
+        keywords.push(kw.to_ascii_lowercase());
+    }
+    let scope = compile_scope(file, &f("where"), &raw.scope)?;
+    let mut tests = Vec::new();
+    if let Some(t) = raw.tests {
+        for (j, case) in t.should_match.into_iter().enumerate() {
+            tests.push(compile_test(
+                file,
+                f(&format!("tests.match[{j}]")),
+                case,
+                true,
+            )?);
+        }
+        for (j, case) in t.no_match.into_iter().enumerate() {
+            tests.push(compile_test(
+                file,
+                f(&format!("tests.no_match[{j}]")),
+                case,
+                false,
+            )?);
+        }
+    }
+    let min_digits = validators.iter().map(|v| v.min_digits()).max().unwrap_or(0);
+    let info = RuleInfo {
+        id: raw.id.value,
+        description: raw.description,
+        category: raw.category,
+        severity: raw.severity,
+        mode: raw.mode,
+        file: file.to_path_buf(),
+        line,
+    };
+    let compiled = CompiledRule {
+        patterns,
+        validators,
+        context,
+        min_score,
+        scope,
+        has_keywords: !keywords.is_empty(),
+        min_digits,
+        tests,
+    };
+    Ok((info, compiled, keywords))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuleSet, RuleError> {
+        RuleSet::from_sources(&[(PathBuf::from("t.yaml"), text.to_string())])
+    }
+
+    fn source_err(text: &str) -> SourceError {
+        match load(text) {
+            Err(RuleError::Source(e)) => e,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("loaded, expected an error"),
+        }
+    }
+
+    const MINIMAL: &str = "rules:
+  - id: demo-rule
+    description: demo
+    category: G
+    severity: low
+    patterns:
+      - regex: '(?P<value>[0-9]{9})'
+        score: 0.6
+        boundary: digit
+    validators: [ssn]
+";
+
+    #[test]
+    fn default_pack_loads_and_passes_its_inline_tests() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let set = RuleSet::load_dir(&dir).expect("default pack loads");
+        let ids: Vec<&str> = set.rules().map(|r| r.id.as_str()).collect();
+        for id in [
+            "us-ssn",
+            "credit-card",
+            "us-npi",
+            "us-mbi",
+            "us-dea",
+            "email",
+            "us-phone",
+        ] {
+            assert!(ids.contains(&id), "missing {id}");
+        }
+        let failures = set.run_inline_tests();
+        assert!(
+            failures.is_empty(),
+            "{}",
+            failures
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(set.digest().len(), 64);
+        assert_eq!(set.get("us-ssn").map(|r| r.category), Some(Category::G));
+    }
+
+    #[test]
+    fn minimal_rule_and_metadata() {
+        let set = load(MINIMAL).expect("loads");
+        assert_eq!(set.len(), 1);
+        assert!(!set.is_empty());
+        let info = set.get("demo-rule").expect("present");
+        assert_eq!(info.line, 2);
+        assert_eq!(info.mode, Mode::Enforce);
+        assert_eq!(info.category.to_string(), "G");
+        assert_eq!(info.severity.as_str(), "low");
+    }
+
+    #[test]
+    fn digest_depends_on_names_and_bytes() {
+        let a = load(MINIMAL).expect("loads");
+        let b = RuleSet::from_sources(&[(PathBuf::from("u.yaml"), MINIMAL.to_string())])
+            .expect("loads");
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.digest(), load(MINIMAL).expect("loads").digest());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_field() {
+        let text = MINIMAL.replace(
+            "    validators: [ssn]\n",
+            "    validators: [ssn]\n    min_scor: 0.5\n",
+        );
+        let e = source_err(&text);
+        assert_eq!(e.line, 11, "{e}");
+        assert!(e.message.contains("unknown field `min_scor`"), "{e}");
+        assert_eq!(e.field, "rules[0].min_scor", "{e}");
+    }
+
+    #[test]
+    fn bad_regex_names_line_and_field() {
+        let e = source_err(&MINIMAL.replace("(?P<value>[0-9]{9})", "([0-9]{9}"));
+        assert_eq!(e.line, 7, "{e}");
+        assert_eq!(e.field, "rules[0].patterns[0].regex");
+        assert!(e.message.contains("invalid regex"), "{e}");
+    }
+
+    #[test]
+    fn lookaround_and_backrefs_are_rejected_clearly() {
+        for re in [
+            "(?<![0-9])[0-9]{9}",
+            "[0-9]{9}(?![0-9])",
+            "(?=x)[0-9]{9}",
+            "([- ])[0-9]{2}\\1",
+        ] {
+            let e = source_err(&MINIMAL.replace("(?P<value>[0-9]{9})", re));
+            assert!(e.message.contains("lookaround"), "{re}: {e}");
+            assert!(e.message.contains("boundary"), "{re}: {e}");
+            assert_eq!(e.line, 7);
+        }
+    }
+
+    #[test]
+    fn unknown_validator_lists_valid_names() {
+        let e = source_err(&MINIMAL.replace("[ssn]", "[ssn, sssn]"));
+        assert_eq!(e.line, 10);
+        assert_eq!(e.field, "rules[0].validators[1]");
+        assert!(
+            e.message.contains("sssn") && e.message.contains("phone_nanp"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_id_across_sources_names_both_files() {
+        let r = RuleSet::from_sources(&[
+            (PathBuf::from("a.yaml"), MINIMAL.to_string()),
+            (PathBuf::from("b.yaml"), format!("# comment\n{MINIMAL}")),
+        ]);
+        match r {
+            Err(RuleError::Source(e)) => {
+                assert_eq!(e.file, PathBuf::from("b.yaml"));
+                assert_eq!(e.line, 3);
+                assert!(e.message.contains("a.yaml:2"), "{e}");
+                assert!(e.to_string().starts_with("b.yaml:3"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn value_errors() {
+        let cases = [
+            (
+                MINIMAL.replace("id: demo-rule", "id: Demo_Rule"),
+                "rules[0].id",
+            ),
+            (
+                MINIMAL.replace("score: 0.6", "score: 1.5"),
+                "rules[0].patterns[0].score",
+            ),
+            (
+                MINIMAL.replace(
+                    "    validators: [ssn]\n",
+                    "    validators: [ssn]\n    min_score: 2\n",
+                ),
+                "rules[0].min_score",
+            ),
+            (
+                MINIMAL.replace("(?P<value>[0-9]{9})", "[0-9]*"),
+                "rules[0].patterns[0].regex",
+            ),
+            (
+                MINIMAL.replace(
+                    "    validators: [ssn]\n",
+                    "    validators: [ssn]\n    context: { words: [ssn], window_before: 5000 }\n",
+                ),
+                "rules[0].context.window_before",
+            ),
+            (
+                MINIMAL.replace(
+                    "    validators: [ssn]\n",
+                    "    validators: [ssn]\n    where: [cookies]\n",
+                ),
+                "rules[0].where[0]",
+            ),
+            (
+                MINIMAL.replace("score: 0.6", "score: 0.1"),
+                "rules[0].min_score",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = source_err(&text);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.line > 0, "{e}");
+        }
+        let empty = "rules:\n  - id: x1\n    description: d\n    category: A\n    severity: low\n    patterns: []\n";
+        let e = source_err(empty);
+        assert_eq!(e.field, "rules[0].patterns");
+        assert_eq!(e.line, 6);
+    }
+
+    #[test]
+    fn docs_example_loads_and_passes() {
+        let doc =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+                .expect("docs/rules.md");
+        let start = doc.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+        let len = doc
+            .get(start..)
+            .and_then(|r| r.find("```"))
+            .expect("block end");
+        let yaml = doc.get(start..start + len).expect("block");
+        let set = load(yaml).expect("docs example loads");
+        assert!(set.run_inline_tests().is_empty());
+    }
+
+    #[test]
+    fn category_and_severity_parse_strictly() {
+        // YAML 1.1 would read N as a boolean; the rule schema must not.
+        let set = load(&MINIMAL.replace("category: G", "category: N")).expect("loads");
+        assert_eq!(set.get("demo-rule").map(|r| r.category), Some(Category::N));
+        let e = source_err(&MINIMAL.replace("category: G", "category: S"));
+        assert!(e.field.ends_with("category"), "{e}");
+        let e = source_err(&MINIMAL.replace("severity: low", "severity: LOW"));
+        assert!(e.field.ends_with("severity"), "{e}");
+    }
+
+    #[test]
+    fn directory_errors() {
+        let missing = Path::new("/nonexistent/phi-gateway-rules");
+        assert!(matches!(
+            RuleSet::load_dir(missing),
+            Err(RuleError::Dir { .. })
+        ));
+        let empty = std::env::temp_dir().join(format!("phi-rules-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        std::fs::write(empty.join("README.md"), "not a rule").expect("write");
+        let r = RuleSet::load_dir(&empty);
+        let _ = std::fs::remove_dir_all(&empty);
+        assert!(matches!(r, Err(RuleError::Empty { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn inline_test_failures_are_reported_masked() {
+        let text = format!(
+            "{MINIMAL}    tests:\n      match: ['nothing here']\n      no_match: ['536221234']\n"
+        );
+        let set = load(&text).expect("loads");
+        let failures = set.run_inline_tests();
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        let f = failures.get(1).expect("second");
+        assert_eq!(f.expected, "no match");
+        assert_eq!(f.input_masked, "#########");
+        assert_eq!(f.line, 13);
+        assert!(!f.to_string().contains("536"));
+    }
+
+    #[test]
+    fn off_rules_are_listed_and_tested_but_not_scanned() {
+        let text = MINIMAL.replace(
+            "    validators: [ssn]\n",
+            "    validators: [ssn]\n    mode: off\n    tests:\n      match: ['536221234']\n",
+        );
+        let set = load(&text).expect("loads");
+        assert_eq!(set.get("demo-rule").map(|r| r.mode), Some(Mode::Off));
+        assert!(set.run_inline_tests().is_empty());
+        let engine = crate::engine::Engine::new(std::sync::Arc::new(set));
+        let scan = engine
+            .scan(&Part::Text("536221234"), &Limits::default())
+            .expect("scans");
+        assert!(scan.findings.is_empty());
+    }
+
+    #[test]
+    fn test_objects_are_validated() {
+        let text = format!(
+            "{MINIMAL}    tests:\n      match: [{{ query: 'a=b', content_type: text/plain }}]\n"
+        );
+        let e = source_err(&text);
+        assert!(e.message.contains("content_type"), "{e}");
+        let text = format!("{MINIMAL}    tests:\n      match: [{{ bdy: 'x' }}]\n");
+        let e = source_err(&text);
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 }

@@ -1,108 +1,233 @@
-//! TEMPORARY STUB — replaced by the real engine (helper). Same public API.
-use crate::rules::{Category, Mode, RuleSet, Severity};
+//! The detection engine: finds PHI in one part of a request.
+//!
+//! Pure and synchronous — no I/O, no clocks, no shared mutable state — so the proxy can run it on
+//! any thread, the CLI and the rule tests get exactly the proxy's behaviour, and a finding can be
+//! reproduced from the request alone. The pipeline per part is
+//!
+//! 1. undo `Content-Encoding` under decompression-bomb limits ([`decode`]),
+//! 2. pick a carrier (JSON, form, query, header, JOSE token, text) and split the input into
+//!    segments with field context ([`carrier`]),
+//! 3. normalise Unicode look-alikes and percent-escapes ([`normalize`]),
+//! 4. match, validate and score every enabled rule ([`scan`], [`validate`]).
+//!
+//! Findings carry rule ids, log-safe locations and the decode chain — never the matched text.
+
+mod carrier;
+mod classify;
+mod decode;
+mod normalize;
+mod scan;
+pub(crate) mod validate;
+
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
+
+use crate::policy::Mode;
+use crate::rules::{Category, RuleSet, Severity};
+
+use carrier::{media_type, scan_form, scan_header, scan_payload, Base};
+use scan::{FieldCtx, Loc, PartKind, Scanner, Segment};
+
+/// Scans request parts against a shared, immutable [`RuleSet`].
+#[derive(Debug, Clone)]
 pub struct Engine {
     rules: Arc<RuleSet>,
 }
+
+impl Engine {
+    /// An engine over `rules`. Cheap: all compilation happened when the rules were loaded.
+    pub fn new(rules: Arc<RuleSet>) -> Engine {
+        Engine { rules }
+    }
+
+    /// The rules this engine evaluates.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Scans one part of a request. Findings come from `enforce` and `monitor` rules alike
+    /// (each carries its rule's mode); `off` rules are never evaluated.
+    ///
+    /// Errors mean the part could not be inspected (unknown or corrupt encoding, limits); the
+    /// caller must treat them as "not inspected", i.e. fail closed when enforcing.
+    pub fn scan(&self, part: &Part<'_>, limits: &Limits) -> Result<Scan, InspectError> {
+        scan_rules(&self.rules, part, limits, None)
+    }
+}
+
+/// One part of an HTTP request.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Part<'a> {
+    /// Raw query string without '?', still percent-encoded.
     Query(&'a str),
+    /// One request header (name lowercase), raw value bytes.
     Header {
+        /// Lowercase header name.
         name: &'a str,
+        /// Raw value bytes.
         value: &'a [u8],
     },
+    /// The complete request body as received (possibly Content-Encoded).
     Body {
+        /// The `Content-Type` header, if any.
         content_type: Option<&'a str>,
+        /// The `Content-Encoding` header, if any.
         content_encoding: Option<&'a str>,
+        /// The body bytes as received.
         bytes: &'a [u8],
     },
+    /// Plain text with no carrier (used by rule inline tests and a future `scan` command).
     Text(&'a str),
 }
+
+/// Resource limits for one scan; exceeding one is an [`InspectError`], never a silent skip.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest body after decoding (bytes).
     pub max_decoded_bytes: usize,
+    /// Largest decoded/compressed size ratio (applies beyond the first 1 MiB).
     pub max_expansion_ratio: u64,
+    /// Deepest JSON nesting walked structurally; deeper documents are also scanned as text.
     pub max_json_depth: usize,
+    /// Most stacked `Content-Encoding` layers (and nested JWS payloads).
     pub max_decode_layers: usize,
 }
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_decoded_bytes: 16 << 20,
+            max_decoded_bytes: 16 * 1024 * 1024,
             max_expansion_ratio: 100,
             max_json_depth: 64,
             max_decode_layers: 4,
         }
     }
 }
+
+/// The result of scanning one part.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// Findings in stable order: by location (numbers compared numerically), then rule order.
     pub findings: Vec<Finding>,
+    /// Locations of values classified as encrypted (JWE etc.).
     pub encrypted: Vec<String>,
 }
+
+/// One rule that fired at one location. Never contains the matched value.
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// The rule id.
     pub rule_id: String,
+    /// The rule's Safe Harbor category.
     pub category: Category,
+    /// The rule's severity.
     pub severity: Severity,
+    /// The rule's own mode (the caller combines it with the route's mode).
     pub mode: Mode,
+    /// Log-safe location: `query:<name>`, `header:<name>`, `body:/json/pointer`,
+    /// `body:form:<field>`, `body@<offset>`; key/name segments that could hold data are `*`.
     pub location: String,
+    /// Decodings applied to reach the text, outermost first (`gzip`, `json`, `jws`, …).
     pub decode_chain: Vec<&'static str>,
+    /// Score in `0..=1` after validation and context.
     pub score: f32,
 }
+
+/// Why a part could not be inspected.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InspectError {
+    /// Content-Encoding we cannot decode. Holds only a sanitized token (<= 32 chars of
+    /// [a-z0-9-]); never echo raw header bytes.
     #[error("unsupported content-encoding")]
-    UnsupportedEncoding { encoding: String },
+    UnsupportedEncoding {
+        /// Sanitized coding token.
+        encoding: String,
+    },
+    /// The decoded body is larger than [`Limits::max_decoded_bytes`].
     #[error("decoded body exceeds {limit} bytes")]
-    DecodedTooLarge { limit: usize },
+    DecodedTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body expands more than [`Limits::max_expansion_ratio`] (a decompression bomb).
     #[error("compression ratio exceeds {limit}:1")]
-    ExpansionRatio { limit: u64 },
+    ExpansionRatio {
+        /// The ratio limit.
+        limit: u64,
+    },
+    /// The compressed data is invalid or truncated.
     #[error("corrupt {encoding} data")]
-    Corrupt { encoding: &'static str },
+    Corrupt {
+        /// The coding that failed (`gzip`, `deflate`, `br`, `zstd`).
+        encoding: &'static str,
+    },
+    /// More stacked codings than [`Limits::max_decode_layers`].
     #[error("too many stacked content-encodings")]
     TooManyLayers,
 }
-impl Engine {
-    pub fn new(rules: Arc<RuleSet>) -> Engine {
-        Engine { rules }
-    }
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
-    }
-    pub fn scan(&self, part: &Part<'_>, _limits: &Limits) -> Result<Scan, InspectError> {
-        let text = match part {
-            Part::Query(q) => q.as_bytes(),
-            Part::Header { value, .. } => value,
-            Part::Body {
-                bytes,
-                content_encoding,
-                ..
-            } => {
-                if let Some(e) = content_encoding {
-                    if !e.is_empty() && *e != "identity" {
-                        return Err(InspectError::UnsupportedEncoding {
-                            encoding: "x".into(),
-                        });
-                    }
-                }
-                bytes
-            }
-            Part::Text(t) => t.as_bytes(),
-        };
-        let re = regex::bytes::Regex::new(r"[0-9]{3}-[0-9]{2}-[0-9]{4}").expect("stub");
-        let mut s = Scan::default();
-        if re.is_match(text) {
-            s.findings.push(Finding {
-                rule_id: "us-ssn".into(),
-                category: Category::G,
-                severity: Severity::High,
-                mode: Mode::Enforce,
-                location: "body".into(),
-                decode_chain: vec![],
-                score: 1.0,
+
+/// Runs the engine over `rules`; `only` restricts it to one rule, evaluated even when `off`
+/// (used by inline tests, which must exercise disabled rules too).
+pub(crate) fn scan_rules(
+    rules: &RuleSet,
+    part: &Part<'_>,
+    limits: &Limits,
+    only: Option<usize>,
+) -> Result<Scan, InspectError> {
+    match *part {
+        Part::Text(text) => {
+            let mut sc = Scanner::new(rules, PartKind::Text, only, limits);
+            sc.segment(&Segment {
+                text,
+                loc: Loc::Offset("text"),
+                ctx: FieldCtx::default(),
+                chain: &[],
             });
+            sc.finish()
         }
-        Ok(s)
+        Part::Query(query) => {
+            let mut sc = Scanner::new(rules, PartKind::Query, only, limits);
+            scan_form(&mut sc, query, "query:", &["query"], 0);
+            sc.finish()
+        }
+        Part::Header { name, value } => {
+            let mut sc = Scanner::new(rules, PartKind::Header(name), only, limits);
+            if sc.active() {
+                scan_header(&mut sc, name, value);
+            }
+            sc.finish()
+        }
+        Part::Body {
+            content_type,
+            content_encoding,
+            bytes,
+        } => {
+            // Decode even when no rule applies: an undecodable body is an error either way.
+            let mut chain = Vec::new();
+            let decoded = decode::decode_body(bytes, content_encoding, limits, &mut chain)?;
+            let mut sc = Scanner::new(rules, PartKind::Body, only, limits);
+            if sc.active() {
+                let (media, charset) = media_type(content_type);
+                let base = Base {
+                    json_prefix: "body:",
+                    text_base: "body",
+                    form_prefix: "body:form:",
+                };
+                scan_payload(
+                    &mut sc,
+                    &decoded,
+                    media,
+                    charset.as_deref(),
+                    &chain,
+                    base,
+                    0,
+                );
+            }
+            sc.finish()
+        }
     }
 }

@@ -1,0 +1,770 @@
+//! Matching and scoring of one text segment against the compiled rules.
+//!
+//! A *segment* is one unit of text the carriers extracted (a JSON string, a key, a form value, a
+//! header value, a whole text body) together with its *field context* (key path, parameter or
+//! header name, FHIR `system`/`type` siblings) and a location that is safe to log. For each
+//! segment we normalise (see `normalize.rs`), apply cheap pre-checks (digit count, keyword
+//! prefilter), run each rule's regexes, enforce boundaries and validators in code, and score
+//! with Presidio's context model. Findings are keyed by (location, rule) so repeated matches of
+//! a rule at one location collapse into the best one.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use regex::CaptureLocations;
+
+use super::normalize::{has_percent_escape, normalize, percent_decode, OffsetMap};
+use super::{Finding, InspectError, Limits, Scan};
+use crate::policy::Mode;
+use crate::rules::{
+    Boundary, CompiledContext, CompiledPattern, CompiledRule, RuleSet, CONTEXT_FLOOR,
+};
+
+/// Longest key / value fragment copied into a field context, and the total cap: context is a
+/// set of words, not a document.
+const MAX_CTX_PIECE: usize = 128;
+const MAX_CTX_TOTAL: usize = 2048;
+
+/// Upper bound on regex work per (rule, pattern, segment), as a multiple of the segment length.
+/// Resuming one character after a rejected candidate keeps overlapping candidates, but a
+/// pathological pattern (long unbounded repetition that validators reject) could then go
+/// quadratic; past this budget we fall back to non-overlapping search for that segment.
+const WORK_FACTOR: usize = 16;
+
+/// Most findings kept per rule and scan. One finding is enough to block and a thousand are
+/// plenty for an audit record; without a cap a 16 MiB body of SSN-shaped strings would cost
+/// hundreds of megabytes of findings. Once a rule reaches the cap it is not evaluated further
+/// for this part, so the kept findings are the first ones in document order.
+pub(crate) const MAX_FINDINGS_PER_RULE: usize = 1000;
+
+/// Which part of the request is being scanned (matched against rules' `where:`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PartKind<'a> {
+    Query,
+    Header(&'a str),
+    Body,
+    Text,
+}
+
+/// One element of a JSON Pointer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PathElem<'s> {
+    Key(&'s str),
+    Index(usize),
+}
+
+/// Where a segment is, rendered into a log-safe string only when something is reported.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Loc<'s> {
+    /// A query parameter, form field or header: `<prefix><name>`, an unsafe name as `*`.
+    Named { prefix: &'s str, name: &'s str },
+    /// Free text: rendered as `<base>@<byte offset>`.
+    Offset(&'s str),
+    /// JSON: `<prefix>` + JSON Pointer with unsafe segments replaced by `*`.
+    Pointer {
+        prefix: &'s str,
+        path: &'s [PathElem<'s>],
+    },
+}
+
+impl Loc<'_> {
+    pub(crate) fn render(&self, offset: usize) -> String {
+        match self {
+            Loc::Named { prefix, name } => format!("{prefix}{}", safe_segment(name)),
+            Loc::Offset(base) => format!("{base}@{offset}"),
+            Loc::Pointer { prefix, path } => {
+                let mut s = String::with_capacity(prefix.len() + path.len() * 8);
+                s.push_str(prefix);
+                for elem in path.iter() {
+                    s.push('/');
+                    match elem {
+                        PathElem::Key(k) => s.push_str(safe_segment(k)),
+                        PathElem::Index(i) => s.push_str(&i.to_string()),
+                    }
+                }
+                s
+            }
+        }
+    }
+
+    fn has_offset(&self) -> bool {
+        matches!(self, Loc::Offset(_))
+    }
+}
+
+/// Returns `segment` if it is a plain identifier that cannot carry PHI, else `*`.
+///
+/// Locations go to logs and audit records. Keys, parameter and header names come from the
+/// client, and a client can put an SSN into a JSON key; so only `^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`
+/// without a run of three or more digits is kept verbatim.
+pub(crate) fn safe_segment(segment: &str) -> &str {
+    let b = segment.as_bytes();
+    let first_ok = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+    let chars_ok = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    let mut run = 0;
+    let digit_run = b.iter().any(|c| {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 3
+    });
+    if first_ok && chars_ok && b.len() <= 64 && !digit_run {
+        segment
+    } else {
+        "*"
+    }
+}
+
+/// The field context of a segment: key path plus extra words (parameter/header name, FHIR
+/// `system` and `type` values). Not logged; only searched for hotwords.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FieldCtx<'s> {
+    pub(crate) path: &'s [PathElem<'s>],
+    pub(crate) extra: &'s [&'s str],
+}
+
+/// A unit of text to scan.
+#[derive(Debug)]
+pub(crate) struct Segment<'s> {
+    pub(crate) text: &'s str,
+    pub(crate) loc: Loc<'s>,
+    pub(crate) ctx: FieldCtx<'s>,
+    pub(crate) chain: &'s [&'static str],
+}
+
+/// An accepted candidate within one segment variant.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    start: usize,
+    end: usize,
+    score: f32,
+}
+
+/// Per-request scanning state. Not shared between requests.
+pub(crate) struct Scanner<'r> {
+    rules: &'r RuleSet,
+    pub(crate) limits: &'r Limits,
+    /// Rules evaluated for this part, in load order.
+    eligible: Vec<usize>,
+    /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
+    slots: Vec<Vec<CaptureLocations>>,
+    any_keywords: bool,
+    findings: HashMap<(String, usize), Finding>,
+    /// Findings recorded so far, per rule index.
+    per_rule: Vec<usize>,
+    encrypted: Vec<String>,
+    /// Set when a carrier could not be inspected completely; turns the scan into an error.
+    error: Option<InspectError>,
+    kw_hit: Vec<bool>,
+    ctx_buf: String,
+    ctx_ready: bool,
+    cands: Vec<Candidate>,
+}
+
+impl<'r> Scanner<'r> {
+    /// `only`: restrict to one rule and evaluate it even if its mode is `off` (inline tests).
+    pub(crate) fn new(
+        rules: &'r RuleSet,
+        part: PartKind<'_>,
+        only: Option<usize>,
+        limits: &'r Limits,
+    ) -> Scanner<'r> {
+        let eligible: Vec<usize> = rules
+            .compiled()
+            .iter()
+            .zip(rules.infos())
+            .enumerate()
+            .filter(|(i, (rule, info))| {
+                let wanted = match only {
+                    Some(o) => o == *i,
+                    None => info.mode != Mode::Off,
+                };
+                wanted
+                    && match part {
+                        PartKind::Query => rule.scope.query,
+                        PartKind::Body => rule.scope.body,
+                        PartKind::Header(name) => rule.scope.header(name),
+                        PartKind::Text => true,
+                    }
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let slots = eligible
+            .iter()
+            .filter_map(|&i| rules.compiled().get(i))
+            .map(|r| {
+                r.patterns
+                    .iter()
+                    .map(|p| p.regex.capture_locations())
+                    .collect()
+            })
+            .collect();
+        let any_keywords = eligible
+            .iter()
+            .filter_map(|&i| rules.compiled().get(i))
+            .any(|r| r.has_keywords);
+        Scanner {
+            rules,
+            limits,
+            eligible,
+            slots,
+            any_keywords,
+            findings: HashMap::new(),
+            per_rule: vec![0; rules.len()],
+            encrypted: Vec::new(),
+            error: None,
+            kw_hit: vec![false; rules.len()],
+            ctx_buf: String::new(),
+            ctx_ready: false,
+            cands: Vec::new(),
+        }
+    }
+
+    /// Whether any rule is evaluated at all (lets carriers skip work).
+    pub(crate) fn active(&self) -> bool {
+        !self.eligible.is_empty()
+    }
+
+    /// Records a location whose value is encrypted (JWE).
+    pub(crate) fn encrypted(&mut self, location: String) {
+        if !self.encrypted.contains(&location) {
+            self.encrypted.push(location);
+        }
+    }
+
+    /// Marks the scan as incomplete (first error wins).
+    pub(crate) fn fail(&mut self, error: InspectError) {
+        self.error.get_or_insert(error);
+    }
+
+    /// The findings, ordered by location (numbers compared numerically) then rule load order,
+    /// or the error that kept part of the input from being inspected.
+    pub(crate) fn finish(self) -> Result<Scan, InspectError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut findings: Vec<((String, usize), Finding)> = self.findings.into_iter().collect();
+        // Keys are unique, so an unstable sort is still deterministic.
+        findings.sort_unstable_by(|a, b| natural_cmp(&a.0 .0, &b.0 .0).then(a.0 .1.cmp(&b.0 .1)));
+        Ok(Scan {
+            findings: findings.into_iter().map(|(_, f)| f).collect(),
+            encrypted: self.encrypted,
+        })
+    }
+
+    /// Scans a segment, and once more percent-decoded if it still contains `%XX` escapes
+    /// (double encoding, or percent-encoding inside JSON / headers / text).
+    pub(crate) fn segment(&mut self, seg: &Segment<'_>) {
+        if !self.active() {
+            return;
+        }
+        self.ctx_ready = false;
+        self.variant(seg, seg.text, None, seg.chain);
+        if has_percent_escape(seg.text) {
+            let (decoded, map) = percent_decode(seg.text);
+            let mut chain = seg.chain.to_vec();
+            chain.push("percent");
+            self.variant(seg, &decoded, Some(&map), &chain);
+        }
+    }
+
+    /// Marks in `kw_hit` every rule whose keyword occurs in the text or the field context.
+    fn keyword_prefilter(&mut self, text: &str, ctx: &FieldCtx<'_>) {
+        let Some((ac, owner)) = self.rules.keyword_automaton() else {
+            return;
+        };
+        self.kw_hit.iter_mut().for_each(|h| *h = false);
+        // Owners are pushed in rule order, so counting changes counts distinct rules.
+        let total = 1 + owner.windows(2).filter(|w| w.first() != w.get(1)).count();
+        let mut marked = 0;
+        // Returns true once every keyword rule is marked (no need to read further).
+        let mut mark = |hay: &str, hits: &mut Vec<bool>| -> bool {
+            let Ok(iter) = ac.try_find_overlapping_iter(hay) else {
+                // Cannot happen with the automaton we build; fail towards scanning.
+                hits.iter_mut().for_each(|h| *h = true);
+                return true;
+            };
+            for m in iter {
+                if let Some(h) = owner
+                    .get(m.pattern().as_usize())
+                    .and_then(|&r| hits.get_mut(r))
+                {
+                    if !*h {
+                        *h = true;
+                        marked += 1;
+                        if marked >= total {
+                            return true;
+                        }
+                    }
+                }
+            }
+            false
+        };
+        if mark(text, &mut self.kw_hit) {
+            return;
+        }
+        render_ctx(&mut self.ctx_buf, &mut self.ctx_ready, ctx);
+        mark(&self.ctx_buf, &mut self.kw_hit);
+    }
+
+    fn variant(
+        &mut self,
+        seg: &Segment<'_>,
+        raw: &str,
+        pmap: Option<&OffsetMap>,
+        chain: &[&'static str],
+    ) {
+        let (text, nmap) = normalize(raw);
+        let text: &str = &text;
+        let digits = text.bytes().filter(u8::is_ascii_digit).count();
+        let rules = self.rules;
+        let needs_keywords = self.any_keywords
+            && self.eligible.iter().any(|&i| {
+                rules
+                    .compiled()
+                    .get(i)
+                    .is_some_and(|r| r.has_keywords && digits >= r.min_digits)
+            });
+        if needs_keywords {
+            self.keyword_prefilter(text, &seg.ctx);
+        }
+        for slot in 0..self.eligible.len() {
+            let Some(&ri) = self.eligible.get(slot) else {
+                continue;
+            };
+            let Some(rule) = rules.compiled().get(ri) else {
+                continue;
+            };
+            if digits < rule.min_digits
+                || self.per_rule.get(ri).copied().unwrap_or(0) >= MAX_FINDINGS_PER_RULE
+                || (rule.has_keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
+            {
+                continue;
+            }
+            self.match_rule(slot, rule, text, seg);
+            if self.cands.is_empty() {
+                continue;
+            }
+            let best = best_per_cluster(&mut self.cands);
+            for cand in best {
+                let offset = if seg.loc.has_offset() {
+                    let o = nmap
+                        .as_ref()
+                        .map_or(cand.start, |m| m.to_source(cand.start));
+                    pmap.map_or(o, |m| m.to_source(o))
+                } else {
+                    0
+                };
+                self.record(ri, seg.loc.render(offset), chain, cand.score);
+            }
+        }
+    }
+
+    fn record(&mut self, ri: usize, location: String, chain: &[&'static str], score: f32) {
+        let Some(info) = self.rules.infos().get(ri) else {
+            return;
+        };
+        let key = (location, ri);
+        match self.findings.get(&key) {
+            Some(prev) if prev.score >= score => return,
+            Some(_) => {}
+            None => match self.per_rule.get_mut(ri) {
+                Some(n) if *n < MAX_FINDINGS_PER_RULE => *n += 1,
+                _ => return,
+            },
+        }
+        let finding = Finding {
+            rule_id: info.id.clone(),
+            category: info.category,
+            severity: info.severity,
+            mode: info.mode,
+            location: key.0.clone(),
+            decode_chain: chain.to_vec(),
+            score,
+        };
+        self.findings.insert(key, finding);
+    }
+
+    /// Collects accepted candidates of `rule` in `text` into `self.cands`.
+    fn match_rule(&mut self, slot: usize, rule: &CompiledRule, text: &str, seg: &Segment<'_>) {
+        self.cands.clear();
+        let mut field_hit: Option<bool> = None;
+        let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
+        for (pi, pat) in rule.patterns.iter().enumerate() {
+            let Some(locs) = self.slots.get_mut(slot).and_then(|s| s.get_mut(pi)) else {
+                continue;
+            };
+            let mut pos = 0;
+            let mut work = 0usize;
+            while pos <= text.len() {
+                let Some(m) = pat.regex.captures_read_at(locs, text, pos) else {
+                    break;
+                };
+                let (ms, me) = (m.start(), m.end());
+                let (vs, ve) = pat
+                    .value_group
+                    .and_then(|g| locs.get(g))
+                    .unwrap_or((ms, me));
+                work = work.saturating_add(me.saturating_sub(pos));
+                let after_start = next_char(text, ms);
+                let bounded = boundary_ok(pat.boundary, text, vs, ve);
+                let score = if bounded && shape_ok(pat, rule, text, vs, ve) {
+                    let ctx_hit = match &rule.context {
+                        None => false,
+                        Some(c) => {
+                            window_hit(c, text, vs, ve)
+                                || *field_hit.get_or_insert_with(|| {
+                                    field_ctx_hit(
+                                        c,
+                                        &mut self.ctx_buf,
+                                        &mut self.ctx_ready,
+                                        &seg.ctx,
+                                    )
+                                })
+                        }
+                    };
+                    score(pat, rule, ctx_hit)
+                } else {
+                    None
+                };
+                pos = match score {
+                    Some(score) => {
+                        self.cands.push(Candidate {
+                            start: vs,
+                            end: ve,
+                            score,
+                        });
+                        me.max(after_start)
+                    }
+                    // Every later start inside the same digit (alnum) run is preceded by a
+                    // digit (alnum) and fails the boundary too: skip the run. This keeps long
+                    // digit runs linear instead of one regex call per position. Only valid when
+                    // the value starts where the match starts.
+                    None if !bounded && vs == ms => {
+                        run_end(text, vs, pat.boundary).max(after_start)
+                    }
+                    None if work > budget => me.max(after_start),
+                    None => after_start,
+                };
+            }
+        }
+    }
+}
+
+/// Whether the characters just outside `text[vs..ve]` respect the pattern's boundary.
+fn boundary_ok(boundary: Boundary, text: &str, vs: usize, ve: usize) -> bool {
+    let test: fn(&char) -> bool = match boundary {
+        Boundary::Digit => char::is_ascii_digit,
+        Boundary::Alnum => char::is_ascii_alphanumeric,
+        Boundary::None => return true,
+    };
+    let before = text.get(..vs).and_then(|s| s.chars().next_back());
+    let after = text.get(ve..).and_then(|s| s.chars().next());
+    !before.as_ref().is_some_and(test) && !after.as_ref().is_some_and(test)
+}
+
+/// End of the run of boundary-class characters starting at `from`.
+fn run_end(text: &str, from: usize, boundary: Boundary) -> usize {
+    let test: fn(&u8) -> bool = match boundary {
+        Boundary::Digit => u8::is_ascii_digit,
+        Boundary::Alnum => u8::is_ascii_alphanumeric,
+        Boundary::None => return from,
+    };
+    from + text
+        .as_bytes()
+        .get(from..)
+        .map_or(0, |b| b.iter().take_while(|c| test(c)).count())
+}
+
+/// Separator and validator checks on the value `text[vs..ve]`.
+fn shape_ok(pat: &CompiledPattern, rule: &CompiledRule, text: &str, vs: usize, ve: usize) -> bool {
+    let Some(value) = text.get(vs..ve) else {
+        return false;
+    };
+    if pat.same_separators {
+        let mut seps = value.chars().filter(|c| !c.is_ascii_alphanumeric());
+        if let Some(first) = seps.next() {
+            if seps.any(|c| c != first) {
+                return false;
+            }
+        }
+    }
+    rule.validators.iter().all(|v| v.check(value))
+}
+
+/// The candidate's score, or `None` if context is required and missing or it stays below
+/// `min_score`.
+fn score(pat: &CompiledPattern, rule: &CompiledRule, ctx_hit: bool) -> Option<f32> {
+    let mut s = pat.score;
+    if let Some(c) = &rule.context {
+        if ctx_hit {
+            s = (s + c.boost).max(CONTEXT_FLOOR);
+        } else if c.required {
+            return None;
+        }
+    }
+    let s = s.min(1.0);
+    (s + 1e-6 >= rule.min_score).then_some(s)
+}
+
+/// Renders the field context into `buf` once per segment (`ready` tracks that).
+fn render_ctx(buf: &mut String, ready: &mut bool, ctx: &FieldCtx<'_>) {
+    if *ready {
+        return;
+    }
+    *ready = true;
+    buf.clear();
+    // Nearest keys first, so a very deep path loses its least specific keys to the cap.
+    let keys = ctx.path.iter().rev().filter_map(|e| match e {
+        PathElem::Key(k) => Some(*k),
+        PathElem::Index(_) => None,
+    });
+    for piece in ctx.extra.iter().copied().chain(keys) {
+        if buf.len() >= MAX_CTX_TOTAL {
+            break;
+        }
+        buf.push_str(truncate(piece, MAX_CTX_PIECE));
+        buf.push(' ');
+    }
+}
+
+fn field_ctx_hit(
+    c: &CompiledContext,
+    buf: &mut String,
+    ready: &mut bool,
+    ctx: &FieldCtx<'_>,
+) -> bool {
+    render_ctx(buf, ready, ctx);
+    hotword_in(c, buf, 0, buf.len(), None)
+}
+
+/// Whether a hotword occurs in `text[start..end]` on word boundaries, not overlapping `exclude`.
+fn hotword_in(
+    c: &CompiledContext,
+    text: &str,
+    start: usize,
+    end: usize,
+    exclude: Option<(usize, usize)>,
+) -> bool {
+    let Some(hay) = text.get(start..end) else {
+        return false;
+    };
+    let Ok(iter) = c.words.try_find_overlapping_iter(hay) else {
+        return false;
+    };
+    for m in iter {
+        let (hs, he) = (start + m.start(), start + m.end());
+        if exclude.is_some_and(|(vs, ve)| hs < ve && he > vs) {
+            continue;
+        }
+        if word_boundaries(text, hs, he) {
+            return true;
+        }
+    }
+    false
+}
+
+fn window_hit(c: &CompiledContext, text: &str, vs: usize, ve: usize) -> bool {
+    let ws = chars_back(text, vs, c.window_before);
+    let we = chars_forward(text, ve, c.window_after);
+    hotword_in(c, text, ws, we, Some((vs, ve)))
+}
+
+/// Whether there is a word break between `a` and `b`: either is not alphanumeric, a letter
+/// meets a digit, or a lowercase letter is followed by an uppercase one (camelCase).
+fn is_break(a: char, b: char) -> bool {
+    !a.is_alphanumeric()
+        || !b.is_alphanumeric()
+        || a.is_numeric() != b.is_numeric()
+        || (a.is_lowercase() && b.is_uppercase())
+}
+
+/// Whether `text[hs..he]` starts and ends on word breaks, so that `lic` does not match inside
+/// `duplicate` while `ssn` still matches `patient_ssn`, `SSN:`, `SSN536…` and `patientSsn`.
+fn word_boundaries(text: &str, hs: usize, he: usize) -> bool {
+    let Some(word) = text.get(hs..he) else {
+        return false;
+    };
+    let (Some(first), Some(last)) = (word.chars().next(), word.chars().next_back()) else {
+        return false;
+    };
+    let before = text.get(..hs).and_then(|s| s.chars().next_back());
+    let after = text.get(he..).and_then(|s| s.chars().next());
+    before.is_none_or(|b| is_break(b, first)) && after.is_none_or(|a| is_break(last, a))
+}
+
+fn chars_back(text: &str, from: usize, n: usize) -> usize {
+    if n == 0 {
+        return from;
+    }
+    text.get(..from)
+        .and_then(|s| s.char_indices().rev().take(n).last())
+        .map_or(from, |(i, _)| i)
+}
+
+fn chars_forward(text: &str, from: usize, n: usize) -> usize {
+    text.get(from..)
+        .and_then(|s| s.char_indices().nth(n))
+        .map_or(text.len(), |(i, _)| from + i)
+}
+
+/// The byte offset just after the character starting at `i` (or `i + 1` past the end).
+fn next_char(text: &str, i: usize) -> usize {
+    text.get(i..)
+        .and_then(|s| s.chars().next())
+        .map_or(i + 1, |c| i + c.len_utf8())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// Keeps the best candidate of every cluster of overlapping candidates (several patterns of one
+/// rule often match the same value, e.g. grouped and ungrouped card formats).
+fn best_per_cluster(cands: &mut [Candidate]) -> Vec<Candidate> {
+    cands.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut cluster_end = 0;
+    for c in cands.iter() {
+        match out.last_mut() {
+            Some(best) if c.start < cluster_end => {
+                cluster_end = cluster_end.max(c.end);
+                if c.score > best.score {
+                    *best = *c;
+                }
+            }
+            _ => {
+                cluster_end = c.end;
+                out.push(*c);
+            }
+        }
+    }
+    out
+}
+
+/// Compares strings with embedded numbers numerically (`body@9` < `body@10`, `/2` < `/10`).
+pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) if p.is_ascii_digit() && q.is_ascii_digit() => {
+                let nx = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let ny = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (dx, rx) = x.split_at(nx);
+                let (dy, ry) = y.split_at(ny);
+                let strip = |d: &'_ [u8]| -> usize { d.iter().take_while(|c| **c == b'0').count() };
+                let (tx, ty) = (
+                    dx.get(strip(dx)..).unwrap_or(&[]),
+                    dy.get(strip(dy)..).unwrap_or(&[]),
+                );
+                let ord = tx.len().cmp(&ty.len()).then(tx.cmp(ty)).then(nx.cmp(&ny));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                x = rx;
+                y = ry;
+            }
+            (Some(p), Some(q)) => {
+                if p != q {
+                    return p.cmp(q);
+                }
+                x = x.get(1..).unwrap_or(&[]);
+                y = y.get(1..).unwrap_or(&[]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_segments() {
+        for ok in ["ssn", "identifier", "_x", "a.b-c", "v12", "value_1"] {
+            assert_eq!(safe_segment(ok), ok);
+        }
+        for bad in [
+            "536-22-1234",
+            "",
+            "1abc",
+            "x123",
+            "a b",
+            "ключ",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(safe_segment(bad), "*", "{bad}");
+        }
+    }
+
+    #[test]
+    fn pointer_rendering_sanitizes() {
+        let path = [
+            PathElem::Key("identifier"),
+            PathElem::Index(0),
+            PathElem::Key("536-22-1234"),
+        ];
+        let loc = Loc::Pointer {
+            prefix: "body:",
+            path: &path,
+        };
+        assert_eq!(loc.render(0), "body:/identifier/0/*");
+        assert_eq!(Loc::Offset("body").render(17), "body@17");
+    }
+
+    #[test]
+    fn word_breaks() {
+        let t = "duplicate patient_ssn SSN536221234 patientSsn x";
+        let find = |w: &str| t.find(w).map(|i| word_boundaries(t, i, i + w.len()));
+        assert_eq!(find("lic"), Some(false));
+        assert_eq!(find("ssn"), Some(true));
+        assert_eq!(find("SSN"), Some(true));
+        assert_eq!(find("Ssn"), Some(true));
+        assert_eq!(find("patient"), Some(true));
+        assert_eq!(find("ati"), Some(false));
+    }
+
+    #[test]
+    fn natural_order() {
+        assert_eq!(natural_cmp("body@9", "body@10"), Ordering::Less);
+        assert_eq!(natural_cmp("body:/a/10", "body:/a/2"), Ordering::Greater);
+        assert_eq!(natural_cmp("a", "a"), Ordering::Equal);
+        assert_eq!(natural_cmp("a01", "a1"), Ordering::Greater);
+    }
+
+    #[test]
+    fn clusters() {
+        let mut c = vec![
+            Candidate {
+                start: 0,
+                end: 10,
+                score: 0.5,
+            },
+            Candidate {
+                start: 2,
+                end: 8,
+                score: 0.9,
+            },
+            Candidate {
+                start: 20,
+                end: 25,
+                score: 0.6,
+            },
+        ];
+        let best = best_per_cluster(&mut c);
+        assert_eq!(best.len(), 2);
+        assert!((best.first().map_or(0.0, |c| c.score) - 0.9).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,813 @@
+//! End-to-end tests of the engine with the default rule pack (`rules/`). All data is synthetic
+//! or a published specification example (see the detection note §4).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use super::classify::tests::{b64, jwe, jws};
+use super::*;
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        match RuleSet::load_dir(&dir) {
+            Ok(set) => Engine::new(Arc::new(set)),
+            Err(e) => panic!("default pack: {e}"),
+        }
+    })
+}
+
+fn scan(part: Part<'_>) -> Scan {
+    match engine().scan(&part, &Limits::default()) {
+        Ok(s) => s,
+        Err(e) => panic!("scan failed: {e}"),
+    }
+}
+
+fn text(t: &str) -> Scan {
+    scan(Part::Text(t))
+}
+
+fn body(ct: Option<&str>, enc: Option<&str>, bytes: &[u8]) -> Result<Scan, InspectError> {
+    engine().scan(
+        &Part::Body {
+            content_type: ct,
+            content_encoding: enc,
+            bytes,
+        },
+        &Limits::default(),
+    )
+}
+
+fn json(b: &str) -> Scan {
+    match body(Some("application/json"), None, b.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => panic!("scan failed: {e}"),
+    }
+}
+
+/// (rule, location, chain) triples, for compact assertions.
+fn hits(s: &Scan) -> Vec<(String, String, String)> {
+    s.findings
+        .iter()
+        .map(|f| {
+            (
+                f.rule_id.clone(),
+                f.location.clone(),
+                f.decode_chain.join(">"),
+            )
+        })
+        .collect()
+}
+
+fn has(s: &Scan, rule: &str, location: &str, chain: &str) -> bool {
+    hits(s)
+        .iter()
+        .any(|(r, l, c)| r == rule && l == location && c == chain)
+}
+
+fn rule_hits(s: &Scan, rule: &str) -> usize {
+    s.findings.iter().filter(|f| f.rule_id == rule).count()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("write");
+    e.finish().expect("finish")
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("write");
+    e.finish().expect("finish")
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        w.write_all(data).expect("write");
+    }
+    out
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).expect("zstd")
+}
+
+const SSN_JSON: &str = r#"{"resourceType":"Patient","ssn":"536-22-1234"}"#;
+const CLEAN_JSON: &str = r#"{"resourceType":"Patient","ssn":"redacted"}"#;
+
+#[test]
+fn engine_is_send_sync_and_cheap_to_clone() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    assert_send_sync::<RuleSet>();
+    let e = engine().clone();
+    assert_eq!(e.rules().len(), engine().rules().len());
+}
+
+#[test]
+fn json_ssn_at_pointer() {
+    let s = json(r#"{"ssn":"536-22-1234"}"#);
+    assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
+    assert_eq!(s.findings.len(), 1, "one finding per (rule, location)");
+    let f = s.findings.first().expect("finding");
+    assert_eq!(f.category, Category::G);
+    assert_eq!(f.mode, Mode::Enforce);
+    assert!(f.score >= 0.6 && f.score <= 1.0);
+    assert!(json(CLEAN_JSON).findings.is_empty());
+}
+
+#[test]
+fn json_unicode_escapes_are_decoded() {
+    let s = json(r#"{"note":"pt \u0035\u0033\u0036-22-1234 seen"}"#);
+    assert!(has(&s, "us-ssn", "body:/note", "json"), "{:?}", hits(&s));
+    // Escaped slash and escaped key.
+    let s = json(r#"{"s\u0073n":"536221234"}"#);
+    assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
+}
+
+#[test]
+fn json_numbers_with_context_key() {
+    let s = json(r#"{"patient":{"ssn":536221234}}"#);
+    assert!(
+        has(&s, "us-ssn", "body:/patient/ssn", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    // Exponent notation is read as the number it denotes.
+    let s = json(r#"{"ssn":5.36221234e8}"#);
+    assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
+    assert!(json(r#"{"orderId":536221234}"#).findings.is_empty());
+}
+
+#[test]
+fn json_sniffed_without_content_type() {
+    let s = body(Some("text/plain"), None, br#"  {"ssn":"536221234"}"#).expect("scans");
+    assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
+    let s = body(None, None, b"plain SSN 536-22-1234 here").expect("scans");
+    assert!(has(&s, "us-ssn", "body@10", "text"), "{:?}", hits(&s));
+}
+
+#[test]
+fn invalid_json_is_scanned_as_text() {
+    let s = body(
+        Some("application/json"),
+        None,
+        br#"{"ssn": "536-22-1234", oops"#,
+    )
+    .expect("scans");
+    assert!(has(&s, "us-ssn", "body@9", "text"), "{:?}", hits(&s));
+}
+
+#[test]
+fn duplicate_keys_do_not_hide_values() {
+    let s = json(r#"{"ssn":"536-22-1234","ssn":"none"}"#);
+    assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+}
+
+#[test]
+fn content_encodings() {
+    let raw = SSN_JSON.as_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("gzip", gzip(raw), "gzip>json"),
+        ("x-gzip", gzip(raw), "gzip>json"),
+        ("deflate", zlib(raw), "deflate>json"),
+        ("br", brotli(raw), "br>json"),
+        ("zstd", zstd(raw), "zstd>json"),
+        ("gzip, br", brotli(&gzip(raw)), "br>gzip>json"),
+        ("identity, zstd,gzip", gzip(&zstd(raw)), "gzip>zstd>json"),
+    ];
+    for (enc, bytes, chain) in cases {
+        let s = body(Some("application/json"), Some(enc), &bytes).expect(enc);
+        assert!(
+            has(&s, "us-ssn", "body:/ssn", chain),
+            "{enc}: {:?}",
+            hits(&s)
+        );
+        let clean = gzip(CLEAN_JSON.as_bytes());
+        let s = body(Some("application/json"), Some("gzip"), &clean).expect("clean");
+        assert!(s.findings.is_empty());
+    }
+}
+
+#[test]
+fn decompression_bomb_is_refused_without_allocating_it() {
+    // 50 MB of zeros, compressed in a streaming fashion (the test never holds 50 MB either).
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..50 {
+        enc.write_all(&chunk).expect("write");
+    }
+    let bomb = enc.finish().expect("finish");
+    assert!(bomb.len() < 200_000);
+    let r = body(Some("application/json"), Some("gzip"), &bomb);
+    assert!(
+        matches!(
+            r,
+            Err(InspectError::ExpansionRatio { limit: 100 } | InspectError::DecodedTooLarge { .. })
+        ),
+        "{r:?}"
+    );
+    // With a generous ratio the absolute cap stops it.
+    let limits = Limits {
+        max_expansion_ratio: 1_000_000,
+        ..Limits::default()
+    };
+    let r = engine().scan(
+        &Part::Body {
+            content_type: None,
+            content_encoding: Some("gzip"),
+            bytes: &bomb,
+        },
+        &limits,
+    );
+    assert!(
+        matches!(r, Err(InspectError::DecodedTooLarge { limit }) if limit == 16 << 20),
+        "{r:?}"
+    );
+    // Small, highly compressible bodies are fine (below the 1 MiB floor).
+    let small = gzip(&vec![b' '; 500_000]);
+    assert!(body(None, Some("gzip"), &small).is_ok());
+}
+
+#[test]
+fn unknown_and_corrupt_encodings() {
+    match body(None, Some("gzip, compress"), b"x") {
+        Err(InspectError::UnsupportedEncoding { encoding }) => assert_eq!(encoding, "compress"),
+        other => panic!("{other:?}"),
+    }
+    let mut g = gzip(SSN_JSON.as_bytes());
+    if let Some(b) = g.get_mut(12) {
+        *b ^= 0xFF;
+    }
+    g.truncate(g.len() - 4);
+    assert!(matches!(
+        body(None, Some("gzip"), &g),
+        Err(InspectError::Corrupt { encoding: "gzip" })
+    ));
+    assert!(matches!(
+        body(None, Some("br"), b"definitely not brotli \x00\x01"),
+        Err(InspectError::Corrupt { encoding: "br" })
+    ));
+    // The error message never echoes the header.
+    let e = body(None, Some("536-22-1234"), b"x").expect_err("unsupported");
+    assert_eq!(e.to_string(), "unsupported content-encoding");
+}
+
+#[test]
+fn jwe_is_encrypted_not_scanned() {
+    let b = format!(
+        r#"{{"resourceType":"Patient","identifier":[{{"system":"http://hl7.org/fhir/sid/us-ssn","value":"{}"}}]}}"#,
+        jwe()
+    );
+    let s = json(&b);
+    assert!(s.findings.is_empty(), "{:?}", hits(&s));
+    assert_eq!(s.encrypted, vec!["body:/identifier/0/value".to_string()]);
+    // Not exempt: a dotted value that merely looks like a token.
+    let s = json(r#"{"value":"aGVsbG8.d29ybGQ.Zm9v.536-22-1234.YmF6"}"#);
+    assert!(has(&s, "us-ssn", "body:/value", "json"), "{:?}", hits(&s));
+    assert!(s.encrypted.is_empty());
+}
+
+#[test]
+fn fake_jwe_with_plaintext_ciphertext_is_scanned() {
+    let fake = format!(
+        "{}..{}.{}.{}",
+        b64(br#"{"alg":"dir","enc":"A256GCM"}"#),
+        b64(&[1u8; 12]),
+        b64(b"patient SSN 536-22-1234"),
+        b64(&[2u8; 16])
+    );
+    let s = json(&format!(r#"{{"x":"{fake}"}}"#));
+    assert!(s.encrypted.is_empty());
+    assert!(
+        has(&s, "us-ssn", "body:/x", "json>base64"),
+        "{:?}",
+        hits(&s)
+    );
+}
+
+#[test]
+fn jws_payload_is_scanned() {
+    let token = jws(r#"{"sub":"p1","ssn":"536-22-1234"}"#);
+    let s = json(&format!(r#"{{"token":"{token}"}}"#));
+    assert!(
+        has(&s, "us-ssn", "body:/token#jws/ssn", "json>jws>json"),
+        "{:?}",
+        hits(&s)
+    );
+    let token = jws("free text SSN 536221234");
+    let s = json(&format!(r#"{{"token":"{token}"}}"#));
+    assert!(
+        has(&s, "us-ssn", "body:/token#jws@14", "json>jws>text"),
+        "{:?}",
+        hits(&s)
+    );
+    // Bearer tokens in headers.
+    let value = format!("Bearer {}", jws(r#"{"ssn":"536-22-1234"}"#));
+    let s = scan(Part::Header {
+        name: "authorization",
+        value: value.as_bytes(),
+    });
+    assert!(
+        has(&s, "us-ssn", "header:authorization#jws/ssn", "jws>json"),
+        "{:?}",
+        hits(&s)
+    );
+    let value = format!("Bearer {}", jwe());
+    let s = scan(Part::Header {
+        name: "authorization",
+        value: value.as_bytes(),
+    });
+    assert!(s.findings.is_empty());
+    assert_eq!(s.encrypted, vec!["header:authorization".to_string()]);
+    let token = jwe();
+    let s = scan(Part::Header {
+        name: "x-patient-token",
+        value: token.as_bytes(),
+    });
+    assert_eq!(s.encrypted, vec!["header:x-patient-token".to_string()]);
+    // Query parameters and form fields are classified too.
+    let s = scan(Part::Query(&format!("ssn={token}&q=1")));
+    assert!(s.findings.is_empty());
+    assert_eq!(s.encrypted, vec!["query:ssn".to_string()]);
+}
+
+#[test]
+fn nested_jws_beyond_the_layer_limit_fails_closed() {
+    let mut token = jws(r#"{"ssn":"536-22-1234"}"#);
+    for _ in 0..3 {
+        token = jws(&format!(r#"{{"t":"{token}"}}"#));
+    }
+    // Four levels of JWS: within the default limit of 4.
+    let s = json(&format!(r#"{{"t":"{token}"}}"#));
+    assert!(
+        has(
+            &s,
+            "us-ssn",
+            "body:/t#jws/t#jws/t#jws/t#jws/ssn",
+            "json>jws>json>jws>json>jws>json>jws>json"
+        ),
+        "{:?}",
+        hits(&s)
+    );
+    let token = jws(&format!(r#"{{"t":"{token}"}}"#));
+    let r = body(
+        Some("application/json"),
+        None,
+        format!(r#"{{"t":"{token}"}}"#).as_bytes(),
+    );
+    assert!(matches!(r, Err(InspectError::TooManyLayers)), "{r:?}");
+}
+
+#[test]
+fn form_bodies_and_queries() {
+    let form = Some("application/x-www-form-urlencoded");
+    let s = body(form, None, b"a=1&ssn=536%2D22%2D1234").expect("scans");
+    assert!(has(&s, "us-ssn", "body:form:ssn", "form"), "{:?}", hits(&s));
+    let s = body(form, None, b"note=SSN+536+22+1234").expect("scans");
+    assert!(
+        has(&s, "us-ssn", "body:form:note", "form"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = body(form, None, b"ssn=536%252D22%252D1234").expect("scans");
+    assert!(
+        has(&s, "us-ssn", "body:form:ssn", "form>percent"),
+        "{:?}",
+        hits(&s)
+    );
+    assert!(body(form, None, b"order=536221234&x=y")
+        .expect("scans")
+        .findings
+        .is_empty());
+
+    let s = scan(Part::Query("ssn=536%2D22%2D1234"));
+    assert!(has(&s, "us-ssn", "query:ssn", "query"), "{:?}", hits(&s));
+    let s = scan(Part::Query("q=SSN+536+22+1234&page=2"));
+    assert!(has(&s, "us-ssn", "query:q", "query"), "{:?}", hits(&s));
+    let s = scan(Part::Query("ssn=536%252D22%252D1234"));
+    assert!(
+        has(&s, "us-ssn", "query:ssn", "query>percent"),
+        "{:?}",
+        hits(&s)
+    );
+    // `%3D` before the digits must not defeat boundaries.
+    let s = scan(Part::Query("filter=ssn%253D536%252D22%252D1234"));
+    assert!(
+        has(&s, "us-ssn", "query:filter", "query>percent"),
+        "{:?}",
+        hits(&s)
+    );
+    assert!(scan(Part::Query("order=536221234&page=2"))
+        .findings
+        .is_empty());
+}
+
+#[test]
+fn unicode_evasions() {
+    for t in [
+        "SSN: ５３６－２２－１２３４",
+        "SSN: ٥٣٦-٢٢-١٢٣٤",
+        "SSN: ۵۳۶-۲۲-۱۲۳۴",
+        "SSN: ५३६-२२-१२३४",
+        "SSN: 𝟓𝟑𝟔-𝟐𝟐-𝟏𝟐𝟑𝟒",
+        "SSN: 536\u{200B}-22-1234",
+        "SSN: 5\u{200B}3\u{200C}6\u{FEFF}221234",
+        "SSN: 536\u{2011}22\u{2011}1234",
+        "SSN: 536\u{2212}22\u{2212}1234",
+        "SSN: 536\u{00A0}22\u{00A0}1234",
+    ] {
+        let s = text(t);
+        assert!(has(&s, "us-ssn", "text@5", ""), "{t}: {:?}", hits(&s));
+    }
+    // Offsets refer to the original text, after the multi-byte prefix.
+    let s = text("ＳＳＮ: ５３６－２２－１２３４");
+    assert!(has(&s, "us-ssn", "text@11", ""), "{:?}", hits(&s));
+    assert!(text("order ５３６２２１２３４").findings.is_empty());
+}
+
+#[test]
+fn glued_and_boundaries() {
+    assert!(has(&text("SSN536221234"), "us-ssn", "text@3", ""));
+    assert!(has(&text("id=536-22-1234&x"), "us-ssn", "text@3", ""));
+    assert!(text("SSN 15362212345").findings.is_empty());
+    assert!(text("SSN 536-22-12345").findings.is_empty());
+    // One finding, not one per pattern.
+    assert_eq!(rule_hits(&text("SSN 536-22-1234"), "us-ssn"), 1);
+}
+
+#[test]
+fn large_json_with_ssn_at_the_end() {
+    let pad = "a".repeat(100 * 1024);
+    let b = format!(r#"{{"pad":"{pad}","items":[1,2,3],"ssn":"536-22-1234"}}"#);
+    assert!(b.len() > 100 * 1024);
+    let s = json(&b);
+    assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
+}
+
+#[test]
+fn deep_nesting_does_not_crash() {
+    let deep = "[".repeat(100_000);
+    let s = body(Some("application/json"), None, deep.as_bytes()).expect("scans");
+    assert!(s.findings.is_empty());
+    let deep = format!("{}{}", "{\"a\":".repeat(100_000), "1");
+    assert!(body(None, None, deep.as_bytes()).is_ok());
+    // Deeper than max_json_depth (64) but parseable: also scanned as text.
+    let b = format!("{}\"SSN 536-22-1234\"{}", "[".repeat(100), "]".repeat(100));
+    let s = json(&b);
+    assert!(has(&s, "us-ssn", "body@105", "text"), "{:?}", hits(&s));
+}
+
+#[test]
+fn keys_are_scanned_and_locations_sanitized() {
+    let s = json(r#"{"patients":{"536-22-1234":{"name":"x"}}}"#);
+    assert!(
+        has(&s, "us-ssn", "body:/patients/*", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = scan(Part::Query("536-22-1234=1"));
+    assert!(has(&s, "us-ssn", "query:*", "query"), "{:?}", hits(&s));
+    let s = scan(Part::Header {
+        name: "x-536-22-1234",
+        value: b"1",
+    });
+    assert!(has(&s, "us-ssn", "header:*", ""), "{:?}", hits(&s));
+}
+
+#[test]
+fn locations_never_contain_the_value() {
+    let inputs = [
+        r#"{"536221234":{"ssn":"536-22-1234"}}"#,
+        r#"{"a":[{"b536-22-1234":"SSN 536221234"}]}"#,
+        r#"{"x":{"ssn 536 22 1234":"ssn"}}"#,
+    ];
+    for i in inputs {
+        let s = json(i);
+        assert!(!s.findings.is_empty(), "{i}");
+        for f in &s.findings {
+            assert!(!f.location.contains("536"), "{i}: {}", f.location);
+            assert!(!f.location.contains("1234"), "{i}: {}", f.location);
+        }
+    }
+}
+
+#[test]
+fn fhir_npi_identifier() {
+    let patient = r#"{"resourceType":"Practitioner","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":[{"family":"Test"}]}"#;
+    let s = body(Some("application/fhir+json"), None, patient.as_bytes()).expect("scans");
+    assert!(
+        has(&s, "us-npi", "body:/identifier/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    // Same number without provider context: not an NPI finding.
+    let s = json(r#"{"resourceType":"Observation","id":"1234567893"}"#);
+    assert_eq!(rule_hits(&s, "us-npi"), 0, "{:?}", hits(&s));
+    // Fails Luhn (FHIR example data).
+    let s = json(
+        r#"{"identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1122334499"}]}"#,
+    );
+    assert_eq!(rule_hits(&s, "us-npi"), 0);
+}
+
+#[test]
+fn fhir_ssn_identifier_by_system_and_type() {
+    let s =
+        json(r#"{"identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"536221234"}]}"#);
+    assert!(
+        has(&s, "us-ssn", "body:/identifier/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = json(
+        r#"{"identifier":[{"type":{"coding":[{"code":"SS"}],"text":"Social Security number"},"value":"536221234"}]}"#,
+    );
+    assert!(
+        has(&s, "us-ssn", "body:/identifier/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s =
+        json(r#"{"identifier":[{"system":"urn:oid:2.16.840.1.113883.4.1","value":"536221234"}]}"#);
+    assert!(
+        has(&s, "us-ssn", "body:/identifier/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s =
+        json(r#"{"identifier":[{"system":"http://hospital.example/mrn","value":"536221234"}]}"#);
+    assert_eq!(rule_hits(&s, "us-ssn"), 0);
+}
+
+#[test]
+fn email_in_telecom() {
+    let s = json(r#"{"telecom":[{"system":"email","value":"jane.roe@synthetic-clinic.org"}]}"#);
+    assert!(
+        has(&s, "email", "body:/telecom/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = json(r#"{"telecom":[{"system":"email","value":"someone@example.com"}]}"#);
+    assert!(s.findings.is_empty(), "{:?}", hits(&s));
+    assert!(text("reply to jane.roe@synthetic-clinic.org")
+        .findings
+        .is_empty());
+    assert!(has(
+        &text("email jane.roe@synthetic-clinic.org"),
+        "email",
+        "text@6",
+        ""
+    ));
+}
+
+#[test]
+fn phone_needs_context() {
+    assert!(text("Reference 404-321-7788 was filed").findings.is_empty());
+    let s = json(r#"{"telecom":[{"system":"phone","value":"(404) 321-7788"}]}"#);
+    assert!(
+        has(&s, "us-phone", "body:/telecom/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = json(r#"{"patient":{"homePhone":"404.321.7788"}}"#);
+    assert!(
+        has(&s, "us-phone", "body:/patient/homePhone", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = json(r#"{"telecom":[{"system":"phone","value":"212-555-0143"}]}"#);
+    assert!(s.findings.is_empty());
+}
+
+#[test]
+fn headers_use_their_name_as_context() {
+    let s = scan(Part::Header {
+        name: "x-patient-ssn",
+        value: b"536221234",
+    });
+    assert!(
+        has(&s, "us-ssn", "header:x-patient-ssn", ""),
+        "{:?}",
+        hits(&s)
+    );
+    let s = scan(Part::Header {
+        name: "x-request-id",
+        value: b"536221234",
+    });
+    assert!(s.findings.is_empty());
+    let s = scan(Part::Header {
+        name: "referer",
+        value: b"https://portal/search?ssn=536%2D22%2D1234",
+    });
+    assert!(
+        has(&s, "us-ssn", "header:referer", "percent"),
+        "{:?}",
+        hits(&s)
+    );
+}
+
+#[test]
+fn utf16_bodies() {
+    let le: Vec<u8> =
+        r#"{"ssn":"536-22-1234"}"#.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let s = body(Some("application/json"), None, &le).expect("scans");
+    assert!(
+        has(&s, "us-ssn", "body:/ssn", "utf16>json"),
+        "{:?}",
+        hits(&s)
+    );
+}
+
+#[test]
+fn findings_are_ordered_and_deterministic() {
+    let t = "SSN 536-22-1234 and ssn 536-22-1235; card 4526 0181 5908 3012";
+    let a = hits(&text(t));
+    let b = hits(&text(t));
+    assert_eq!(a, b);
+    let locs: Vec<&str> = a.iter().map(|(_, l, _)| l.as_str()).collect();
+    assert_eq!(locs, ["text@4", "text@24", "text@42"], "{a:?}");
+    let s = json(
+        r#"{"a":[{"ssn":"536-22-1234"},{"x":1},{"x":2},{"x":3},{"x":4},{"x":5},{"x":6},{"x":7},{"x":8},{"x":9},{"ssn":"536-22-1235"}]}"#,
+    );
+    let locs: Vec<String> = s.findings.iter().map(|f| f.location.clone()).collect();
+    assert_eq!(locs, ["body:/a/0/ssn", "body:/a/10/ssn"]);
+}
+
+/// A small custom rule set for engine mechanics independent of the default pack.
+fn custom(yaml: &str) -> Engine {
+    match RuleSet::from_sources(&[(PathBuf::from("custom.yaml"), yaml.to_string())]) {
+        Ok(set) => Engine::new(Arc::new(set)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn rejected_candidates_resume_one_character_later() {
+    let e = custom(
+        "rules:
+  - id: overlap
+    description: d
+    category: G
+    severity: low
+    patterns:
+      - regex: '[0-9]{9}'
+        score: 0.9
+    validators: [ssn]
+",
+    );
+    // '000536221' fails (area 000); the overlapping '005362212' is valid.
+    let s = e
+        .scan(&Part::Text("x0005362212"), &Limits::default())
+        .expect("scans");
+    assert_eq!(s.findings.len(), 1, "{:?}", hits(&s));
+}
+
+#[test]
+fn where_mode_and_keywords() {
+    let e = custom(
+        "rules:
+  - id: body-only
+    description: d
+    category: R
+    severity: low
+    mode: monitor
+    where: [body, 'header:x-ssn']
+    patterns:
+      - regex: '(?P<value>[0-9]{3}-[0-9]{2}-[0-9]{4})'
+        score: 0.9
+        boundary: digit
+    validators: [ssn]
+  - id: needs-keyword
+    description: d
+    category: R
+    severity: low
+    keywords: [chart]
+    patterns:
+      - regex: 'MRN[0-9]{6}'
+        score: 0.9
+",
+    );
+    let l = Limits::default();
+    let s = e.scan(&Part::Query("x=536-22-1234"), &l).expect("scans");
+    assert!(s.findings.is_empty());
+    let s = e
+        .scan(
+            &Part::Body {
+                content_type: None,
+                content_encoding: None,
+                bytes: b"536-22-1234",
+            },
+            &l,
+        )
+        .expect("scans");
+    assert_eq!(s.findings.first().map(|f| f.mode), Some(Mode::Monitor));
+    let header = |name| {
+        e.scan(
+            &Part::Header {
+                name,
+                value: b"536-22-1234",
+            },
+            &l,
+        )
+        .expect("scans")
+        .findings
+        .len()
+    };
+    assert_eq!(header("x-ssn"), 1);
+    assert_eq!(header("x-other"), 0);
+    assert_eq!(
+        e.scan(&Part::Text("MRN123456"), &l)
+            .expect("scans")
+            .findings
+            .len(),
+        0
+    );
+    assert_eq!(
+        e.scan(&Part::Text("Chart MRN123456"), &l)
+            .expect("scans")
+            .findings
+            .len(),
+        1
+    );
+    // The keyword also counts when it is only in the field context.
+    let s = e
+        .scan(
+            &Part::Body {
+                content_type: Some("application/json"),
+                content_encoding: None,
+                bytes: br#"{"chart":"MRN123456"}"#,
+            },
+            &l,
+        )
+        .expect("scans");
+    assert_eq!(s.findings.len(), 1);
+}
+
+#[test]
+fn hostile_inputs_do_not_panic() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        usize::try_from(x % 1_000_003).unwrap_or(0)
+    };
+    let alphabet: &[u8] =
+        b"0123456789-. %2D+@{}[]\":,\\u5a=&#eyJ.\xef\xbc\x95\xd9\xa5\xe2\x80\x8b\xff\x00\x1f\x8b";
+    let l = Limits::default();
+    for len in [0usize, 1, 2, 3, 7, 31, 100, 1000] {
+        for _ in 0..40 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    alphabet
+                        .get(next() % alphabet.len())
+                        .copied()
+                        .unwrap_or(b'x')
+                })
+                .collect();
+            for ct in [
+                None,
+                Some("application/json"),
+                Some("application/x-www-form-urlencoded"),
+                Some("text/plain; charset=utf-16le"),
+            ] {
+                for enc in [
+                    None,
+                    Some("gzip"),
+                    Some("deflate"),
+                    Some("br"),
+                    Some("zstd"),
+                ] {
+                    let _ = body(ct, enc, &bytes);
+                }
+            }
+            let s = String::from_utf8_lossy(&bytes);
+            let _ = engine().scan(&Part::Query(&s), &l);
+            let _ = engine().scan(&Part::Text(&s), &l);
+            let _ = engine().scan(
+                &Part::Header {
+                    name: "authorization",
+                    value: &bytes,
+                },
+                &l,
+            );
+        }
+    }
+    // Garbage rule files are errors, not panics.
+    for text in [
+        "",
+        "rules:",
+        "rules: [1]",
+        "rules:\n  - id: [",
+        "\u{0}",
+        "rules: {a: b}",
+    ] {
+        assert!(RuleSet::from_sources(&[(PathBuf::from("g.yaml"), text.to_string())]).is_err());
+    }
+}
