@@ -109,7 +109,10 @@ routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    
 pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ("contact.yaml", include_str!("../rules/contact.yaml")),
     ("financial.yaml", include_str!("../rules/financial.yaml")),
-    ("identifiers.yaml", include_str!("../rules/identifiers.yaml")),
+    (
+        "identifiers.yaml",
+        include_str!("../rules/identifiers.yaml"),
+    ),
 ];
 
 /// Writes the embedded default pack into `dir` and returns it.
@@ -188,7 +191,10 @@ mod tests {
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect();
-        assert_eq!(embedded, on_disk, "update DEFAULT_PACK in src/demo.rs when rules/ changes");
+        assert_eq!(
+            embedded, on_disk,
+            "update DEFAULT_PACK in src/demo.rs when rules/ changes"
+        );
     }
 
     #[test]

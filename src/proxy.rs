@@ -452,6 +452,9 @@ impl Gateway {
 
         let mut strongest: Option<Mode> = None;
         if route.inspect.query {
+            if let Ok(m) = self.inspect(ctx, &Part::Path(req.uri.path())) {
+                strongest = stronger(strongest, m);
+            }
             if let Some(q) = req.uri.query() {
                 match self.inspect(ctx, &Part::Query(q)) {
                     Ok(m) => strongest = stronger(strongest, m),

@@ -63,6 +63,10 @@ impl Engine {
 pub enum Part<'a> {
     /// Raw query string without '?', still percent-encoded.
     Query(&'a str),
+    /// Raw URL path, still percent-encoded. Scanned by rules whose `where` includes `query`
+    /// (the URL is one place to a rule author), because REST APIs put identifiers in paths
+    /// (`/patients/by-ssn/536-22-1234`).
+    Path(&'a str),
     /// One request header (name lowercase), raw value bytes.
     Header {
         /// Lowercase header name.
@@ -192,6 +196,27 @@ pub(crate) fn scan_rules(
         Part::Query(query) => {
             let mut sc = Scanner::new(rules, PartKind::Query, only, limits);
             scan_form(&mut sc, query, "query:", &["query"], 0);
+            sc.finish()
+        }
+        Part::Path(path) => {
+            let mut sc = Scanner::new(rules, PartKind::Query, only, limits);
+            if sc.active() {
+                // Decode twice at most: `%252D` is a double-encoded `-`.
+                let once = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+                let text = if once.contains('%') {
+                    percent_encoding::percent_decode_str(&once)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                } else {
+                    once.into_owned()
+                };
+                sc.segment(&Segment {
+                    text: &text,
+                    loc: Loc::Offset("path"),
+                    ctx: FieldCtx::default(),
+                    chain: &["percent"],
+                });
+            }
             sc.finish()
         }
         Part::Header { name, value } => {

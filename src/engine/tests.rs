@@ -811,3 +811,14 @@ fn hostile_inputs_do_not_panic() {
         assert!(RuleSet::from_sources(&[(PathBuf::from("g.yaml"), text.to_string())]).is_err());
     }
 }
+
+#[test]
+fn ssn_in_the_url_path_is_found_and_plain_paths_are_not() {
+    let s = scan(Part::Path("/patients/by-ssn/536-22-1234"));
+    assert!(s.findings.iter().any(|f| f.rule_id == "us-ssn"), "{s:?}");
+    assert!(s.findings.iter().all(|f| f.location.starts_with("path")));
+    let s = scan(Part::Path("/patients/by-ssn/536%252D22%252D1234"));
+    assert!(s.findings.iter().any(|f| f.rule_id == "us-ssn"), "{s:?}");
+    let s = scan(Part::Path("/fhir/Observation/100000007/_history/2"));
+    assert!(s.findings.is_empty(), "{s:?}");
+}
