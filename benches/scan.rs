@@ -60,10 +60,14 @@ fn bench(c: &mut Criterion) {
         let clean = clean_fhir(size);
         let phi = with_ssn(clean_fhir(size));
         group.throughput(Throughput::Bytes(clean.len() as u64));
-        group.bench_with_input(BenchmarkId::new("floor_single_pass", name), &clean, |b, d| {
-            // One pass that touches every byte: what reading the body costs at minimum.
-            b.iter(|| black_box(d.iter().fold(0u64, |acc, &x| acc.wrapping_add(x as u64))))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("floor_single_pass", name),
+            &clean,
+            |b, d| {
+                // One pass that touches every byte: what reading the body costs at minimum.
+                b.iter(|| black_box(d.iter().fold(0u64, |acc, &x| acc.wrapping_add(x as u64))))
+            },
+        );
         for (kind, doc) in [("clean_fhir_json", &clean), ("phi_fhir_json", &phi)] {
             group.bench_with_input(BenchmarkId::new(kind, name), doc, |b, d| {
                 b.iter(|| {

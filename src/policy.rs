@@ -270,7 +270,8 @@ mod yaml_tests {
         }
         let m: M = crate::yaml::parse(std::path::Path::new("x.yaml"), "mode: off\n").unwrap();
         assert_eq!(m.mode, Mode::Off);
-        let e = crate::yaml::parse::<M>(std::path::Path::new("x.yaml"), "mode: block\n").unwrap_err();
+        let e =
+            crate::yaml::parse::<M>(std::path::Path::new("x.yaml"), "mode: block\n").unwrap_err();
         assert_eq!(e.field, "mode", "{e}");
     }
 }

@@ -206,9 +206,7 @@ impl Ctx {
 
     /// Folds engine findings into the request's matches; returns the strongest mode seen.
     fn absorb(&mut self, scan: crate::engine::Scan) -> Option<Mode> {
-        let Some(route) = self.route() else {
-            return None;
-        };
+        let route = self.route()?;
         let new = effective_matches(
             scan.findings
                 .iter()
@@ -273,16 +271,21 @@ async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingor
 }
 
 /// Reads and discards a request body we are refusing before it was read, bounded in bytes and
-/// time, so the client receives our answer instead of a reset (closing a socket with unread
-/// data makes the kernel send RST, which can destroy the response in flight).
+/// time, so the client receives our answer instead of a reset: closing a socket with unread
+/// data makes the kernel send RST, which can destroy the response in flight (nginx's
+/// "lingering close" solves the same problem). Bodies declared larger than `limit` are not
+/// drained; neither are bodies behind `Expect: 100-continue`, whose client waits for our answer
+/// before sending anything.
 async fn drain_bounded(session: &mut Session, limit: u64) {
-    let declared = session
-        .req_header()
-        .headers
+    let headers = &session.req_header().headers;
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue || declared.is_some_and(|n| n > limit) || declared == Some(0) {
         return;
     }
     let drain = async {
@@ -503,9 +506,7 @@ impl Gateway {
         content_type: Option<&str>,
         content_encoding: Option<&str>,
     ) -> Option<Reason> {
-        let Some(route) = ctx.route().cloned() else {
-            return None;
-        };
+        let route = ctx.route().cloned()?;
         let body = std::mem::take(&mut ctx.body);
         let result = self.inspect(
             ctx,
@@ -576,10 +577,13 @@ impl ProxyHttp for Gateway {
         let Some(reason) = self.check_request_head(session, ctx) else {
             return Ok(false);
         };
-        let limit = ctx.route().map(|r| r.max_body_bytes).unwrap_or(0);
-        if reason != Reason::BodyTooLarge {
-            drain_bounded(session, limit).await;
-        }
+        // Drain up to the route's cap plus the same allowance the streaming path gives, so an
+        // oversize upload still reads our 413. Unrouted requests get no allowance.
+        let limit = ctx
+            .route()
+            .map(|r| r.max_body_bytes.saturating_add(DRAIN_AFTER_LIMIT))
+            .unwrap_or(0);
+        drain_bounded(session, limit).await;
         write_error(session, ctx, reason).await?;
         Ok(true)
     }

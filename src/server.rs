@@ -37,6 +37,16 @@ pub enum StartError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// An address cannot be bound (in use, or not a local address).
+    #[error("cannot bind {what} address {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 /// Everything needed to start, already validated.
@@ -97,13 +107,28 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     crate::tls::install_tls13_only_provider()?;
     let config = prepared.snapshot.config.clone();
 
-    let mut conf = ServerConf::default();
-    conf.threads = config.server.threads;
-    conf.grace_period_seconds = Some(config.server.grace_period_seconds);
-    conf.graceful_shutdown_timeout_seconds = Some(config.server.graceful_shutdown_timeout_seconds);
-    conf.pid_file = path_string(&config.server.pid_file);
-    conf.upgrade_sock = path_string(&config.server.upgrade_sock);
-    conf.daemon = false;
+    // Bind-check every address first: pingora retries a taken port for 30 s and then panics
+    // its service thread while the process lives on, unable to serve. Failing here is clearer.
+    let mut addrs = vec![("listen", config.listen.address)];
+    addrs.extend(config.admin.map(|a| ("admin", a)));
+    addrs.extend(extra.sample_ehr.map(|a| ("sample EHR", a)));
+    for (what, addr) in &addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            what,
+            addr: *addr,
+            source,
+        })?;
+    }
+
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
+        pid_file: path_string(&config.server.pid_file),
+        upgrade_sock: path_string(&config.server.upgrade_sock),
+        daemon: false,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -152,12 +177,39 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     for route in &config.routes {
         tracing::info!(route = %route.name, mode = %route.mode, "route mode");
     }
-    health.set_ready(true);
+    mark_ready_when_listening(health, config.listen.address);
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
     });
     tracing::info!("phi-gateway stopped");
     Ok(())
+}
+
+/// pingora binds its listeners inside `run`, with no callback; readiness must not be claimed
+/// before then. Poll the listen address (just verified free, so what answers is us) and flip
+/// `/readyz` once it accepts.
+fn mark_ready_when_listening(health: Arc<Health>, addr: std::net::SocketAddr) {
+    let spawned = std::thread::Builder::new()
+        .name("readiness".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let probe = std::net::TcpStream::connect_timeout(
+                    &addr,
+                    std::time::Duration::from_millis(200),
+                );
+                if probe.is_ok() {
+                    health.set_ready(true);
+                    tracing::info!(listen = %addr, "ready");
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            tracing::error!(listen = %addr, "listener never came up; staying not ready");
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the readiness probe; staying not ready");
+    }
 }
 
 fn path_string(p: &std::path::Path) -> String {

@@ -5,7 +5,10 @@
 //! pingora 0.9's rustls `TlsSettings::build()` hard-codes `[TLS12, TLS13]` and offers no setter.
 //! rustls only enables a protocol version when the crypto provider has a cipher suite for it, so
 //! installing a default provider that contains **only TLS 1.3 suites** before pingora builds
-//! its config makes TLS 1.2 (and older) impossible: clients get a `protocol_version` alert.
+//! its config makes TLS 1.2 and older impossible. A TLS 1.2 ClientHello gets a
+//! `protocol_version` alert (70); TLS 1.0/1.1 ClientHellos carry no `signature_algorithms`
+//! extension, which rustls checks first, so they get `handshake_failure` (40). Either way the
+//! handshake fails before any application data.
 //! This is workaround A of the pingora note. Its consequence, stated in the README: pingora's
 //! upstream connector uses the same process-default provider, so **TLS towards upstreams is
 //! TLS 1.3-only as well**. A TLS 1.2-only EHR upstream has to be reached over plain HTTP on a

@@ -1,0 +1,16 @@
+//! Integration tests for phi-gateway: each test starts the real binary on its own ports with
+//! its own certificates, config and recording upstream, and drives it over TLS 1.3 with
+//! reqwest, curl and openssl. One test target keeps link time down.
+
+mod common;
+
+mod audit_header;
+mod check;
+mod leaks;
+mod lifecycle;
+mod limits;
+mod metrics;
+mod monitor;
+mod phi;
+mod tls;
+mod upstream;
