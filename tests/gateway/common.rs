@@ -494,6 +494,8 @@ pub struct GatewayOpts {
     pub read_ms: u64,
     /// Extra request headers the `fhir` route inspects (`inspect.headers`).
     pub inspect_headers: Vec<String>,
+    /// When set, the `ehr` upstream is reached over TLS with this (SNI, CA file).
+    pub upstream_tls: Option<(String, PathBuf)>,
 }
 
 impl GatewayOpts {
@@ -504,6 +506,7 @@ impl GatewayOpts {
             max_body_bytes: 1024 * 1024,
             read_ms: 5_000,
             inspect_headers: Vec::new(),
+            upstream_tls: None,
         }
     }
 }
@@ -559,6 +562,13 @@ impl GatewayFiles {
         } else {
             format!("\n      headers: [{}]", opts.inspect_headers.join(", "))
         };
+        let tls = match &opts.upstream_tls {
+            Some((sni, ca)) => format!(
+                "\n    tls:\n      sni: {sni}\n      ca_file: \"{}\"",
+                ca.display()
+            ),
+            None => String::new(),
+        };
         let yaml = format!(
             "\
 listen:
@@ -581,7 +591,7 @@ logging:
   level: info
 upstreams:
   - name: ehr
-    address: \"{upstream}\"
+    address: \"{upstream}\"{tls}
     timeouts:
       connect_ms: 1000
       read_ms: {read_ms}

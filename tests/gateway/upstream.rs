@@ -76,3 +76,68 @@ async fn unmatched_path_gets_404_no_route() {
     up.quiesce();
     assert_eq!(up.connections(), 0, "{}", up.describe());
 }
+
+/// Upstream TLS with a configured CA file and SNI: gateway A reaches gateway B over TLS 1.3,
+/// verifying B's certificate against B's development CA; B forwards to the recording upstream.
+#[tokio::test]
+async fn tls_upstream_with_ca_file_and_sni_is_verified() {
+    let up = RecordingUpstream::start();
+    let b = Gateway::start(GatewayOpts::new(up.addr()));
+    let b_addr: std::net::SocketAddr = format!("127.0.0.1:{}", b.port()).parse().unwrap();
+
+    let mut opts = GatewayOpts::new(b_addr);
+    opts.upstream_tls = Some(("localhost".into(), b.ca_pem_path()));
+    let a = Gateway::start(opts);
+    let body = clean_patient();
+    let resp = a
+        .client(false)
+        .post(a.url("/fhir/Patient"))
+        .header(AUDIT, "tls-upstream-1")
+        .header("content-type", "application/fhir+json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request through two gateways");
+    let (status, _, text, _) = read_response(resp).await;
+    assert_eq!(status, 200, "{text}\nA:\n{}\nB:\n{}", a.logs(), b.logs());
+    let got = up.requests();
+    assert_eq!(got.len(), 1, "{}", up.describe());
+    assert_eq!(
+        got[0].body,
+        body.as_bytes(),
+        "body changed across the TLS hop"
+    );
+
+    // The same upstream, but trusting the wrong CA (A's own): the handshake must fail.
+    let mut opts = GatewayOpts::new(b_addr);
+    opts.upstream_tls = Some(("localhost".into(), a.ca_pem_path()));
+    let wrong_ca = Gateway::start(opts);
+    let resp = wrong_ca
+        .client(false)
+        .get(wrong_ca.url("/fhir/Patient/example"))
+        .header(AUDIT, "tls-upstream-2")
+        .send()
+        .await
+        .expect("request");
+    let (s, h, t, _) = read_response(resp).await;
+    check_refusal(s, &h, &t, 502, "upstream_unavailable");
+
+    // The right CA but an SNI the certificate does not cover: hostname verification fails.
+    let mut opts = GatewayOpts::new(b_addr);
+    opts.upstream_tls = Some(("ehr.invalid".into(), b.ca_pem_path()));
+    let wrong_name = Gateway::start(opts);
+    let resp = wrong_name
+        .client(false)
+        .get(wrong_name.url("/fhir/Patient/example"))
+        .header(AUDIT, "tls-upstream-3")
+        .send()
+        .await
+        .expect("request");
+    let (s, h, t, _) = read_response(resp).await;
+    check_refusal(s, &h, &t, 502, "upstream_unavailable");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "a failed TLS hop must not reach the EHR"
+    );
+}
