@@ -327,7 +327,13 @@ pub struct Route {
 
 impl GatewayConfig {
     /// The first route matching `host` (any case, port ignored) and `path`.
+    ///
+    /// `path` is the raw request path; matching uses [`routing_path`], so an encoded or
+    /// dotted spelling (`/public/%70atients`, `/public/./patients`) cannot slip past a
+    /// more specific route into a broader one while the upstream normalises it back.
     pub fn route_for(&self, host: Option<&str>, path: &str) -> Option<(usize, &Route)> {
+        let path = routing_path(path);
+        let path = path.as_ref();
         let host = host.map(strip_port);
         self.routes.iter().enumerate().find(|(_, r)| {
             let host_ok = match (&r.host, host) {
@@ -338,6 +344,43 @@ impl GatewayConfig {
             host_ok && path.starts_with(&r.path_prefix)
         })
     }
+}
+
+/// The path as an upstream would most likely interpret it: percent-decoded, dot segments
+/// removed (RFC 3986 §5.2.4), repeated slashes merged. Used only to choose a route; the
+/// request is forwarded with its original path.
+pub fn routing_path(raw: &str) -> std::borrow::Cow<'_, str> {
+    let suspicious =
+        raw.contains('%') || raw.contains("//") || raw.contains("/.") || raw.contains('\\');
+    if !suspicious {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let decoded = decoded.replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len() + 1);
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    // Keep a trailing slash (`/fhir/` must still match the prefix `/fhir/`).
+    if decoded.ends_with('/')
+        || decoded.ends_with("/.")
+        || decoded.ends_with("/..")
+        || path.is_empty()
+    {
+        path.push('/');
+    }
+    std::borrow::Cow::Owned(path)
 }
 
 fn strip_port(host: &str) -> &str {
@@ -882,5 +925,29 @@ routes:
         );
         assert_eq!(c.route_for(Some("other"), "/x").unwrap().1.name, "rest");
         assert_eq!(strip_port("[::1]:8443"), "::1");
+    }
+
+    #[test]
+    fn encoded_or_dotted_paths_route_like_their_normal_form() {
+        let text = MINIMAL.replace(
+            "  - name: fhir\n    path_prefix: /fhir/\n    upstream: ehr\n",
+            "  - name: patients\n    path_prefix: /public/patients\n    upstream: ehr\n    mode: enforce\n  - name: public\n    path_prefix: /public/\n    upstream: ehr\n    mode: monitor\n",
+        );
+        let c = parse(&text).unwrap();
+        for p in [
+            "/public/patients/1",
+            "/public/%70atients/1",
+            "/public/./patients/1",
+            "/public//patients/1",
+            "/public/x/../patients/1",
+            "/public/%2E/patients/1",
+            "/public\\patients/1",
+        ] {
+            assert_eq!(c.route_for(None, p).unwrap().1.name, "patients", "{p}");
+        }
+        assert_eq!(c.route_for(None, "/public/other").unwrap().1.name, "public");
+        assert_eq!(routing_path("/fhir/"), "/fhir/");
+        assert_eq!(routing_path("/a/%2e%2e/b/"), "/b/");
+        assert_eq!(routing_path("/.."), "/");
     }
 }

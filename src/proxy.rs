@@ -506,7 +506,8 @@ impl Gateway {
         content_type: Option<&str>,
         content_encoding: Option<&str>,
     ) -> Option<Reason> {
-        let route = ctx.route().cloned()?;
+        let snapshot = ctx.snapshot.clone();
+        let route = ctx.route.and_then(|i| snapshot.config.routes.get(i))?;
         let body = std::mem::take(&mut ctx.body);
         let result = self.inspect(
             ctx,
@@ -632,7 +633,9 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        let Some(route) = ctx.route().cloned() else {
+        // Hold the snapshot, not a clone of the route: this runs once per body chunk.
+        let snapshot = ctx.snapshot.clone();
+        let Some(route) = ctx.route.and_then(|i| snapshot.config.routes.get(i)) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "body without route",
@@ -670,6 +673,18 @@ impl ProxyHttp for Gateway {
         }
 
         if let Some(c) = chunk {
+            if ctx.body.capacity() == 0 {
+                // Size the buffer once from Content-Length (already checked against the cap).
+                let declared = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+                    .min(route.max_body_bytes);
+                ctx.body.reserve((declared as usize).max(c.len()));
+            }
             ctx.body.extend_from_slice(&c);
         }
         if !end_of_stream {

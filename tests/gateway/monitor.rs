@@ -54,3 +54,35 @@ async fn monitor_route_forwards_phi_and_counts_would_block() {
         "{scrape}"
     );
 }
+
+/// Regression: routes used to match the raw path, so a dotted or encoded spelling of an
+/// enforcing route's path could fall into a broader monitor route while the upstream
+/// normalised it back. The gateway must route on the normalised path.
+#[test]
+fn dotted_or_encoded_paths_cannot_escape_into_the_monitor_route() {
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssn.json");
+    std::fs::write(&file, ssn_patient()).unwrap();
+    let data = format!("@{}", file.display());
+    for path in ["/monitor/../fhir/Patient", "/monitor/%2e%2e/fhir/Patient"] {
+        let url = gw.url(path);
+        let r = gw.curl(&[
+            "--path-as-is",
+            "-H",
+            &format!("{AUDIT}: escape-1"),
+            "-H",
+            "content-type: application/fhir+json",
+            "--data-binary",
+            &data,
+            &url,
+        ]);
+        assert_eq!(
+            r.status, 403,
+            "{path} routed around the enforce route: {r:?}"
+        );
+        assert!(r.body.contains("phi_detected"), "{}", r.body);
+    }
+    assert_eq!(up.total_body_bytes(), 0, "{}", up.describe());
+}
