@@ -14,10 +14,10 @@ const EXIT_CONFIG: u8 = 78;
 
 /// A TLS 1.3-only reverse proxy that keeps unencrypted PHI out of EHR APIs.
 ///
-/// It requires an audit header on every request, scans the query string, selected headers and
-/// the body (after decompression) for PHI such as SSNs, Medicare IDs, NPIs and card numbers,
-/// then blocks (403) or logs (monitor mode) according to YAML rules. Clean traffic goes on to
-/// the upstream unchanged.
+/// It requires an audit header on every request, scans the URL (path and query), selected
+/// headers and the body (after decompression) for PHI such as SSNs, Medicare IDs, NPIs and
+/// card numbers, then blocks (403) or logs (monitor mode) according to YAML rules. Clean
+/// traffic goes on to the upstream unchanged.
 ///
 /// Exit codes: 0 success; 1 runtime failure; 2 usage error; 78 invalid configuration, rules or
 /// certificate (nothing was bound).
