@@ -830,7 +830,7 @@ impl ProxyHttp for Gateway {
             rules = %rules,
             locations = %locations.join(","),
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_us = elapsed.as_micros() as u64,
             inspection_us = ctx.inspection.as_micros() as u64,
             "request"
         );
