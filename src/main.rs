@@ -73,11 +73,31 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
+    /// Tools for rule authors.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Generate a development CA and a localhost server certificate (never for production).
     DevCerts {
         /// Output directory; receives ca.pem, server.pem and server.key (mode 0600).
         #[arg(long, value_name = "DIR", default_value = "certs")]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Load a rule directory and run every rule's inline `tests:` through the real engine.
+    ///
+    /// Each `match` example must produce a finding of its rule; each `no_match` example must
+    /// not. Failures show the rule, the file and line, the expected and actual result, and the
+    /// input with digits and letters masked. Exits 0 when all pass, 1 when any fails, 78 when
+    /// the rules do not load.
+    Test {
+        /// Rule directory.
+        #[arg(default_value = "rules", value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -99,6 +119,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Rules {
+            command: RulesCommand::Test { dir },
+        } => rules_test(&dir),
         Command::DevCerts { out } => match tls::generate_dev_ca(&out) {
             Ok(c) => {
                 println!(
@@ -148,6 +171,31 @@ fn check(path: &Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+fn rules_test(dir: &Path) -> ExitCode {
+    let rules = match phi_gateway::rules::RuleSet::load_dir(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let failures = rules.run_inline_tests();
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    println!(
+        "{}: {} rules, {} failed inline test(s)",
+        dir.display(),
+        rules.len(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -106,3 +106,50 @@ fn invalid_rule_file_names_file_line_and_key() {
     assert!(err.contains("zz-typo.yaml:3:"), "{err}");
     assert!(err.contains("descripton"), "{err}");
 }
+
+fn rules_test(dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["rules", "test"])
+        .arg(dir)
+        .output()
+        .expect("run phi-gateway rules test")
+}
+
+#[test]
+fn rules_test_passes_on_the_default_pack_and_reports_a_broken_example() {
+    let repo_rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let out = rules_test(&repo_rules);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+
+    // A `no_match` example that is a real SSN must fail, naming the rule and the line.
+    let dir = tempfile::tempdir().unwrap();
+    let pack = std::fs::read_to_string(repo_rules.join("identifiers.yaml")).unwrap();
+    let broken = pack.replacen(
+        "        - 'order 536221234 shipped'",
+        "        - 'SSN 536-22-1234'",
+        1,
+    );
+    assert_ne!(
+        broken, pack,
+        "fixture line not found in rules/identifiers.yaml"
+    );
+    let line = GatewayFiles::line_of(&broken, "'SSN 536-22-1234'");
+    std::fs::write(dir.path().join("identifiers.yaml"), broken).unwrap();
+    let out = rules_test(dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("identifiers.yaml:{line}: rule `us-ssn`")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("536-22-1234"),
+        "inputs must be masked: {text}"
+    );
+
+    // A directory that does not exist is a configuration error.
+    let out = rules_test(&dir.path().join("missing"));
+    assert_eq!(out.status.code(), Some(78));
+}
