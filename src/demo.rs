@@ -78,6 +78,11 @@ fn answer(status: StatusCode, body: String) -> Response<Vec<u8>> {
     r
 }
 
+/// Escapes text for use inside a double-quoted YAML scalar.
+fn yaml_quoted_body(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 /// Writes the demo's `gateway.yaml` into `dir`, so the demo runs through exactly the same
 /// loader and validation as `phi-gateway run`, and the user has a working file to copy.
 pub fn write_demo_config(
@@ -98,7 +103,7 @@ server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_se
 logging:\n  format: text\n  level: info\n\
 upstreams:\n  - name: sample-ehr\n    address: \"{upstream}\"\n\
 routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      headers: [referer]\n",
-        rules = rules_dir.display()
+        rules = yaml_quoted_body(&rules_dir.display().to_string())
     );
     std::fs::write(&file, text)?;
     Ok(file)
@@ -172,6 +177,22 @@ pub fn banner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_config_survives_awkward_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("ru\"les\\x");
+        let file = write_demo_config(
+            dir.path(),
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+            "127.0.0.1:3",
+            &rules,
+        )
+        .unwrap();
+        let cfg = crate::config::load(&file).unwrap();
+        assert_eq!(cfg.rules_dir, rules);
+    }
 
     #[test]
     fn embedded_pack_matches_rules_directory() {
