@@ -522,8 +522,8 @@ pub struct GatewayFiles {
     pub down_port: u16,
 }
 
-/// Copies the repository's rule pack into `dest`; when it has no rule files yet, writes the
-/// embedded default pack instead (which may be empty while the stub engine is in place).
+/// Copies the repository's rule pack into `dest`; when it has no rule files, writes the
+/// embedded default pack instead.
 fn install_rules(dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
     let repo_rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
@@ -773,12 +773,13 @@ pub fn stop_child(child: &mut Child, grace: Duration) -> Option<Duration> {
         return Some(Duration::ZERO);
     }
     let started = Instant::now();
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped, so it cannot
+        // have been reused) and a valid signal number; it touches no memory.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
     while started.elapsed() < grace {
         if let Ok(Some(_)) = child.try_wait() {
             return Some(started.elapsed());
