@@ -55,6 +55,11 @@ fn sanitize_token(token: &str) -> String {
         .collect()
 }
 
+/// Whether every coding in a `Content-Encoding` value is one [`decode_body`] can undo.
+pub(crate) fn supported(header: &str) -> bool {
+    parse_codings(header).is_ok()
+}
+
 /// Parses a `Content-Encoding` value into the codings to undo, outermost first.
 fn parse_codings(header: &str) -> Result<Vec<Coding>, InspectError> {
     let mut codings = Vec::new();

@@ -174,6 +174,13 @@ pub enum InspectError {
     TooManyLayers,
 }
 
+/// Whether the engine can undo every coding in a `Content-Encoding` value. The proxy asks this
+/// before connecting upstream, so it refuses (415) what [`Engine::scan`] could not inspect,
+/// with one list of supported codings: the decoder's.
+pub fn content_encoding_supported(value: &str) -> bool {
+    decode::supported(value)
+}
+
 /// Runs the engine over `rules`; `only` restricts it to one rule, evaluated even when `off`
 /// (used by inline tests, which must exercise disabled rules too).
 pub(crate) fn scan_rules(
