@@ -397,14 +397,13 @@ impl Gateway {
         }
 
         let req = session.req_header();
-        let host = req.uri.host().map(str::to_string).or_else(|| {
+        let host = req.uri.host().or_else(|| {
             req.headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
         });
         let snapshot = ctx.snapshot.clone();
-        let Some((idx, route)) = snapshot.config.route_for(host.as_deref(), req.uri.path()) else {
+        let Some((idx, route)) = snapshot.config.route_for(host, req.uri.path()) else {
             ctx.block(Reason::NoRoute);
             return Some(Reason::NoRoute);
         };
@@ -691,15 +690,11 @@ impl ProxyHttp for Gateway {
         let headers = &session.req_header().headers;
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .and_then(|v| v.to_str().ok());
         let content_encoding = headers
             .get(http::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let Some(reason) =
-            self.check_body(ctx, content_type.as_deref(), content_encoding.as_deref())
-        {
+            .and_then(|v| v.to_str().ok());
+        if let Some(reason) = self.check_body(ctx, content_type, content_encoding) {
             ctx.body = BytesMut::new();
             return Err(refuse(reason));
         }
@@ -781,15 +776,15 @@ impl ProxyHttp for Gateway {
                 reason: None,
             },
         };
-        let route = ctx.route_name().to_string();
+        let route = ctx.route_name();
         let decision = outcome.decision.as_str();
         let m = &self.metrics;
-        m.requests.with_label_values(&[&route, decision]).inc();
+        m.requests.with_label_values(&[route, decision]).inc();
         if let (Some(reason), Decision::Block | Decision::WouldBlock) =
             (outcome.reason, outcome.decision)
         {
             m.rejections
-                .with_label_values(&[&route, reason.as_str()])
+                .with_label_values(&[route, reason.as_str()])
                 .inc();
         }
         let mut seen: Vec<(&str, Mode)> = ctx
@@ -806,7 +801,7 @@ impl ProxyHttp for Gateway {
         }
         let elapsed = ctx.started.elapsed();
         m.request_duration
-            .with_label_values(&[&route, decision])
+            .with_label_values(&[route, decision])
             .observe(elapsed.as_secs_f64());
         if ctx.inspected {
             m.inspection_duration.observe(ctx.inspection.as_secs_f64());

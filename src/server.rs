@@ -34,6 +34,9 @@ pub enum StartError {
     /// A certificate or key is unusable.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// pingora rejected the listener settings.
+    #[error("cannot configure the TLS listener: {0}")]
+    Listener(String),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -133,8 +136,10 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     server.bootstrap();
 
     let resolver = SwappableCert::new(&prepared.cert);
-    let mut tls = TlsSettings::intermediate("", "")
-        .map_err(|e| StartError::Tls(crate::tls::TlsError::Generate(e.to_string())))?;
+    // The paths stay empty: the certificate comes from our resolver, never from pingora's
+    // file loading (which panics on a bad file).
+    let mut tls =
+        TlsSettings::intermediate("", "").map_err(|e| StartError::Listener(e.to_string()))?;
     tls.set_cert_resolver(resolver);
     if config.listen.http2 {
         tls.enable_h2();
