@@ -37,6 +37,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `check`, asserts exit 78 and that stderr names every string in `wanted`.
+fn check_fails_naming(f: &GatewayFiles, wanted: &[&str]) {
+    let out = run_check(f);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    for w in wanted {
+        assert!(err.contains(w), "want `{w}` in: {err}");
+    }
+}
+
 #[test]
 fn valid_config_passes_without_binding_ports() {
     let f = files();
@@ -59,14 +69,7 @@ fn typo_key_names_file_line_and_key() {
     let f = files();
     let text = rewrite(&f, "    max_body_bytes:", "    max_body_byts:");
     let line = GatewayFiles::line_of(&text, "max_body_byts");
-    let out = run_check(&f);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(
-        err.contains(&format!("gateway.yaml:{line}:")),
-        "want line {line}: {err}"
-    );
-    assert!(err.contains("max_body_byts"), "{err}");
+    check_fails_naming(&f, &[&format!("gateway.yaml:{line}:"), "max_body_byts"]);
 }
 
 #[test]
@@ -74,25 +77,21 @@ fn unknown_upstream_names_line_and_field() {
     let f = files();
     let text = rewrite(&f, "    upstream: ehr\n", "    upstream: ehr-typo\n");
     let line = GatewayFiles::line_of(&text, "upstream: ehr-typo");
-    let out = run_check(&f);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(
-        err.contains(&format!("gateway.yaml:{line}:")),
-        "want line {line}: {err}"
+    check_fails_naming(
+        &f,
+        &[
+            &format!("gateway.yaml:{line}:"),
+            "routes[0].upstream",
+            "ehr-typo",
+        ],
     );
-    assert!(err.contains("routes[0].upstream"), "{err}");
-    assert!(err.contains("ehr-typo"), "{err}");
 }
 
 #[test]
 fn missing_certificate_file_is_named() {
     let f = files();
     rewrite(&f, "cert_file: server.pem", "cert_file: no-such-cert.pem");
-    let out = run_check(&f);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains("no-such-cert.pem"), "{err}");
+    check_fails_naming(&f, &["no-such-cert.pem"]);
 }
 
 #[test]
@@ -100,11 +99,7 @@ fn invalid_rule_file_names_file_line_and_key() {
     let f = files();
     let bad = f.dir.path().join("rules").join("zz-typo.yaml");
     std::fs::write(&bad, "rules:\n  - id: zz-test\n    descripton: typo\n").unwrap();
-    let out = run_check(&f);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains("zz-typo.yaml:3:"), "{err}");
-    assert!(err.contains("descripton"), "{err}");
+    check_fails_naming(&f, &["zz-typo.yaml:3:", "descripton"]);
 }
 
 fn rules_test(dir: &std::path::Path) -> std::process::Output {

@@ -246,6 +246,17 @@ impl RecordingUpstream {
     }
 
     /// A readable summary for assertion messages.
+    /// Waits for in-flight connections to settle, then asserts nothing reached the upstream.
+    pub fn assert_untouched(&self, what: &str) {
+        self.quiesce();
+        assert_eq!(
+            self.connections(),
+            0,
+            "{what} reached the upstream:\n{}",
+            self.describe()
+        );
+    }
+
     pub fn describe(&self) -> String {
         let s = self.state.lock().unwrap();
         let mut out = format!("{} connection(s)\n", s.connections);

@@ -26,13 +26,7 @@ async fn phi_never_reaches_logs_metrics_or_upstream() {
     .await;
     assert!(!r.raw.contains(SSN), "{}", r.raw);
     ids.push(r.request_id);
-    up.quiesce();
-    assert_eq!(
-        up.connections(),
-        0,
-        "query PHI reached the upstream:\n{}",
-        up.describe()
-    );
+    up.assert_untouched("query PHI");
 
     // An inspected header: same.
     let r = expect_refusal(
@@ -44,13 +38,7 @@ async fn phi_never_reaches_logs_metrics_or_upstream() {
     )
     .await;
     ids.push(r.request_id);
-    up.quiesce();
-    assert_eq!(
-        up.connections(),
-        0,
-        "header PHI reached the upstream:\n{}",
-        up.describe()
-    );
+    up.assert_untouched("header PHI");
 
     // The URL path: same.
     let r = expect_refusal(
@@ -61,13 +49,7 @@ async fn phi_never_reaches_logs_metrics_or_upstream() {
     )
     .await;
     ids.push(r.request_id);
-    up.quiesce();
-    assert_eq!(
-        up.connections(),
-        0,
-        "path PHI reached the upstream:\n{}",
-        up.describe()
-    );
+    up.assert_untouched("path PHI");
 
     // Body.
     let r = expect_refusal(

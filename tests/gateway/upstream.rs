@@ -73,8 +73,7 @@ async fn unmatched_path_gets_404_no_route() {
         "no_route",
     )
     .await;
-    up.quiesce();
-    assert_eq!(up.connections(), 0, "{}", up.describe());
+    up.assert_untouched("the request");
 }
 
 /// Upstream TLS with a configured CA file and SNI: gateway A reaches gateway B over TLS 1.3,
