@@ -1,9 +1,11 @@
-//! The admin listener: `/metrics`, `/livez`, `/readyz`.
+//! The admin listener: `GET /metrics`, `GET /livez`, `GET /readyz`, `POST /reload`.
 //!
-//! Served on its own address (loopback by default) and never on the TLS port, so scrapes and
-//! probes can't be reached from the clients the gateway protects. `/livez` only says that the
-//! process answers; it never depends on the upstream (a dead EHR must not get the gateway
-//! restarted). `/readyz` says whether this instance should receive traffic.
+//! Served on its own address (loopback by default) and never on the TLS port, so scrapes,
+//! probes and reloads can't be reached from the clients the gateway protects. `/livez` only
+//! says that the process answers; it never depends on the upstream (a dead EHR must not get
+//! the gateway restarted). `/readyz` says whether this instance should receive traffic: not
+//! before the listener is up (rules compiled and certificate loaded happen before that), and
+//! not once SIGTERM has started draining.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,22 +16,34 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics::Metrics;
+use crate::reload::{Reloader, Trigger};
 
 /// Readiness as seen by `/readyz`.
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl Health {
+    /// Marks the instance as shutting down: `/readyz` answers 503 `draining` from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// Marks the instance ready (rules compiled, certificate loaded, listeners configured).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Current readiness.
+    /// Current readiness: up and not draining.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && !self.is_draining()
     }
 }
 
@@ -37,12 +51,50 @@ impl Health {
 pub struct AdminApp {
     metrics: Metrics,
     health: Arc<Health>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl AdminApp {
-    /// Creates the app.
-    pub fn new(metrics: Metrics, health: Arc<Health>) -> Self {
-        Self { metrics, health }
+    /// Creates the app. Without a reloader, `POST /reload` answers 404.
+    pub fn new(metrics: Metrics, health: Arc<Health>, reloader: Option<Arc<Reloader>>) -> Self {
+        Self {
+            metrics,
+            health,
+            reloader,
+        }
+    }
+
+    async fn reload(&self) -> Response<Vec<u8>> {
+        let Some(reloader) = self.reloader.clone() else {
+            return json(StatusCode::NOT_FOUND, r#"{"error":"reload not available"}"#);
+        };
+        // Compiling rules is CPU work: keep it off the admin runtime's threads.
+        let outcome = tokio::task::spawn_blocking(move || reloader.reload(Trigger::Admin)).await;
+        match outcome {
+            Ok(Ok(done)) => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "result": "success",
+                    "config_version": done.config_version,
+                    "rules": done.rules,
+                    "routes": done.routes,
+                })
+                .to_string(),
+            ),
+            // The message names a file, line and field of the operator's own configuration;
+            // it never contains request data.
+            Ok(Err(e)) => json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({"result": "failure", "error": e.to_string()}).to_string(),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "reload task failed");
+                json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"result":"failure","error":"reload task failed"}"#,
+                )
+            }
+        }
     }
 }
 
@@ -76,6 +128,15 @@ impl ServeHttp for AdminApp {
         let req = session.req_header();
         let path = req.uri.path();
         let method = req.method.clone();
+        if path == "/reload" {
+            if method != Method::POST {
+                return json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    r#"{"error":"use POST /reload"}"#,
+                );
+            }
+            return self.reload().await;
+        }
         if method != Method::GET && method != Method::HEAD {
             return json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -99,7 +160,9 @@ impl ServeHttp for AdminApp {
             },
             "/livez" => json(StatusCode::OK, r#"{"status":"live"}"#),
             "/readyz" => {
-                if self.health.is_ready() {
+                if self.health.is_draining() {
+                    json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+                } else if self.health.is_ready() {
                     json(StatusCode::OK, r#"{"status":"ready"}"#)
                 } else {
                     json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not_ready"}"#)
@@ -107,7 +170,7 @@ impl ServeHttp for AdminApp {
             }
             _ => json(
                 StatusCode::NOT_FOUND,
-                r#"{"error":"not found","endpoints":["/metrics","/livez","/readyz"]}"#,
+                r#"{"error":"not found","endpoints":["GET /metrics","GET /livez","GET /readyz","POST /reload"]}"#,
             ),
         }
     }

@@ -39,6 +39,8 @@ struct RawConfig {
     #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
+    reload: RawReload,
+    #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
     defaults: RawRouteDefaults,
@@ -72,8 +74,9 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     threads: Option<Spanned<usize>>,
-    grace_period_seconds: Option<u64>,
-    graceful_shutdown_timeout_seconds: Option<u64>,
+    grace_period_seconds: Option<Spanned<u64>>,
+    graceful_shutdown_timeout_seconds: Option<Spanned<u64>>,
+    shutdown_delay_seconds: Option<Spanned<u64>>,
     pid_file: Option<PathBuf>,
     upgrade_sock: Option<PathBuf>,
 }
@@ -84,6 +87,13 @@ struct RawLogging {
     #[serde(default)]
     format: LogFormat,
     level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    watch: Option<bool>,
+    watch_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +206,8 @@ pub struct GatewayConfig {
     pub server: Server,
     /// Operational logging.
     pub logging: Logging,
+    /// Hot reload settings.
+    pub reload: Reload,
     /// Engine limits (decompression and parsing).
     pub limits: Limits,
     /// Upstreams by name.
@@ -222,10 +234,14 @@ pub struct Listen {
 pub struct Server {
     /// Worker threads for the proxy service.
     pub threads: usize,
-    /// Seconds SIGTERM waits for in-flight requests before shutting down.
+    /// Longest time SIGTERM waits for in-flight requests to finish. The gateway exits as soon
+    /// as none are left, so this is an upper bound, not a sleep.
     pub grace_period_seconds: u64,
     /// Seconds the runtime gets to stop after the grace period.
     pub graceful_shutdown_timeout_seconds: u64,
+    /// Seconds after SIGTERM during which the listeners keep accepting while `/readyz` already
+    /// answers `draining`, so load balancers stop sending traffic before the port closes.
+    pub shutdown_delay_seconds: u64,
     /// pingora pid file.
     pub pid_file: PathBuf,
     /// pingora upgrade socket.
@@ -239,6 +255,16 @@ pub struct Logging {
     pub format: LogFormat,
     /// `tracing` filter directive, e.g. `info` or `phi_gateway=debug`.
     pub level: String,
+}
+
+/// Hot reload settings. SIGHUP and `POST /reload` on the admin listener always work; the
+/// file watch is the optional third trigger.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// Poll the configuration file, the rule directory and the certificate files for changes.
+    pub watch: bool,
+    /// How often the watch looks.
+    pub watch_interval: Duration,
 }
 
 /// Decoding limits handed to the engine.
@@ -326,6 +352,50 @@ pub struct Route {
 }
 
 impl GatewayConfig {
+    /// The first setting that differs from `running` and can only change with a restart (or a
+    /// SIGQUIT upgrade): listeners, process settings and logging. Everything else (routes,
+    /// upstreams, limits, rules, certificate files) is applied by a hot reload.
+    pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
+        let (a, b) = (self, running);
+        let checks: [(&'static str, bool); 11] = [
+            ("listen.address", a.listen.address != b.listen.address),
+            ("listen.http2", a.listen.http2 != b.listen.http2),
+            ("admin.address", a.admin != b.admin),
+            ("server.threads", a.server.threads != b.server.threads),
+            (
+                "server.grace_period_seconds",
+                a.server.grace_period_seconds != b.server.grace_period_seconds,
+            ),
+            (
+                "server.graceful_shutdown_timeout_seconds",
+                a.server.graceful_shutdown_timeout_seconds
+                    != b.server.graceful_shutdown_timeout_seconds,
+            ),
+            (
+                "server.shutdown_delay_seconds",
+                a.server.shutdown_delay_seconds != b.server.shutdown_delay_seconds,
+            ),
+            ("server.pid_file", a.server.pid_file != b.server.pid_file),
+            (
+                "server.upgrade_sock",
+                a.server.upgrade_sock != b.server.upgrade_sock,
+            ),
+            (
+                "logging",
+                a.logging.format != b.logging.format || a.logging.level != b.logging.level,
+            ),
+            (
+                "reload",
+                a.reload.watch != b.reload.watch
+                    || a.reload.watch_interval != b.reload.watch_interval,
+            ),
+        ];
+        checks
+            .into_iter()
+            .find(|(_, changed)| *changed)
+            .map(|(f, _)| f)
+    }
+
     /// The first route matching `host` (any case, port ignored) and `path`.
     ///
     /// `path` is the raw request path; matching uses [`routing_path`], so an encoded or
@@ -449,11 +519,17 @@ fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, S
     };
     let server = Server {
         threads,
-        grace_period_seconds: raw.server.grace_period_seconds.unwrap_or(10),
-        graceful_shutdown_timeout_seconds: raw
-            .server
-            .graceful_shutdown_timeout_seconds
-            .unwrap_or(5),
+        grace_period_seconds: bounded(raw.server.grace_period_seconds.as_ref(), 10, 0, 3600)
+            .map_err(|(s, m)| err(s, "server.grace_period_seconds", m))?,
+        graceful_shutdown_timeout_seconds: bounded(
+            raw.server.graceful_shutdown_timeout_seconds.as_ref(),
+            5,
+            0,
+            600,
+        )
+        .map_err(|(s, m)| err(s, "server.graceful_shutdown_timeout_seconds", m))?,
+        shutdown_delay_seconds: bounded(raw.server.shutdown_delay_seconds.as_ref(), 0, 0, 600)
+            .map_err(|(s, m)| err(s, "server.shutdown_delay_seconds", m))?,
         pid_file: raw
             .server
             .pid_file
@@ -469,6 +545,14 @@ fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, S
     let logging = Logging {
         format: raw.logging.format,
         level: raw.logging.level.unwrap_or_else(|| "info".to_string()),
+    };
+
+    let reload = Reload {
+        watch: raw.reload.watch.unwrap_or(true),
+        watch_interval: Duration::from_millis(
+            bounded(raw.reload.watch_interval_ms.as_ref(), 1000, 100, 600_000)
+                .map_err(|(s, m)| err(s, "reload.watch_interval_ms", m))?,
+        ),
     };
 
     let limits = Limits {
@@ -711,6 +795,7 @@ fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, S
         rules_dir: resolve(&raw.rules.dir.value),
         server,
         logging,
+        reload,
         limits,
         upstreams,
         routes,

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod tls;

@@ -33,8 +33,17 @@ enum Command {
     /// Run the gateway with a configuration file.
     ///
     /// The configuration, rules and certificates are validated before any port is bound.
-    /// Signals: SIGINT fast shutdown; SIGTERM graceful shutdown (in-flight requests get
-    /// `server.grace_period_seconds`); SIGQUIT pingora graceful upgrade.
+    /// At start it logs its version, the config version hash, every bound address and the
+    /// rule count.
+    ///
+    /// Reload (no connection is dropped): SIGHUP, `POST /reload` on the admin listener, or a
+    /// change to the config file, rule directory or certificate files (`reload.watch`). A
+    /// failed reload keeps the running configuration and logs why.
+    ///
+    /// Signals: SIGHUP reload; SIGINT fast shutdown; SIGTERM graceful shutdown (`/readyz`
+    /// turns `draining`, listeners close after `server.shutdown_delay_seconds`, in-flight
+    /// requests get up to `server.grace_period_seconds`, then exit); SIGQUIT pingora graceful
+    /// upgrade to a process started with the same config. See docs/operations.md.
     Run {
         /// Path to gateway.yaml (see deploy/gateway.yaml for every field).
         #[arg(short, long, value_name = "FILE")]
@@ -59,7 +68,7 @@ enum Command {
         /// TLS listener address.
         #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
         listen: SocketAddr,
-        /// Admin listener address (/metrics, /livez, /readyz).
+        /// Admin listener address (/metrics, /livez, /readyz, POST /reload).
         #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
         admin: SocketAddr,
         /// Directory for generated certificates and configuration [default: a fresh temporary
@@ -148,22 +157,23 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match server::prepare(cfg) {
-        Ok(p) => {
-            let c = &p.snapshot.config;
-            let days_left = (p.cert.not_after_unix - now_unix()) / 86_400;
+    match server::build(cfg) {
+        Ok((snapshot, cert)) => {
+            let c = &snapshot.config;
+            let days_left = (cert.not_after_unix - now_unix()) / 86_400;
             if days_left < 0 {
                 eprintln!("{}: certificate has expired", c.listen.cert_file.display());
                 return ExitCode::from(EXIT_CONFIG);
             }
             println!(
-                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days)",
+                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {})",
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len(),
-                p.snapshot.engine.rules().len(),
+                snapshot.engine.rules().len(),
                 c.rules_dir.display(),
-                days_left
+                days_left,
+                snapshot.version
             );
             ExitCode::SUCCESS
         }

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub rules_loaded: IntGauge,
     /// Expiry of served certificates.
     pub cert_not_after: IntGaugeVec,
+    /// Reload attempts by result (`success`, `failure`).
+    pub config_reloads: IntCounterVec,
+    /// Unix time of the last successful load (start-up counts as one).
+    pub config_last_reload_success: IntGauge,
 }
 
 impl Metrics {
@@ -109,6 +113,22 @@ impl Metrics {
             ),
             &["cert"],
         )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_config_reloads_total",
+                "Configuration and rule reload attempts, by result (success, failure).",
+            ),
+            &["result"],
+        )?;
+        // Both series exist from the start, so `increase(...{result="failure"}[5m])` works
+        // before the first failure and dashboards show 0 rather than "no data".
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_last_reload_success = IntGauge::new(
+            "phi_gateway_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load (start-up or reload).",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "phi_gateway_build_info",
@@ -129,6 +149,8 @@ impl Metrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(rules_loaded.clone()))?;
         registry.register(Box::new(cert_not_after.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -141,6 +163,8 @@ impl Metrics {
             in_flight,
             rules_loaded,
             cert_not_after,
+            config_reloads,
+            config_last_reload_success,
         })
     }
 

@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
@@ -40,7 +41,7 @@ const DRAIN_AFTER_LIMIT: u64 = 4 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a request needs, immutable once built. Requests hold an `Arc` to the snapshot
-/// they started with, so a future reload can swap it without affecting requests in flight.
+/// they started with, so a reload can swap it without affecting requests in flight.
 pub struct Snapshot {
     /// Validated configuration.
     pub config: GatewayConfig,
@@ -48,6 +49,9 @@ pub struct Snapshot {
     pub engine: Engine,
     /// Engine limits derived from the configuration.
     pub limits: crate::engine::Limits,
+    /// Version of this configuration: a hash of the config file and the rule set, logged at
+    /// start and on every reload (and carried by audit records).
+    pub version: String,
     /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
     peers: Vec<HttpPeer>,
 }
@@ -83,10 +87,12 @@ impl Snapshot {
             max_json_depth: config.limits.max_json_depth,
             ..crate::engine::Limits::default()
         };
+        let version = crate::server::config_hash(&config, engine.rules());
         Ok(Self {
             config,
             engine,
             limits,
+            version,
             peers,
         })
     }
@@ -125,13 +131,16 @@ fn load_ca(
 
 /// The proxy application.
 pub struct Gateway {
-    snapshot: Arc<Snapshot>,
+    /// The current snapshot. A reload stores a new one; each request loads it once in
+    /// `new_ctx` and keeps that `Arc` to the end, so requests in flight finish on the
+    /// configuration and rules they started with.
+    snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Metrics,
 }
 
 impl Gateway {
-    /// Creates the proxy over a snapshot.
-    pub fn new(snapshot: Arc<Snapshot>, metrics: Metrics) -> Self {
+    /// Creates the proxy over a swappable snapshot.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Self {
         Self { snapshot, metrics }
     }
 }
@@ -550,7 +559,7 @@ impl ProxyHttp for Gateway {
         Ctx {
             request_id: uuid::Uuid::new_v4().to_string(),
             started: Instant::now(),
-            snapshot: self.snapshot.clone(),
+            snapshot: self.snapshot.load_full(),
             route: None,
             body: BytesMut::new(),
             body_seen: 0,

@@ -6,11 +6,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, Health};
@@ -18,6 +20,7 @@ use crate::config::GatewayConfig;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Snapshot};
+use crate::reload::{Reloader, Trigger};
 use crate::rules::RuleSet;
 use crate::tls::{LoadedCert, SwappableCert};
 
@@ -54,29 +57,44 @@ pub enum StartError {
 
 /// Everything needed to start, already validated.
 pub struct Prepared {
-    /// The shared request snapshot.
-    pub snapshot: Arc<Snapshot>,
+    /// The request snapshot requests start on; a reload swaps it.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The listener certificate.
     pub cert: LoadedCert,
     /// Metrics registry.
     pub metrics: Metrics,
 }
 
-/// Loads rules, certificate and upstream CAs for `config` without binding anything.
-pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
+/// Loads rules, certificate and upstream CAs for `config` without binding anything. Start-up
+/// and every reload go through here, so both accept and reject exactly the same files.
+pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), StartError> {
     let rules = RuleSet::load_dir(&config.rules_dir)?;
     crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
     let cert = crate::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
+    let engine = Engine::new(Arc::new(rules));
+    let snapshot = Snapshot::new(config, engine)?;
+    Ok((snapshot, cert))
+}
+
+/// [`build`] plus the metrics registry, for start-up.
+pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
+    let (snapshot, cert) = build(config)?;
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
-    metrics.rules_loaded.set(rules.len() as i64);
+    metrics
+        .rules_loaded
+        .set(snapshot.engine.rules().len() as i64);
     metrics
         .cert_not_after
         .with_label_values(&["listener"])
         .set(cert.not_after_unix);
-    let engine = Engine::new(Arc::new(rules));
-    let snapshot = Arc::new(Snapshot::new(config, engine)?);
+    metrics.config_last_reload_success.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
     Ok(Prepared {
-        snapshot,
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         cert,
         metrics,
     })
@@ -104,11 +122,13 @@ pub struct Extra {
     pub sample_ehr: Option<std::net::SocketAddr>,
 }
 
-/// Builds the pingora server and runs it until SIGINT (fast) or SIGTERM (graceful).
-/// Blocks the calling thread.
+/// Builds the pingora server and runs it until a signal: SIGINT (fast), SIGTERM (drain, then
+/// exit), SIGQUIT (pingora upgrade). SIGHUP, `POST /reload` and the file watch reload the
+/// configuration in place. Blocks the calling thread.
 pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     crate::tls::install_tls13_only_provider()?;
-    let config = prepared.snapshot.config.clone();
+    let snapshot = prepared.snapshot.load_full();
+    let config = &snapshot.config;
 
     // Bind-check every address first: pingora retries a taken port for 30 s and then panics
     // its service thread while the process lives on, unable to serve. Failing here is clearer.
@@ -140,7 +160,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     // file loading (which panics on a bad file).
     let mut tls =
         TlsSettings::intermediate("", "").map_err(|e| StartError::Listener(e.to_string()))?;
-    tls.set_cert_resolver(resolver);
+    tls.set_cert_resolver(resolver.clone());
     if config.listen.http2 {
         tls.enable_h2();
     }
@@ -154,11 +174,21 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     proxy.add_tls_with_settings(&listen, None, tls);
     server.add_service(proxy);
 
+    let reloader = Arc::new(Reloader::new(
+        config.source.clone(),
+        prepared.snapshot.clone(),
+        resolver,
+        prepared.metrics.clone(),
+    ));
     let health = Arc::new(Health::default());
     if let Some(admin) = config.admin {
         let mut svc = Service::new(
             "phi-gateway admin".to_string(),
-            AdminApp::new(prepared.metrics.clone(), health.clone()),
+            AdminApp::new(
+                prepared.metrics.clone(),
+                health.clone(),
+                Some(reloader.clone()),
+            ),
         );
         svc.add_tcp(&admin.to_string());
         server.add_service(svc);
@@ -168,23 +198,41 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
+    if config.reload.watch {
+        if let Err(e) = crate::reload::spawn_watch(reloader.clone(), config.reload.watch_interval) {
+            tracing::error!(error = %e, "cannot start the file watch; SIGHUP and POST /reload still work");
+        }
+    }
 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        config_version = %config_hash(&config, prepared.snapshot.engine.rules()),
+        revision = crate::REVISION,
+        config = %config.source.display(),
+        config_version = %snapshot.version,
         listen = %config.listen.address,
         admin = %config.admin.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
-        rules = prepared.snapshot.engine.rules().len(),
+        sample_ehr = %extra.sample_ehr.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
+        rules = snapshot.engine.rules().len(),
         routes = config.routes.len(),
         tls = "TLS 1.3 only",
+        file_watch = config.reload.watch,
         "phi-gateway starting"
     );
     for route in &config.routes {
         tracing::info!(route = %route.name, mode = %route.mode, "route mode");
     }
-    mark_ready_when_listening(health, config.listen.address);
+    mark_ready_when_listening(health.clone(), config.listen.address);
+    exit_when_drained(
+        server.watch_execution_phase(),
+        prepared.metrics.clone(),
+        Duration::from_secs(config.server.grace_period_seconds),
+    );
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals),
+        shutdown_signal: Box::new(Signals {
+            reloader,
+            health,
+            shutdown_delay: Duration::from_secs(config.server.shutdown_delay_seconds),
+        }),
     });
     tracing::info!("phi-gateway stopped");
     Ok(())
@@ -197,18 +245,15 @@ fn mark_ready_when_listening(health: Arc<Health>, addr: std::net::SocketAddr) {
     let spawned = std::thread::Builder::new()
         .name("readiness".into())
         .spawn(move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while std::time::Instant::now() < deadline {
-                let probe = std::net::TcpStream::connect_timeout(
-                    &addr,
-                    std::time::Duration::from_millis(200),
-                );
+                let probe = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
                 if probe.is_ok() {
                     health.set_ready(true);
                     tracing::info!(listen = %addr, "ready");
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(25));
+                std::thread::sleep(Duration::from_millis(25));
             }
             tracing::error!(listen = %addr, "listener never came up; staying not ready");
         });
@@ -217,15 +262,75 @@ fn mark_ready_when_listening(health: Arc<Health>, addr: std::net::SocketAddr) {
     }
 }
 
+/// pingora's graceful shutdown is an unconditional `sleep(grace_period_seconds)` after the
+/// listeners close, whether or not anything is still running (pingora note §5). We want
+/// "drain, then exit": once pingora enters its grace period, watch the in-flight gauge and
+/// exit as soon as no request has been in flight for a short quiet window. If requests are
+/// still running at the end of the grace period, pingora's own shutdown takes over and ends
+/// them, which is the bound the operator configured.
+fn exit_when_drained(
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    metrics: Metrics,
+    grace: Duration,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("drain".into())
+        .spawn(move || {
+            loop {
+                match phases.blocking_recv() {
+                    Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                    Ok(ExecutionPhase::ShutdownRuntimes | ExecutionPhase::Terminated) => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            let started = std::time::Instant::now();
+            let deadline = started + grace;
+            // A keep-alive connection may still deliver a request just after the listeners
+            // close; demand a quiet window, not a single zero reading.
+            let quiet_needed = 5;
+            let mut quiet = 0;
+            while std::time::Instant::now() < deadline {
+                if metrics.in_flight.get() == 0 {
+                    quiet += 1;
+                    if quiet >= quiet_needed {
+                        tracing::info!(
+                            drained_ms = started.elapsed().as_millis() as u64,
+                            "no requests in flight; exiting"
+                        );
+                        std::process::exit(0);
+                    }
+                } else {
+                    quiet = 0;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            tracing::warn!(
+                in_flight = metrics.in_flight.get(),
+                grace_seconds = grace.as_secs(),
+                "grace period over with requests still in flight; they will be cut"
+            );
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the drain watcher; SIGTERM waits the whole grace period");
+    }
+}
+
 fn path_string(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Signal handling. SIGINT: fast shutdown. SIGTERM: graceful (in-flight requests get
-/// `grace_period_seconds`). SIGQUIT: pingora's graceful upgrade. SIGHUP is caught so that it
-/// can never kill the gateway by default action; configuration reload is not implemented in
-/// this version and a SIGHUP only logs that.
-struct Signals;
+/// Signal handling (documented in docs/operations.md):
+/// - SIGINT: fast shutdown.
+/// - SIGTERM: `/readyz` turns `draining`; after `server.shutdown_delay_seconds` the listeners
+///   close, in-flight requests finish (bounded by `server.grace_period_seconds`), then exit.
+/// - SIGQUIT: pingora's graceful upgrade (listening sockets handed to a `--upgrade` process).
+/// - SIGHUP: reload the configuration, rules and certificate in place.
+struct Signals {
+    reloader: Arc<Reloader>,
+    health: Arc<Health>,
+    shutdown_delay: Duration,
+}
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -242,9 +347,25 @@ impl ShutdownSignalWatch for Signals {
         };
         loop {
             tokio::select! {
-                _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+                _ = quit.recv() => {
+                    tracing::info!("SIGQUIT: handing the listeners to the upgraded process");
+                    self.health.set_draining();
+                    return ShutdownSignal::GracefulUpgrade;
+                }
                 _ = term.recv() => {
-                    tracing::info!("SIGTERM: graceful shutdown");
+                    self.health.set_draining();
+                    tracing::info!(
+                        shutdown_delay_seconds = self.shutdown_delay.as_secs(),
+                        "SIGTERM: draining; /readyz now reports not ready"
+                    );
+                    // Keep serving while load balancers notice /readyz; SIGINT still cuts it.
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.shutdown_delay) => {}
+                        _ = int.recv() => {
+                            tracing::info!("SIGINT: fast shutdown");
+                            return ShutdownSignal::FastShutdown;
+                        }
+                    }
                     return ShutdownSignal::GracefulTerminate;
                 }
                 _ = int.recv() => {
@@ -252,7 +373,13 @@ impl ShutdownSignalWatch for Signals {
                     return ShutdownSignal::FastShutdown;
                 }
                 _ = hup.recv() => {
-                    tracing::warn!("SIGHUP received: hot reload is not supported by this version; restart to apply configuration changes");
+                    tracing::info!("SIGHUP: reloading");
+                    let reloader = self.reloader.clone();
+                    // Compiling rules is CPU work; keep it off this runtime's only thread. The
+                    // outcome is logged and counted by `reload` itself.
+                    tokio::task::spawn_blocking(move || {
+                        let _ = reloader.reload(Trigger::Signal);
+                    });
                 }
             }
         }

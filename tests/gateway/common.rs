@@ -146,6 +146,8 @@ enum UpstreamMode {
     Answer,
     /// Record, never answer.
     Hang,
+    /// Like `Answer`, but wait this long before answering each request.
+    Slow(Duration),
 }
 
 #[derive(Default)]
@@ -171,6 +173,11 @@ impl RecordingUpstream {
     /// Accepts and records, never answers.
     pub fn start_hanging() -> Self {
         Self::start_mode(UpstreamMode::Hang)
+    }
+
+    /// Answers like [`RecordingUpstream::start`], each response `delay` after its request.
+    pub fn start_slow(delay: Duration) -> Self {
+        Self::start_mode(UpstreamMode::Slow(delay))
     }
 
     fn start_mode(mode: UpstreamMode) -> Self {
@@ -421,7 +428,7 @@ fn serve_connection(
         let update = |rec: &Recorded| {
             state.lock().unwrap().requests[idx] = rec.clone();
         };
-        if expect_continue && mode == UpstreamMode::Answer {
+        if expect_continue && mode != UpstreamMode::Hang {
             let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         // Body.
@@ -475,6 +482,9 @@ fn serve_connection(
             }
             return;
         }
+        if let UpstreamMode::Slow(delay) = mode {
+            thread::sleep(delay);
+        }
         let body = format!("{{\"upstream\":\"recording\",\"request\":{served}}}");
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{}",
@@ -507,6 +517,12 @@ pub struct GatewayOpts {
     pub inspect_headers: Vec<String>,
     /// When set, the `ehr` upstream is reached over TLS with this (SNI, CA file).
     pub upstream_tls: Option<(String, PathBuf)>,
+    /// `server.grace_period_seconds`.
+    pub grace_period_seconds: u64,
+    /// `server.shutdown_delay_seconds`.
+    pub shutdown_delay_seconds: u64,
+    /// `reload.watch` (polled every 200 ms when on).
+    pub reload_watch: bool,
 }
 
 impl GatewayOpts {
@@ -518,6 +534,9 @@ impl GatewayOpts {
             read_ms: 5_000,
             inspect_headers: Vec::new(),
             upstream_tls: None,
+            grace_period_seconds: 0,
+            shutdown_delay_seconds: 0,
+            reload_watch: true,
         }
     }
 }
@@ -593,13 +612,17 @@ rules:
   dir: rules
 server:
   threads: 2
-  grace_period_seconds: 0
+  grace_period_seconds: {grace}
   graceful_shutdown_timeout_seconds: 1
+  shutdown_delay_seconds: {delay}
   pid_file: gateway.pid
   upgrade_sock: gateway-upgrade.sock
 logging:
   format: json
   level: info
+reload:
+  watch: {watch}
+  watch_interval_ms: 200
 upstreams:
   - name: ehr
     address: \"{upstream}\"{tls}
@@ -632,6 +655,9 @@ routes:
             upstream = opts.upstream,
             read_ms = opts.read_ms,
             max = opts.max_body_bytes,
+            grace = opts.grace_period_seconds,
+            delay = opts.shutdown_delay_seconds,
+            watch = opts.reload_watch,
         );
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, &yaml).unwrap();
@@ -767,6 +793,53 @@ impl Gateway {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
+
+    /// Sends `signal` (a `libc::SIG*` number) to the gateway.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.pid()).unwrap();
+        // SAFETY: kill(2) on a child we spawned and have not reaped; touches no memory.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// `POST {path}` on the admin listener: status and body.
+    pub fn admin_post(&self, path: &str) -> Option<(u16, String)> {
+        http_request(self.files.admin_port, "POST", path)
+    }
+
+    /// The current value of one metric (summed over matching samples; 0 when absent).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.scrape_metrics(), name, labels)
+    }
+
+    /// Waits (≤ 10 s) until `metric(name, labels) >= at_least`; panics with the logs otherwise.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metric(name, labels) < at_least {
+            if Instant::now() > deadline {
+                panic!(
+                    "{name}{labels:?} never reached {at_least} (now {})\n{}",
+                    self.metric(name, labels),
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
 }
 
 impl Drop for Gateway {
@@ -804,13 +877,18 @@ pub fn stop_child(child: &mut Child, grace: Duration) -> Option<Duration> {
 
 /// A minimal blocking HTTP/1.1 GET over plain TCP (the admin listener). Returns status and body.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path)
+}
+
+/// A minimal blocking HTTP/1.1 request without a body over plain TCP. Returns status and body.
+pub fn http_request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();
@@ -830,6 +908,30 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 // === clients ===
+
+/// A blocking TLS 1.3 stream to `127.0.0.1:port` (SNI `localhost`) trusting only `ca`, for
+/// tests that must control exactly when each byte of a request is sent.
+pub fn tls_stream(
+    ca: &Path,
+    port: u16,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client conn");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
 
 /// A reqwest client: TLS 1.3 only (explicit ring provider, nothing process-global), trusting
 /// only `ca`, ALPN `h2,http/1.1` when `h2` else `http/1.1`, 10 s timeout, no proxy.

@@ -131,3 +131,113 @@ fn readyz_is_not_200_while_the_listen_port_cannot_be_bound() {
         files.port
     );
 }
+
+/// SIGTERM: the listener closes, the request in flight finishes, and the process exits as
+/// soon as it has drained, not after pingora's unconditional grace-period sleep (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_without_waiting_out_the_grace() {
+    let up = RecordingUpstream::start_slow(Duration::from_millis(1500));
+    let mut o = GatewayOpts::new(up.addr());
+    o.grace_period_seconds = 30;
+    let mut gw = Gateway::start(o);
+
+    let logs = gw.logs();
+    let start_line = logs
+        .lines()
+        .find(|l| l.contains("phi-gateway starting"))
+        .unwrap_or_else(|| panic!("no start-up line:\n{logs}"));
+    for needle in [
+        format!("127.0.0.1:{}", gw.port()),
+        format!("127.0.0.1:{}", gw.files.admin_port),
+        "config_version".to_string(),
+        "\"rules\":".to_string(),
+    ] {
+        assert!(
+            start_line.contains(&needle),
+            "{needle} missing: {start_line}"
+        );
+    }
+
+    let client = gw.client(false);
+    let request = client
+        .get(gw.url("/fhir/Patient/example"))
+        .header(AUDIT, "drain")
+        .send();
+    let in_flight = tokio::spawn(request);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let signalled = Instant::now();
+    gw.signal(libc::SIGTERM);
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request cut by SIGTERM");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("recording"));
+
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(15)))
+        .unwrap_or_else(|| panic!("still running 15 s after SIGTERM (grace is 30 s)"));
+    assert!(status.success(), "exit status {status}\n{}", gw.logs());
+    assert!(signalled.elapsed() < Duration::from_secs(15));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gw.port())).is_err(),
+        "listener still open after exit"
+    );
+    assert!(
+        gw.logs().contains("no requests in flight; exiting"),
+        "{}",
+        gw.logs()
+    );
+}
+
+/// With `shutdown_delay_seconds`, SIGTERM flips `/readyz` to `draining` at once while the
+/// gateway keeps serving (so a load balancer can take it out first), then it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_shutdown_delay_reports_draining_while_still_serving() {
+    let up = RecordingUpstream::start();
+    let mut o = GatewayOpts::new(up.addr());
+    o.grace_period_seconds = 10;
+    o.shutdown_delay_seconds = 3;
+    let mut gw = Gateway::start(o);
+    assert!(matches!(
+        http_get(gw.files.admin_port, "/readyz"),
+        Some((200, _))
+    ));
+
+    gw.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match http_get(gw.files.admin_port, "/readyz") {
+            Some((503, body)) => {
+                assert!(body.contains("draining"), "{body}");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "not draining: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Liveness never depends on draining or on the upstream.
+    assert!(matches!(
+        http_get(gw.files.admin_port, "/livez"),
+        Some((200, _))
+    ));
+    let resp = gw
+        .client(false)
+        .get(gw.url("/fhir/metadata"))
+        .header(AUDIT, "during-delay")
+        .send()
+        .await
+        .expect("served during the shutdown delay");
+    assert_eq!(resp.status(), 200);
+
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)))
+        .unwrap_or_else(|| panic!("did not exit after the delay\n{}", gw.logs()));
+    assert!(status.success(), "exit status {status}");
+}
