@@ -327,12 +327,12 @@ async fn reloading_under_steady_load_fails_and_misclassifies_nothing() {
     for w in 0..4 {
         let (gw, stop, sent) = (gw.clone(), stop.clone(), sent.clone());
         workers.push(tokio::spawn(async move {
-            let client = gw.client(w % 2 == 0);
+            let client = gw.client(w.is_multiple_of(2));
             let mut wrong = Vec::new();
             let mut i = 0usize;
             // Bounded: stops when the reload loop is done, and never runs past 2,000 requests.
             while !stop.load(Ordering::SeqCst) && i < 2_000 {
-                let phi = i % 2 == 0;
+                let phi = i.is_multiple_of(2);
                 let body = if phi {
                     ssn_patient()
                 } else {
@@ -362,7 +362,7 @@ async fn reloading_under_steady_load_fails_and_misclassifies_nothing() {
 
     // 20 reloads, alternating a valid and an invalid configuration.
     for round in 0..20 {
-        let valid = round % 2 == 0;
+        let valid = round.is_multiple_of(2);
         write_config(&gw, if valid { &good } else { &bad });
         let (code, body) = tokio::task::spawn_blocking({
             let gw = gw.clone();
