@@ -324,7 +324,7 @@ async fn reloading_under_steady_load_fails_and_misclassifies_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
-    for w in 0..4 {
+    for w in 0..4u32 {
         let (gw, stop, sent) = (gw.clone(), stop.clone(), sent.clone());
         workers.push(tokio::spawn(async move {
             let client = gw.client(w.is_multiple_of(2));
@@ -361,7 +361,7 @@ async fn reloading_under_steady_load_fails_and_misclassifies_nothing() {
     }
 
     // 20 reloads, alternating a valid and an invalid configuration.
-    for round in 0..20 {
+    for round in 0..20u32 {
         let valid = round.is_multiple_of(2);
         write_config(&gw, if valid { &good } else { &bad });
         let (code, body) = tokio::task::spawn_blocking({
