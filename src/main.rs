@@ -43,11 +43,17 @@ enum Command {
     /// Signals: SIGHUP reload; SIGINT fast shutdown; SIGTERM graceful shutdown (`/readyz`
     /// turns `draining`, listeners close after `server.shutdown_delay_seconds`, in-flight
     /// requests get up to `server.grace_period_seconds`, then exit); SIGQUIT pingora graceful
-    /// upgrade to a process started with the same config. See docs/operations.md.
+    /// upgrade to a process started with `run --upgrade`. See docs/operations.md.
     Run {
         /// Path to gateway.yaml (see deploy/gateway.yaml for every field).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Take over the listening sockets of a running gateway instead of binding them: start
+        /// this, then send SIGQUIT to the old process within 5 seconds. Both use
+        /// `server.upgrade_sock`. For changes a reload cannot apply (addresses stay the same,
+        /// but e.g. threads or a new binary) without refusing a single connection.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration like `nginx -t`, without binding any port.
     ///
@@ -114,7 +120,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { config, upgrade } => run(&config, upgrade),
         Command::Demo {
             listen,
             admin,
@@ -209,7 +215,7 @@ fn rules_test(dir: &Path) -> ExitCode {
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, upgrade: bool) -> ExitCode {
     let cfg = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -225,7 +231,11 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match server::run(prepared, server::Extra { sample_ehr: None }) {
+    let extra = server::Extra {
+        sample_ehr: None,
+        upgrade,
+    };
+    match server::run(prepared, extra) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("phi-gateway: {e}");
@@ -313,6 +323,7 @@ fn run_demo(
         prepared,
         server::Extra {
             sample_ehr: Some(ehr),
+            upgrade: false,
         },
     )?;
     Ok(ExitCode::SUCCESS)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
@@ -120,6 +120,8 @@ pub fn config_hash(config: &GatewayConfig, rules: &RuleSet) -> String {
 pub struct Extra {
     /// Address for the built-in sample EHR, if it should run.
     pub sample_ehr: Option<std::net::SocketAddr>,
+    /// Receive the listening sockets from a running gateway (pingora graceful upgrade).
+    pub upgrade: bool,
 }
 
 /// Builds the pingora server and runs it until a signal: SIGINT (fast), SIGTERM (drain, then
@@ -132,8 +134,12 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
 
     // Bind-check every address first: pingora retries a taken port for 30 s and then panics
     // its service thread while the process lives on, unable to serve. Failing here is clearer.
-    let mut addrs = vec![("listen", config.listen.address)];
-    addrs.extend(config.admin.map(|a| ("admin", a)));
+    // In an upgrade the old process holds the listeners and hands them over instead.
+    let mut addrs = Vec::new();
+    if !extra.upgrade {
+        addrs.push(("listen", config.listen.address));
+        addrs.extend(config.admin.map(|a| ("admin", a)));
+    }
     addrs.extend(extra.sample_ehr.map(|a| ("sample EHR", a)));
     for (what, addr) in &addrs {
         std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
@@ -152,7 +158,18 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         daemon: false,
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = extra.upgrade.then(|| Opt {
+        upgrade: true,
+        ..Opt::default()
+    });
+    if extra.upgrade {
+        tracing::info!(
+            upgrade_sock = %config.server.upgrade_sock.display(),
+            "waiting up to 5 s for the running gateway's sockets: send it SIGQUIT now"
+        );
+    }
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // With `upgrade`, this blocks until the old process sends its listeners (or exits 1).
     server.bootstrap();
 
     let resolver = SwappableCert::new(&prepared.cert);
@@ -286,9 +303,10 @@ fn exit_when_drained(
             }
             let started = std::time::Instant::now();
             let deadline = started + grace;
-            // A keep-alive connection may still deliver a request just after the listeners
-            // close; demand a quiet window, not a single zero reading.
-            let quiet_needed = 5;
+            // A connection accepted just before the listeners closed is not counted until its
+            // TLS handshake is done and its request head parsed, and a keep-alive connection
+            // may still deliver a request; demand 300 ms of quiet, not a single zero reading.
+            let quiet_needed = 15;
             let mut quiet = 0;
             while std::time::Instant::now() < deadline {
                 if metrics.in_flight.get() == 0 {

@@ -241,3 +241,84 @@ async fn sigterm_with_a_shutdown_delay_reports_draining_while_still_serving() {
         .unwrap_or_else(|| panic!("did not exit after the delay\n{}", gw.logs()));
     assert!(status.success(), "exit status {status}");
 }
+
+/// SIGQUIT + `run --upgrade`: the new process takes over the listening sockets and the old
+/// one drains and exits; clients opening new connections throughout never see a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_hands_the_listeners_to_an_upgraded_process() {
+    let up = RecordingUpstream::start();
+    let mut old = Gateway::start(GatewayOpts::new(up.addr()));
+    let dir = old.files.dir.path().to_path_buf();
+    let mut new = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["run", "--upgrade", "--config"])
+        .arg(&old.files.config)
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("new-stdout.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("new-stderr.log")).unwrap())
+        .spawn()
+        .expect("spawn upgraded gateway");
+    let new_logs = || {
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+        format!("{}{}", read("new-stderr.log"), read("new-stdout.log"))
+    };
+
+    // New connection per request (a fresh client each time), before, during and after.
+    let ca = old.ca_pem_path();
+    let url = old.url("/fhir/metadata");
+    let get = || {
+        let (ca, url) = (ca.clone(), url.clone());
+        async move {
+            client(&ca, false)
+                .get(url)
+                .header(AUDIT, "upgrade")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(get().await.unwrap(), 200);
+    thread::sleep(Duration::from_millis(300));
+    old.signal(libc::SIGQUIT);
+    let signalled = Instant::now();
+
+    let mut statuses = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut old_exit = None;
+    while Instant::now() < deadline {
+        let t = signalled.elapsed();
+        statuses.push(
+            get()
+                .await
+                .map_err(|e| format!("at {t:?} (old exited: {}): {e}", old_exit.is_some())),
+        );
+        if old_exit.is_none() {
+            old_exit = tokio::task::block_in_place(|| old.wait_exit(Duration::from_millis(50)));
+        } else if statuses.len() >= 10 {
+            break;
+        }
+    }
+    let failures: Vec<_> = statuses.iter().filter(|s| !matches!(s, Ok(200))).collect();
+    let new_alive = new.try_wait().unwrap().is_none();
+    stop_child(&mut new, Duration::from_secs(5));
+    assert!(
+        old_exit.is_some_and(|s| s.success()),
+        "old process did not exit cleanly: {old_exit:?}\nold:\n{}\nnew:\n{}",
+        old.logs(),
+        new_logs()
+    );
+    assert!(new_alive, "upgraded process died\n{}", new_logs());
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the upgrade: {failures:?}\nnew:\n{}",
+        failures.len(),
+        statuses.len(),
+        new_logs()
+    );
+    assert!(
+        new_logs().contains("phi-gateway starting"),
+        "{}",
+        new_logs()
+    );
+}
