@@ -179,7 +179,8 @@ fn unix_now() -> i64 {
 }
 
 /// Starts the file watch: every `interval` it fingerprints the configuration file, the rule
-/// directory and the certificate files, and reloads once a change has settled.
+/// directory, the listener certificate and key and the upstream CA files, and reloads once a
+/// change has settled.
 ///
 /// It polls file *contents* by path rather than using inotify, on purpose: Kubernetes updates
 /// a ConfigMap volume by swapping a `..data` symlink, editors replace files by rename, and
@@ -230,6 +231,13 @@ fn fingerprint(config: &crate::config::GatewayConfig) -> [u8; 32] {
         &config.listen.key_file,
     ] {
         hash_file(&mut ctx, file);
+    }
+    for ca in config
+        .upstreams
+        .iter()
+        .filter_map(|u| u.tls.as_ref()?.ca_file.as_ref())
+    {
+        hash_file(&mut ctx, ca);
     }
     hash_dir(&mut ctx, &config.rules_dir, 0);
     let mut out = [0u8; 32];
