@@ -43,12 +43,19 @@ enum Command {
     /// Validate a configuration like `nginx -t`, without binding any port.
     ///
     /// Checks the YAML (unknown keys are errors), the rule files, the certificate and key, and
-    /// upstream CA files. Prints `ok` and exits 0 when everything is valid; otherwise prints
+    /// upstream CA files, and resolves upstream host names as `run` would. Prints `ok` and
+    /// exits 0 when everything is valid; otherwise prints
     /// `FILE:LINE:COLUMN: field `PATH`: problem` and exits 78.
     Check {
         /// Path to gateway.yaml.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Do not look up upstream host names; only check that each is a well-formed
+        /// `host:port`. For validating a configuration where the production DNS is not
+        /// visible (CI, a build host). `run` always resolves, so run `check` without this flag
+        /// on the target host (systemd's ExecStartPre does).
+        #[arg(long)]
+        no_resolve: bool,
     },
     /// Start a self-contained demo: the gateway, a sample EHR, a development CA.
     ///
@@ -104,7 +111,14 @@ enum RulesCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, no_resolve } => {
+            let dns = if no_resolve {
+                config::Dns::Skip
+            } else {
+                config::Dns::Resolve
+            };
+            check(&config, dns)
+        }
         Command::Run { config } => run(&config),
         Command::Demo {
             listen,
@@ -140,8 +154,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let cfg = match config::load(path) {
+fn check(path: &Path, dns: config::Dns) -> ExitCode {
+    let cfg = match config::load_with(path, dns) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -157,13 +171,18 @@ fn check(path: &Path) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
             println!(
-                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days)",
+                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days{})",
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len(),
                 p.snapshot.engine.rules().len(),
                 c.rules_dir.display(),
-                days_left
+                days_left,
+                if dns == config::Dns::Skip {
+                    "; upstream host names not resolved (--no-resolve)"
+                } else {
+                    ""
+                }
             );
             ExitCode::SUCCESS
         }
