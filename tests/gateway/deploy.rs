@@ -339,3 +339,365 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         text.matches("alert: ").count()
     );
 }
+
+// === Kubernetes ===
+
+/// Parses one manifest (one object per file) into JSON.
+fn manifest(name: &str) -> serde_json::Value {
+    let text = read(&format!("deploy/kubernetes/{name}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Every manifest file in deploy/kubernetes/ except the kustomization.
+fn manifest_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo("deploy/kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    files.sort();
+    files
+}
+
+/// kubernetes-validate (PyPI), installed by `.ci/setup test` into a venv; `$KUBERNETES_VALIDATE`
+/// overrides the path.
+fn kubernetes_validate() -> PathBuf {
+    if let Some(p) = std::env::var_os("KUBERNETES_VALIDATE") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME");
+    let p =
+        Path::new(&home).join(".cache/phi-gateway-ci/kubernetes-validate/bin/kubernetes-validate");
+    assert!(
+        p.is_file(),
+        "{} not found: run `.ci/setup test` (installs kubernetes-validate from PyPI into a venv)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn kubernetes_manifests_pass_strict_schema_validation() {
+    let kinds: BTreeMap<String, String> = manifest_files()
+        .into_iter()
+        .map(|f| {
+            let kind = manifest(&f)["kind"].as_str().unwrap().to_string();
+            (f, kind)
+        })
+        .collect();
+    // PodMonitor is a prometheus-operator CRD: kubernetes-validate bundles only the built-in
+    // schemas, so it is checked structurally in the next test instead.
+    let files: Vec<&String> = kinds
+        .iter()
+        .filter(|(_, k)| *k != "PodMonitor")
+        .map(|(f, _)| f)
+        .collect();
+    assert!(files.len() >= 8, "{kinds:?}");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(kubernetes_validate())
+        .args(["--strict", "--kubernetes-version", "1.30.0"])
+        .args(&files)
+        .current_dir(repo("deploy/kubernetes"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubernetes-validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate:\n{text}");
+    for f in &files {
+        assert!(text.contains(&format!("INFO {f} passed")), "{f}:\n{text}");
+    }
+}
+
+/// `server.<key>` of a gateway.yaml text (a plain integer).
+fn server_seconds(gateway_yaml: &str, key: &str) -> u64 {
+    let v: serde_json::Value = serde_saphyr::from_str(gateway_yaml).unwrap();
+    v["server"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("server.{key}"))
+}
+
+#[test]
+fn kubernetes_manifests_fit_together() {
+    let dep = manifest("deployment.yaml");
+    let spec = &dep["spec"];
+    let pod = &spec["template"]["spec"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    assert!(spec["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(&spec["selector"]["matchLabels"], labels);
+
+    // Security context: non-root, read-only root, no privilege escalation, no capabilities.
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+
+    // The gateway config this pod runs: ports and timings must agree with it.
+    let cm = manifest("configmap-gateway.yaml");
+    let gw_yaml = cm["data"]["gateway.yaml"].as_str().unwrap();
+    let gw: serde_json::Value = serde_saphyr::from_str(gw_yaml).unwrap();
+    let port_of = |addr: &serde_json::Value| -> u64 {
+        addr.as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap()
+    };
+    let ports: BTreeMap<&str, u64> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports["https"], port_of(&gw["listen"]["address"]));
+    assert_eq!(ports["admin"], port_of(&gw["admin"]["address"]));
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        ["run", "--config", "/etc/phi-gateway/config/gateway.yaml"]
+    );
+
+    // Probes: startup and readiness on /readyz, liveness on /livez, all on the admin port.
+    for (probe, path) in [
+        ("startupProbe", "/readyz"),
+        ("readinessProbe", "/readyz"),
+        ("livenessProbe", "/livez"),
+    ] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "admin", "{probe}");
+    }
+
+    // Termination: longer than preStop + drain + runtime stop, with room for the audit flush.
+    let pre_stop = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    let needed = pre_stop
+        + server_seconds(gw_yaml, "grace_period_seconds")
+        + server_seconds(gw_yaml, "graceful_shutdown_timeout_seconds");
+    let tgps = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        tgps >= needed + 10,
+        "terminationGracePeriodSeconds {tgps} vs {needed} + flush"
+    );
+
+    // Volumes: directory mounts only (a subPath mount never sees ConfigMap updates), the rules
+    // and config from their ConfigMaps, the key from a Secret, writable audit and run dirs.
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    for m in mounts {
+        assert!(
+            m.get("subPath").is_none() && m.get("subPathExpr").is_none(),
+            "subPath: {m}"
+        );
+    }
+    let mount = |name: &str| -> &serde_json::Value {
+        mounts
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("mount {name}"))
+    };
+    let volume = |name: &str| -> &serde_json::Value {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(mount("config")["mountPath"], "/etc/phi-gateway/config");
+    assert_eq!(mount("rules")["mountPath"], "/etc/phi-gateway/rules");
+    assert_eq!(mount("tls")["mountPath"], "/etc/phi-gateway/tls");
+    assert_eq!(
+        volume("config")["configMap"]["name"],
+        cm["metadata"]["name"]
+    );
+    assert_eq!(
+        volume("rules")["configMap"]["name"],
+        manifest("configmap-rules.yaml")["metadata"]["name"]
+    );
+    assert!(volume("tls")["secret"]["secretName"].is_string());
+    assert!(
+        volume("audit")["emptyDir"].is_object()
+            || volume("audit")["persistentVolumeClaim"].is_object()
+    );
+    assert!(mount("audit").get("readOnly").is_none_or(|r| r == false));
+    let run_dir = mount("run")["mountPath"].as_str().unwrap();
+    for key in ["pid_file", "upgrade_sock"] {
+        let p = gw["server"][key].as_str().unwrap();
+        assert!(
+            p.starts_with(&format!("{run_dir}/")),
+            "server.{key} {p} is not on a writable volume"
+        );
+    }
+
+    // Service: the TLS port only.
+    let svc = manifest("service.yaml");
+    assert_eq!(&svc["spec"]["selector"], labels);
+    let svc_ports = svc["spec"]["ports"].as_array().unwrap();
+    assert_eq!(svc_ports.len(), 1, "the Service exposes the TLS port only");
+    assert_eq!(svc_ports[0]["targetPort"], "https");
+
+    // PDB, NetworkPolicy and PodMonitor select the same pods; the PodMonitor scrapes the admin
+    // port (by name) at /metrics.
+    assert_eq!(
+        &manifest("poddisruptionbudget.yaml")["spec"]["selector"]["matchLabels"],
+        labels
+    );
+    let np = manifest("networkpolicy.yaml");
+    assert_eq!(&np["spec"]["podSelector"]["matchLabels"], labels);
+    let pm = manifest("podmonitor.yaml");
+    assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(pm["kind"], "PodMonitor");
+    assert_eq!(&pm["spec"]["selector"]["matchLabels"], labels);
+    let ep = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(ep["port"], "admin");
+    assert_eq!(ep["path"], "/metrics");
+
+    // Every resource is in the kustomization.
+    let kust = read("deploy/kubernetes/kustomization.yaml");
+    for f in manifest_files() {
+        assert!(
+            kust.contains(&format!("  - {f}\n")),
+            "{f} missing from kustomization.yaml"
+        );
+    }
+}
+
+#[test]
+fn rules_configmap_is_the_repository_rule_pack() {
+    let cm = manifest("configmap-rules.yaml");
+    let data = cm["data"].as_object().unwrap();
+    let mut want = BTreeMap::new();
+    for e in std::fs::read_dir(repo("rules")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            want.insert(name, std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let got: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert!(
+        got == want,
+        "deploy/kubernetes/configmap-rules.yaml differs from rules/. Regenerate its data with\n  \
+         kubectl create configmap phi-gateway-rules -n phi-gateway --from-file=rules/ \
+         --dry-run=client -o yaml\n(keep the header comment and labels). Files: got {:?}, want {:?}",
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+}
+
+// === systemd ===
+
+#[test]
+fn systemd_unit_verifies_scores_ok_and_fits_the_example_config() {
+    let unit = read("deploy/systemd/phi-gateway.service");
+    let config = "/etc/phi-gateway/gateway.yaml";
+    for line in [
+        format!("ExecStartPre=/usr/bin/phi-gateway check --config {config}"),
+        format!("ExecStart=/usr/bin/phi-gateway run --config {config}"),
+        format!("ExecReload=/usr/bin/phi-gateway check --config {config}\nExecReload=/bin/kill -HUP $MAINPID"),
+        "User=phi-gateway".to_string(),
+        "ProtectSystem=strict".to_string(),
+        "NoNewPrivileges=yes".to_string(),
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n".to_string(),
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE\n".to_string(),
+        "RuntimeDirectory=phi-gateway".to_string(),
+    ] {
+        assert!(unit.contains(&line), "unit lacks `{line}`");
+    }
+    // TimeoutStopSec covers deploy/gateway.yaml's drain and runtime stop, plus the audit flush.
+    let gw = read("deploy/gateway.yaml");
+    let needed = server_seconds(&gw, "grace_period_seconds")
+        + server_seconds(&gw, "graceful_shutdown_timeout_seconds");
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec")
+        .parse()
+        .unwrap();
+    assert!(
+        stop >= needed + 10,
+        "TimeoutStopSec={stop} vs {needed} + flush"
+    );
+    for key in ["pid_file", "upgrade_sock"] {
+        let v: serde_json::Value = serde_saphyr::from_str(&gw).unwrap();
+        assert!(
+            v["server"][key]
+                .as_str()
+                .unwrap()
+                .starts_with("/run/phi-gateway/"),
+            "server.{key} must be in RuntimeDirectory (the rest is read-only)"
+        );
+    }
+
+    // `systemd-analyze verify` on a copy whose binary path exists here; any message fails.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_phi-gateway");
+    let copy = dir.path().join("phi-gateway.service");
+    std::fs::write(&copy, unit.replace("/usr/bin/phi-gateway", bin)).unwrap();
+    let out = Command::new("timeout")
+        .args(["60", "systemd-analyze", "verify"])
+        .arg(&copy)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run systemd-analyze (Debian `systemd`; `.ci/setup test` installs it)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify:\n{err}"
+    );
+
+    // `systemd-analyze security --offline=yes`: the exposure score docs/operations.md quotes.
+    let out = Command::new("timeout")
+        .args(["60", "systemd-analyze", "security", "--offline=yes"])
+        .arg(repo("deploy/systemd/phi-gateway.service"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run systemd-analyze security");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for phi-gateway.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure score in:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let docs = read("docs/operations.md");
+    assert!(
+        docs.contains(&format!("exposure level **{score:.1}**")),
+        "docs/operations.md must quote the current score {score:.1}"
+    );
+    assert!(score <= 2.0, "exposure {score} (> 2.0):\n{text}");
+}
