@@ -464,18 +464,42 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// Whether [`load_with`] resolves upstream host names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dns {
+    /// Resolve every `host:port` once, now (what `run` does).
+    Resolve,
+    /// Check only that each upstream address is a well-formed `host:port`; host names are not
+    /// looked up and their [`Upstream::address`] is `0.0.0.0:port`. For `check --no-resolve`
+    /// on a machine that cannot see the production DNS (a CI runner, a build host). Such a
+    /// configuration can be validated, never run.
+    Skip,
+}
+
 /// Loads and validates a configuration file. Relative paths inside it are resolved against
 /// the file's directory, so a config can be moved together with its certs and rules.
+/// Upstream host names are resolved once, here.
 pub fn load(file: &Path) -> Result<GatewayConfig, SourceError> {
+    load_with(file, Dns::Resolve)
+}
+
+/// [`load`], choosing whether upstream host names are resolved.
+pub fn load_with(file: &Path, dns: Dns) -> Result<GatewayConfig, SourceError> {
     let raw: RawConfig = crate::yaml::load(file)?;
     let base = file
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    validate(file, &base, raw)
+    validate(file, &base, raw, dns)
 }
 
-fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, SourceError> {
+fn validate(
+    file: &Path,
+    base: &Path,
+    raw: RawConfig,
+    dns: Dns,
+) -> Result<GatewayConfig, SourceError> {
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let resolve = |p: &Path| -> PathBuf {
         if p.is_absolute() {
@@ -583,8 +607,8 @@ fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, S
         if !upstream_names.insert(u.name.value.clone()) {
             return Err(err(&u.name, &at("name"), "duplicate upstream name".into()));
         }
-        let address =
-            resolve_upstream(&u.address.value).map_err(|m| err(&u.address, &at("address"), m))?;
+        let address = resolve_upstream(&u.address.value, dns)
+            .map_err(|m| err(&u.address, &at("address"), m))?;
         let tls = match &u.tls {
             Some(t) => {
                 if t.sni.value.trim().is_empty() {
@@ -889,17 +913,50 @@ fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// Resolves `host:port` once. pingora's `HttpPeer::new` resolves at request time and panics
-/// on failure, so we never hand it a name.
-fn resolve_upstream(s: &str) -> Result<SocketAddr, String> {
+/// on failure, so we never hand it a name. With [`Dns::Skip`] a host name is only checked for
+/// form and stands in as `0.0.0.0:port`.
+fn resolve_upstream(s: &str, dns: Dns) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
+    if dns == Dns::Skip {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` has no port (expected host:port)"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{s}`: `{port}` is not a port number (expected host:port)"))?;
+        check_host_name(host).map_err(|m| format!("`{s}`: {m}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
     let mut addrs = s
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{s}`: {e} (expected host:port)"))?;
+        .map_err(|e| {
+            format!(
+                "cannot resolve `{s}`: {e} (expected host:port; `check --no-resolve` validates without DNS)"
+            )
+        })?;
     addrs
         .next()
         .ok_or_else(|| format!("`{s}` resolved to no address"))
+}
+
+/// A DNS host name (RFC 1123 labels: letters, digits and `-`, 1-63 characters each, no
+/// leading or trailing `-`, at most 253 characters in all).
+fn check_host_name(host: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!("`{host}` is not a valid host name"))
+    }
 }
 
 #[cfg(test)]
@@ -907,9 +964,46 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<GatewayConfig, SourceError> {
+        parse_with(text, Dns::Resolve)
+    }
+
+    fn parse_with(text: &str, dns: Dns) -> Result<GatewayConfig, SourceError> {
         let file = Path::new("/etc/gw/gateway.yaml");
         let raw: RawConfig = crate::yaml::parse(file, text)?;
-        validate(file, Path::new("/etc/gw"), raw)
+        validate(file, Path::new("/etc/gw"), raw, dns)
+    }
+
+    #[test]
+    fn skipping_dns_still_checks_the_address_form() {
+        let named = MINIMAL.replace(
+            "address: 127.0.0.1:8080",
+            "address: ehr.hospital.invalid:8080",
+        );
+        let c = parse_with(&named, Dns::Skip).unwrap();
+        assert_eq!(
+            c.upstreams[0].address,
+            SocketAddr::from(([0, 0, 0, 0], 8080))
+        );
+        // An IP address is kept as written either way.
+        let c = parse_with(MINIMAL, Dns::Skip).unwrap();
+        assert_eq!(
+            c.upstreams[0].address,
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        );
+        for bad in [
+            "ehr.hospital.invalid",
+            "ehr.hospital.invalid:http",
+            "ehr_host:80",
+            ":80",
+            "-ehr:80",
+        ] {
+            let text = MINIMAL.replace("address: 127.0.0.1:8080", &format!("address: \"{bad}\""));
+            let e = parse_with(&text, Dns::Skip).unwrap_err();
+            assert_eq!(e.field, "upstreams[0].address", "{bad}: {e}");
+        }
+        // Resolving is the default, and `.invalid` never resolves (RFC 6761).
+        let e = parse(&named).unwrap_err();
+        assert!(e.message.contains("cannot resolve"), "{e}");
     }
 
     const MINIMAL: &str = "\

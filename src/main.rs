@@ -58,12 +58,19 @@ enum Command {
     /// Validate a configuration like `nginx -t`, without binding any port.
     ///
     /// Checks the YAML (unknown keys are errors), the rule files, the certificate and key, and
-    /// upstream CA files. Prints `ok` and exits 0 when everything is valid; otherwise prints
+    /// upstream CA files, and resolves upstream host names as `run` would. Prints `ok` and
+    /// exits 0 when everything is valid; otherwise prints
     /// `FILE:LINE:COLUMN: field `PATH`: problem` and exits 78.
     Check {
         /// Path to gateway.yaml.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Do not look up upstream host names; only check that each is a well-formed
+        /// `host:port`. For validating a configuration where the production DNS is not
+        /// visible (CI, a build host). `run` always resolves, so run `check` without this flag
+        /// on the target host (systemd's ExecStartPre does).
+        #[arg(long)]
+        no_resolve: bool,
     },
     /// Start a self-contained demo: the gateway, a sample EHR, a development CA.
     ///
@@ -119,7 +126,14 @@ enum RulesCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, no_resolve } => {
+            let dns = if no_resolve {
+                config::Dns::Skip
+            } else {
+                config::Dns::Resolve
+            };
+            check(&config, dns)
+        }
         Command::Run { config, upgrade } => run(&config, upgrade),
         Command::Demo {
             listen,
@@ -155,8 +169,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let cfg = match config::load(path) {
+fn check(path: &Path, dns: config::Dns) -> ExitCode {
+    let cfg = match config::load_with(path, dns) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -172,14 +186,19 @@ fn check(path: &Path) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
             println!(
-                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {})",
+                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {}{})",
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len(),
                 snapshot.engine.rules().len(),
                 c.rules_dir.display(),
                 days_left,
-                snapshot.version
+                snapshot.version,
+                if dns == config::Dns::Skip {
+                    "; upstream host names not resolved (--no-resolve)"
+                } else {
+                    ""
+                }
             );
             ExitCode::SUCCESS
         }

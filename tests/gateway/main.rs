@@ -6,6 +6,7 @@ mod common;
 
 mod audit_header;
 mod check;
+mod deploy;
 mod leaks;
 mod lifecycle;
 mod limits;
