@@ -19,9 +19,17 @@ use crate::metrics::Metrics;
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
 }
 
 impl Health {
+    /// Lets `/readyz` report (and depend on) the audit sinks.
+    pub fn set_audit(&self, audit: Option<Arc<crate::audit::AuditLog>>) {
+        if let Some(a) = audit {
+            let _ = self.audit.set(a);
+        }
+    }
+
     /// Marks the instance ready (rules compiled, certificate loaded, listeners configured).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
@@ -99,11 +107,23 @@ impl ServeHttp for AdminApp {
             },
             "/livez" => json(StatusCode::OK, r#"{"status":"live"}"#),
             "/readyz" => {
-                if self.health.is_ready() {
-                    json(StatusCode::OK, r#"{"status":"ready"}"#)
+                // Not ready while an audit sink fails: fail-closed routes would refuse traffic.
+                let audit = self.health.audit.get();
+                let audit_ok = audit.is_none_or(|a| a.status().healthy());
+                let ready = self.health.is_ready() && audit_ok;
+                let body = serde_json::json!({
+                    "status": if ready { "ready" } else { "not_ready" },
+                    "audit": match audit {
+                        Some(a) => a.status().to_json(),
+                        None => serde_json::json!("disabled"),
+                    },
+                });
+                let code = if ready {
+                    StatusCode::OK
                 } else {
-                    json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not_ready"}"#)
-                }
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                json(code, &body.to_string())
             }
             _ => json(
                 StatusCode::NOT_FOUND,

@@ -40,6 +40,9 @@ pub enum StartError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The audit trail cannot be started (keys, directory, an earlier run's state).
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// An address cannot be bound (in use, or not a local address).
     #[error("cannot bind {what} address {addr}: {source}")]
     Bind {
@@ -60,6 +63,8 @@ pub struct Prepared {
     pub cert: LoadedCert,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Audit keys loaded and checked (`None` when the config has no `audit:` section).
+    pub audit: Option<crate::audit::Prepared>,
 }
 
 /// Loads rules, certificate and upstream CAs for `config` without binding anything.
@@ -73,12 +78,17 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
         .cert_not_after
         .with_label_values(&["listener"])
         .set(cert.not_after_unix);
+    let audit = match &config.audit {
+        Some(a) => Some(crate::audit::Prepared::load(a.clone())?),
+        None => None,
+    };
     let engine = Engine::new(Arc::new(rules));
     let snapshot = Arc::new(Snapshot::new(config, engine)?);
     Ok(Prepared {
         snapshot,
         cert,
         metrics,
+        audit,
     })
 }
 
@@ -144,7 +154,23 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     if config.listen.http2 {
         tls.enable_h2();
     }
-    let gateway = Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone());
+    // The audit trail starts before any listener, so the first request finds it running; it
+    // is process-global, outside the reloadable snapshot.
+    let audit = match prepared.audit {
+        Some(a) => {
+            let dir = a.dir().display().to_string();
+            let key_id = a.key_id().to_string();
+            let log = crate::audit::AuditLog::start(a, prepared.metrics.clone())?;
+            tracing::info!(dir = %dir, key_id = %key_id, "audit trail started");
+            Some(log)
+        }
+        None => {
+            tracing::warn!("no `audit:` section: decisions are NOT written to an audit trail");
+            None
+        }
+    };
+    let gateway =
+        Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone()).with_audit(audit.clone());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         gateway,
@@ -155,6 +181,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     server.add_service(proxy);
 
     let health = Arc::new(Health::default());
+    health.set_audit(audit.clone());
     if let Some(admin) = config.admin {
         let mut svc = Service::new(
             "phi-gateway admin".to_string(),
@@ -186,6 +213,11 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
     });
+    if let Some(audit) = audit {
+        // Everything queued is written, then the final signed checkpoint.
+        audit.shutdown();
+        tracing::info!("audit trail flushed; final checkpoint written");
+    }
     tracing::info!("phi-gateway stopped");
     Ok(())
 }

@@ -139,7 +139,8 @@ pub struct AuditSettings {
     pub ack_timeout: Duration,
 }
 
-fn inside(path: &Path, dir: &Path) -> bool {
+/// Whether `path` is (or would be) inside `dir`, after resolving symlinks where possible.
+pub fn is_inside(path: &Path, dir: &Path) -> bool {
     let canon = |p: &Path| {
         std::fs::canonicalize(p).unwrap_or_else(|_| {
             // Not created yet: canonicalise the parent.
@@ -179,7 +180,7 @@ impl Prepared {
             ("signing_key_file", &settings.signing_key_file),
             ("fingerprint_key_file", &settings.fingerprint_key_file),
         ] {
-            if inside(p, &settings.file.dir) {
+            if is_inside(p, &settings.file.dir) {
                 return Err(AuditError::Unsafe(format!(
                     "audit.{what} {} is inside the audit directory {}; keep keys apart from the logs they protect",
                     p.display(),

@@ -90,6 +90,28 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         "demo did not exit within 3 s of SIGINT\n{}",
         logs()
     );
+
+    // The demo's audit trail: records for the three requests, keys apart from the logs, and
+    // the verify command the banner prints passes.
+    let banner = std::fs::read_to_string(&stdout_path).unwrap();
+    assert!(
+        banner.contains("phi-gateway audit verify --dir"),
+        "{banner}"
+    );
+    let records = audit_records(&data.join("audit"));
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert_eq!(records[0]["resource_id"], "Patient/example", "{records:#?}");
+    let (code, report) = audit_verify(&data.join("audit"), &data.join("audit-signing.pub"));
+    assert_eq!(code, 0, "{report:#}");
+    use std::os::unix::fs::PermissionsExt as _;
+    for key in ["keys/audit-signing.key", "keys/audit-fingerprint.key"] {
+        let mode = std::fs::metadata(data.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    assert!(!data.join("audit").join("audit-signing.key").exists());
 }
 
 /// `/readyz` must not say "ready" while the TLS listener is not accepting connections. Here

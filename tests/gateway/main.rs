@@ -4,6 +4,7 @@
 
 mod common;
 
+mod audit;
 mod audit_header;
 mod check;
 mod leaks;
