@@ -13,5 +13,6 @@ mod limits;
 mod metrics;
 mod monitor;
 mod phi;
+mod postgres;
 mod tls;
 mod upstream;
