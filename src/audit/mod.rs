@@ -478,7 +478,8 @@ pub struct RecordInput<'a> {
 }
 
 /// A value is safe to store in clear when it is a short printable token and no detector
-/// fires on it; otherwise only its fingerprint is stored.
+/// fires on it, neither alone nor next to any rule's context hotword; otherwise only its
+/// fingerprint is stored.
 fn clear_or_fingerprint(
     fp: &Fingerprinter,
     engine: &crate::engine::Engine,
@@ -487,10 +488,19 @@ fn clear_or_fingerprint(
     grammar: fn(&str) -> bool,
 ) -> String {
     let raw = value.expose();
+    // Also ask whether the value would be PHI next to any rule's hotword: a bare NPI or DEA
+    // number needs context to fire, and a record must not store it in clear either way.
+    let probed: String = engine
+        .rules()
+        .context_probes()
+        .iter()
+        .map(|w| format!("{w}: {raw} ; "))
+        .collect();
     let clean = grammar(raw)
         && [
             crate::engine::Part::Text(raw),
             crate::engine::Part::Path(raw),
+            crate::engine::Part::Text(&probed),
         ]
         .iter()
         .all(|p| engine.scan(p, limits).is_ok_and(|s| s.findings.is_empty()));

@@ -6,6 +6,7 @@ mod common;
 
 mod audit;
 mod audit_header;
+mod audit_leaks;
 mod check;
 mod leaks;
 mod lifecycle;
