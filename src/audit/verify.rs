@@ -234,11 +234,10 @@ pub fn verify(dir: &Path, public_key: &[u8], window: &Window) -> Result<Report, 
         match &prev {
             None if *n > 1
                 && body.prev_checkpoint_signature.is_some()
-                && checkpoints.is_empty() =>
+                && checkpoints.is_empty()
+                && window.from.is_none() =>
             {
-                if window.from.is_none() {
-                    issue("checkpoint_chain", Severity::Error, format!("checkpoints before {name} are missing (it links to an earlier checkpoint that is not here)"), None, Some(name), None, t);
-                }
+                issue("checkpoint_chain", Severity::Error, format!("checkpoints before {name} are missing (it links to an earlier checkpoint that is not here)"), None, Some(name), None, t);
             }
             Some((pn, psig, pend)) => {
                 if *pn + 1 != *n {
@@ -503,7 +502,7 @@ pub fn verify(dir: &Path, public_key: &[u8], window: &Window) -> Result<Report, 
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
