@@ -1238,6 +1238,17 @@ routes:
     }
 
     #[test]
+    fn documented_example_uses_only_known_keys() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.yaml");
+        let raw: RawConfig = crate::yaml::load(&file).unwrap();
+        let a = raw
+            .audit
+            .expect("deploy/gateway.yaml documents the audit section");
+        assert!(a.enabled);
+        assert!(raw.defaults.audit.is_some());
+    }
+
+    #[test]
     fn shadowed_route_is_an_error() {
         let text = format!(
             "{MINIMAL}  - name: patients\n    path_prefix: /fhir/Patient\n    upstream: ehr\n"
