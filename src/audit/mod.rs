@@ -254,6 +254,9 @@ impl SinkStatus {
 pub(crate) enum Msg {
     Record(Box<AuditRecord>, Option<tokio::sync::oneshot::Sender<bool>>),
     Shutdown(std::sync::mpsc::Sender<()>),
+    /// Tests: stop like a SIGKILL would (no final checkpoint), releasing the lock.
+    #[cfg(test)]
+    Abort,
 }
 
 /// What happened to a submitted record.
@@ -417,17 +420,46 @@ impl AuditLog {
         }
     }
 
+    /// Tests: stops the writer as abruptly as SIGKILL would (no final checkpoint).
+    #[cfg(test)]
+    pub(crate) fn abort(&self) {
+        if let Some(join) = self.join.lock().ok().and_then(|mut g| g.take()) {
+            let _ = self.tx.send(Msg::Abort);
+            let _ = join.join();
+        }
+    }
+
     /// Flushes the queue, writes the final checkpoint and stops the writer. Idempotent.
     pub fn shutdown(&self) {
         let Some(join) = self.join.lock().ok().and_then(|mut g| g.take()) else {
             return;
         };
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        // A blocking send: the queue drains in front of the shutdown message.
-        if self.tx.send(Msg::Shutdown(done_tx)).is_ok() {
-            let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        // The queue drains in front of the shutdown message. Bounded: a writer stuck on a dead
+        // disk must not keep the process from exiting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut msg = Msg::Shutdown(done_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    tracing::error!("audit writer did not accept the shutdown; exiting without a final checkpoint");
+                    return;
+                }
+            }
         }
-        let _ = join.join();
+        if done_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
+        {
+            let _ = join.join();
+        } else {
+            tracing::error!("audit writer did not finish within 30 s; exiting without waiting");
+        }
     }
 }
 

@@ -145,6 +145,15 @@ fn read_segment(dir: &Path, first: u64, name: &str) -> Result<Segment, AuditErro
     })
 }
 
+/// What step 3 needs of a segment once its lines were walked: memory stays bounded by one
+/// segment, not by the whole trail.
+struct Summary {
+    first: u64,
+    count: u64,
+    /// Line hashes at the indices checkpoints vouch for.
+    hashes: std::collections::HashMap<u64, String>,
+}
+
 struct Checkpoint {
     name: String,
     body: CheckpointBody,
@@ -303,7 +312,13 @@ pub fn verify(dir: &Path, public_key: &[u8], window: &Window) -> Result<Report, 
 
     // 2. Segments: the record chain.
     let listed = list_segments(dir)?;
-    let mut segments: BTreeMap<String, Segment> = BTreeMap::new();
+    let mut segments: BTreeMap<String, Summary> = BTreeMap::new();
+    let mut wanted: std::collections::HashMap<&str, Vec<u64>> = std::collections::HashMap::new();
+    for c in &checkpoints {
+        if let (Some(seg), Some(last)) = (c.body.segment.as_deref(), c.body.last_seq) {
+            wanted.entry(seg).or_default().push(last);
+        }
+    }
     let mut expected_seq: Option<u64> = None;
     let mut prev_hash: Option<String> = None;
     let mut records = 0u64;
@@ -422,7 +437,26 @@ pub fn verify(dir: &Path, public_key: &[u8], window: &Window) -> Result<Report, 
             );
         }
         expected_seq = Some(pos_seq);
-        segments.insert(name.clone(), seg);
+        let hashes = wanted
+            .get(name.as_str())
+            .map(|seqs| {
+                seqs.iter()
+                    .filter_map(|&q| {
+                        let i = q.checked_sub(seg.first)?;
+                        let line = seg.lines.get(usize::try_from(i).ok()?)?;
+                        Some((i, line.hash.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        segments.insert(
+            name.clone(),
+            Summary {
+                first: seg.first,
+                count: seg.lines.len() as u64,
+                hashes,
+            },
+        );
     }
 
     // 3. Each checkpoint against the records it vouches for.
@@ -435,17 +469,17 @@ pub fn verify(dir: &Path, public_key: &[u8], window: &Window) -> Result<Report, 
             issue("missing_segment", Severity::Error, format!("{seg_name} is missing: checkpoint {} vouches for records up to seq {last} in it", c.name), Some(last), Some(seg_name), t, t);
             continue;
         };
-        let idx = last.checked_sub(seg.first).map(|i| i as usize);
-        match idx.and_then(|i| seg.lines.get(i)) {
+        let idx = last.checked_sub(seg.first);
+        match idx.and_then(|i| seg.hashes.get(&i)) {
             None => {
-                let have = seg.first + seg.lines.len() as u64;
+                let have = seg.first + seg.count;
                 issue("truncated_tail", Severity::Error, format!("{seg_name} was truncated: checkpoint {} vouches for records up to seq {last}, the segment ends at seq {}", c.name, have.saturating_sub(1)), Some(last), Some(seg_name), t, t);
             }
-            Some(line) => {
-                if c.body.last_record_hash.as_deref() != Some(line.hash.as_str()) {
+            Some(hash) => {
+                if c.body.last_record_hash.as_deref() != Some(hash.as_str()) {
                     issue("hash_mismatch", Severity::Error, format!("hash mismatch at seq {last}: the record differs from what checkpoint {} signed", c.name), Some(last), Some(seg_name), t, t);
                 }
-                if c.body.segment_closed && seg.lines.len() as u64 > last - seg.first + 1 {
+                if c.body.segment_closed && seg.count > last - seg.first + 1 {
                     issue("hash_mismatch", Severity::Error, format!("hash mismatch at seq {}: records were appended to {seg_name} after checkpoint {} closed it", last + 1, c.name), Some(last + 1), Some(seg_name), t, t);
                 }
             }

@@ -64,6 +64,9 @@ pub(super) struct FileWriter {
     metrics: Metrics,
     /// Records go on to the PostgreSQL sink after the file has them.
     forward: Option<super::postgres::Forwarder>,
+    /// Exclusive lock on `DIR/.lock` for the writer's lifetime: two processes appending to
+    /// one chain would fork it.
+    _lock: File,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -173,6 +176,30 @@ impl FileWriter {
     ) -> Result<Self, AuditError> {
         let dir = settings.dir.clone();
         ensure_dir(&dir)?;
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let path = dir.join(".lock");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            match f.try_lock() {
+                Ok(()) => f,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(AuditError::Resume(format!(
+                        "another process is writing {} (it holds {}); give each gateway its own audit directory",
+                        dir.display(),
+                        path.display()
+                    )))
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(AuditError::Io { path, source })
+                }
+            }
+        };
         let segments = list_segments(&dir)?;
         let mut chain = ChainState {
             seq: 0,
@@ -231,6 +258,7 @@ impl FileWriter {
             status,
             metrics,
             forward,
+            _lock: lock,
         };
         w.checkpoint(CheckpointReason::Startup, torn)?;
         Ok(w)
@@ -260,6 +288,8 @@ impl FileWriter {
                     let _ = done.send(());
                     return;
                 }
+                #[cfg(test)]
+                Ok(Msg::Abort) => return,
                 Err(RecvTimeoutError::Timeout) => self.tick(),
                 Err(RecvTimeoutError::Disconnected) => {
                     self.close(CheckpointReason::Shutdown);

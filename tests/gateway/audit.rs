@@ -342,7 +342,16 @@ async fn failing_sink_fails_closed_and_is_visible() {
         if fail_closed {
             let r = refusal.unwrap_or_else(|| panic!("no 503 in {statuses:?}\n{}", gw.logs()));
             assert!(!r.request_id.is_empty());
-            assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+            // The first request after the failure passed the pre-check (the sink still looked
+            // healthy) and reached the upstream; its record could not be written, so its
+            // response was replaced by the 503. Every later one is refused up front.
+            assert_eq!(statuses, vec![503; 6], "{}", gw.logs());
+            let reached: Vec<String> = up
+                .requests()
+                .iter()
+                .filter_map(|r| r.header(AUDIT))
+                .collect();
+            assert_eq!(reached, ["before", "after-0"], "{}", gw.logs());
             assert!(
                 metric_value(
                     &scrape,
