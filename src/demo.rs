@@ -163,6 +163,10 @@ pub fn banner(
     rules: &Path,
     config: &Path,
 ) -> String {
+    // The binary actually running (`make demo` runs it through cargo, off PATH).
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "phi-gateway".to_string());
     let host = if listen.ip().is_loopback() {
         format!("localhost:{}", listen.port())
     } else {
@@ -196,7 +200,7 @@ pub fn banner(
         format!("  curl --cacert {ca} https://{host}/fhir/Patient -H 'x-hipaa-audit-id: demo-ticket-2' -H 'content-type: application/fhir+json' -d '{ssn_body}'"),
         String::new(),
         "  # then prove the audit trail is intact (also after Ctrl-C):".to_string(),
-        format!("  phi-gateway audit verify --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
+        format!("  {exe} audit verify --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
         String::new(),
     ]
     .join("\n")

@@ -571,7 +571,7 @@ impl Report {
             .filter(|i| i.severity == Severity::Error)
             .count();
         out.push_str(&format!(
-            "{}/{} checkpoints valid (key {}), {} records ({range}) in {} segments{time}\n",
+            "{}/{} checkpoints valid (key {}), {} records ({range}) in {} segment(s){time}\n",
             self.checkpoints_valid, self.checkpoints, self.key_id, self.records, self.segments
         ));
         out.push_str(if self.valid {

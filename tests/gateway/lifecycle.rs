@@ -94,9 +94,21 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
     // The demo's audit trail: records for the three requests, keys apart from the logs, and
     // the verify command the banner prints passes.
     let banner = std::fs::read_to_string(&stdout_path).unwrap();
+    let verify_cmd = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("phi-gateway audit verify --dir"))
+        .unwrap_or_else(|| panic!("no verify command in the banner:\n{banner}"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(verify_cmd)
+        .output()
+        .expect("run the banner's verify command");
     assert!(
-        banner.contains("phi-gateway audit verify --dir"),
-        "{banner}"
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("RESULT: VALID"),
+        "{verify_cmd}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     let records = audit_records(&data.join("audit"));
     assert_eq!(records.len(), 3, "{records:#?}");
