@@ -280,6 +280,7 @@ pub struct AuditLog {
     metrics: Metrics,
     join: Mutex<Option<std::thread::JoinHandle<()>>>,
     dir: PathBuf,
+    clean_cache: Mutex<CleanCache>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -337,6 +338,7 @@ impl AuditLog {
             metrics,
             join: Mutex::new(Some(join)),
             dir: settings.file.dir.clone(),
+            clean_cache: Mutex::new(CleanCache::default()),
         }))
     }
 
@@ -509,37 +511,71 @@ pub struct RecordInput<'a> {
     pub user_header: Option<Redacted<String>>,
 }
 
-/// A value is safe to store in clear when it is a short printable token and no detector
-/// fires on it, neither alone nor next to any rule's context hotword; otherwise only its
-/// fingerprint is stored.
-fn clear_or_fingerprint(
-    fp: &Fingerprinter,
-    engine: &crate::engine::Engine,
-    limits: &crate::engine::Limits,
-    value: Redacted<String>,
-    grammar: fn(&str) -> bool,
-) -> String {
-    let raw = value.expose();
-    // Also ask whether the value would be PHI next to any rule's hotword: a bare NPI or DEA
-    // number needs context to fire, and a record must not store it in clear either way.
-    let probed: String = engine
-        .rules()
-        .context_probes()
-        .iter()
-        .map(|w| format!("{w}: {raw} ; "))
-        .collect();
-    let clean = grammar(raw)
-        && [
-            crate::engine::Part::Text(raw),
-            crate::engine::Part::Path(raw),
-            crate::engine::Part::Text(&probed),
-        ]
-        .iter()
-        .all(|p| engine.scan(p, limits).is_ok_and(|s| s.findings.is_empty()));
-    if clean {
-        value.into_clear_checked(true).unwrap_or_default()
-    } else {
-        fp.fingerprint(&value)
+/// Verdicts of [`AuditLog::clear_or_fingerprint`], keyed by fingerprint (never by value) and
+/// valid for one rule set: user agents, user ids and resource ids repeat, and scanning them
+/// again on every request would dominate the cost of a record.
+#[derive(Debug, Default)]
+struct CleanCache {
+    rules_digest: String,
+    clean: std::collections::HashMap<String, bool>,
+}
+
+/// Most verdicts kept; the cache is simply emptied when full.
+const CLEAN_CACHE_MAX: usize = 4096;
+
+impl AuditLog {
+    /// A value is safe to store in clear when it matches `grammar` and no detector fires on
+    /// it, neither alone nor next to any rule's context hotword (a bare NPI or DEA number
+    /// needs context to fire; a record must not store it in clear either way), nor after
+    /// percent-decoding. Otherwise only its fingerprint is stored.
+    fn clear_or_fingerprint(
+        &self,
+        engine: &crate::engine::Engine,
+        limits: &crate::engine::Limits,
+        value: Redacted<String>,
+        grammar: fn(&str) -> bool,
+    ) -> String {
+        let fingerprint = self.fingerprinter.fingerprint(&value);
+        let raw = value.expose();
+        if !grammar(raw) {
+            return fingerprint;
+        }
+        let digest = engine.rules().digest();
+        let cached = self.clean_cache.lock().ok().and_then(|c| {
+            (c.rules_digest == digest)
+                .then(|| c.clean.get(&fingerprint).copied())
+                .flatten()
+        });
+        let clean = match cached {
+            Some(c) => c,
+            None => {
+                let probed: String = engine
+                    .rules()
+                    .context_probes()
+                    .iter()
+                    .map(|w| format!("{w}: {raw} ; "))
+                    .collect();
+                let mut parts = vec![crate::engine::Part::Text(&probed)];
+                if raw.contains('%') {
+                    parts.push(crate::engine::Part::Path(raw));
+                }
+                let clean = parts
+                    .iter()
+                    .all(|p| engine.scan(p, limits).is_ok_and(|s| s.findings.is_empty()));
+                if let Ok(mut c) = self.clean_cache.lock() {
+                    if c.rules_digest != digest || c.clean.len() >= CLEAN_CACHE_MAX {
+                        c.clean.clear();
+                        c.rules_digest = digest.to_string();
+                    }
+                    c.clean.insert(fingerprint.clone(), clean);
+                }
+                clean
+            }
+        };
+        match value.into_clear_checked(clean) {
+            Some(v) => v,
+            None => fingerprint,
+        }
     }
 }
 
@@ -573,14 +609,14 @@ impl AuditLog {
         limits: &crate::engine::Limits,
         input: RecordInput<'_>,
     ) -> AuditRecord {
-        let fp = &self.fingerprinter;
-        let safe = |v: Redacted<String>| clear_or_fingerprint(fp, engine, limits, v, token_grammar);
+        let safe =
+            |v: Redacted<String>| self.clear_or_fingerprint(engine, limits, v, token_grammar);
         let target = record::fhir_target(input.method, input.path);
         let resource_id = target.resource.map(|r| {
             if input.resource_in_clear {
-                clear_or_fingerprint(fp, engine, limits, r, fhir_reference_grammar)
+                self.clear_or_fingerprint(engine, limits, r, fhir_reference_grammar)
             } else {
-                fp.fingerprint(&r)
+                self.fingerprinter.fingerprint(&r)
             }
         });
         let user_id = match input.user_header {
