@@ -371,3 +371,26 @@ fn postgres_row_keeps_the_schema_columns_apart() {
     assert_eq!(r["details"]["route"], "fhir");
     assert!(r["details"].get("log_id").is_none());
 }
+
+#[test]
+fn time_window_limits_what_is_reported() {
+    let t = trail(10);
+    let seg = &t.segments()[1];
+    let mut lines = t.lines(seg);
+    lines[0] = lines[0].replace("\"status\":200", "\"status\":201");
+    t.write_lines(seg, &lines);
+    let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let earlier = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let outside = Window {
+        from: Some(later),
+        to: None,
+    };
+    let r = verify(&t.dir, &t.public, &outside).unwrap();
+    assert!(r.valid, "{}", r.render());
+    let inside = Window {
+        from: Some(earlier),
+        to: Some(later),
+    };
+    let r = verify(&t.dir, &t.public, &inside).unwrap();
+    assert!(!r.valid, "{}", r.render());
+}

@@ -368,3 +368,66 @@ async fn failing_sink_fails_closed_and_is_visible() {
         }
     }
 }
+
+/// The CLI: keygen writes private keys 0600 and never overwrites; verify exits 2 on usage and
+/// I/O errors (not 1, which means "tampered").
+#[test]
+fn keygen_and_verify_cli_contract() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_phi-gateway");
+    let keygen = || {
+        Command::new(bin)
+            .args(["audit", "keygen", "--keys-dir", "k", "--pubkey", "pub.pem"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = keygen();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("key id") && text.contains("signing_key_file"),
+        "{text}"
+    );
+    for f in ["k/audit-signing.key", "k/audit-fingerprint.key"] {
+        let mode = std::fs::metadata(tmp.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let before = std::fs::read(tmp.path().join("k/audit-signing.key")).unwrap();
+    let again = keygen();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(
+        before,
+        std::fs::read(tmp.path().join("k/audit-signing.key")).unwrap()
+    );
+
+    let verify = |args: &[&str]| {
+        Command::new(bin)
+            .args(["audit", "verify"])
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = verify(&["--dir", "missing", "--pubkey", "pub.pem"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = verify(&["--dir", ".", "--pubkey", "k/audit-signing.key"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a private key is not a public key: {out:?}"
+    );
+    let out = verify(&["--dir", ".", "--pubkey", "pub.pem", "--from", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    // An empty directory is not an audit trail.
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    let out = verify(&["--dir", "empty", "--pubkey", "pub.pem"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
