@@ -935,7 +935,7 @@ fn validate_audit(
                     60_000,
                     "batch_interval_ms",
                 )?),
-                queue_capacity: pnum(&p.queue_capacity, 100_000, 1, 10_000_000, "queue_capacity")?
+                queue_capacity: pnum(&p.queue_capacity, 10_000, 1, 1_000_000, "queue_capacity")?
                     as usize,
                 retry_initial_backoff: Duration::from_millis(initial),
                 retry_max_backoff: Duration::from_millis(max.max(initial)),

@@ -113,7 +113,7 @@ pub fn row(record: &AuditRecord) -> serde_json::Value {
 
 impl Forwarder {
     /// Hands a written record to the sink without blocking.
-    pub(crate) fn send(&self, record: &AuditRecord, _line: &[u8]) {
+    pub(crate) fn send(&self, record: &AuditRecord) {
         match self.tx.try_send(Item::Row(row(record))) {
             Ok(()) => {
                 self.status.pending.fetch_add(1, Ordering::Relaxed);

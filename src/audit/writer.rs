@@ -369,14 +369,14 @@ impl FileWriter {
 
     fn write_record(&mut self, mut record: AuditRecord) -> bool {
         match self.try_write(&mut record) {
-            Ok(line) => {
+            Ok(()) => {
                 self.status.set_file_error(None);
                 self.metrics
                     .audit_records
                     .with_label_values(&["file"])
                     .inc();
                 if let Some(f) = &self.forward {
-                    f.send(&record, &line);
+                    f.send(&record);
                 }
                 if self.since_ckpt >= self.settings.checkpoint_every_records {
                     if let Err(e) = self.checkpoint(CheckpointReason::Records, None) {
@@ -392,7 +392,7 @@ impl FileWriter {
         }
     }
 
-    fn try_write(&mut self, record: &mut AuditRecord) -> Result<Vec<u8>, AuditError> {
+    fn try_write(&mut self, record: &mut AuditRecord) -> Result<(), AuditError> {
         record.seq = self.chain.seq + 1;
         record.prev_hash = self.chain.last_hash.clone();
         let line = serde_json::to_vec(&*record).map_err(|e| AuditError::Encode(e.to_string()))?;
@@ -431,7 +431,7 @@ impl FileWriter {
         self.chain.segment = Some((seg.name.clone(), segment_first(&seg.name)));
         self.chain.segment_closed = false;
         self.since_ckpt += 1;
-        Ok(line)
+        Ok(())
     }
 
     fn open_segment(&mut self, first_seq: u64) -> Result<(), AuditError> {
