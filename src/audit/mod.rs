@@ -257,6 +257,9 @@ pub(crate) enum Msg {
     /// Tests: stop like a SIGKILL would (no final checkpoint), releasing the lock.
     #[cfg(test)]
     Abort,
+    /// Tests: the writer stalls (like a hung disk) until the sender is dropped.
+    #[cfg(test)]
+    Stall(std::sync::mpsc::Receiver<()>),
 }
 
 /// What happened to a submitted record.
@@ -420,6 +423,14 @@ impl AuditLog {
                 }
             }
         }
+    }
+
+    /// Tests: stalls the writer until the returned sender is dropped.
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> std::sync::mpsc::Sender<()> {
+        let (t, r) = std::sync::mpsc::channel();
+        let _ = self.tx.send(Msg::Stall(r));
+        t
     }
 
     /// Tests: stops the writer as abruptly as SIGKILL would (no final checkpoint).

@@ -394,3 +394,109 @@ fn time_window_limits_what_is_reported() {
     let r = verify(&t.dir, &t.public, &inside).unwrap();
     assert!(!r.valid, "{}", r.render());
 }
+
+/// Checkpoints an hour apart (a stop and a restart) are a `gap` warning, not an error.
+#[test]
+fn downtime_is_reported_as_a_gap() {
+    use chain::{CheckpointBody, CheckpointReason, CheckpointSignature, CHECKPOINT_FORMAT};
+    let tmp = tempfile::tempdir().unwrap();
+    let k = keys::generate(&tmp.path().join("keys"), &tmp.path().join("pub.pem")).unwrap();
+    let pair = keys::load_signing_key(&k.signing_key).unwrap();
+    let dir = tmp.path().join("audit");
+    std::fs::create_dir(&dir).unwrap();
+    let times = [
+        (CheckpointReason::Startup, "2026-01-01T00:00:00Z"),
+        (CheckpointReason::Shutdown, "2026-01-01T00:00:30Z"),
+        (CheckpointReason::Startup, "2026-01-01T01:00:00Z"),
+    ];
+    let mut prev_sig: Option<String> = None;
+    let mut prev_end = "2026-01-01T00:00:00Z".to_string();
+    for (i, (reason, end)) in times.iter().enumerate() {
+        let n = i as u64 + 1;
+        let body = CheckpointBody {
+            format: CHECKPOINT_FORMAT.into(),
+            checkpoint_seq: n,
+            instance_id: "test".into(),
+            key_id: k.key_id.clone(),
+            reason: *reason,
+            segment: None,
+            segment_first_seq: None,
+            last_seq: None,
+            last_record_hash: None,
+            new_records: 0,
+            segment_closed: true,
+            start_time: if *reason == CheckpointReason::Startup {
+                end.to_string()
+            } else {
+                prev_end.clone()
+            },
+            end_time: end.to_string(),
+            interval_seconds: 60,
+            torn_tail: None,
+            prev_checkpoint: (n > 1).then(|| chain::checkpoint_name(n - 1)),
+            prev_checkpoint_signature: prev_sig.clone(),
+        };
+        let line = serde_json::to_vec(&body).unwrap();
+        let sig = record::hex(pair.sign(&chain::signed_message(&body, &line)).as_ref());
+        let sig_line = serde_json::to_vec(&CheckpointSignature {
+            algorithm: "Ed25519".into(),
+            key_id: k.key_id.clone(),
+            signature: sig.clone(),
+        })
+        .unwrap();
+        let mut content = line;
+        content.push(b'\n');
+        content.extend(sig_line);
+        content.push(b'\n');
+        std::fs::write(dir.join(chain::checkpoint_name(n)), content).unwrap();
+        prev_sig = Some(sig);
+        prev_end = end.to_string();
+    }
+    let public = keys::load_public_key(&k.public_key).unwrap();
+    let r = verify(&dir, &public, &Window::default()).unwrap();
+    assert!(r.valid, "{}", r.render());
+    let gap = r.issues.iter().find(|i| i.class == "gap").unwrap();
+    assert_eq!(gap.from.as_deref(), Some("2026-01-01T00:00:30Z"));
+    assert_eq!(gap.to.as_deref(), Some("2026-01-01T01:00:00Z"));
+    assert!(gap.message.contains("stopped"), "{}", gap.message);
+}
+
+/// A stalled writer (hung disk) fills the bounded queue: the request path is never blocked,
+/// the overflow is refused and counted, and `accepting()` turns false so fail-closed routes
+/// refuse new requests.
+#[test]
+fn full_queue_is_refused_and_counted_never_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    keys::generate(&tmp.path().join("keys"), &tmp.path().join("pub.pem")).unwrap();
+    let mut s = settings(tmp.path(), 1 << 20);
+    s.file.queue_capacity = 2;
+    s.file.fsync = FsyncPolicy::Batched(Duration::from_millis(10));
+    let metrics = crate::metrics::Metrics::new().unwrap();
+    let log = AuditLog::start(Prepared::load(s).unwrap(), metrics.clone()).unwrap();
+    let release = log.stall();
+    // Let the writer pick up the stall message so the queue is empty again.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(log.accepting());
+    assert!(matches!(log.submit(sample(1)), Submission::Queued(_)));
+    assert!(matches!(log.submit(sample(2)), Submission::Queued(_)));
+    assert!(
+        !log.accepting(),
+        "a full queue must make fail-closed routes refuse"
+    );
+    let started = std::time::Instant::now();
+    assert!(matches!(log.submit(sample(3)), Submission::Rejected));
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "submit never blocks"
+    );
+    let text = String::from_utf8(metrics.render().unwrap()).unwrap();
+    assert!(
+        text.contains("phi_gateway_audit_write_errors_total{kind=\"queue_full\",sink=\"file\"} 1"),
+        "{text}"
+    );
+    drop(release);
+    log.shutdown();
+    let records =
+        std::fs::read_to_string(tmp.path().join("audit").join(chain::segment_name(1))).unwrap();
+    assert_eq!(records.lines().count(), 2);
+}

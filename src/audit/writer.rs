@@ -290,6 +290,10 @@ impl FileWriter {
                 }
                 #[cfg(test)]
                 Ok(Msg::Abort) => return,
+                #[cfg(test)]
+                Ok(Msg::Stall(until)) => {
+                    let _ = until.recv();
+                }
                 Err(RecvTimeoutError::Timeout) => self.tick(),
                 Err(RecvTimeoutError::Disconnected) => {
                     self.close(CheckpointReason::Shutdown);
