@@ -197,14 +197,14 @@ async fn sigkill_mid_load_loses_no_answered_record() {
     let answered = Arc::new(Mutex::new(Vec::<String>::new()));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut tasks = Vec::new();
-    for w in 0..4 {
+    for w in 0..8 {
         let c = gw.client(w % 2 == 0);
         let url = gw.url("/fhir/Patient/example");
         let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
-            // Bounded: at most 400 requests per worker, and stops at the first failure (the
+            // Bounded: at most 300 requests per worker, and stops at the first failure (the
             // gateway is gone).
-            for i in 0..400 {
+            for i in 0..300 {
                 if Instant::now() > deadline {
                     break;
                 }
@@ -230,7 +230,7 @@ async fn sigkill_mid_load_loses_no_answered_record() {
     }
     // Let the load run, then kill the gateway without warning.
     let started = Instant::now();
-    while answered.lock().unwrap().len() < 60 && started.elapsed() < Duration::from_secs(15) {
+    while answered.lock().unwrap().len() < 100 && started.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(gw.signal_and_wait(libc::SIGKILL, Duration::from_secs(5)));
@@ -239,7 +239,7 @@ async fn sigkill_mid_load_loses_no_answered_record() {
     }
     let answered = answered.lock().unwrap().clone();
     assert!(
-        answered.len() >= 60,
+        answered.len() >= 100,
         "load never got going: {}",
         answered.len()
     );
