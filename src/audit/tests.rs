@@ -500,3 +500,44 @@ fn full_queue_is_refused_and_counted_never_blocks() {
         std::fs::read_to_string(tmp.path().join("audit").join(chain::segment_name(1))).unwrap();
     assert_eq!(records.lines().count(), 2);
 }
+
+#[test]
+fn segments_rotate_by_age_and_stay_chained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = keys::generate(&tmp.path().join("keys"), &tmp.path().join("pub.pem")).unwrap();
+    let mut s = settings(tmp.path(), 1 << 20);
+    s.file.segment_max_age = Duration::from_millis(100);
+    let log = AuditLog::start(
+        Prepared::load(s.clone()).unwrap(),
+        crate::metrics::Metrics::new().unwrap(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        assert!(rt.block_on(log.record(sample(i))));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    log.shutdown();
+    let segs = writer::list_segments(&s.file.dir).unwrap();
+    assert_eq!(segs.len(), 3, "{segs:?}");
+    let rotations = writer::list_checkpoints(&s.file.dir)
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| {
+            std::fs::read_to_string(s.file.dir.join(n))
+                .unwrap()
+                .contains("\"reason\":\"rotation\"")
+        })
+        .count();
+    assert_eq!(rotations, 2);
+    let r = verify(
+        &s.file.dir,
+        &keys::load_public_key(&k.public_key).unwrap(),
+        &Window::default(),
+    )
+    .unwrap();
+    assert!(r.valid && r.issues.is_empty(), "{}", r.render());
+}
