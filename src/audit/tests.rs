@@ -170,11 +170,20 @@ fn edited_byte_is_a_hash_mismatch() {
     let t = trail(10);
     let seg = &t.segments()[1];
     let mut lines = t.lines(seg);
+    let edited: AuditRecord = serde_json::from_str(&lines[0]).unwrap();
     lines[0] = lines[0].replace("\"status\":200", "\"status\":201");
     t.write_lines(seg, &lines);
     let r = t.verify();
     assert!(!r.valid);
-    assert!(classes(&r).contains(&"hash_mismatch"), "{}", r.render());
+    let i = r
+        .issues
+        .iter()
+        .find(|i| i.class == "hash_mismatch")
+        .unwrap();
+    assert_eq!(i.seq, Some(edited.seq), "{}", r.render());
+    assert!(r
+        .render()
+        .contains(&format!("hash mismatch at seq {}", edited.seq)));
 }
 
 #[test]

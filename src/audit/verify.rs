@@ -393,7 +393,8 @@ pub fn verify(dir: &Path, public_key: &[u8], window: &Window) -> Result<Report, 
                         issue("hash_mismatch", Severity::Error, format!("hash mismatch at seq {pos_seq}: line {} of {name} holds seq {s} (records deleted, inserted or reordered)", i + 1), Some(pos_seq), Some(name), ts, ts);
                     } else if let (Some(p), Some(h)) = (&prev_hash, &l.prev_hash) {
                         if p != h {
-                            issue("hash_mismatch", Severity::Error, format!("hash mismatch at seq {s}: its prev_hash does not match the record before it (that record was edited, or records were removed)"), Some(s), Some(name), ts, ts);
+                            let edited = s.saturating_sub(1);
+                            issue("hash_mismatch", Severity::Error, format!("hash mismatch at seq {edited}: record {edited} no longer hashes to the prev_hash stored in record {s} (it was edited, or the records around it were rewritten)"), Some(edited), Some(name), ts, ts);
                         }
                     } else if expected_seq.is_none()
                         && *first == 1
