@@ -431,3 +431,31 @@ fn keygen_and_verify_cli_contract() {
     let out = verify(&["--dir", "empty", "--pubkey", "pub.pem"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// Without an `audit:` section nothing is written, and the gateway says so loudly.
+#[test]
+fn no_audit_section_is_visible_not_silent() {
+    let up = RecordingUpstream::start();
+    let mut o = GatewayOpts::new(up.addr());
+    o.audit = false;
+    let gw = Gateway::start(o);
+    let (code, body) = http_get(gw.files.admin_port, "/readyz").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"audit\":\"disabled\""), "{body}");
+    assert!(!gw.audit_dir().exists());
+    assert!(
+        gw.logs()
+            .contains("decisions are NOT written to an audit trail"),
+        "{}",
+        gw.logs()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["check", "--config"])
+        .arg(&gw.files.config)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NO audit trail"),
+        "{out:?}"
+    );
+}
