@@ -550,3 +550,36 @@ fn segments_rotate_by_age_and_stay_chained() {
     .unwrap();
     assert!(r.valid && r.issues.is_empty(), "{}", r.render());
 }
+
+/// A crash right after a new segment was started leaves a segment with only a torn first
+/// record; the next run cuts it (signed in its startup checkpoint) and writes a clean chain.
+#[test]
+fn torn_first_record_of_a_segment_is_cut_at_restart() {
+    let t = trail(4);
+    let next = t.settings.file.dir.join(chain::segment_name(5));
+    std::fs::write(&next, b"{\"log_id\":\"tor").unwrap();
+    let r = t.verify();
+    assert!(r.valid, "{}", r.render());
+    assert!(
+        r.issues.iter().any(|i| i.class == "torn_tail"),
+        "{}",
+        r.render()
+    );
+    run(&t.settings, 3);
+    let r = t.verify();
+    assert!(r.valid, "{}", r.render());
+    assert_eq!(r.seq_range, Some((1, 7)));
+    assert!(r.issues.is_empty(), "{}", r.render());
+    let last_startup = writer::list_checkpoints(&t.dir)
+        .unwrap()
+        .iter()
+        .map(|(_, n)| std::fs::read_to_string(t.dir.join(n)).unwrap())
+        .filter(|c| c.contains("\"reason\":\"startup\""))
+        .last()
+        .unwrap();
+    assert!(
+        last_startup
+            .contains("\"torn_tail\":{\"segment\":\"segment-000000000005.jsonl\",\"bytes\":14}"),
+        "{last_startup}"
+    );
+}

@@ -216,12 +216,25 @@ impl FileWriter {
         };
         let mut torn = None;
         for (i, (first, name)) in segments.iter().enumerate().rev() {
-            let tail = segment_tail(&dir.join(name))?;
+            let path = dir.join(name);
+            let tail = segment_tail(&path)?;
             if i + 1 == segments.len() && tail.torn_bytes > 0 {
                 torn = Some(TornTail {
                     segment: name.clone(),
                     bytes: tail.torn_bytes,
                 });
+                if tail.last.is_none() {
+                    // A segment holding nothing but a torn first record has the very name the
+                    // next record's segment needs. Those bytes never became a record (no ack
+                    // was given for them); cut them, which the signed startup checkpoint
+                    // records as `torn_tail`.
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(0).and_then(|()| f.sync_all()))
+                        .map_err(io_err(&path))?;
+                    tracing::warn!(segment = %name, bytes = tail.torn_bytes, "discarded a torn record left by a crash");
+                }
             }
             if let Some((seq, hash)) = tail.last {
                 chain.seq = seq;
