@@ -574,8 +574,7 @@ fn torn_first_record_of_a_segment_is_cut_at_restart() {
         .unwrap()
         .iter()
         .map(|(_, n)| std::fs::read_to_string(t.dir.join(n)).unwrap())
-        .filter(|c| c.contains("\"reason\":\"startup\""))
-        .last()
+        .rfind(|c| c.contains("\"reason\":\"startup\""))
         .unwrap();
     assert!(
         last_startup
