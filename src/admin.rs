@@ -23,6 +23,7 @@ use crate::reload::{Reloader, Trigger};
 pub struct Health {
     ready: AtomicBool,
     draining: AtomicBool,
+    audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
 }
 
 impl Health {
@@ -34,6 +35,13 @@ impl Health {
     /// Whether shutdown has started.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Lets `/readyz` report (and depend on) the audit sinks.
+    pub fn set_audit(&self, audit: Option<Arc<crate::audit::AuditLog>>) {
+        if let Some(a) = audit {
+            let _ = self.audit.set(a);
+        }
     }
 
     /// Marks the instance ready (rules compiled, certificate loaded, listeners configured).
@@ -160,13 +168,31 @@ impl ServeHttp for AdminApp {
             },
             "/livez" => json(StatusCode::OK, r#"{"status":"live"}"#),
             "/readyz" => {
-                if self.health.is_draining() {
-                    json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
-                } else if self.health.is_ready() {
-                    json(StatusCode::OK, r#"{"status":"ready"}"#)
+                // Not ready while an audit sink fails (fail-closed routes would refuse
+                // traffic) or once shutdown has begun.
+                let audit = self.health.audit.get();
+                let audit_ok = audit.is_none_or(|a| a.status().healthy());
+                let ready = self.health.is_ready() && audit_ok;
+                let status = if self.health.is_draining() {
+                    "draining"
+                } else if ready {
+                    "ready"
                 } else {
-                    json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not_ready"}"#)
-                }
+                    "not_ready"
+                };
+                let body = serde_json::json!({
+                    "status": status,
+                    "audit": match audit {
+                        Some(a) => a.status().to_json(),
+                        None => serde_json::json!("disabled"),
+                    },
+                });
+                let code = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                json(code, &body.to_string())
             }
             _ => json(
                 StatusCode::NOT_FOUND,

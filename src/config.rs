@@ -44,6 +44,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     defaults: RawRouteDefaults,
+    #[serde(default)]
+    audit: Option<RawAudit>,
     upstreams: Vec<RawUpstream>,
     routes: Vec<RawRoute>,
 }
@@ -104,9 +106,90 @@ struct RawLimits {
     max_json_depth: Option<Spanned<usize>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default = "yes")]
+    enabled: bool,
+    dir: Spanned<PathBuf>,
+    signing_key_file: Spanned<PathBuf>,
+    fingerprint_key_file: Spanned<PathBuf>,
+    #[serde(default)]
+    user_id: Option<RawUserId>,
+    #[serde(default)]
+    fsync: Option<Spanned<RawFsync>>,
+    fsync_interval_ms: Option<Spanned<u64>>,
+    queue_capacity: Option<Spanned<u64>>,
+    segment_max_bytes: Option<Spanned<u64>>,
+    segment_max_age_seconds: Option<Spanned<u64>>,
+    checkpoint_every_records: Option<Spanned<u64>>,
+    checkpoint_interval_seconds: Option<Spanned<u64>>,
+    ack_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawFsync {
+    EveryRecord,
+    Batched,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawUserIdSource {
+    None,
+    Header,
+    ClientCert,
+    Jwt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUserId {
+    source: Spanned<RawUserIdSource>,
+    #[serde(default)]
+    header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    url: Spanned<String>,
+    batch_size: Option<Spanned<u64>>,
+    batch_interval_ms: Option<Spanned<u64>>,
+    queue_capacity: Option<Spanned<u64>>,
+    retry_initial_backoff_ms: Option<Spanned<u64>>,
+    retry_max_backoff_ms: Option<Spanned<u64>>,
+}
+
+/// How a route stores the FHIR resource id in audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ResourceIdMode {
+    /// HMAC-SHA256 fingerprint (the default).
+    #[default]
+    Fingerprint,
+    /// In clear (`Patient/123`), unless a detector fires on it or it is not a plain FHIR id.
+    Clear,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteAudit {
+    #[serde(default)]
+    resource_id: Option<ResourceIdMode>,
+    #[serde(default)]
+    fail_closed: Option<bool>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRouteDefaults {
+    #[serde(default)]
+    audit: Option<RawRouteAudit>,
     mode: Option<Spanned<Mode>>,
     max_body_bytes: Option<Spanned<u64>>,
     audit_headers: Option<Vec<Spanned<String>>>,
@@ -160,6 +243,8 @@ struct RawRoute {
     inspect: Option<RawInspect>,
     #[serde(default)]
     rule_overrides: BTreeMap<String, Spanned<Mode>>,
+    #[serde(default)]
+    audit: Option<RawRouteAudit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +299,8 @@ pub struct GatewayConfig {
     pub upstreams: Vec<Upstream>,
     /// Routes in match order (first match wins).
     pub routes: Vec<Route>,
+    /// The audit trail; `None` when the `audit:` section is absent or `enabled: false`.
+    pub audit: Option<crate::audit::AuditSettings>,
 }
 
 /// Downstream TLS listener settings.
@@ -349,15 +436,26 @@ pub struct Route {
     pub inspect: Inspect,
     /// Per-rule mode overrides on this route (e.g. `us-npi: off` on a provider directory).
     pub rule_overrides: BTreeMap<String, Mode>,
+    /// Audit choices for this route.
+    pub audit: RouteAudit,
+}
+
+/// A route's audit choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteAudit {
+    /// How the FHIR resource id is stored.
+    pub resource_id: ResourceIdMode,
+    /// Refuse requests (503) when the audit trail cannot record them.
+    pub fail_closed: bool,
 }
 
 impl GatewayConfig {
     /// The first setting that differs from `running` and can only change with a restart (or a
-    /// SIGQUIT upgrade): listeners, process settings and logging. Everything else (routes,
+    /// SIGQUIT upgrade): listeners, process settings, logging and the audit trail. Everything else (routes,
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 11] = [
+        let checks: [(&'static str, bool); 12] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
             ("admin.address", a.admin != b.admin),
@@ -389,6 +487,8 @@ impl GatewayConfig {
                 a.reload.watch != b.reload.watch
                     || a.reload.watch_interval != b.reload.watch_interval,
             ),
+            // The audit trail is process-wide: its writer, keys and sinks start once.
+            ("audit", a.audit != b.audit),
         ];
         checks
             .into_iter()
@@ -789,6 +889,11 @@ fn validate(
                 ),
             ));
         }
+        let route_audit = r.audit.as_ref().or(d.audit.as_ref());
+        let audit = RouteAudit {
+            resource_id: route_audit.and_then(|a| a.resource_id).unwrap_or_default(),
+            fail_closed: route_audit.and_then(|a| a.fail_closed).unwrap_or(true),
+        };
         routes.push(Route {
             name: r.name.value.clone(),
             host,
@@ -800,6 +905,7 @@ fn validate(
             audit_header_max_length,
             inspect,
             rule_overrides,
+            audit,
         });
     }
     if routes.is_empty() {
@@ -812,7 +918,13 @@ fn validate(
         ));
     }
 
+    let audit = match &raw.audit {
+        Some(a) if a.enabled => Some(validate_audit(file, &resolve, a)?),
+        _ => None,
+    };
+
     Ok(GatewayConfig {
+        audit,
         source: file.to_path_buf(),
         listen,
         admin,
@@ -823,6 +935,184 @@ fn validate(
         limits,
         upstreams,
         routes,
+    })
+}
+
+fn validate_audit(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    a: &RawAudit,
+) -> Result<crate::audit::AuditSettings, SourceError> {
+    use crate::audit::{FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource};
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
+    let num = |v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64, f: &str| {
+        bounded(v.as_ref(), default, min, max).map_err(|(s, m)| err(s, &format!("audit.{f}"), m))
+    };
+    let dir = resolve(&a.dir.value);
+    let fsync = match a.fsync.as_ref().map(|f| f.value) {
+        None | Some(RawFsync::EveryRecord) => {
+            if let Some(ms) = &a.fsync_interval_ms {
+                return Err(err(
+                    ms,
+                    "audit.fsync_interval_ms",
+                    "only applies with `fsync: batched`".into(),
+                ));
+            }
+            FsyncPolicy::EveryRecord
+        }
+        Some(RawFsync::Batched) => FsyncPolicy::Batched(Duration::from_millis(num(
+            &a.fsync_interval_ms,
+            50,
+            1,
+            60_000,
+            "fsync_interval_ms",
+        )?)),
+    };
+    let user_id = match &a.user_id {
+        None => UserIdSource::None,
+        Some(u) => match u.source.value {
+            RawUserIdSource::None => UserIdSource::None,
+            RawUserIdSource::Header => {
+                let Some(h) = &u.header else {
+                    return Err(err(
+                        &u.source,
+                        "audit.user_id.header",
+                        "`source: header` needs `header:` naming the header your identity proxy sets".into(),
+                    ));
+                };
+                check_header_name(&h.value).map_err(|m| err(h, "audit.user_id.header", m))?;
+                UserIdSource::Header(h.value.to_ascii_lowercase())
+            }
+            RawUserIdSource::ClientCert => {
+                return Err(err(
+                    &u.source,
+                    "audit.user_id.source",
+                    "`client_cert` needs mutual TLS on the listener, which this version does not request; use `header` behind an identity proxy".into(),
+                ))
+            }
+            RawUserIdSource::Jwt => {
+                return Err(err(
+                    &u.source,
+                    "audit.user_id.source",
+                    "`jwt` needs access control, which this version does not have yet; use `header` behind an identity proxy".into(),
+                ))
+            }
+        },
+    };
+    let postgres = match &a.postgres {
+        None => None,
+        Some(p) => {
+            if p.url.value.trim().is_empty() {
+                return Err(err(
+                    &p.url,
+                    "audit.postgres.url",
+                    "must not be empty".into(),
+                ));
+            }
+            let pnum = |v: &Option<Spanned<u64>>, default, min, max, f: &str| {
+                bounded(v.as_ref(), default, min, max)
+                    .map_err(|(s, m)| err(s, &format!("audit.postgres.{f}"), m))
+            };
+            let initial = pnum(
+                &p.retry_initial_backoff_ms,
+                100,
+                1,
+                60_000,
+                "retry_initial_backoff_ms",
+            )?;
+            let max = pnum(
+                &p.retry_max_backoff_ms,
+                10_000,
+                1,
+                600_000,
+                "retry_max_backoff_ms",
+            )?;
+            if max < initial {
+                if let Some(s) = &p.retry_max_backoff_ms {
+                    return Err(err(
+                        s,
+                        "audit.postgres.retry_max_backoff_ms",
+                        "must not be below retry_initial_backoff_ms".into(),
+                    ));
+                }
+            }
+            Some(PostgresSettings {
+                url: p.url.value.clone(),
+                batch_size: pnum(&p.batch_size, 100, 1, 10_000, "batch_size")? as usize,
+                batch_interval: Duration::from_millis(pnum(
+                    &p.batch_interval_ms,
+                    200,
+                    1,
+                    60_000,
+                    "batch_interval_ms",
+                )?),
+                queue_capacity: pnum(&p.queue_capacity, 10_000, 1, 1_000_000, "queue_capacity")?
+                    as usize,
+                retry_initial_backoff: Duration::from_millis(initial),
+                retry_max_backoff: Duration::from_millis(max.max(initial)),
+            })
+        }
+    };
+    for (key, field) in [
+        (&a.signing_key_file, "audit.signing_key_file"),
+        (&a.fingerprint_key_file, "audit.fingerprint_key_file"),
+    ] {
+        if crate::audit::is_inside(&resolve(&key.value), &dir) {
+            return Err(err(
+                key,
+                field,
+                format!(
+                    "is inside the audit directory {}; keep keys apart from the logs they protect",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(crate::audit::AuditSettings {
+        file: FileSinkSettings {
+            dir,
+            fsync,
+            segment_max_bytes: num(
+                &a.segment_max_bytes,
+                64 * 1024 * 1024,
+                1024,
+                1 << 40,
+                "segment_max_bytes",
+            )?,
+            segment_max_age: Duration::from_secs(num(
+                &a.segment_max_age_seconds,
+                86_400,
+                1,
+                31 * 86_400,
+                "segment_max_age_seconds",
+            )?),
+            checkpoint_every_records: num(
+                &a.checkpoint_every_records,
+                1000,
+                1,
+                10_000_000,
+                "checkpoint_every_records",
+            )?,
+            checkpoint_interval: Duration::from_secs(num(
+                &a.checkpoint_interval_seconds,
+                60,
+                1,
+                86_400,
+                "checkpoint_interval_seconds",
+            )?),
+            queue_capacity: num(&a.queue_capacity, 4096, 1, 1_000_000, "queue_capacity")? as usize,
+        },
+        signing_key_file: resolve(&a.signing_key_file.value),
+        fingerprint_key_file: resolve(&a.fingerprint_key_file.value),
+        user_id,
+        postgres,
+        ack_timeout: Duration::from_millis(num(
+            &a.ack_timeout_ms,
+            5_000,
+            1,
+            600_000,
+            "ack_timeout_ms",
+        )?),
     })
 }
 
@@ -1073,6 +1363,70 @@ routes:
         assert_eq!(parse(&text).unwrap_err().field, "routes[0].path_prefix");
         let text = MINIMAL.replace("name: fhir", "name: \"fhir route\"");
         assert_eq!(parse(&text).unwrap_err().field, "routes[0].name");
+    }
+
+    const AUDIT: &str = "audit:\n  dir: /var/log/phi-gateway/audit\n  signing_key_file: /etc/gw/keys/audit-signing.key\n  fingerprint_key_file: /etc/gw/keys/audit-fingerprint.key\n";
+
+    #[test]
+    fn audit_section_defaults_and_route_choices() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.audit.is_none(), "no section: no audit trail");
+        assert!(c.routes[0].audit.fail_closed);
+        assert_eq!(c.routes[0].audit.resource_id, ResourceIdMode::Fingerprint);
+        let text = format!(
+            "{MINIMAL}    audit:\n      resource_id: clear\n      fail_closed: false\n{AUDIT}  fsync: batched\n  fsync_interval_ms: 20\n  user_id:\n    source: header\n    header: X-Authenticated-User\n"
+        );
+        let c = parse(&text).unwrap();
+        let a = c.audit.unwrap();
+        assert_eq!(
+            a.file.fsync,
+            crate::audit::FsyncPolicy::Batched(Duration::from_millis(20))
+        );
+        assert_eq!(
+            a.user_id,
+            crate::audit::UserIdSource::Header("x-authenticated-user".into())
+        );
+        assert_eq!(c.routes[0].audit.resource_id, ResourceIdMode::Clear);
+        assert!(!c.routes[0].audit.fail_closed);
+    }
+
+    #[test]
+    fn audit_errors_name_line_and_field() {
+        let text = format!("{MINIMAL}{AUDIT}  user_id:\n    source: client_cert\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, "audit.user_id.source", "{e}");
+        assert_eq!(e.line, GatewayFilesLine::of(&text, "client_cert"), "{e}");
+        let text = format!("{MINIMAL}{AUDIT}  queue_capacity: 0\n");
+        assert_eq!(parse(&text).unwrap_err().field, "audit.queue_capacity");
+        let text = format!("{MINIMAL}{AUDIT}  fsync: sometimes\n");
+        let e = parse(&text).unwrap_err();
+        assert!(e.to_string().contains("fsync"), "{e}");
+        let text = MINIMAL.to_string()
+            + &AUDIT.replace(
+                "/etc/gw/keys/audit-signing.key",
+                "/var/log/phi-gateway/audit/k.key",
+            );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, "audit.signing_key_file", "{e}");
+        assert!(e.message.contains("inside the audit directory"), "{e}");
+    }
+
+    struct GatewayFilesLine;
+    impl GatewayFilesLine {
+        fn of(text: &str, needle: &str) -> usize {
+            text.lines().position(|l| l.contains(needle)).unwrap() + 1
+        }
+    }
+
+    #[test]
+    fn documented_example_uses_only_known_keys() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.yaml");
+        let raw: RawConfig = crate::yaml::load(&file).unwrap();
+        let a = raw
+            .audit
+            .expect("deploy/gateway.yaml documents the audit section");
+        assert!(a.enabled);
+        assert!(raw.defaults.audit.is_some());
     }
 
     #[test]

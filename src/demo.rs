@@ -78,6 +78,25 @@ fn answer(status: StatusCode, body: String) -> Response<Vec<u8>> {
     r
 }
 
+/// The demo's audit directory, inside the data directory.
+pub const AUDIT_DIR: &str = "audit";
+/// The demo's private key directory (0700), beside (never inside) the audit directory.
+pub const KEYS_DIR: &str = "keys";
+/// The public key the demo writes for `audit verify`.
+pub const PUBLIC_KEY: &str = "audit-signing.pub";
+const SIGNING_KEY: &str = "audit-signing.key";
+const FINGERPRINT_KEY: &str = "audit-fingerprint.key";
+
+/// Creates the demo's audit keys in `dir/keys/` and the public key at
+/// `dir/audit-signing.pub`, unless an earlier run already did.
+pub fn ensure_audit_keys(dir: &Path) -> Result<(), crate::audit::AuditError> {
+    let keys = dir.join(KEYS_DIR);
+    if keys.join(SIGNING_KEY).is_file() && dir.join(PUBLIC_KEY).is_file() {
+        return Ok(());
+    }
+    crate::audit::keys::generate(&keys, &dir.join(PUBLIC_KEY)).map(|_| ())
+}
+
 /// Escapes text for use inside a double-quoted YAML scalar.
 fn yaml_quoted_body(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
@@ -102,7 +121,12 @@ rules:\n  dir: \"{rules}\"\n\
 server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n  pid_file: phi-gateway.pid\n  upgrade_sock: phi-gateway-upgrade.sock\n\
 logging:\n  format: text\n  level: info\n\
 upstreams:\n  - name: sample-ehr\n    address: \"{upstream}\"\n\
-routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      headers: [referer]\n",
+audit:\n  dir: {audit_dir}\n  signing_key_file: {keys_dir}/{signing}\n  fingerprint_key_file: {keys_dir}/{fingerprint}\n  fsync: every_record\n  checkpoint_interval_seconds: 60\n\
+routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      headers: [referer]\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
+        audit_dir = AUDIT_DIR,
+        keys_dir = KEYS_DIR,
+        signing = SIGNING_KEY,
+        fingerprint = FINGERPRINT_KEY,
         rules = yaml_quoted_body(&rules_dir.display().to_string())
     );
     std::fs::write(&file, text)?;
@@ -139,6 +163,10 @@ pub fn banner(
     rules: &Path,
     config: &Path,
 ) -> String {
+    // The binary actually running (`make demo` runs it through cargo, off PATH).
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "phi-gateway".to_string());
     let host = if listen.ip().is_loopback() {
         format!("localhost:{}", listen.port())
     } else {
@@ -160,6 +188,7 @@ pub fn banner(
         format!("  rules        {rules}"),
         "  Edits to the rules or the config are picked up within a second (a bad edit is".to_string(),
         "  logged and the running rules stay); SIGHUP or POST /reload also reload.".to_string(),
+        format!("  audit trail  {dir}/{AUDIT_DIR}/  (public key {dir}/{PUBLIC_KEY})"),
         String::new(),
         "Try these (Ctrl-C stops the demo):".to_string(),
         String::new(),
@@ -171,6 +200,9 @@ pub fn banner(
         String::new(),
         "  # 3. an SSN in a JSON body: 403 phi_detected, no body byte reaches the EHR".to_string(),
         format!("  curl --cacert {ca} https://{host}/fhir/Patient -H 'x-hipaa-audit-id: demo-ticket-2' -H 'content-type: application/fhir+json' -d '{ssn_body}'"),
+        String::new(),
+        "  # then prove the audit trail is intact (also after Ctrl-C):".to_string(),
+        format!("  {exe} audit verify --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
         String::new(),
     ]
     .join("\n")

@@ -8,6 +8,7 @@
 //! - [`policy`]: modes, decisions and reasons;
 //! - [`proxy`]: the pingora `ProxyHttp` implementation (thin);
 //! - [`admin`], [`metrics`], [`logging`]: observability;
+//! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, verify);
 //! - [`tls`]: TLS 1.3-only provider, certificates, development CA;
 //! - [`server`]: wiring and lifecycle; [`demo`]: the sample EHR and demo setup;
 //! - [`yaml`]: YAML parsing with file:line:field errors.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod engine;

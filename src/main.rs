@@ -95,6 +95,11 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
+    /// The tamper-evident audit trail: make keys, verify a trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Tools for rule authors.
     Rules {
         #[command(subcommand)]
@@ -105,6 +110,47 @@ enum Command {
         /// Output directory; receives ca.pem, server.pem and server.key (mode 0600).
         #[arg(long, value_name = "DIR", default_value = "certs")]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Make the checkpoint signing key, the fingerprint key and the public key.
+    ///
+    /// The two private keys go to --keys-dir (created 0700, files 0600); keep that directory
+    /// outside the audit directory, ideally on another volume or in a secrets store. Hand the
+    /// public key to the compliance team: it is all `audit verify` needs. Never overwrites.
+    Keygen {
+        /// Directory for audit-signing.key and audit-fingerprint.key.
+        #[arg(long, value_name = "DIR", default_value = "keys")]
+        keys_dir: PathBuf,
+        /// Where to write the public key.
+        #[arg(long, value_name = "FILE", default_value = "audit-signing.pub")]
+        pubkey: PathBuf,
+    },
+    /// Verify an audit directory: signatures, checkpoint chain, record chain.
+    ///
+    /// Walks the signed checkpoints and every record like CloudTrail's validate-logs and
+    /// reports each problem by class: invalid_signature, checkpoint_chain, hash_mismatch (at seq
+    /// N), missing_segment, truncated_tail (errors); gap, unsigned_tail, torn_tail (warnings:
+    /// downtime or a crash, not tampering). Exit 0 when there is no error, 1 when there is,
+    /// 2 on a usage or I/O error.
+    Verify {
+        /// The audit directory (segments and checkpoints).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The Ed25519 public key (PEM) from `audit keygen`.
+        #[arg(long, value_name = "FILE")]
+        pubkey: PathBuf,
+        /// Report only problems at or after this RFC 3339 time (e.g. 2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Report only problems at or before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Print the report as JSON (for evidence packages).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -151,6 +197,19 @@ fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::Test { dir },
         } => rules_test(&dir),
+        Command::Audit {
+            command: AuditCommand::Keygen { keys_dir, pubkey },
+        } => audit_keygen(&keys_dir, &pubkey),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    dir,
+                    pubkey,
+                    from,
+                    to,
+                    json,
+                },
+        } => audit_verify(&dir, &pubkey, from.as_deref(), to.as_deref(), json),
         Command::DevCerts { out } => match tls::generate_dev_ca(&out) {
             Ok(c) => {
                 println!(
@@ -185,15 +244,26 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
                 eprintln!("{}: certificate has expired", c.listen.cert_file.display());
                 return ExitCode::from(EXIT_CONFIG);
             }
+            let audit = match server::load_audit(c) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let audit = match &audit {
+                Some(a) => format!("audit trail in {} (key {})", a.dir().display(), a.key_id()),
+                None => "NO audit trail (no `audit:` section)".to_string(),
+            };
             println!(
-                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {}{})",
+                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {}, {audit}{})",
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len(),
                 snapshot.engine.rules().len(),
                 c.rules_dir.display(),
                 days_left,
-                snapshot.version,
+                snapshot.config_version,
                 if dns == config::Dns::Skip {
                     "; upstream host names not resolved (--no-resolve)"
                 } else {
@@ -206,6 +276,78 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+fn audit_keygen(keys_dir: &Path, pubkey: &Path) -> ExitCode {
+    match phi_gateway::audit::keys::generate(keys_dir, pubkey) {
+        Ok(k) => {
+            println!("wrote {} (0600)", k.signing_key.display());
+            println!("wrote {} (0600)", k.fingerprint_key.display());
+            println!(
+                "wrote {} (public; give it to the compliance team)",
+                k.public_key.display()
+            );
+            println!("key id {}", k.key_id);
+            println!();
+            println!("gateway.yaml:");
+            println!("  audit:");
+            println!("    dir: /var/log/phi-gateway/audit");
+            println!("    signing_key_file: {}", k.signing_key.display());
+            println!("    fingerprint_key_file: {}", k.fingerprint_key.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("phi-gateway audit keygen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(
+    dir: &Path,
+    pubkey: &Path,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    use phi_gateway::audit::{keys, verify};
+    let usage = |m: String| {
+        eprintln!("phi-gateway audit verify: {m}");
+        ExitCode::from(2)
+    };
+    let mut window = verify::Window::default();
+    for (arg, value, slot) in [
+        ("--from", from, &mut window.from),
+        ("--to", to, &mut window.to),
+    ] {
+        if let Some(v) = value {
+            match verify::parse_time(v) {
+                Ok(t) => *slot = Some(t),
+                Err(m) => return usage(format!("{arg}: {m}")),
+            }
+        }
+    }
+    let key = match keys::load_public_key(pubkey) {
+        Ok(k) => k,
+        Err(e) => return usage(e.to_string()),
+    };
+    let report = match verify::verify(dir, &key, &window) {
+        Ok(r) => r,
+        Err(e) => return usage(e.to_string()),
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return usage(e.to_string()),
+        }
+    } else {
+        print!("{}", report.render());
+    }
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -256,6 +398,11 @@ fn run(path: &Path, upgrade: bool) -> ExitCode {
     };
     match server::run(prepared, extra) {
         Ok(()) => ExitCode::SUCCESS,
+        // Refused before anything was bound: a configuration problem, like the others.
+        Err(e @ server::StartError::UpgradeWithAudit { .. }) => {
+            eprintln!("phi-gateway: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             eprintln!("phi-gateway: {e}");
             ExitCode::FAILURE
@@ -285,6 +432,7 @@ fn run_demo(
     };
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let certs = tls::generate_dev_ca(&dir).context("cannot generate the development CA")?;
+    demo::ensure_audit_keys(&dir).context("cannot create the demo's audit keys")?;
     let rules_dir = match rules {
         Some(r) => r,
         None if Path::new("rules").is_dir() => PathBuf::from("rules"),

@@ -10,8 +10,8 @@
 //! ever holds a path, host, client address, user, header value or matched value.
 
 use pingora_prometheus::prometheus::{
-    self, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    self, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Request duration buckets (seconds): the OpenTelemetry HTTP advice, plus sub-millisecond
@@ -52,6 +52,16 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Unix time of the last successful load (start-up counts as one).
     pub config_last_reload_success: IntGauge,
+    /// Audit records that could not be written, by sink and kind.
+    pub audit_write_errors: IntCounterVec,
+    /// Audit records written, by sink.
+    pub audit_records: IntCounterVec,
+    /// Records waiting in the audit writer's queue.
+    pub audit_queue_depth: IntGauge,
+    /// Signed checkpoints written.
+    pub audit_checkpoints: IntCounter,
+    /// Unix time of the last signed checkpoint.
+    pub audit_last_checkpoint: IntGauge,
 }
 
 impl Metrics {
@@ -136,6 +146,32 @@ impl Metrics {
             ),
             &["version", "revision"],
         )?;
+        let audit_write_errors = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_audit_write_errors_total",
+                "Audit records not written, by sink (file, postgres) and kind (write, fsync, checkpoint, queue_full, ack_timeout, writer_gone, connect, insert).",
+            ),
+            &["sink", "kind"],
+        )?;
+        let audit_records = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_audit_records_total",
+                "Audit records written, by sink (file, postgres).",
+            ),
+            &["sink"],
+        )?;
+        let audit_queue_depth = IntGauge::new(
+            "phi_gateway_audit_queue_depth",
+            "Audit records waiting in the writer's bounded queue.",
+        )?;
+        let audit_checkpoints = IntCounter::new(
+            "phi_gateway_audit_checkpoints_total",
+            "Signed audit checkpoints written (including heartbeats).",
+        )?;
+        let audit_last_checkpoint = IntGauge::new(
+            "phi_gateway_audit_last_checkpoint_timestamp_seconds",
+            "Unix time of the last signed audit checkpoint.",
+        )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
             .set(1);
@@ -152,6 +188,11 @@ impl Metrics {
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(build_info))?;
+        registry.register(Box::new(audit_write_errors.clone()))?;
+        registry.register(Box::new(audit_records.clone()))?;
+        registry.register(Box::new(audit_queue_depth.clone()))?;
+        registry.register(Box::new(audit_checkpoints.clone()))?;
+        registry.register(Box::new(audit_last_checkpoint.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -165,6 +206,11 @@ impl Metrics {
             cert_not_after,
             config_reloads,
             config_last_reload_success,
+            audit_write_errors,
+            audit_records,
+            audit_queue_depth,
+            audit_checkpoints,
+            audit_last_checkpoint,
         })
     }
 

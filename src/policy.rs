@@ -66,6 +66,9 @@ pub enum Decision {
     WouldBlock,
     /// The gateway or the upstream failed (5xx).
     Error,
+    /// Refused with 503 because the audit trail could not record the request (a fail-closed
+    /// route with a failing audit sink or a full audit queue).
+    FailClosed,
 }
 
 impl Decision {
@@ -76,6 +79,7 @@ impl Decision {
             Decision::Block => "block",
             Decision::WouldBlock => "would_block",
             Decision::Error => "error",
+            Decision::FailClosed => "fail_closed",
         }
     }
 }
@@ -113,6 +117,8 @@ pub enum Reason {
     BadRequest,
     /// A bug or resource failure inside the gateway.
     InternalError,
+    /// The audit trail cannot record the request, and the route fails closed.
+    AuditUnavailable,
 }
 
 impl Reason {
@@ -133,6 +139,7 @@ impl Reason {
             Reason::UpstreamError => "upstream_error",
             Reason::BadRequest => "bad_request",
             Reason::InternalError => "internal_error",
+            Reason::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -150,6 +157,7 @@ impl Reason {
             Reason::UpstreamUnavailable | Reason::UpstreamError => 502,
             Reason::UpstreamTimeout => 504,
             Reason::InternalError => 500,
+            Reason::AuditUnavailable => 503,
         }
     }
 
@@ -172,6 +180,9 @@ impl Reason {
             Reason::UpstreamError => "the upstream service failed",
             Reason::BadRequest => "the request is not valid HTTP",
             Reason::InternalError => "internal gateway error",
+            Reason::AuditUnavailable => {
+                "the audit trail cannot record this request, so the gateway refuses it"
+            }
         }
     }
 }

@@ -29,7 +29,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::config::{GatewayConfig, Route};
+use crate::audit::{AuditLog, RecordInput, Redacted};
+use crate::config::{GatewayConfig, ResourceIdMode, Route};
 use crate::engine::{Engine, InspectError, Part};
 use crate::metrics::Metrics;
 use crate::policy::{effective_matches, Decision, Match, Mode, Reason};
@@ -49,11 +50,11 @@ pub struct Snapshot {
     pub engine: Engine,
     /// Engine limits derived from the configuration.
     pub limits: crate::engine::Limits,
-    /// Version of this configuration: a hash of the config file and the rule set, logged at
-    /// start and on every reload (and carried by audit records).
-    pub version: String,
     /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
     peers: Vec<HttpPeer>,
+    /// Hash of the configuration file and rules (`config_version` in logs and audit records),
+    /// logged at start and on every reload.
+    pub config_version: String,
 }
 
 impl Snapshot {
@@ -87,13 +88,13 @@ impl Snapshot {
             max_json_depth: config.limits.max_json_depth,
             ..crate::engine::Limits::default()
         };
-        let version = crate::server::config_hash(&config, engine.rules());
+        let config_version = crate::server::config_hash(&config, engine.rules());
         Ok(Self {
             config,
             engine,
             limits,
-            version,
             peers,
+            config_version,
         })
     }
 }
@@ -136,12 +137,24 @@ pub struct Gateway {
     /// configuration and rules they started with.
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Metrics,
+    /// The process-global audit trail (not part of the reloadable snapshot).
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Gateway {
     /// Creates the proxy over a swappable snapshot.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Self {
-        Self { snapshot, metrics }
+        Self {
+            snapshot,
+            metrics,
+            audit: None,
+        }
+    }
+
+    /// Records every decision in `audit`.
+    pub fn with_audit(mut self, audit: Option<Arc<AuditLog>>) -> Self {
+        self.audit = audit;
+        self
     }
 }
 
@@ -171,6 +184,10 @@ pub struct Ctx {
     outcome: Option<Outcome>,
     inspection: Duration,
     inspected: bool,
+    /// SHA-256 over the request body bytes received (for the audit record).
+    body_digest: Option<ring::digest::Context>,
+    /// The audit record was written (or attempted) already.
+    audit_done: bool,
 }
 
 impl Ctx {
@@ -224,6 +241,28 @@ impl Ctx {
         let strongest = new.iter().map(|m| m.mode).min();
         self.matches.extend(new);
         strongest
+    }
+
+    /// The decision so far; `e` is the error pingora ended the request with, if any.
+    fn decision(&self, e: Option<&Error>) -> Outcome {
+        match (&self.outcome, e) {
+            (Some(o), _) => o.clone(),
+            (None, Some(err)) => Outcome {
+                decision: Decision::Error,
+                reason: Some(classify_error(err).1),
+            },
+            (None, None) => Outcome {
+                decision: Decision::Allow,
+                reason: None,
+            },
+        }
+    }
+
+    fn fail_closed(&mut self) {
+        self.outcome = Some(Outcome {
+            decision: Decision::FailClosed,
+            reason: Some(Reason::AuditUnavailable),
+        });
     }
 
     fn rule_ids(&self) -> Vec<&str> {
@@ -356,6 +395,7 @@ fn classify_error(e: &Error) -> (u16, Reason) {
             let reason = match code {
                 403 => Reason::PhiDetected,
                 413 => Reason::BodyTooLarge,
+                503 => Reason::AuditUnavailable,
                 415 => Reason::UnsupportedContentEncoding,
                 400 => Reason::UndecodableBody,
                 _ => Reason::InternalError,
@@ -382,7 +422,111 @@ fn classify_error(e: &Error) -> (u16, Reason) {
     }
 }
 
+/// The first value of a header, as a [`Redacted`] string (lossy for non-UTF-8 bytes).
+fn header_value(session: &Session, name: &str) -> Option<Redacted<String>> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .map(|v| Redacted::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+}
+
 impl Gateway {
+    /// A fail-closed route must not go on when the audit trail cannot take its record.
+    fn audit_refuses(&self, ctx: &Ctx) -> bool {
+        match (&self.audit, ctx.route()) {
+            (Some(a), Some(r)) => r.audit.fail_closed && !a.accepting(),
+            _ => false,
+        }
+    }
+
+    /// Writes the request's audit record, once, from the same decision that feeds the access
+    /// log and metrics. With `fsync: every_record` this waits until the record is durable.
+    /// Returns false when the trail could not take it.
+    async fn audit(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        outcome: &Outcome,
+        status: u16,
+        bytes_out: Option<u64>,
+    ) -> bool {
+        let Some(audit) = &self.audit else {
+            return true;
+        };
+        if ctx.audit_done {
+            return true;
+        }
+        ctx.audit_done = true;
+        let route = ctx.route();
+        let req = session.req_header();
+        let user_header = match audit.user_id_source() {
+            crate::audit::UserIdSource::Header(h) => header_value(session, h),
+            _ => None,
+        };
+        let input = RecordInput {
+            request_id: &ctx.request_id,
+            route: ctx.route_name(),
+            mode: route.map(|r| r.mode),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            resource_in_clear: route.is_some_and(|r| r.audit.resource_id == ResourceIdMode::Clear),
+            decision: outcome.decision,
+            reason: outcome.reason,
+            rule_ids: ctx.rule_ids().into_iter().map(String::from).collect(),
+            field_paths: {
+                let mut l: Vec<String> = ctx.matches.iter().map(|m| m.location.clone()).collect();
+                l.sort_unstable();
+                l.dedup();
+                l
+            },
+            status,
+            bytes_in: ctx.body_seen,
+            bytes_out,
+            tls_version: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .map(|d| d.version.to_string()),
+            config_version: &ctx.snapshot.config_version,
+            body_sha256: ctx
+                .body_digest
+                .clone()
+                .map(|d| crate::audit::record::hex(d.finish().as_ref())),
+            ip_address: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string()),
+            user_agent: header_value(session, http::header::USER_AGENT.as_str()),
+            audit_header: route
+                .and_then(|r| r.audit_headers.first())
+                .and_then(|h| header_value(session, h)),
+            user_header,
+        };
+        let record = audit.build(&ctx.snapshot.engine, &ctx.snapshot.limits, input);
+        audit.record(record).await
+    }
+
+    /// Answers with our JSON error, after recording the decision. The refusal stands even if
+    /// the audit trail fails to take the record (nothing was forwarded); the failure is
+    /// counted in `phi_gateway_audit_write_errors_total`.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reason: Reason,
+    ) -> pingora::Result<()> {
+        let outcome = ctx.decision(None);
+        let rules = if reason == Reason::PhiDetected {
+            ctx.rule_ids()
+        } else {
+            Vec::new()
+        };
+        let len = error_body(reason, &ctx.request_id, &rules).len() as u64;
+        self.audit(session, ctx, &outcome, reason.status(), Some(len))
+            .await;
+        write_error(session, ctx, reason).await
+    }
+
     /// Scans one request part and folds the findings into `ctx`, timing the engine.
     fn inspect(&self, ctx: &mut Ctx, part: &Part<'_>) -> Result<Option<Mode>, InspectError> {
         let start = Instant::now();
@@ -570,14 +714,21 @@ impl ProxyHttp for Gateway {
             outcome: None,
             inspection: Duration::ZERO,
             inspected: false,
+            body_digest: None,
+            audit_done: false,
         }
     }
 
     /// Runs once the request header is read, before any upstream connection: TLS version,
     /// routing, declared size, audit headers, Content-Encoding, query and header inspection.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
-        let Some(reason) = self.check_request_head(session, ctx) else {
-            return Ok(false);
+        let reason = match self.check_request_head(session, ctx) {
+            Some(reason) => reason,
+            None if self.audit_refuses(ctx) => {
+                ctx.fail_closed();
+                Reason::AuditUnavailable
+            }
+            None => return Ok(false),
         };
         // Drain up to the route's cap plus the same allowance the streaming path gives, so an
         // oversize upload still reads our 413. Unrouted requests get no allowance.
@@ -586,7 +737,7 @@ impl ProxyHttp for Gateway {
             .map(|r| r.max_body_bytes.saturating_add(DRAIN_AFTER_LIMIT))
             .unwrap_or(0);
         drain_bounded(session, limit).await;
-        write_error(session, ctx, reason).await?;
+        self.answer(session, ctx, reason).await?;
         Ok(true)
     }
 
@@ -599,6 +750,7 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<Box<HttpPeer>> {
         ctx.body.clear();
         ctx.body_seen = 0;
+        ctx.body_digest = None;
         let upstream = ctx.route().map(|r| r.upstream);
         match upstream.and_then(|i| ctx.snapshot.peers.get(i)) {
             Some(peer) => Ok(Box::new(peer.clone())),
@@ -645,6 +797,11 @@ impl ProxyHttp for Gateway {
         let chunk = body.take();
         let len = chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
         ctx.body_seen = ctx.body_seen.saturating_add(len);
+        if let Some(c) = chunk.as_ref().filter(|c| !c.is_empty()) {
+            ctx.body_digest
+                .get_or_insert_with(|| ring::digest::Context::new(&ring::digest::SHA256))
+                .update(c);
+        }
 
         if ctx.oversize || ctx.body_seen > route.max_body_bytes {
             if !ctx.oversize {
@@ -714,13 +871,32 @@ impl ProxyHttp for Gateway {
     }
 
     /// Tags every proxied response with the request id, so a client can quote it.
+    /// Also writes the audit record before the response is released: with
+    /// `fsync: every_record` a client never holds a response whose record is not on disk, and
+    /// a fail-closed route answers 503 instead when the record cannot be written.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if self.audit.is_some() {
+            let outcome = ctx.decision(None);
+            let bytes_out = resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let recorded = self
+                .audit(session, ctx, &outcome, resp.status.as_u16(), bytes_out)
+                .await;
+            if !recorded && ctx.route().is_some_and(|r| r.audit.fail_closed) {
+                ctx.fail_closed();
+                ctx.audit_done = false; // record the refusal itself, if the trail recovers
+                return Err(refuse(Reason::AuditUnavailable));
+            }
+        }
         Ok(())
     }
 
@@ -739,7 +915,9 @@ impl ProxyHttp for Gateway {
             _ => classified,
         };
         let is_block = matches!(e.etype(), ErrorType::HTTPStatus(_));
-        if is_block {
+        if reason == Reason::AuditUnavailable {
+            ctx.fail_closed();
+        } else if is_block {
             ctx.block(reason);
         } else {
             ctx.outcome = Some(Outcome {
@@ -757,7 +935,7 @@ impl ProxyHttp for Gateway {
             }
         }
         if code > 0 {
-            if let Err(err) = write_error(session, ctx, reason).await {
+            if let Err(err) = self.answer(session, ctx, reason).await {
                 tracing::debug!(request_id = %ctx.request_id, error = %err, "could not send error response");
             }
         }
@@ -774,17 +952,11 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let outcome = match (&ctx.outcome, e) {
-            (Some(o), _) => o.clone(),
-            (None, Some(err)) => Outcome {
-                decision: Decision::Error,
-                reason: Some(classify_error(err).1),
-            },
-            (None, None) => Outcome {
-                decision: Decision::Allow,
-                reason: None,
-            },
-        };
+        let outcome = ctx.decision(e);
+        // Requests that ended without a response from us or the upstream (client gone).
+        if !ctx.audit_done {
+            self.audit(session, ctx, &outcome, status, None).await;
+        }
         let route = ctx.route_name();
         let decision = outcome.decision.as_str();
         let m = &self.metrics;

@@ -118,7 +118,7 @@ impl Reloader {
         match result {
             Ok((snapshot, cert)) => {
                 let done = Reloaded {
-                    config_version: snapshot.version.clone(),
+                    config_version: snapshot.config_version.clone(),
                     rules: snapshot.engine.rules().len(),
                     routes: snapshot.config.routes.len(),
                 };

@@ -241,6 +241,8 @@ pub(crate) struct CompiledContext {
     pub(crate) window_after: usize,
     pub(crate) boost: f32,
     pub(crate) required: bool,
+    /// The first hotword, as written (lowercased); see [`RuleSet::context_probes`].
+    pub(crate) first_word: String,
 }
 
 /// Where a rule looks (`where:`).
@@ -458,6 +460,16 @@ impl RuleSet {
     /// Rules in load order.
     pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
         self.infos.iter()
+    }
+
+    /// One hotword per rule that has context (its first `context.words` entry). The audit
+    /// trail uses them to ask whether a value *could* be PHI under any rule's context before
+    /// it stores that value in clear.
+    pub fn context_probes(&self) -> Vec<&str> {
+        self.compiled
+            .iter()
+            .filter_map(|r| r.context.as_ref().map(|c| c.first_word.as_str()))
+            .collect()
     }
 
     /// A rule by id.
@@ -893,6 +905,7 @@ fn compile_context(
             ))
         }
     };
+    let first_word = words[0].clone();
     let words = AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
@@ -904,6 +917,7 @@ fn compile_context(
         window_after,
         boost: boost as f32,
         required: c.required,
+        first_word,
     })
 }
 

@@ -43,6 +43,16 @@ pub enum StartError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// `run --upgrade` with an audit trail: the old and the new process would both append to
+    /// one hash chain while they overlap.
+    #[error("run --upgrade cannot be used with an audit trail ({dir} would get two writers while the processes overlap); restart instead, or run two instances behind a load balancer and roll them one at a time")]
+    UpgradeWithAudit {
+        /// The audit directory.
+        dir: PathBuf,
+    },
+    /// The audit trail cannot be started (keys, directory, an earlier run's state).
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// An address cannot be bound (in use, or not a local address).
     #[error("cannot bind {what} address {addr}: {source}")]
     Bind {
@@ -63,6 +73,8 @@ pub struct Prepared {
     pub cert: LoadedCert,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Audit keys loaded and checked (`None` when the config has no `audit:` section).
+    pub audit: Option<crate::audit::Prepared>,
 }
 
 /// Loads rules, certificate and upstream CAs for `config` without binding anything. Start-up
@@ -76,7 +88,16 @@ pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), StartError
     Ok((snapshot, cert))
 }
 
-/// [`build`] plus the metrics registry, for start-up.
+/// Loads and checks the audit keys of the `audit:` section, if any. Only start-up does this:
+/// the audit trail is process-wide, and a reload cannot change it.
+pub fn load_audit(config: &GatewayConfig) -> Result<Option<crate::audit::Prepared>, StartError> {
+    Ok(match &config.audit {
+        Some(a) => Some(crate::audit::Prepared::load(a.clone())?),
+        None => None,
+    })
+}
+
+/// [`build`] plus the audit keys and the metrics registry, for start-up.
 pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
     let (snapshot, cert) = build(config)?;
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
@@ -93,10 +114,12 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     );
+    let audit = load_audit(&snapshot.config)?;
     Ok(Prepared {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         cert,
         metrics,
+        audit,
     })
 }
 
@@ -135,6 +158,15 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     // Bind-check every address first: pingora retries a taken port for 30 s and then panics
     // its service thread while the process lives on, unable to serve. Failing here is clearer.
     // In an upgrade the old process holds the listeners and hands them over instead.
+    if extra.upgrade {
+        if let Some(a) = &prepared.audit {
+            // Both processes serve for a while during a hand-over, and one hash chain cannot
+            // have two writers (the directory is locked). Say so before touching anything.
+            return Err(StartError::UpgradeWithAudit {
+                dir: a.dir().to_path_buf(),
+            });
+        }
+    }
     let mut addrs = Vec::new();
     if !extra.upgrade {
         addrs.push(("listen", config.listen.address));
@@ -181,7 +213,23 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     if config.listen.http2 {
         tls.enable_h2();
     }
-    let gateway = Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone());
+    // The audit trail starts before any listener, so the first request finds it running; it
+    // is process-global, outside the reloadable snapshot.
+    let audit = match prepared.audit {
+        Some(a) => {
+            let dir = a.dir().display().to_string();
+            let key_id = a.key_id().to_string();
+            let log = crate::audit::AuditLog::start(a, prepared.metrics.clone())?;
+            tracing::info!(dir = %dir, key_id = %key_id, "audit trail started");
+            Some(log)
+        }
+        None => {
+            tracing::warn!("no `audit:` section: decisions are NOT written to an audit trail");
+            None
+        }
+    };
+    let gateway =
+        Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone()).with_audit(audit.clone());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         gateway,
@@ -198,6 +246,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         prepared.metrics.clone(),
     ));
     let health = Arc::new(Health::default());
+    health.set_audit(audit.clone());
     if let Some(admin) = config.admin {
         let mut svc = Service::new(
             "phi-gateway admin".to_string(),
@@ -225,7 +274,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         version = env!("CARGO_PKG_VERSION"),
         revision = crate::REVISION,
         config = %config.source.display(),
-        config_version = %snapshot.version,
+        config_version = %snapshot.config_version,
         listen = %config.listen.address,
         admin = %config.admin.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
         sample_ehr = %extra.sample_ehr.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into()),
@@ -243,6 +292,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         server.watch_execution_phase(),
         prepared.metrics.clone(),
         Duration::from_secs(config.server.grace_period_seconds),
+        audit.clone(),
     );
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
@@ -251,6 +301,11 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
             shutdown_delay: Duration::from_secs(config.server.shutdown_delay_seconds),
         }),
     });
+    if let Some(audit) = audit {
+        // Everything queued is written, then the final signed checkpoint.
+        audit.shutdown();
+        tracing::info!("audit trail flushed; final checkpoint written");
+    }
     tracing::info!("phi-gateway stopped");
     Ok(())
 }
@@ -289,6 +344,7 @@ fn exit_when_drained(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     metrics: Metrics,
     grace: Duration,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("drain".into())
@@ -301,21 +357,33 @@ fn exit_when_drained(
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
+            if grace.is_zero() {
+                // No grace period: pingora stops at once and `run` returns normally.
+                return;
+            }
             let started = std::time::Instant::now();
             let deadline = started + grace;
             // A connection accepted just before the listeners closed is not counted until its
             // TLS handshake is done and its request head parsed, and a keep-alive connection
-            // may still deliver a request; demand 300 ms of quiet, not a single zero reading.
+            // may still deliver a request: wait at least a second after the listeners closed,
+            // then demand 300 ms of quiet, not a single zero reading.
+            let settle = started + Duration::from_secs(1).min(grace);
             let quiet_needed = 15;
             let mut quiet = 0;
             while std::time::Instant::now() < deadline {
-                if metrics.in_flight.get() == 0 {
+                if metrics.in_flight.get() == 0 && std::time::Instant::now() >= settle {
                     quiet += 1;
                     if quiet >= quiet_needed {
                         tracing::info!(
                             drained_ms = started.elapsed().as_millis() as u64,
                             "no requests in flight; exiting"
                         );
+                        // `exit` skips the normal return path of `run`: flush the audit trail
+                        // and write its final checkpoint here.
+                        if let Some(audit) = &audit {
+                            audit.shutdown();
+                            tracing::info!("audit trail flushed; final checkpoint written");
+                        }
                         std::process::exit(0);
                     }
                 } else {

@@ -174,6 +174,16 @@ pub fn check_deploy_config(config_rel: &str, gateway_yaml: &str, extra: &[&str])
     }
     let config = dir.path().join(config_rel);
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    // The audit keys the examples name (/etc/phi-gateway/keys/), as `audit keygen` makes them.
+    let keys = dir.path().join("keys");
+    let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["audit", "keygen", "--keys-dir"])
+        .arg(&keys)
+        .arg("--pubkey")
+        .arg(dir.path().join("audit-signing.pub"))
+        .output()
+        .expect("run phi-gateway audit keygen");
+    assert!(out.status.success(), "audit keygen: {}", stderr(&out));
     std::fs::write(&config, gateway_yaml).unwrap();
     Command::new("timeout")
         .arg("20")
@@ -234,4 +244,8 @@ fn kubernetes_gateway_config_passes_check() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(text.contains("ok (1 routes, 1 upstreams"), "{text}");
+    assert!(
+        text.contains("audit trail in /var/lib/phi-gateway/audit"),
+        "{text}"
+    );
 }

@@ -523,6 +523,12 @@ pub struct GatewayOpts {
     pub shutdown_delay_seconds: u64,
     /// `reload.watch` (polled every 200 ms when on).
     pub reload_watch: bool,
+    /// Write an audit trail (default: yes, in `<tempdir>/audit`, fsync every record).
+    pub audit: bool,
+    /// Extra lines inside the `audit:` section, e.g. `"  fsync: batched"`.
+    pub audit_extra: Vec<String>,
+    /// Extra lines inside the `fhir` route, e.g. `"    audit:\n      resource_id: clear"`.
+    pub fhir_route_extra: Vec<String>,
 }
 
 impl GatewayOpts {
@@ -537,6 +543,9 @@ impl GatewayOpts {
             grace_period_seconds: 0,
             shutdown_delay_seconds: 0,
             reload_watch: true,
+            audit: true,
+            audit_extra: Vec::new(),
+            fhir_route_extra: Vec::new(),
         }
     }
 }
@@ -599,9 +608,29 @@ impl GatewayFiles {
             ),
             None => String::new(),
         };
+        let audit = if opts.audit {
+            let dir = dir.path();
+            phi_gateway::audit::keys::generate(&dir.join("keys"), &dir.join("audit-signing.pub"))
+                .expect("audit keys");
+            let mut a = String::from(
+                "audit:\n  dir: audit\n  signing_key_file: keys/audit-signing.key\n  fingerprint_key_file: keys/audit-fingerprint.key\n",
+            );
+            for l in &opts.audit_extra {
+                a.push_str(l);
+                a.push('\n');
+            }
+            a
+        } else {
+            String::new()
+        };
+        let fhir_extra: String = opts
+            .fhir_route_extra
+            .iter()
+            .map(|l| format!("\n{l}"))
+            .collect();
         let yaml = format!(
             "\
-listen:
+{audit}listen:
   address: \"127.0.0.1:{port}\"
   cert_file: server.pem
   key_file: server.key
@@ -642,7 +671,7 @@ routes:
     max_body_bytes: {max}
     inspect:
       query: true
-      body: true{headers}
+      body: true{headers}{fhir_extra}
   - name: monitor
     path_prefix: /monitor/
     upstream: ehr
@@ -840,6 +869,86 @@ impl Gateway {
             thread::sleep(Duration::from_millis(25));
         }
     }
+    /// The audit directory.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.files.dir.path().join("audit")
+    }
+
+    /// The audit public key.
+    pub fn audit_pubkey(&self) -> PathBuf {
+        self.files.dir.path().join("audit-signing.pub")
+    }
+
+    /// Every complete audit record written so far, in seq order.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        audit_records(&self.audit_dir())
+    }
+
+    /// Sends `signal` and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: libc::c_int, grace: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return true;
+        };
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill(2) on a child we spawned and have not reaped; touches no memory.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// Every complete record in an audit directory's segments, in file and line order.
+pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    segs.retain(|p| p.extension().is_some_and(|x| x == "jsonl"));
+    segs.sort();
+    let mut out = Vec::new();
+    for p in segs {
+        let text = std::fs::read(&p).unwrap();
+        let end = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        for line in text[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(serde_json::from_slice(line).expect("audit line is JSON"));
+        }
+    }
+    out
+}
+
+/// Runs `phi-gateway audit verify --json`; returns the exit code and the parsed report.
+pub fn audit_verify(dir: &Path, pubkey: &Path) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["audit", "verify", "--json", "--dir"])
+        .arg(dir)
+        .arg("--pubkey")
+        .arg(pubkey)
+        .output()
+        .expect("run audit verify");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The audit record of request `id` (panics with the records when absent).
+pub fn audit_record_of<'a>(records: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    records
+        .iter()
+        .find(|r| r["request_id"] == id)
+        .unwrap_or_else(|| panic!("no audit record for request {id}: {records:#?}"))
 }
 
 impl Drop for Gateway {

@@ -90,6 +90,40 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         "demo did not exit within 3 s of SIGINT\n{}",
         logs()
     );
+
+    // The demo's audit trail: records for the three requests, keys apart from the logs, and
+    // the verify command the banner prints passes.
+    let banner = std::fs::read_to_string(&stdout_path).unwrap();
+    let verify_cmd = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("phi-gateway audit verify --dir"))
+        .unwrap_or_else(|| panic!("no verify command in the banner:\n{banner}"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(verify_cmd)
+        .output()
+        .expect("run the banner's verify command");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("RESULT: VALID"),
+        "{verify_cmd}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = audit_records(&data.join("audit"));
+    assert_eq!(records.len(), 3, "{records:#?}");
+    assert_eq!(records[0]["resource_id"], "Patient/example", "{records:#?}");
+    let (code, report) = audit_verify(&data.join("audit"), &data.join("audit-signing.pub"));
+    assert_eq!(code, 0, "{report:#}");
+    use std::os::unix::fs::PermissionsExt as _;
+    for key in ["keys/audit-signing.key", "keys/audit-fingerprint.key"] {
+        let mode = std::fs::metadata(data.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    assert!(!data.join("audit").join("audit-signing.key").exists());
 }
 
 /// `/readyz` must not say "ready" while the TLS listener is not accepting connections. Here
@@ -195,6 +229,31 @@ async fn sigterm_drains_in_flight_requests_then_exits_without_waiting_out_the_gr
         "{}",
         gw.logs()
     );
+
+    // The drained exit flushed the audit trail: the request has its record, nothing is left
+    // unsigned, and the last checkpoint is the shutdown one.
+    let records = gw.audit_records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["decision"] == "allow" && r["status"] == 200),
+        "{records:#?}"
+    );
+    let (code, report) = audit_verify(&gw.audit_dir(), &gw.audit_pubkey());
+    assert_eq!(code, 0, "{report:#}");
+    assert!(
+        report["issues"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    let mut ckpts: Vec<_> = std::fs::read_dir(gw.audit_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    ckpts.sort();
+    let last = std::fs::read_to_string(ckpts.last().unwrap()).unwrap();
+    assert!(last.contains("\"reason\":\"shutdown\""), "{last}");
 }
 
 /// With `shutdown_delay_seconds`, SIGTERM flips `/readyz` to `draining` at once while the
@@ -247,7 +306,11 @@ async fn sigterm_with_a_shutdown_delay_reports_draining_while_still_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigquit_hands_the_listeners_to_an_upgraded_process() {
     let up = RecordingUpstream::start();
-    let mut old = Gateway::start(GatewayOpts::new(up.addr()));
+    // One hash chain cannot have two writers while the processes overlap; `--upgrade` with an
+    // audit trail is refused (tested below), so this gateway runs without one.
+    let mut o = GatewayOpts::new(up.addr());
+    o.audit = false;
+    let mut old = Gateway::start(o);
     let dir = old.files.dir.path().to_path_buf();
     let mut new = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
         .args(["run", "--upgrade", "--config"])
@@ -311,9 +374,10 @@ async fn sigquit_hands_the_listeners_to_an_upgraded_process() {
     assert!(new_alive, "upgraded process died\n{}", new_logs());
     assert!(
         failures.is_empty(),
-        "{} of {} requests failed during the upgrade: {failures:?}\nnew:\n{}",
+        "{} of {} requests failed during the upgrade: {failures:?}\nold:\n{}\nnew:\n{}",
         failures.len(),
         statuses.len(),
+        old.logs(),
         new_logs()
     );
     assert!(
@@ -321,4 +385,30 @@ async fn sigquit_hands_the_listeners_to_an_upgraded_process() {
         "{}",
         new_logs()
     );
+}
+
+/// `run --upgrade` with an audit trail is refused before anything is bound: two processes
+/// would append to one hash chain while they overlap.
+#[test]
+fn upgrade_with_an_audit_trail_is_refused_with_exit_78() {
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["run", "--upgrade", "--config"])
+        .arg(&gw.files.config)
+        .current_dir(gw.files.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run --upgrade");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("--upgrade") && stderr.contains("audit"),
+        "{stderr}"
+    );
+    // The running gateway is untouched.
+    assert!(matches!(
+        http_get(gw.files.admin_port, "/readyz"),
+        Some((200, _))
+    ));
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
+mod audit;
 mod audit_header;
+mod audit_leaks;
 mod check;
 mod deploy;
 mod leaks;
@@ -13,6 +15,7 @@ mod limits;
 mod metrics;
 mod monitor;
 mod phi;
+mod postgres;
 mod reload;
 mod tls;
 mod upstream;

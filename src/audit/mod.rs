@@ -1,0 +1,690 @@
+//! The tamper-evident audit trail (HIPAA §164.312(b) audit controls, §164.312(c)(2) integrity).
+//!
+//! - [`record`]: the record (one per decision) and the [`record::Redacted`] /
+//!   [`record::Fingerprinter`] pair that keeps raw request values out of it;
+//! - [`chain`]: the on-disk format (segments, checkpoints, what is signed);
+//! - `writer`: the dedicated writer thread behind a bounded queue (file sink);
+//! - [`postgres`]: the optional PostgreSQL sink beside the file sink;
+//! - [`verify`]: `phi-gateway audit verify`;
+//! - [`keys`]: `phi-gateway audit keygen` and key loading.
+//!
+//! The writer is process-global: it is started once by `server::run` and is not part of the
+//! reloadable request snapshot. Per-route choices (fingerprint or clear resource ids, fail
+//! closed or open) live in the route configuration.
+
+pub mod chain;
+pub mod keys;
+pub mod postgres;
+pub mod record;
+pub mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use record::{AuditRecord, Fingerprinter, Redacted};
+
+use crate::metrics::Metrics;
+
+/// Anything that goes wrong in the audit subsystem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A key file is unusable.
+    #[error("{}: {message}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The system random generator or key generation failed.
+    #[error("cryptographic operation failed")]
+    Crypto,
+    /// A record or checkpoint could not be encoded.
+    #[error("cannot encode audit data: {0}")]
+    Encode(String),
+    /// The state an earlier run left cannot be continued safely.
+    #[error("cannot resume the audit trail: {0}")]
+    Resume(String),
+    /// The audit configuration is unsafe (for example a key inside the log directory).
+    #[error("{0}")]
+    Unsafe(String),
+    /// The writer thread could not be started.
+    #[error("cannot start the audit writer: {0}")]
+    Thread(String),
+}
+
+/// When the writer calls `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsyncPolicy {
+    /// After every record; the proxy releases a response only once its record is durable.
+    EveryRecord,
+    /// At most this long after a record was written.
+    Batched(Duration),
+}
+
+/// File sink settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSinkSettings {
+    /// Audit directory (segments and checkpoints).
+    pub dir: PathBuf,
+    /// fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Rotate a segment before it would exceed this size.
+    pub segment_max_bytes: u64,
+    /// Rotate a segment older than this.
+    pub segment_max_age: Duration,
+    /// Checkpoint after this many records.
+    pub checkpoint_every_records: u64,
+    /// Checkpoint (or heartbeat) at least this often.
+    pub checkpoint_interval: Duration,
+    /// Bounded queue between the request path and the writer.
+    pub queue_capacity: usize,
+}
+
+/// Where `user_id` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserIdSource {
+    /// No identity source: every record says `anonymous`.
+    None,
+    /// A header set by a trusted identity proxy in front of the gateway.
+    Header(String),
+}
+
+/// PostgreSQL sink settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresSettings {
+    /// libpq-style connection string (`host=/run/postgresql dbname=audit user=gateway`).
+    pub url: String,
+    /// Most records per INSERT.
+    pub batch_size: usize,
+    /// Longest a record waits for its batch.
+    pub batch_interval: Duration,
+    /// Records buffered for PostgreSQL before the sink counts as failed.
+    pub queue_capacity: usize,
+    /// Backoff after a failed insert: starts here, doubles up to `retry_max_backoff`.
+    pub retry_initial_backoff: Duration,
+    /// Backoff ceiling.
+    pub retry_max_backoff: Duration,
+}
+
+/// The validated `audit:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    /// File sink (always on when the audit trail is enabled).
+    pub file: FileSinkSettings,
+    /// Ed25519 checkpoint signing key (outside `file.dir`).
+    pub signing_key_file: PathBuf,
+    /// HMAC key for fingerprints (outside `file.dir`).
+    pub fingerprint_key_file: PathBuf,
+    /// Identity source.
+    pub user_id: UserIdSource,
+    /// Optional PostgreSQL sink.
+    pub postgres: Option<PostgresSettings>,
+    /// How long a request waits for its record's durability ack (`fsync: every_record`).
+    pub ack_timeout: Duration,
+}
+
+/// Whether `path` is (or would be) inside `dir`, after resolving symlinks where possible.
+pub fn is_inside(path: &Path, dir: &Path) -> bool {
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            // Not created yet: canonicalise the parent.
+            match (p.parent(), p.file_name()) {
+                (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                    .map(|c| c.join(name))
+                    .unwrap_or_else(|_| p.to_path_buf()),
+                _ => p.to_path_buf(),
+            }
+        })
+    };
+    canon(path).starts_with(canon(dir))
+}
+
+/// Keys and settings loaded and checked, nothing started (used by `check` and `run`).
+pub struct Prepared {
+    settings: AuditSettings,
+    signing_key: ring::signature::Ed25519KeyPair,
+    key_id: String,
+    fingerprint_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("dir", &self.settings.file.dir)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Loads both keys and refuses keys stored inside the audit directory.
+    pub fn load(settings: AuditSettings) -> Result<Self, AuditError> {
+        use ring::signature::KeyPair as _;
+        for (what, p) in [
+            ("signing_key_file", &settings.signing_key_file),
+            ("fingerprint_key_file", &settings.fingerprint_key_file),
+        ] {
+            if is_inside(p, &settings.file.dir) {
+                return Err(AuditError::Unsafe(format!(
+                    "audit.{what} {} is inside the audit directory {}; keep keys apart from the logs they protect",
+                    p.display(),
+                    settings.file.dir.display()
+                )));
+            }
+        }
+        let signing_key = keys::load_signing_key(&settings.signing_key_file)?;
+        let key_id = keys::key_id(signing_key.public_key().as_ref());
+        let fingerprint_key = keys::load_fingerprint_key(&settings.fingerprint_key_file)?;
+        Ok(Self {
+            settings,
+            signing_key,
+            key_id,
+            fingerprint_key,
+        })
+    }
+
+    /// The audit directory.
+    pub fn dir(&self) -> &Path {
+        &self.settings.file.dir
+    }
+
+    /// Key id of the signing key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+/// Shared health of the sinks, read by `/readyz` and the fail-closed check.
+#[derive(Debug)]
+pub struct SinkStatus {
+    file_error: Mutex<Option<String>>,
+    file_ok: AtomicBool,
+    pub(crate) queue_depth: AtomicUsize,
+    queue_capacity: usize,
+    pub(crate) postgres: Option<Arc<postgres::PgStatus>>,
+}
+
+impl SinkStatus {
+    fn set_file_error(&self, e: Option<String>) {
+        self.file_ok.store(e.is_none(), Ordering::Relaxed);
+        if let Ok(mut g) = self.file_error.lock() {
+            *g = e;
+        }
+    }
+
+    /// Every sink accepts records.
+    pub fn healthy(&self) -> bool {
+        self.file_ok.load(Ordering::Relaxed) && self.postgres.as_ref().is_none_or(|p| p.ok())
+    }
+
+    /// `{"file":"ok",...}` for `/readyz`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let file = match self.file_error.lock().ok().and_then(|g| g.clone()) {
+            None => serde_json::json!({"state": "ok"}),
+            Some(e) => serde_json::json!({"state": "failing", "error": e}),
+        };
+        let mut v = serde_json::json!({
+            "file": file,
+            "queue_depth": self.queue_depth.load(Ordering::Relaxed),
+            "queue_capacity": self.queue_capacity,
+        });
+        if let Some(pg) = &self.postgres {
+            v["postgres"] = pg.to_json();
+        }
+        v
+    }
+}
+
+pub(crate) enum Msg {
+    Record(Box<AuditRecord>, Option<tokio::sync::oneshot::Sender<bool>>),
+    Shutdown(std::sync::mpsc::Sender<()>),
+    /// Tests: stop like a SIGKILL would (no final checkpoint), releasing the lock.
+    #[cfg(test)]
+    Abort,
+    /// Tests: the writer stalls (like a hung disk) until the sender is dropped.
+    #[cfg(test)]
+    Stall(std::sync::mpsc::Receiver<()>),
+}
+
+/// What happened to a submitted record.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Submission {
+    /// Queued; with `fsync: every_record` the receiver says whether it became durable.
+    Queued(Option<tokio::sync::oneshot::Receiver<bool>>),
+    /// Not queued (queue full or writer gone): the record is lost and counted.
+    Rejected,
+}
+
+/// The running audit trail: the request path's handle to the writer.
+pub struct AuditLog {
+    tx: SyncSender<Msg>,
+    status: Arc<SinkStatus>,
+    fingerprinter: Fingerprinter,
+    user_id: UserIdSource,
+    every_record: bool,
+    ack_timeout: Duration,
+    metrics: Metrics,
+    join: Mutex<Option<std::thread::JoinHandle<()>>>,
+    dir: PathBuf,
+    clean_cache: Mutex<CleanCache>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Resumes the chain in the audit directory, writes a startup checkpoint and starts the
+    /// writer thread (and the PostgreSQL sink, if configured).
+    pub fn start(prepared: Prepared, metrics: Metrics) -> Result<Arc<Self>, AuditError> {
+        let Prepared {
+            settings,
+            signing_key,
+            key_id,
+            fingerprint_key,
+        } = prepared;
+        // Every error series exists from the start at 0, so `increase(...[5m]) > 0` alerts and
+        // dashboards see a value before the first failure, not "no data".
+        let mut kinds: Vec<(&str, &str)> = [
+            "write",
+            "fsync",
+            "checkpoint",
+            "queue_full",
+            "ack_timeout",
+            "writer_gone",
+        ]
+        .into_iter()
+        .map(|k| ("file", k))
+        .collect();
+        if settings.postgres.is_some() {
+            kinds.extend(["queue_full", "connect", "insert"].map(|k| ("postgres", k)));
+        }
+        for (sink, kind) in kinds {
+            metrics.audit_write_errors.with_label_values(&[sink, kind]);
+        }
+        let (forward, pg_status) = match &settings.postgres {
+            Some(pg) => {
+                let (f, s) = postgres::start(pg.clone(), metrics.clone())?;
+                (Some(f), Some(s))
+            }
+            None => (None, None),
+        };
+        let status = Arc::new(SinkStatus {
+            file_error: Mutex::new(None),
+            file_ok: AtomicBool::new(true),
+            queue_depth: AtomicUsize::new(0),
+            queue_capacity: settings.file.queue_capacity,
+            postgres: pg_status,
+        });
+        let writer = writer::FileWriter::open(
+            settings.file.clone(),
+            signing_key,
+            key_id,
+            status.clone(),
+            metrics.clone(),
+            forward,
+        )?;
+        let (tx, rx) = sync_channel(settings.file.queue_capacity);
+        let join = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::Thread(e.to_string()))?;
+        Ok(Arc::new(Self {
+            tx,
+            status,
+            fingerprinter: Fingerprinter::new(&fingerprint_key),
+            user_id: settings.user_id.clone(),
+            every_record: settings.file.fsync == FsyncPolicy::EveryRecord,
+            ack_timeout: settings.ack_timeout,
+            metrics,
+            join: Mutex::new(Some(join)),
+            dir: settings.file.dir.clone(),
+            clean_cache: Mutex::new(CleanCache::default()),
+        }))
+    }
+
+    /// The audit directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sink health.
+    pub fn status(&self) -> &SinkStatus {
+        &self.status
+    }
+
+    /// Whether a new request can expect its record to be written: every sink healthy and the
+    /// queue not full. Fail-closed routes refuse requests when this is false.
+    pub fn accepting(&self) -> bool {
+        self.status.healthy()
+            && self.status.queue_depth.load(Ordering::Relaxed) < self.status.queue_capacity
+    }
+
+    /// The identity source.
+    pub fn user_id_source(&self) -> &UserIdSource {
+        &self.user_id
+    }
+
+    /// The fingerprint function.
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fingerprinter
+    }
+
+    /// Queues a record without blocking.
+    pub fn submit(&self, record: AuditRecord) -> Submission {
+        let (ack, rx) = if self.every_record {
+            let (t, r) = tokio::sync::oneshot::channel();
+            (Some(t), Some(r))
+        } else {
+            (None, None)
+        };
+        self.status.queue_depth.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Record(Box::new(record), ack)) {
+            Ok(()) => {
+                self.metrics
+                    .audit_queue_depth
+                    .set(self.status.queue_depth.load(Ordering::Relaxed) as i64);
+                Submission::Queued(rx)
+            }
+            Err(e) => {
+                self.status.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                let kind = match e {
+                    TrySendError::Full(_) => "queue_full",
+                    TrySendError::Disconnected(_) => "writer_gone",
+                };
+                tracing::error!(sink = "file", kind, "audit record dropped");
+                self.metrics
+                    .audit_write_errors
+                    .with_label_values(&["file", kind])
+                    .inc();
+                Submission::Rejected
+            }
+        }
+    }
+
+    /// Queues a record and, with `fsync: every_record`, waits (asynchronously) until it is
+    /// durable. Returns whether the record is safe.
+    pub async fn record(&self, record: AuditRecord) -> bool {
+        match self.submit(record) {
+            Submission::Rejected => false,
+            Submission::Queued(None) => true,
+            Submission::Queued(Some(rx)) => {
+                match tokio::time::timeout(self.ack_timeout, rx).await {
+                    Ok(Ok(ok)) => ok,
+                    _ => {
+                        self.metrics
+                            .audit_write_errors
+                            .with_label_values(&["file", "ack_timeout"])
+                            .inc();
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tests: stalls the writer until the returned sender is dropped.
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> std::sync::mpsc::Sender<()> {
+        let (t, r) = std::sync::mpsc::channel();
+        let _ = self.tx.send(Msg::Stall(r));
+        t
+    }
+
+    /// Tests: stops the writer as abruptly as SIGKILL would (no final checkpoint).
+    #[cfg(test)]
+    pub(crate) fn abort(&self) {
+        if let Some(join) = self.join.lock().ok().and_then(|mut g| g.take()) {
+            let _ = self.tx.send(Msg::Abort);
+            let _ = join.join();
+        }
+    }
+
+    /// Flushes the queue, writes the final checkpoint and stops the writer. Idempotent.
+    pub fn shutdown(&self) {
+        let Some(join) = self.join.lock().ok().and_then(|mut g| g.take()) else {
+            return;
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // The queue drains in front of the shutdown message. Bounded: a writer stuck on a dead
+        // disk must not keep the process from exiting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut msg = Msg::Shutdown(done_tx);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    tracing::error!("audit writer did not accept the shutdown; exiting without a final checkpoint");
+                    return;
+                }
+            }
+        }
+        if done_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
+        {
+            let _ = join.join();
+        } else {
+            tracing::error!("audit writer did not finish within 30 s; exiting without waiting");
+        }
+    }
+}
+
+/// Everything the proxy knows about a request when it writes its record. Raw values that
+/// could carry PHI arrive as [`Redacted`] and are released only through [`AuditLog::build`].
+#[derive(Debug)]
+pub struct RecordInput<'a> {
+    /// Request id.
+    pub request_id: &'a str,
+    /// Route name or `unmatched`.
+    pub route: &'a str,
+    /// Route mode.
+    pub mode: Option<crate::policy::Mode>,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Raw path (percent-encoded).
+    pub path: &'a str,
+    /// Store the resource id in clear (true) or as a fingerprint.
+    pub resource_in_clear: bool,
+    /// Decision.
+    pub decision: crate::policy::Decision,
+    /// Reason.
+    pub reason: Option<crate::policy::Reason>,
+    /// Rule ids (sorted, unique).
+    pub rule_ids: Vec<String>,
+    /// Finding locations.
+    pub field_paths: Vec<String>,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes in.
+    pub bytes_in: u64,
+    /// Body bytes out.
+    pub bytes_out: Option<u64>,
+    /// TLS version.
+    pub tls_version: Option<String>,
+    /// Config version hash.
+    pub config_version: &'a str,
+    /// Body SHA-256.
+    pub body_sha256: Option<String>,
+    /// Client IP.
+    pub ip_address: Option<String>,
+    /// Raw `User-Agent`.
+    pub user_agent: Option<Redacted<String>>,
+    /// Raw audit header value.
+    pub audit_header: Option<Redacted<String>>,
+    /// Raw identity header value.
+    pub user_header: Option<Redacted<String>>,
+}
+
+/// Verdicts of [`AuditLog::clear_or_fingerprint`], keyed by fingerprint (never by value) and
+/// valid for one rule set: user agents, user ids and resource ids repeat, and scanning them
+/// again on every request would dominate the cost of a record.
+#[derive(Debug, Default)]
+struct CleanCache {
+    rules_digest: String,
+    clean: std::collections::HashMap<String, bool>,
+}
+
+/// Most verdicts kept; the cache is simply emptied when full.
+const CLEAN_CACHE_MAX: usize = 4096;
+
+impl AuditLog {
+    /// A value is safe to store in clear when it matches `grammar` and no detector fires on
+    /// it, neither alone nor next to any rule's context hotword (a bare NPI or DEA number
+    /// needs context to fire; a record must not store it in clear either way), nor after
+    /// percent-decoding. Otherwise only its fingerprint is stored.
+    fn clear_or_fingerprint(
+        &self,
+        engine: &crate::engine::Engine,
+        limits: &crate::engine::Limits,
+        value: Redacted<String>,
+        grammar: fn(&str) -> bool,
+    ) -> String {
+        let fingerprint = self.fingerprinter.fingerprint(&value);
+        let raw = value.expose();
+        if !grammar(raw) {
+            return fingerprint;
+        }
+        let digest = engine.rules().digest();
+        let cached = self.clean_cache.lock().ok().and_then(|c| {
+            (c.rules_digest == digest)
+                .then(|| c.clean.get(&fingerprint).copied())
+                .flatten()
+        });
+        let clean = match cached {
+            Some(c) => c,
+            None => {
+                let probed: String = engine
+                    .rules()
+                    .context_probes()
+                    .iter()
+                    .map(|w| format!("{w}: {raw} ; "))
+                    .collect();
+                let mut parts = vec![crate::engine::Part::Text(&probed)];
+                if raw.contains('%') {
+                    parts.push(crate::engine::Part::Path(raw));
+                }
+                let clean = parts
+                    .iter()
+                    .all(|p| engine.scan(p, limits).is_ok_and(|s| s.findings.is_empty()));
+                if let Ok(mut c) = self.clean_cache.lock() {
+                    if c.rules_digest != digest || c.clean.len() >= CLEAN_CACHE_MAX {
+                        c.clean.clear();
+                        c.rules_digest = digest.to_string();
+                    }
+                    c.clean.insert(fingerprint.clone(), clean);
+                }
+                clean
+            }
+        };
+        match value.into_clear_checked(clean) {
+            Some(v) => v,
+            None => fingerprint,
+        }
+    }
+}
+
+fn token_grammar(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+}
+
+/// FHIR `Type/id` with the id grammar `[A-Za-z0-9\-\.]{1,64}` (no percent-encoding).
+fn fhir_reference_grammar(s: &str) -> bool {
+    let mut parts = s.splitn(2, '/');
+    let ty_ok = parts
+        .next()
+        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let id_ok = parts.next().is_none_or(|id| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    });
+    ty_ok && id_ok
+}
+
+impl AuditLog {
+    /// Builds the record for one decision. Free-text values (user agent, audit header, user
+    /// id, resource id) are scanned with the same engine the route uses; any finding (or a
+    /// value outside a strict grammar) stores only the keyed fingerprint.
+    pub fn build(
+        &self,
+        engine: &crate::engine::Engine,
+        limits: &crate::engine::Limits,
+        input: RecordInput<'_>,
+    ) -> AuditRecord {
+        let safe =
+            |v: Redacted<String>| self.clear_or_fingerprint(engine, limits, v, token_grammar);
+        let target = record::fhir_target(input.method, input.path);
+        let resource_id = target.resource.map(|r| {
+            if input.resource_in_clear {
+                self.clear_or_fingerprint(engine, limits, r, fhir_reference_grammar)
+            } else {
+                self.fingerprinter.fingerprint(&r)
+            }
+        });
+        let user_id = match input.user_header {
+            Some(v) => safe(v),
+            None => "anonymous".to_string(),
+        };
+        AuditRecord {
+            log_id: uuid::Uuid::new_v4().to_string(),
+            user_id,
+            action_type: target
+                .interaction
+                .map(str::to_string)
+                .unwrap_or_else(|| input.method.to_ascii_lowercase()),
+            resource_id,
+            timestamp: writer::now_rfc3339(),
+            ip_address: input.ip_address,
+            user_agent: input.user_agent.map(safe),
+            request_id: input.request_id.to_string(),
+            audit_header: input.audit_header.map(safe),
+            route: input.route.to_string(),
+            method: input.method.to_string(),
+            fhir_interaction: target.interaction.map(str::to_string),
+            decision: input.decision.as_str().to_string(),
+            reason: input.reason.map(|r| r.as_str().to_string()),
+            mode: input.mode.map(|m| m.as_str().to_string()),
+            rule_ids: input.rule_ids,
+            field_paths: input.field_paths,
+            status: input.status,
+            bytes_in: input.bytes_in,
+            bytes_out: input.bytes_out,
+            tls_version: input.tls_version,
+            config_version: input.config_version.to_string(),
+            body_sha256: input.body_sha256,
+            seq: 0,
+            prev_hash: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! The audit record: one per decision, never holding a matched PHI value.
+//!
+//! Raw request values that an auditor may need to correlate (the FHIR resource id, a user id
+//! that the engine flags) enter this module wrapped in [`Redacted`], which has no `Serialize`
+//! and prints `[redacted]` under `Debug`. The only ways out are [`Fingerprinter::fingerprint`]
+//! (HMAC-SHA256 with a key kept outside the log directory) or, for values the engine has
+//! checked and found clean on a route configured for it, [`Redacted::into_clear_checked`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A request value that must never be written as is. No `Serialize`, no `Display`.
+pub struct Redacted<T>(T);
+
+impl<T> Redacted<T> {
+    /// Wraps a raw value.
+    pub fn new(value: T) -> Self {
+        Redacted(value)
+    }
+}
+
+impl Redacted<String> {
+    /// Releases the value in clear. Callers must first have run it through the detection
+    /// engine (`clean == true` means no rule fired on it); otherwise this returns `None`.
+    pub fn into_clear_checked(self, clean: bool) -> Option<String> {
+        clean.then_some(self.0)
+    }
+
+    /// The raw bytes, for scanning and fingerprinting only (crate-internal).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// HMAC-SHA256 with the deployment's fingerprint key. A plain hash of a low-entropy identifier
+/// (an SSN, a medical record number) can be reversed by enumeration; a keyed one cannot
+/// without the key, which lives outside the log directory.
+pub struct Fingerprinter {
+    key: ring::hmac::Key,
+}
+
+impl Fingerprinter {
+    /// Builds from raw key bytes (at least 32).
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+        }
+    }
+
+    /// `hmac-sha256:<hex>` of the value; the only way a [`Redacted`] value reaches a record
+    /// when it is not released in clear.
+    pub fn fingerprint(&self, value: &Redacted<String>) -> String {
+        let tag = ring::hmac::sign(&self.key, value.expose().as_bytes());
+        format!("hmac-sha256:{}", hex(tag.as_ref()))
+    }
+}
+
+impl fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprinter([key])")
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// One audit record. Field order is the serialisation order; `prev_hash` chains records.
+///
+/// The first seven fields are the schema compliance teams already use (`log_id`, `user_id`,
+/// `action_type`, `resource_id`, `timestamp`, `ip_address`, `user_agent`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    /// Random UUID v4.
+    pub log_id: String,
+    /// The acting user, from the configured source; `anonymous` when none is available.
+    pub user_id: String,
+    /// What was attempted: the FHIR interaction when one can be derived, else the method.
+    pub action_type: String,
+    /// `Patient/123` (clear) or `hmac-sha256:…`, when the URL names a FHIR resource.
+    pub resource_id: Option<String>,
+    /// RFC 3339 UTC with nanoseconds, taken when the record is built.
+    pub timestamp: String,
+    /// Client IP address as seen by the gateway.
+    pub ip_address: Option<String>,
+    /// Client `User-Agent`, or its fingerprint when a detector fired on it.
+    pub user_agent: Option<String>,
+    /// The gateway's request id (also sent as `x-request-id`).
+    pub request_id: String,
+    /// The audit header's value, or its fingerprint when a detector fired on it.
+    pub audit_header: Option<String>,
+    /// Route name, or `unmatched`.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// `read`, `vread`, `search`, `create`, `update`, `patch`, `delete`, `history`,
+    /// `operation`, `capabilities`, or none.
+    pub fhir_interaction: Option<String>,
+    /// `allow`, `block`, `would_block`, `error` or `fail_closed`.
+    pub decision: String,
+    /// Why, when not allowed (`phi_detected`, `missing_audit_header`, …).
+    pub reason: Option<String>,
+    /// The route's mode (`enforce`, `monitor`), or none when unrouted.
+    pub mode: Option<String>,
+    /// Rule ids that fired (sorted, unique).
+    pub rule_ids: Vec<String>,
+    /// Where findings were (`body:/identifier/0/value`, `query:*`), never the values.
+    pub field_paths: Vec<String>,
+    /// HTTP status sent to the client (0 when none was sent).
+    pub status: u16,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes: our own error body, or the upstream's declared Content-Length
+    /// (none when the upstream streamed without one).
+    pub bytes_out: Option<u64>,
+    /// Negotiated TLS version.
+    pub tls_version: Option<String>,
+    /// Hash of the effective configuration and rules.
+    pub config_version: String,
+    /// Hex SHA-256 of the request body as received, when a body was held for inspection.
+    pub body_sha256: Option<String>,
+    /// Monotonic sequence number across segments (assigned by the writer).
+    pub seq: u64,
+    /// Hex SHA-256 of the previous record's line bytes (assigned by the writer).
+    pub prev_hash: String,
+}
+
+/// The FHIR resource and interaction a request addresses, derived from its URL and method.
+#[derive(Debug)]
+pub struct FhirTarget {
+    /// `Patient/123`, `Patient`, … (raw: may carry anything the client typed).
+    pub resource: Option<Redacted<String>>,
+    /// The interaction, when it can be derived.
+    pub interaction: Option<&'static str>,
+}
+
+fn is_resource_type(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_uppercase()) && b.all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Derives the FHIR target from the path below the route prefix: `[base/]Type[/id[/_history[/vid]]]`,
+/// `Type/_search`, `$operation`, `metadata`.
+pub fn fhir_target(method: &str, path: &str) -> FhirTarget {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(pos) = segs.iter().position(|s| is_resource_type(s)) else {
+        let interaction = match (method, segs.last()) {
+            ("GET", Some(&"metadata")) => Some("capabilities"),
+            (_, Some(s)) if s.starts_with('$') => Some("operation"),
+            _ => None,
+        };
+        return FhirTarget {
+            resource: None,
+            interaction,
+        };
+    };
+    let ty = segs[pos];
+    let rest = &segs[pos + 1..];
+    let id = rest
+        .first()
+        .filter(|s| !s.starts_with('_') && !s.starts_with('$'));
+    let resource = match id {
+        Some(id) => format!("{ty}/{id}"),
+        None => ty.to_string(),
+    };
+    let after_id = if id.is_some() { &rest[1..] } else { rest };
+    let interaction = match (method, id.is_some(), after_id) {
+        (_, _, [op, ..]) if op.starts_with('$') => Some("operation"),
+        (_, _, [s, ..]) if *s == "_search" => Some("search"),
+        ("GET" | "HEAD", true, ["_history", _, ..]) => Some("vread"),
+        ("GET" | "HEAD", _, ["_history"]) => Some("history"),
+        ("GET" | "HEAD", true, []) => Some("read"),
+        ("GET" | "HEAD", false, []) => Some("search"),
+        ("POST", false, []) => Some("create"),
+        ("PUT", _, []) => Some("update"),
+        ("PATCH", _, []) => Some("patch"),
+        ("DELETE", _, []) => Some("delete"),
+        _ => None,
+    };
+    FhirTarget {
+        resource: Some(Redacted::new(resource)),
+        interaction,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fhir_interactions_from_url_and_method() {
+        let t = |m: &str, p: &str| {
+            let t = fhir_target(m, p);
+            (t.resource.map(|r| r.expose().to_string()), t.interaction)
+        };
+        assert_eq!(
+            t("GET", "/fhir/Patient/123"),
+            (Some("Patient/123".into()), Some("read"))
+        );
+        assert_eq!(
+            t("GET", "/fhir/Patient"),
+            (Some("Patient".into()), Some("search"))
+        );
+        assert_eq!(
+            t("POST", "/fhir/Patient"),
+            (Some("Patient".into()), Some("create"))
+        );
+        assert_eq!(
+            t("POST", "/fhir/Patient/_search"),
+            (Some("Patient".into()), Some("search"))
+        );
+        assert_eq!(t("PUT", "/fhir/Patient/9").1, Some("update"));
+        assert_eq!(t("DELETE", "/fhir/Patient/9").1, Some("delete"));
+        assert_eq!(t("PATCH", "/fhir/Patient/9").1, Some("patch"));
+        assert_eq!(t("GET", "/fhir/Patient/9/_history/2").1, Some("vread"));
+        assert_eq!(t("GET", "/fhir/Patient/9/_history").1, Some("history"));
+        assert_eq!(t("GET", "/fhir/metadata"), (None, Some("capabilities")));
+        assert_eq!(
+            t("POST", "/fhir/Patient/9/$everything").1,
+            Some("operation")
+        );
+        assert_eq!(t("GET", "/other/thing"), (None, None));
+    }
+
+    #[test]
+    fn redacted_values_only_leave_as_fingerprints_or_checked_clear() {
+        let v = Redacted::new("Patient/536-22-1234".to_string());
+        assert_eq!(format!("{v:?}"), "[redacted]");
+        let f = Fingerprinter::new(&[7u8; 32]);
+        let fp = f.fingerprint(&v);
+        assert!(
+            fp.starts_with("hmac-sha256:") && fp.len() == 12 + 64,
+            "{fp}"
+        );
+        assert!(!fp.contains("536"));
+        // Same key, same value: same fingerprint (correlation); other key: different.
+        assert_eq!(
+            fp,
+            f.fingerprint(&Redacted::new("Patient/536-22-1234".into()))
+        );
+        assert_ne!(fp, Fingerprinter::new(&[8u8; 32]).fingerprint(&v));
+        assert_eq!(v.into_clear_checked(false), None);
+    }
+}
