@@ -58,6 +58,16 @@ struct RawListen {
     key_file: Spanned<PathBuf>,
     #[serde(default = "yes")]
     http2: bool,
+    #[serde(default)]
+    client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientAuth {
+    ca_file: Spanned<PathBuf>,
+    #[serde(default = "yes")]
+    required: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +324,18 @@ pub struct Listen {
     pub key_file: PathBuf,
     /// Offer HTTP/2 via ALPN.
     pub http2: bool,
+    /// Mutual TLS: client certificates checked against a CA.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Mutual TLS on the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM bundle of the CAs that issue client certificates.
+    pub ca_file: PathBuf,
+    /// Refuse the handshake without a valid client certificate (otherwise it is optional,
+    /// and a presented one must still be valid).
+    pub required: bool,
 }
 
 /// Process settings.
@@ -455,9 +477,13 @@ impl GatewayConfig {
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 12] = [
+        let checks: [(&'static str, bool); 13] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
+            (
+                "listen.client_auth",
+                a.listen.client_auth != b.listen.client_auth,
+            ),
             ("admin.address", a.admin != b.admin),
             ("server.threads", a.server.threads != b.server.threads),
             (
@@ -615,6 +641,23 @@ fn validate(
         cert_file: resolve(&raw.listen.cert_file.value),
         key_file: resolve(&raw.listen.key_file.value),
         http2: raw.listen.http2,
+        client_auth: match &raw.listen.client_auth {
+            Some(c) => {
+                let ca_file = resolve(&c.ca_file.value);
+                if !ca_file.is_file() {
+                    return Err(err(
+                        &c.ca_file,
+                        "listen.client_auth.ca_file",
+                        format!("{} is not a readable file", ca_file.display()),
+                    ));
+                }
+                Some(ClientAuth {
+                    ca_file,
+                    required: c.required,
+                })
+            }
+            None => None,
+        },
     };
     let admin = match &raw.admin {
         Some(a) => Some(
@@ -919,7 +962,12 @@ fn validate(
     }
 
     let audit = match &raw.audit {
-        Some(a) if a.enabled => Some(validate_audit(file, &resolve, a)?),
+        Some(a) if a.enabled => Some(validate_audit(
+            file,
+            &resolve,
+            a,
+            listen.client_auth.is_some(),
+        )?),
         _ => None,
     };
 
@@ -942,6 +990,7 @@ fn validate_audit(
     file: &Path,
     resolve: &dyn Fn(&Path) -> PathBuf,
     a: &RawAudit,
+    mutual_tls: bool,
 ) -> Result<crate::audit::AuditSettings, SourceError> {
     use crate::audit::{FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource};
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
@@ -983,13 +1032,14 @@ fn validate_audit(
                 check_header_name(&h.value).map_err(|m| err(h, "audit.user_id.header", m))?;
                 UserIdSource::Header(h.value.to_ascii_lowercase())
             }
-            RawUserIdSource::ClientCert => {
+            RawUserIdSource::ClientCert if !mutual_tls => {
                 return Err(err(
                     &u.source,
                     "audit.user_id.source",
-                    "`client_cert` needs mutual TLS on the listener, which this version does not request; use `header` behind an identity proxy".into(),
+                    "`client_cert` needs mutual TLS: add `listen.client_auth.ca_file`".into(),
                 ))
             }
+            RawUserIdSource::ClientCert => UserIdSource::ClientCert,
             RawUserIdSource::Jwt => {
                 return Err(err(
                     &u.source,

@@ -462,6 +462,11 @@ impl Gateway {
         let req = session.req_header();
         let user_header = match audit.user_id_source() {
             crate::audit::UserIdSource::Header(h) => header_value(session, h),
+            crate::audit::UserIdSource::ClientCert => session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|t| t.extension.get::<crate::tls::ClientIdentity>())
+                .map(|id| Redacted::new(id.subject.clone())),
             _ => None,
         };
         let input = RecordInput {

@@ -83,6 +83,11 @@ pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), StartError
     let rules = RuleSet::load_dir(&config.rules_dir)?;
     crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
     let cert = crate::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
+    if let Some(c) = &config.listen.client_auth {
+        // Parsed here so `check` and a reload reject a bad CA file too; `run` builds the
+        // verifier it installs from the same file.
+        crate::tls::client_verifier(&c.ca_file, c.required)?;
+    }
     let engine = Engine::new(Arc::new(rules));
     let snapshot = Snapshot::new(config, engine)?;
     Ok((snapshot, cert))
@@ -207,9 +212,13 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     let resolver = SwappableCert::new(&prepared.cert);
     // The paths stay empty: the certificate comes from our resolver, never from pingora's
     // file loading (which panics on a bad file).
-    let mut tls =
-        TlsSettings::intermediate("", "").map_err(|e| StartError::Listener(e.to_string()))?;
+    // The callback records the client certificate's subject (mutual TLS) for the audit trail.
+    let mut tls = TlsSettings::with_callbacks(Box::new(crate::tls::PeerIdentity))
+        .map_err(|e| StartError::Listener(e.to_string()))?;
     tls.set_cert_resolver(resolver.clone());
+    if let Some(c) = &config.listen.client_auth {
+        tls.set_client_cert_verifier(crate::tls::client_verifier(&c.ca_file, c.required)?);
+    }
     if config.listen.http2 {
         tls.enable_h2();
     }

@@ -208,6 +208,75 @@ impl ResolvesServerCert for SwappableCert {
     }
 }
 
+/// Builds the client-certificate verifier for `listen.client_auth` (mutual TLS) from a PEM CA
+/// bundle, on the TLS 1.3-only provider. Every certificate is parsed first, so a bad file is a
+/// clear start-up error naming it.
+pub fn client_verifier(
+    ca_file: &Path,
+    required: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let bytes = fs::read(ca_file).map_err(|source| TlsError::Read {
+        path: ca_file.to_path_buf(),
+        source,
+    })?;
+    let pem_err = |message: String| TlsError::Pem {
+        path: ca_file.to_path_buf(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&bytes) {
+        let der = der.map_err(|e| pem_err(format!("invalid PEM: {e}")))?;
+        roots
+            .add(der)
+            .map_err(|e| pem_err(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(pem_err("no CERTIFICATE block found".into()));
+    }
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(tls13_only_provider()),
+    );
+    let builder = if required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder
+        .build()
+        .map_err(|e| pem_err(format!("cannot build a client verifier: {e}")))
+}
+
+/// The verified client certificate's subject, attached to the connection after the handshake
+/// (pingora `SslDigest::extension`) for the audit record's `user_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// Subject distinguished name in RFC 4514 order, e.g. `CN=dr.alice,O=Clinic A`.
+    pub subject: String,
+}
+
+/// pingora post-handshake callback: extracts [`ClientIdentity`] when the client presented a
+/// certificate. rustls has already verified the chain against `listen.client_auth.ca_file`
+/// by then; this only reads it.
+#[derive(Debug, Default)]
+pub struct PeerIdentity;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for PeerIdentity {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let der = tls.peer_certificate_der()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let subject = cert.subject().to_string();
+        if subject.is_empty() {
+            return None;
+        }
+        Some(Arc::new(ClientIdentity { subject }))
+    }
+}
+
 /// Files written by [`generate_dev_ca`].
 #[derive(Debug, Clone)]
 pub struct DevCerts {

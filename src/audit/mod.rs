@@ -103,6 +103,8 @@ pub enum UserIdSource {
     None,
     /// A header set by a trusted identity proxy in front of the gateway.
     Header(String),
+    /// The subject of the client certificate (mutual TLS, `listen.client_auth`).
+    ClientCert,
 }
 
 /// PostgreSQL sink settings.

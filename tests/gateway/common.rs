@@ -529,6 +529,8 @@ pub struct GatewayOpts {
     pub audit_extra: Vec<String>,
     /// Extra lines inside the `fhir` route, e.g. `"    audit:\n      resource_id: clear"`.
     pub fhir_route_extra: Vec<String>,
+    /// Extra lines inside `listen:`, e.g. `"  client_auth:"`.
+    pub listen_extra: Vec<String>,
 }
 
 impl GatewayOpts {
@@ -546,6 +548,7 @@ impl GatewayOpts {
             audit: true,
             audit_extra: Vec::new(),
             fhir_route_extra: Vec::new(),
+            listen_extra: Vec::new(),
         }
     }
 }
@@ -623,6 +626,7 @@ impl GatewayFiles {
         } else {
             String::new()
         };
+        let listen_extra: String = opts.listen_extra.iter().map(|l| format!("\n{l}")).collect();
         let fhir_extra: String = opts
             .fhir_route_extra
             .iter()
@@ -634,7 +638,7 @@ impl GatewayFiles {
   address: \"127.0.0.1:{port}\"
   cert_file: server.pem
   key_file: server.key
-  http2: true
+  http2: true{listen_extra}
 admin:
   address: \"127.0.0.1:{admin_port}\"
 rules:
@@ -1045,16 +1049,38 @@ pub fn tls_stream(
 /// A reqwest client: TLS 1.3 only (explicit ring provider, nothing process-global), trusting
 /// only `ca`, ALPN `h2,http/1.1` when `h2` else `http/1.1`, 10 s timeout, no proxy.
 pub fn client(ca: &Path, h2: bool) -> reqwest::Client {
+    client_with_identity(ca, h2, None)
+}
+
+/// Like [`client`], presenting `identity` (certificate chain PEM, private key PEM) when the
+/// server asks for a client certificate.
+pub fn client_with_identity(
+    ca: &Path,
+    h2: bool,
+    identity: Option<(&str, &str)>,
+) -> reqwest::Client {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
         roots.add(cert.expect("CA PEM")).expect("add CA");
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("TLS 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        Some((chain, key)) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(chain.as_bytes())
+                    .map(|c| c.expect("client chain PEM"))
+                    .collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .expect("client key PEM");
+            cfg.with_client_auth_cert(chain, key)
+                .expect("client identity")
+        }
+        None => cfg.with_no_client_auth(),
+    };
     cfg.alpn_protocols = if h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

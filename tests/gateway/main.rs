@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod monitor;
+mod mtls;
 mod phi;
 mod postgres;
 mod reload;
