@@ -292,7 +292,7 @@ fn audit_keygen(keys_dir: &Path, pubkey: &Path) -> ExitCode {
             println!();
             println!("gateway.yaml:");
             println!("  audit:");
-            println!("    dir: /var/log/phi-gateway/audit");
+            println!("    dir: /var/lib/phi-gateway/audit");
             println!("    signing_key_file: {}", k.signing_key.display());
             println!("    fingerprint_key_file: {}", k.fingerprint_key.display());
             ExitCode::SUCCESS
