@@ -225,6 +225,8 @@ pub(crate) enum Boundary {
 
 #[derive(Debug)]
 pub(crate) struct CompiledPattern {
+    /// The pattern's `name`, or `patterns[i]`.
+    pub(crate) name: String,
     pub(crate) regex: Regex,
     /// Index of the `value` capture group, if the pattern has one.
     pub(crate) value_group: Option<usize>,
@@ -237,6 +239,8 @@ pub(crate) struct CompiledPattern {
 pub(crate) struct CompiledContext {
     /// Hotwords, ASCII case-insensitive, overlapping matches.
     pub(crate) words: AhoCorasick,
+    /// The hotwords, in automaton pattern order (for explanations).
+    pub(crate) word_list: Vec<String>,
     pub(crate) window_before: usize,
     pub(crate) window_after: usize,
     pub(crate) boost: f32,
@@ -250,6 +254,13 @@ pub(crate) struct Scope {
     pub(crate) body: bool,
     pub(crate) all_headers: bool,
     pub(crate) headers: Vec<String>,
+    /// Field selectors that narrow body scanning (`json:`, `fhir:`, `hl7:`, `form:`,
+    /// `multipart:` globs); empty = the whole body.
+    pub(crate) fields: Vec<String>,
+    /// Content-type globs (lowercase essence) the body must have; empty = any.
+    pub(crate) content_types: Vec<String>,
+    /// Route-name globs; empty = every route.
+    pub(crate) routes: Vec<String>,
 }
 
 impl Scope {
@@ -258,13 +269,122 @@ impl Scope {
             query: true,
             body: true,
             all_headers: true,
-            headers: Vec::new(),
+            ..Scope::default()
         }
     }
 
     pub(crate) fn header(&self, name: &str) -> bool {
         self.all_headers || self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
+
+    pub(crate) fn route(&self, route: Option<&str>) -> bool {
+        self.routes.is_empty()
+            || route.is_some_and(|r| self.routes.iter().any(|g| glob_match(g, r)))
+    }
+
+    pub(crate) fn content_type(&self, ct: Option<&str>) -> bool {
+        if self.content_types.is_empty() {
+            return true;
+        }
+        let essence = ct
+            .and_then(|c| c.split(';').next())
+            .map(|e| e.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        self.content_types.iter().any(|g| glob_match(g, &essence))
+    }
+}
+
+/// A structured exception (`exceptions:`): the finding is dropped when every listed condition
+/// holds (any route of `routes`, any selector of `fields`, any fingerprint of `values`).
+#[derive(Debug, Clone)]
+pub(crate) struct Exception {
+    pub(crate) name: String,
+    pub(crate) routes: Vec<String>,
+    pub(crate) fields: Vec<String>,
+    pub(crate) values: Vec<String>,
+}
+
+/// Glob match where `*` matches any run of characters (including none) and everything else
+/// matches itself. Linear in practice; used for routes, content types and field selectors.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if Some(c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
+}
+
+/// Key for value fingerprints. Fingerprints let an exception name one value without writing
+/// it down; the key is public, so a fingerprint of a short number can be brute-forced — treat
+/// rule files with `values:` as sensitive (docs/rules.md).
+const FINGERPRINT_KEY: &[u8] = b"phi-gateway exception fingerprint v1";
+
+/// `hmac-sha256:<32 hex>` over the value's letters and digits, uppercased, so that
+/// `536-22-1234` and `536221234` have the same fingerprint.
+pub(crate) fn fingerprint(value: &str) -> String {
+    let canon: String = value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, FINGERPRINT_KEY);
+    let tag = ring::hmac::sign(&key, canon.as_bytes());
+    let hex: String = tag
+        .as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("hmac-sha256:{hex}")
+}
+
+/// The fingerprint `exceptions.values` expects for `value` (after the engine's
+/// normalisation: letters and digits only, uppercased).
+pub fn value_fingerprint(value: &str) -> String {
+    fingerprint(value)
+}
+
+/// A value's shape for reports: digits become `#`, letters `x`, at most 40 characters.
+pub(crate) fn mask_value(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_numeric() {
+                '#'
+            } else if c.is_alphabetic() {
+                'x'
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if value.chars().count() > 40 {
+        out.push('…');
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -277,6 +397,7 @@ pub(crate) struct CompiledRule {
     pub(crate) has_keywords: bool,
     /// No segment with fewer ASCII digits can produce a finding (derived from validators).
     pub(crate) min_digits: usize,
+    pub(crate) exceptions: Vec<Exception>,
     tests: Vec<InlineTest>,
 }
 
@@ -285,6 +406,7 @@ struct InlineTest {
     expect_match: bool,
     line: usize,
     input: TestInput,
+    route: Option<String>,
 }
 
 #[derive(Debug)]
@@ -352,78 +474,152 @@ impl fmt::Debug for RuleSet {
 impl RuleSet {
     /// Loads every `*.yaml` / `*.yml` file in `dir` (non-recursive), sorted by file name.
     pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleError> {
-        let dir_err = |source| RuleError::Dir {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(dir_err)? {
-            let path = entry.map_err(dir_err)?.path();
-            let is_yaml = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-            if is_yaml && path.is_file() {
-                files.push(path);
-            }
+        RuleSet::load_dirs(&[dir.to_path_buf()])
+    }
+
+    /// Loads layered rule directories: the first is the base (usually the default pack), each
+    /// later directory may add rules, replace a rule by id (`override: true`) or switch rules
+    /// off (`disable: [id, …]` at the top of a file). A later rule with an existing id and no
+    /// `override: true` is an error, so a site cannot shadow a default rule by accident.
+    pub fn load_dirs(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
+        let mut layers = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            layers.push(read_dir_sources(dir)?);
         }
-        if files.is_empty() {
-            return Err(RuleError::Empty {
-                dir: dir.to_path_buf(),
-            });
-        }
-        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-        let mut sources = Vec::with_capacity(files.len());
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                SourceError::file_level(&file, format!("cannot read rule file: {e}"))
-            })?;
-            sources.push((file, text));
-        }
-        RuleSet::from_sources(&sources)
+        RuleSet::from_layers(&layers)
     }
 
     /// Loads from in-memory sources: (file name used in errors, YAML text), in load order.
     pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, RuleError> {
+        RuleSet::from_layers(&[sources.to_vec()])
+    }
+
+    /// Loads layered in-memory sources (see [`RuleSet::load_dirs`]).
+    pub fn from_layers(layers: &[Vec<(PathBuf, String)>]) -> Result<RuleSet, RuleError> {
+        let all: Vec<(PathBuf, String)> = layers.iter().flatten().cloned().collect();
         let mut set = RuleSet {
             infos: Vec::new(),
             compiled: Vec::new(),
             index: HashMap::new(),
             keywords: None,
-            digest: digest(sources),
+            digest: digest(&all),
         };
-        let mut keyword_patterns: Vec<String> = Vec::new();
-        let mut keyword_owner: Vec<usize> = Vec::new();
-        for (file, text) in sources {
-            let raw: RawFile = crate::yaml::parse(file, text).map_err(without_span_segments)?;
-            for (i, rule) in raw.rules.into_iter().enumerate() {
-                let (line, column) = location(&rule.value.id);
-                let (info, compiled, keywords) = compile_rule(file, i, rule)?;
-                if let Some(&first) = set.index.get(&info.id) {
-                    let prev = set.infos.get(first);
-                    return Err(SourceError::new(
+        let mut rule_keywords: Vec<Vec<String>> = Vec::new();
+        let mut disabled: Vec<(PathBuf, usize, usize, String, String)> = Vec::new();
+        for (layer_no, layer) in layers.iter().enumerate() {
+            // Ids defined in this layer: duplicates within one layer are always errors.
+            let mut this_layer: HashMap<String, (PathBuf, usize)> = HashMap::new();
+            for (file, text) in layer {
+                let raw: RawFile = crate::yaml::parse(file, text).map_err(without_span_segments)?;
+                if raw.rules.is_empty() && raw.disable.is_empty() {
+                    return Err(SourceError::file_level(
                         file,
-                        line,
-                        column,
-                        format!("rules[{i}].id"),
-                        format!(
-                            "duplicate rule id `{}`; first defined at {}:{}",
-                            info.id,
-                            prev.map(|p| p.file.display().to_string())
-                                .unwrap_or_default(),
-                            prev.map(|p| p.line).unwrap_or(0)
-                        ),
+                        "the file defines no `rules:` and no `disable:` list",
                     )
                     .into());
                 }
-                let idx = set.infos.len();
-                for k in keywords {
-                    keyword_patterns.push(k);
-                    keyword_owner.push(idx);
+                for (k, d) in raw.disable.iter().enumerate() {
+                    let (line, column) = location(d);
+                    disabled.push((
+                        file.clone(),
+                        line,
+                        column,
+                        format!("disable[{k}]"),
+                        d.value.trim().to_string(),
+                    ));
                 }
-                set.index.insert(info.id.clone(), idx);
-                set.infos.push(info);
-                set.compiled.push(compiled);
+                for (i, rule) in raw.rules.into_iter().enumerate() {
+                    let (line, column) = location(&rule.value.id);
+                    let wants_override = rule.value.override_rule;
+                    let (info, compiled, keywords) = compile_rule(file, i, rule)?;
+                    let dup = |what: &str, prev_file: &Path, prev_line: usize| {
+                        SourceError::new(
+                            file,
+                            line,
+                            column,
+                            format!("rules[{i}].id"),
+                            format!(
+                                "duplicate rule id `{}`; first defined at {}:{}{what}",
+                                info.id,
+                                prev_file.display(),
+                                prev_line
+                            ),
+                        )
+                    };
+                    if let Some((pf, pl)) = this_layer.get(&info.id) {
+                        return Err(dup("", pf, *pl).into());
+                    }
+                    this_layer.insert(info.id.clone(), (file.clone(), line));
+                    match set.index.get(&info.id).copied() {
+                        Some(idx) if layer_no > 0 && wants_override => {
+                            if let Some(slot) = set.infos.get_mut(idx) {
+                                *slot = info;
+                            }
+                            if let Some(slot) = set.compiled.get_mut(idx) {
+                                *slot = compiled;
+                            }
+                            if let Some(slot) = rule_keywords.get_mut(idx) {
+                                *slot = keywords;
+                            }
+                        }
+                        Some(idx) => {
+                            let prev = set.infos.get(idx);
+                            let hint = if layer_no > 0 {
+                                " (set `override: true` to replace it)"
+                            } else {
+                                ""
+                            };
+                            return Err(dup(
+                                hint,
+                                prev.map_or(Path::new(""), |p| p.file.as_path()),
+                                prev.map_or(0, |p| p.line),
+                            )
+                            .into());
+                        }
+                        None if wants_override => {
+                            return Err(SourceError::new(
+                                file,
+                                line,
+                                column,
+                                format!("rules[{i}].override"),
+                                format!(
+                                    "`override: true` but no earlier rule directory defines `{}`",
+                                    info.id
+                                ),
+                            )
+                            .into());
+                        }
+                        None => {
+                            set.index.insert(info.id.clone(), set.infos.len());
+                            set.infos.push(info);
+                            set.compiled.push(compiled);
+                            rule_keywords.push(keywords);
+                        }
+                    }
+                }
+            }
+        }
+        for (file, line, column, field, id) in disabled {
+            match set.index.get(&id).and_then(|&i| set.infos.get_mut(i)) {
+                Some(info) => info.mode = Mode::Off,
+                None => {
+                    return Err(SourceError::new(
+                        &file,
+                        line,
+                        column,
+                        field,
+                        format!("cannot disable `{id}`: no rule has this id"),
+                    )
+                    .into())
+                }
+            }
+        }
+        let mut keyword_patterns: Vec<String> = Vec::new();
+        let mut keyword_owner: Vec<usize> = Vec::new();
+        for (idx, kws) in rule_keywords.into_iter().enumerate() {
+            for k in kws {
+                keyword_patterns.push(k);
+                keyword_owner.push(idx);
             }
         }
         if !keyword_patterns.is_empty() {
@@ -433,10 +629,7 @@ impl RuleSet {
                 .build(&keyword_patterns)
                 .map_err(|e| {
                     SourceError::file_level(
-                        sources
-                            .first()
-                            .map(|s| s.0.as_path())
-                            .unwrap_or(Path::new("")),
+                        all.first().map(|s| s.0.as_path()).unwrap_or(Path::new("")),
                         format!("cannot build keyword automaton: {e}"),
                     )
                 })?;
@@ -485,8 +678,10 @@ impl RuleSet {
                 } else {
                     "no match"
                 };
+                let options = crate::engine::ScanOptions::route(test.route.as_deref());
+                let part = test.input.part();
                 let actual =
-                    match crate::engine::scan_rules(self, &test.input.part(), &limits, Some(idx)) {
+                    match crate::engine::scan_rules(self, &part, &limits, Some(idx), &options) {
                         Err(e) => Some(format!("error: {e}")),
                         Ok(scan) => {
                             let hit = scan.findings.iter().find(|f| f.rule_id == info.id);
@@ -528,6 +723,38 @@ impl RuleSet {
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
     }
+}
+
+/// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name.
+fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RuleError> {
+    let dir_err = |source| RuleError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
+        let path = entry.map_err(dir_err)?.path();
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(RuleError::Empty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| SourceError::file_level(&file, format!("cannot read rule file: {e}")))?;
+        sources.push((file, text));
+    }
+    Ok(sources)
 }
 
 /// Masks test inputs for reports: in every whitespace-separated word that contains a digit or
@@ -594,7 +821,11 @@ fn digest(sources: &[(PathBuf, String)]) -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    /// Rule ids (from earlier rule directories) to switch off.
+    #[serde(default)]
+    disable: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -618,7 +849,24 @@ struct RawRule {
     #[serde(default, rename = "where")]
     scope: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
+    exceptions: Vec<Spanned<RawException>>,
+    /// Replace the rule with the same id from an earlier rule directory.
+    #[serde(default, rename = "override")]
+    override_rule: bool,
+    #[serde(default)]
     tests: Option<RawTests>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    name: String,
+    #[serde(default)]
+    routes: Vec<String>,
+    #[serde(default)]
+    fields: Vec<Spanned<String>>,
+    #[serde(default)]
+    values: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -678,6 +926,9 @@ struct RawTestObject {
     /// A header line, `name: value`.
     #[serde(default)]
     header: Option<String>,
+    /// The route the request is on (for `route:` scopes and exceptions).
+    #[serde(default)]
+    route: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawTestCase {
@@ -834,6 +1085,10 @@ fn compile_pattern(
     }
     let value_group = regex.capture_names().position(|n| n == Some("value"));
     Ok(CompiledPattern {
+        name: p
+            .name
+            .clone()
+            .unwrap_or_else(|| field.rsplit('.').next().unwrap_or("pattern").to_string()),
         regex,
         value_group,
         score: p.score.value as f32,
@@ -893,18 +1148,36 @@ fn compile_context(
             ))
         }
     };
-    let words = AhoCorasickBuilder::new()
+    let automaton = AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
         .build(&words)
         .map_err(|e| err_at(file, &c.words, format!("{field}.words"), e.to_string()))?;
     Ok(CompiledContext {
-        words,
+        words: automaton,
+        word_list: words,
         window_before,
         window_after,
         boost: boost as f32,
         required: c.required,
     })
+}
+
+/// Field selector kinds accepted in `where` and `exceptions.fields`.
+const FIELD_KINDS: &[&str] = &[
+    "json:",
+    "fhir:",
+    "hl7:",
+    "form:",
+    "multipart:",
+    "query:",
+    "header:",
+];
+
+fn valid_selector(v: &str) -> bool {
+    FIELD_KINDS
+        .iter()
+        .any(|k| v.strip_prefix(k).is_some_and(|rest| !rest.is_empty()))
 }
 
 fn compile_scope(
@@ -924,36 +1197,130 @@ fn compile_scope(
         ));
     }
     let mut scope = Scope::default();
+    let mut parts = false;
     for (k, s) in spanned.value.iter().enumerate() {
         let v = s.value.trim();
+        let bad = |msg: String| err_at(file, s, format!("{field}[{k}]"), msg);
         match v {
             "query" => scope.query = true,
             "body" => scope.body = true,
             "header" => scope.all_headers = true,
-            _ => match v.strip_prefix("header:") {
-                Some(name)
-                    if !name.is_empty()
-                        && name.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b)
-                        }) =>
-                {
+            _ => {
+                if let Some(name) = v.strip_prefix("header:") {
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b))
+                    {
+                        return Err(bad(format!("invalid header name in `{v}`")));
+                    }
                     scope.headers.push(name.to_ascii_lowercase());
+                } else if let Some(ct) = v.strip_prefix("content-type:") {
+                    if ct.trim().is_empty() {
+                        return Err(bad("`content-type:` needs a media type glob".into()));
+                    }
+                    scope.content_types.push(ct.trim().to_ascii_lowercase());
+                    continue;
+                } else if let Some(r) = v.strip_prefix("route:") {
+                    if r.trim().is_empty() {
+                        return Err(bad("`route:` needs a route name glob".into()));
+                    }
+                    scope.routes.push(r.trim().to_string());
+                    continue;
+                } else if valid_selector(v) && !v.starts_with("query:") {
+                    scope.fields.push(v.to_string());
+                    continue;
+                } else {
+                    return Err(bad(format!(
+                        "unknown part `{v}`; expected one of: query, body, header, \
+                         header:<name>, json:<pointer>, fhir:<Resource.path>, hl7:<SEG-n>, \
+                         form:<field>, multipart:<part>, content-type:<type>, route:<name> \
+                         (`*` is a wildcard)"
+                    )));
                 }
-                _ => {
-                    return Err(err_at(
-                        file,
-                        s,
-                        format!("{field}[{k}]"),
-                        format!(
-                            "unknown part `{v}`; expected one of: query, header, \
-                             header:<name>, body"
-                        ),
-                    ))
-                }
-            },
+            }
         }
+        parts = true;
+    }
+    if !scope.fields.is_empty() {
+        // Field selectors address the body.
+        scope.body = true;
+    } else if !parts {
+        // Only content types / routes: every part.
+        scope.query = true;
+        scope.body = true;
+        scope.all_headers = true;
     }
     Ok(scope)
+}
+
+fn compile_exception(
+    file: &Path,
+    field: &str,
+    raw: &Spanned<RawException>,
+) -> Result<Exception, SourceError> {
+    let e = &raw.value;
+    if e.name.trim().is_empty() {
+        return Err(err_at(
+            file,
+            raw,
+            format!("{field}.name"),
+            "an exception needs a name",
+        ));
+    }
+    if e.routes.is_empty() && e.fields.is_empty() && e.values.is_empty() {
+        return Err(err_at(
+            file,
+            raw,
+            field.to_string(),
+            "an exception needs at least one of `routes`, `fields`, `values` (it would \
+             otherwise switch the rule off; use `mode: off` for that)",
+        ));
+    }
+    for (k, f) in e.fields.iter().enumerate() {
+        if !valid_selector(f.value.trim()) {
+            return Err(err_at(
+                file,
+                f,
+                format!("{field}.fields[{k}]"),
+                format!(
+                    "`{}` is not a field selector; use json:<pointer>, fhir:<Resource.path>, \
+                     hl7:<SEG-n>, form:<field>, multipart:<part>, query:<param> or \
+                     header:<name>",
+                    f.value
+                ),
+            ));
+        }
+    }
+    for (k, v) in e.values.iter().enumerate() {
+        let ok = v
+            .value
+            .strip_prefix("hmac-sha256:")
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(err_at(
+                file,
+                v,
+                format!("{field}.values[{k}]"),
+                "values are fingerprints `hmac-sha256:<32 hex digits>` as printed by \
+                 `phi-gateway scan --explain`, never the value itself",
+            ));
+        }
+    }
+    Ok(Exception {
+        name: e.name.trim().to_string(),
+        routes: e.routes.iter().map(|r| r.trim().to_string()).collect(),
+        fields: e
+            .fields
+            .iter()
+            .map(|f| f.value.trim().to_string())
+            .collect(),
+        values: e
+            .values
+            .iter()
+            .map(|v| v.value.to_ascii_lowercase())
+            .collect(),
+    })
 }
 
 fn compile_test(
@@ -963,9 +1330,11 @@ fn compile_test(
     expect_match: bool,
 ) -> Result<InlineTest, SourceError> {
     let line = location(&raw).0;
+    let mut route = None;
     let input = match raw.value {
         RawTestCase::Text(t) => TestInput::Text(t),
         RawTestCase::Object(o) => {
+            route = o.route.clone();
             let kinds = [
                 o.text.is_some(),
                 o.body.is_some(),
@@ -1010,6 +1379,7 @@ fn compile_test(
         expect_match,
         line,
         input,
+        route,
     })
 }
 
@@ -1110,6 +1480,10 @@ fn compile_rule(
         keywords.push(kw.to_ascii_lowercase());
     }
     let scope = compile_scope(file, &f("where"), &raw.scope)?;
+    let mut exceptions = Vec::new();
+    for (j, e) in raw.exceptions.iter().enumerate() {
+        exceptions.push(compile_exception(file, &f(&format!("exceptions[{j}]")), e)?);
+    }
     let mut tests = Vec::new();
     if let Some(t) = raw.tests {
         for (j, case) in t.should_match.into_iter().enumerate() {
@@ -1147,6 +1521,7 @@ fn compile_rule(
         scope,
         has_keywords: !keywords.is_empty(),
         min_digits,
+        exceptions,
         tests,
     };
     Ok((info, compiled, keywords))

@@ -283,6 +283,7 @@ pub(crate) fn scan_payload(
         loc: Loc::Offset(base.text_base),
         ctx: FieldCtx::default(),
         chain: &chain,
+        sel: None,
     });
 }
 
@@ -308,6 +309,7 @@ pub(crate) fn scan_form(
             loc,
             ctx: FieldCtx::default(),
             chain,
+            sel: None,
         });
         let extra = [name.as_ref()];
         let ctx = FieldCtx {
@@ -337,6 +339,7 @@ pub(crate) fn scan_header(sc: &mut Scanner<'_>, name: &str, value: &[u8]) {
         loc,
         ctx: FieldCtx::default(),
         chain: &[],
+        sel: None,
     });
     let token = match text.trim().split_once(|c: char| c.is_ascii_whitespace()) {
         Some((scheme, token))
@@ -358,6 +361,7 @@ pub(crate) fn scan_header(sc: &mut Scanner<'_>, name: &str, value: &[u8]) {
             loc,
             ctx,
             chain: &[],
+            sel: None,
         });
     }
 }
@@ -402,6 +406,7 @@ fn scan_value(
                 loc,
                 ctx,
                 chain: &inner,
+                sel: None,
             });
         }
         Token::Plain => {}
@@ -411,6 +416,7 @@ fn scan_value(
         loc,
         ctx,
         chain,
+        sel: None,
     });
     false
 }
@@ -497,6 +503,7 @@ impl Walker<'_, '_> {
                             extra: &[],
                         },
                         chain: self.chain,
+                        sel: None,
                     });
                     self.member(value, path, depth + 1, &extra);
                     path.pop();
@@ -531,6 +538,7 @@ impl Walker<'_, '_> {
                     loc,
                     ctx,
                     chain: self.chain,
+                    sel: None,
                 });
             }
             Node::Arr(_) | Node::Obj(_) => self.walk(node, path, depth),

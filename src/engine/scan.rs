@@ -13,12 +13,21 @@ use std::collections::HashMap;
 
 use regex::CaptureLocations;
 
-use super::normalize::{has_percent_escape, normalize, percent_decode, OffsetMap};
-use super::{Finding, InspectError, Limits, Scan};
+use super::normalize::{
+    base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
+    xml_entity_decode, OffsetMap,
+};
+use super::{Explanation, Finding, InspectError, Limits, NearMiss, Scan, ScanOptions};
 use crate::policy::Mode;
 use crate::rules::{
-    Boundary, CompiledContext, CompiledPattern, CompiledRule, RuleSet, CONTEXT_FLOOR,
+    fingerprint, glob_match, mask_value, Boundary, CompiledContext, CompiledPattern, CompiledRule,
+    RuleSet, CONTEXT_FLOOR,
 };
+
+/// Most nested heuristic decodings (base64 inside base64 …) tried on one segment.
+const MAX_VARIANT_DEPTH: usize = 2;
+/// Most near misses kept per scan (explain mode only).
+const MAX_NEAR_MISSES: usize = 200;
 
 /// Longest key / value fragment copied into a field context, and the total cap: context is a
 /// set of words, not a document.
@@ -42,7 +51,8 @@ pub(crate) const MAX_FINDINGS_PER_RULE: usize = 1000;
 pub(crate) enum PartKind<'a> {
     Query,
     Header(&'a str),
-    Body,
+    /// A body, with its `Content-Type`.
+    Body(Option<&'a str>),
     Text,
 }
 
@@ -87,8 +97,30 @@ impl Loc<'_> {
         }
     }
 
-    fn has_offset(&self) -> bool {
-        matches!(self, Loc::Offset(_))
+    /// The address `where` and `exceptions.fields` selectors are matched against:
+    /// `json:/identifier/0/value`, `form:ssn`, `multipart:file`, `hl7:PID-19`, `query:ssn`,
+    /// `header:x-patient`. Free text has none.
+    pub(crate) fn address(&self) -> Option<String> {
+        match self {
+            Loc::Named { prefix, name } => {
+                let p = prefix.strip_prefix("body:").unwrap_or(prefix);
+                // Nested prefixes (`body:multipart:f:form:`) keep only the innermost kind.
+                let kind = p.trim_end_matches(':').rsplit(':').next().unwrap_or(p);
+                Some(format!("{kind}:{name}"))
+            }
+            Loc::Offset(_) => None,
+            Loc::Pointer { path, .. } => {
+                let mut s = String::from("json:");
+                for elem in path.iter() {
+                    s.push('/');
+                    match elem {
+                        PathElem::Key(k) => s.push_str(k),
+                        PathElem::Index(i) => s.push_str(&i.to_string()),
+                    }
+                }
+                Some(s)
+            }
+        }
     }
 }
 
@@ -132,6 +164,14 @@ pub(crate) struct Segment<'s> {
     pub(crate) loc: Loc<'s>,
     pub(crate) ctx: FieldCtx<'s>,
     pub(crate) chain: &'s [&'static str],
+    /// Structural address, if any: `fhir:Patient.name.family`, `hl7:PID-19`.
+    pub(crate) sel: Option<&'s str>,
+}
+
+/// Whether a selector (`json:/a/*/b`, `fhir:Patient.name.*`, `hl7:PID-19`, `form:ssn`) matches
+/// the segment.
+fn selector_matches(selector: &str, addr: Option<&str>, sel: Option<&str>) -> bool {
+    addr.is_some_and(|a| glob_match(selector, a)) || sel.is_some_and(|s| glob_match(selector, s))
 }
 
 /// An accepted candidate within one segment variant.
@@ -140,12 +180,21 @@ struct Candidate {
     start: usize,
     end: usize,
     score: f32,
+    pattern: usize,
+    /// Where the hotword was found (`window`/`field`), and which one (explain only).
+    context: Option<(usize, &'static str)>,
 }
 
 /// Per-request scanning state. Not shared between requests.
 pub(crate) struct Scanner<'r> {
     rules: &'r RuleSet,
     pub(crate) limits: &'r Limits,
+    route: Option<String>,
+    explain: bool,
+    /// Whether field selectors (`json:`, `fhir:`, `hl7:`, …) narrow rules for this part.
+    narrowable: bool,
+    depth: usize,
+    near: Vec<NearMiss>,
     /// Rules evaluated for this part, in load order.
     eligible: Vec<usize>,
     /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
@@ -170,7 +219,9 @@ impl<'r> Scanner<'r> {
         part: PartKind<'_>,
         only: Option<usize>,
         limits: &'r Limits,
+        options: &ScanOptions<'_>,
     ) -> Scanner<'r> {
+        let route = options.route;
         let eligible: Vec<usize> = rules
             .compiled()
             .iter()
@@ -181,10 +232,13 @@ impl<'r> Scanner<'r> {
                     Some(o) => o == *i,
                     None => info.mode != Mode::Off,
                 };
+                // Inline tests without a route exercise route-scoped rules too.
+                let route_ok = (only.is_some() && route.is_none()) || rule.scope.route(route);
                 wanted
+                    && route_ok
                     && match part {
                         PartKind::Query => rule.scope.query,
-                        PartKind::Body => rule.scope.body,
+                        PartKind::Body(ct) => rule.scope.body && rule.scope.content_type(ct),
                         PartKind::Header(name) => rule.scope.header(name),
                         PartKind::Text => true,
                     }
@@ -208,6 +262,11 @@ impl<'r> Scanner<'r> {
         Scanner {
             rules,
             limits,
+            route: route.map(str::to_string),
+            explain: options.explain,
+            narrowable: matches!(part, PartKind::Body(_)),
+            depth: 0,
+            near: Vec::new(),
             eligible,
             slots,
             any_keywords,
@@ -251,6 +310,8 @@ impl<'r> Scanner<'r> {
         Ok(Scan {
             findings: findings.into_iter().map(|(_, f)| f).collect(),
             encrypted: self.encrypted,
+            unencrypted: Vec::new(),
+            near_misses: self.near,
         })
     }
 
@@ -267,6 +328,46 @@ impl<'r> Scanner<'r> {
             let mut chain = seg.chain.to_vec();
             chain.push("percent");
             self.variant(seg, &decoded, Some(&map), &chain);
+        }
+        if has_entity(seg.text) {
+            let (decoded, map) = xml_entity_decode(seg.text);
+            let mut chain = seg.chain.to_vec();
+            chain.push("xml-ncr");
+            self.variant(seg, &decoded, Some(&map), &chain);
+        }
+        if self.depth < MAX_VARIANT_DEPTH {
+            self.base64_variants(seg);
+        }
+    }
+
+    /// Decodes base64 runs of 12+ characters found in free text (a base64 SSN is 12) and
+    /// scans the decoded text when it is readable; the run's offset is reported.
+    fn base64_variants(&mut self, seg: &Segment<'_>) {
+        for (start, end) in base64_runs(seg.text) {
+            let Some(run) = seg.text.get(start..end) else {
+                continue;
+            };
+            let Some(decoded) = decode_base64_text(run) else {
+                continue;
+            };
+            let mut chain = seg.chain.to_vec();
+            chain.push("base64");
+            self.depth += 1;
+            let inner = Segment {
+                text: &decoded,
+                loc: seg.loc,
+                ctx: seg.ctx,
+                chain: &chain,
+                sel: seg.sel,
+            };
+            // Offsets inside decoded text point at the start of the run.
+            let map = OffsetMap::constant(start);
+            self.ctx_ready = false;
+            self.variant(&inner, &decoded, Some(&map), &chain);
+            if self.depth < MAX_VARIANT_DEPTH {
+                self.base64_variants(&inner);
+            }
+            self.depth -= 1;
         }
     }
 
@@ -330,6 +431,7 @@ impl<'r> Scanner<'r> {
         if needs_keywords {
             self.keyword_prefilter(text, &seg.ctx);
         }
+        let mut addr: Option<Option<String>> = None;
         for slot in 0..self.eligible.len() {
             let Some(&ri) = self.eligible.get(slot) else {
                 continue;
@@ -343,26 +445,102 @@ impl<'r> Scanner<'r> {
             {
                 continue;
             }
-            self.match_rule(slot, rule, text, seg);
+            if self.narrowable && !rule.scope.fields.is_empty() {
+                let a = addr.get_or_insert_with(|| seg.loc.address());
+                if !rule
+                    .scope
+                    .fields
+                    .iter()
+                    .any(|f| selector_matches(f, a.as_deref(), seg.sel))
+                {
+                    continue;
+                }
+            }
+            self.match_rule(slot, rule, text, seg, chain, nmap.as_ref(), pmap);
             if self.cands.is_empty() {
                 continue;
             }
             let best = best_per_cluster(&mut self.cands);
             for cand in best {
-                let offset = if seg.loc.has_offset() {
-                    let o = nmap
-                        .as_ref()
-                        .map_or(cand.start, |m| m.to_source(cand.start));
-                    pmap.map_or(o, |m| m.to_source(o))
-                } else {
-                    0
-                };
-                self.record(ri, seg.loc.render(offset), chain, cand.score);
+                let offset = source_offset(cand.start, nmap.as_ref(), pmap);
+                let location = seg.loc.render(offset);
+                let value = text.get(cand.start..cand.end).unwrap_or("");
+                let a = addr.get_or_insert_with(|| seg.loc.address());
+                if let Some(name) = self.exception(rule, value, a.as_deref(), seg.sel) {
+                    self.near_miss(
+                        ri,
+                        &location,
+                        format!("exception `{name}` applied"),
+                        value,
+                        chain,
+                    );
+                    continue;
+                }
+                let explain = self.explain.then(|| explanation(rule, &cand, value));
+                self.record(ri, location, chain, cand.score, explain);
             }
         }
     }
 
-    fn record(&mut self, ri: usize, location: String, chain: &[&'static str], score: f32) {
+    /// The name of the first of `rule`'s exceptions that covers this value, if any.
+    fn exception<'a>(
+        &self,
+        rule: &'a CompiledRule,
+        value: &str,
+        addr: Option<&str>,
+        sel: Option<&str>,
+    ) -> Option<&'a str> {
+        if rule.exceptions.is_empty() {
+            return None;
+        }
+        let mut fp: Option<String> = None;
+        rule.exceptions.iter().find_map(|e| {
+            let route_ok = e.routes.is_empty()
+                || self
+                    .route
+                    .as_deref()
+                    .is_some_and(|r| e.routes.iter().any(|g| glob_match(g, r)));
+            let field_ok =
+                e.fields.is_empty() || e.fields.iter().any(|f| selector_matches(f, addr, sel));
+            let value_ok = e.values.is_empty() || {
+                let fp = fp.get_or_insert_with(|| fingerprint(value));
+                e.values.iter().any(|v| v == fp)
+            };
+            (route_ok && field_ok && value_ok).then_some(e.name.as_str())
+        })
+    }
+
+    fn near_miss(
+        &mut self,
+        ri: usize,
+        location: &str,
+        reason: String,
+        value: &str,
+        chain: &[&'static str],
+    ) {
+        if !self.explain || self.near.len() >= MAX_NEAR_MISSES {
+            return;
+        }
+        let Some(info) = self.rules.infos().get(ri) else {
+            return;
+        };
+        self.near.push(NearMiss {
+            rule_id: info.id.clone(),
+            location: location.to_string(),
+            reason,
+            masked: mask_value(value),
+            decode_chain: chain.to_vec(),
+        });
+    }
+
+    fn record(
+        &mut self,
+        ri: usize,
+        location: String,
+        chain: &[&'static str],
+        score: f32,
+        explain: Option<Box<Explanation>>,
+    ) {
         let Some(info) = self.rules.infos().get(ri) else {
             return;
         };
@@ -383,14 +561,27 @@ impl<'r> Scanner<'r> {
             location: key.0.clone(),
             decode_chain: chain.to_vec(),
             score,
+            explain,
         };
         self.findings.insert(key, finding);
     }
 
-    /// Collects accepted candidates of `rule` in `text` into `self.cands`.
-    fn match_rule(&mut self, slot: usize, rule: &CompiledRule, text: &str, seg: &Segment<'_>) {
+    /// Collects accepted candidates of `rule` in `text` into `self.cands` (and, when
+    /// explaining, rejected ones into the near misses).
+    #[allow(clippy::too_many_arguments)]
+    fn match_rule(
+        &mut self,
+        slot: usize,
+        rule: &CompiledRule,
+        text: &str,
+        seg: &Segment<'_>,
+        chain: &[&'static str],
+        nmap: Option<&OffsetMap>,
+        pmap: Option<&OffsetMap>,
+    ) {
         self.cands.clear();
-        let mut field_hit: Option<bool> = None;
+        let ri = self.eligible.get(slot).copied().unwrap_or(0);
+        let mut field_hit: Option<Option<usize>> = None;
         let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
         for (pi, pat) in rule.patterns.iter().enumerate() {
             let Some(locs) = self.slots.get_mut(slot).and_then(|s| s.get_mut(pi)) else {
@@ -410,31 +601,52 @@ impl<'r> Scanner<'r> {
                 work = work.saturating_add(me.saturating_sub(pos));
                 let after_start = next_char(text, ms);
                 let bounded = boundary_ok(pat.boundary, text, vs, ve);
-                let score = if bounded && shape_ok(pat, rule, text, vs, ve) {
-                    let ctx_hit = match &rule.context {
-                        None => false,
-                        Some(c) => {
-                            window_hit(c, text, vs, ve)
-                                || *field_hit.get_or_insert_with(|| {
-                                    field_ctx_hit(
-                                        c,
-                                        &mut self.ctx_buf,
-                                        &mut self.ctx_ready,
-                                        &seg.ctx,
-                                    )
-                                })
-                        }
-                    };
-                    score(pat, rule, ctx_hit)
-                } else {
+                let mut rejected: Option<String> = None;
+                let mut ctx_found: Option<(usize, &'static str)> = None;
+                let score = if !bounded {
                     None
+                } else if let Some(why) = shape_fail(pat, rule, text, vs, ve) {
+                    rejected = Some(why);
+                    None
+                } else {
+                    if let Some(c) = &rule.context {
+                        ctx_found = window_hit(c, text, vs, ve).map(|w| (w, "window"));
+                        if ctx_found.is_none() {
+                            let f = *field_hit.get_or_insert_with(|| {
+                                field_ctx_hit(c, &mut self.ctx_buf, &mut self.ctx_ready, &seg.ctx)
+                            });
+                            ctx_found = f.map(|w| (w, "field"));
+                        }
+                    }
+                    let s = score(pat, rule, ctx_found.is_some());
+                    if s.is_none() {
+                        rejected = Some(below_reason(pat, rule, ctx_found.is_some()));
+                    }
+                    s
                 };
+                if let Some(reason) = rejected {
+                    if self.explain && self.near.len() < MAX_NEAR_MISSES {
+                        let offset = source_offset(vs, nmap, pmap);
+                        let value = text.get(vs..ve).unwrap_or("");
+                        if let Some(info) = self.rules.infos().get(ri) {
+                            self.near.push(NearMiss {
+                                rule_id: info.id.clone(),
+                                location: seg.loc.render(offset),
+                                reason,
+                                masked: mask_value(value),
+                                decode_chain: chain.to_vec(),
+                            });
+                        }
+                    }
+                }
                 pos = match score {
                     Some(score) => {
                         self.cands.push(Candidate {
                             start: vs,
                             end: ve,
                             score,
+                            pattern: pi,
+                            context: ctx_found,
                         });
                         me.max(after_start)
                     }
@@ -450,6 +662,54 @@ impl<'r> Scanner<'r> {
                 };
             }
         }
+    }
+}
+
+/// Maps an offset in the normalised variant back to the segment text.
+fn source_offset(at: usize, nmap: Option<&OffsetMap>, pmap: Option<&OffsetMap>) -> usize {
+    let o = nmap.map_or(at, |m| m.to_source(at));
+    pmap.map_or(o, |m| m.to_source(o))
+}
+
+/// Builds the explanation of an accepted candidate.
+fn explanation(rule: &CompiledRule, cand: &Candidate, value: &str) -> Box<Explanation> {
+    let pat = rule.patterns.get(cand.pattern);
+    let context = cand.context.and_then(|(w, place)| {
+        rule.context
+            .as_ref()
+            .and_then(|c| c.word_list.get(w))
+            .map(|word| (word.clone(), place))
+    });
+    Box::new(Explanation {
+        pattern: pat.map_or_else(|| format!("patterns[{}]", cand.pattern), |p| p.name.clone()),
+        base_score: pat.map_or(0.0, |p| p.score),
+        validators: rule
+            .validators
+            .iter()
+            .map(|v| (v.name(), v.check(value)))
+            .collect(),
+        context,
+        masked: mask_value(value),
+        fingerprint: fingerprint(value),
+    })
+}
+
+/// Why a validated candidate stayed below the rule's threshold.
+fn below_reason(pat: &CompiledPattern, rule: &CompiledRule, ctx: bool) -> String {
+    match &rule.context {
+        Some(c) if c.required && !ctx => "context required but no hotword nearby".to_string(),
+        _ => format!(
+            "score {:.2} below min_score {:.2}{}",
+            if ctx {
+                rule.context
+                    .as_ref()
+                    .map_or(pat.score, |c| (pat.score + c.boost).max(CONTEXT_FLOOR))
+            } else {
+                pat.score
+            },
+            rule.min_score,
+            if ctx { "" } else { " (no context word nearby)" }
+        ),
     }
 }
 
@@ -478,20 +738,30 @@ fn run_end(text: &str, from: usize, boundary: Boundary) -> usize {
         .map_or(0, |b| b.iter().take_while(|c| test(c)).count())
 }
 
-/// Separator and validator checks on the value `text[vs..ve]`.
-fn shape_ok(pat: &CompiledPattern, rule: &CompiledRule, text: &str, vs: usize, ve: usize) -> bool {
+/// Separator and validator checks on the value `text[vs..ve]`: `None` when it passes, else
+/// the reason.
+fn shape_fail(
+    pat: &CompiledPattern,
+    rule: &CompiledRule,
+    text: &str,
+    vs: usize,
+    ve: usize,
+) -> Option<String> {
     let Some(value) = text.get(vs..ve) else {
-        return false;
+        return Some("not on a character boundary".to_string());
     };
     if pat.same_separators {
         let mut seps = value.chars().filter(|c| !c.is_ascii_alphanumeric());
         if let Some(first) = seps.next() {
             if seps.any(|c| c != first) {
-                return false;
+                return Some("mixed separators".to_string());
             }
         }
     }
-    rule.validators.iter().all(|v| v.check(value))
+    rule.validators
+        .iter()
+        .find(|v| !v.check(value))
+        .map(|v| format!("validator `{}` failed", v.name()))
 }
 
 /// The candidate's score, or `None` if context is required and missing or it stays below
@@ -535,38 +805,35 @@ fn field_ctx_hit(
     buf: &mut String,
     ready: &mut bool,
     ctx: &FieldCtx<'_>,
-) -> bool {
+) -> Option<usize> {
     render_ctx(buf, ready, ctx);
     hotword_in(c, buf, 0, buf.len(), None)
 }
 
-/// Whether a hotword occurs in `text[start..end]` on word boundaries, not overlapping `exclude`.
+/// The first hotword (its index) occurring in `text[start..end]` on word boundaries, not
+/// overlapping `exclude`.
 fn hotword_in(
     c: &CompiledContext,
     text: &str,
     start: usize,
     end: usize,
     exclude: Option<(usize, usize)>,
-) -> bool {
-    let Some(hay) = text.get(start..end) else {
-        return false;
-    };
-    let Ok(iter) = c.words.try_find_overlapping_iter(hay) else {
-        return false;
-    };
+) -> Option<usize> {
+    let hay = text.get(start..end)?;
+    let iter = c.words.try_find_overlapping_iter(hay).ok()?;
     for m in iter {
         let (hs, he) = (start + m.start(), start + m.end());
         if exclude.is_some_and(|(vs, ve)| hs < ve && he > vs) {
             continue;
         }
         if word_boundaries(text, hs, he) {
-            return true;
+            return Some(m.pattern().as_usize());
         }
     }
-    false
+    None
 }
 
-fn window_hit(c: &CompiledContext, text: &str, vs: usize, ve: usize) -> bool {
+fn window_hit(c: &CompiledContext, text: &str, vs: usize, ve: usize) -> Option<usize> {
     let ws = chars_back(text, vs, c.window_before);
     let we = chars_forward(text, ve, c.window_after);
     hotword_in(c, text, ws, we, Some((vs, ve)))
@@ -751,16 +1018,22 @@ mod tests {
                 start: 0,
                 end: 10,
                 score: 0.5,
+                pattern: 0,
+                context: None,
             },
             Candidate {
                 start: 2,
                 end: 8,
                 score: 0.9,
+                pattern: 0,
+                context: None,
             },
             Candidate {
                 start: 20,
                 end: 25,
                 score: 0.6,
+                pattern: 0,
+                context: None,
             },
         ];
         let best = best_per_cluster(&mut c);

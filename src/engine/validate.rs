@@ -85,6 +85,14 @@ impl Validator {
     }
 
     /// Comma-separated list of valid names, for error messages.
+    /// The name used in YAML.
+    pub(crate) fn name(self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("?", |(n, _)| n)
+    }
+
     pub(crate) fn names() -> String {
         NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
     }
