@@ -398,8 +398,31 @@ pub(crate) struct CompiledRule {
     /// No segment with fewer ASCII digits can produce a finding (derived from validators).
     pub(crate) min_digits: usize,
     pub(crate) exceptions: Vec<Exception>,
+    /// `require_encrypted`: values at the rule's `where` fields must be ciphertext.
+    pub(crate) encryption: Option<EncryptionReq>,
     tests: Vec<InlineTest>,
 }
+
+/// What `require_encrypted` accepts.
+#[derive(Debug, Clone)]
+pub(crate) struct EncryptionReq {
+    /// Accepted envelope formats (`jwe`, `pgp`, `age`, `vault`, `sops`, `aws-esdk`, `tink`);
+    /// empty = any.
+    pub(crate) formats: Vec<String>,
+    /// Accepted JWE `enc` values; empty = any.
+    pub(crate) enc: Vec<String>,
+}
+
+impl EncryptionReq {
+    /// Whether a value of this envelope format and JWE `enc` satisfies the requirement.
+    pub(crate) fn accepts(&self, format: &str, enc: Option<&str>) -> bool {
+        (self.formats.is_empty() || self.formats.iter().any(|f| f == format))
+            && (self.enc.is_empty() || enc.is_some_and(|e| self.enc.iter().any(|x| x == e)))
+    }
+}
+
+/// Envelope formats the classifier recognises.
+const ENCRYPTION_FORMATS: &[&str] = &["jwe", "pgp", "age", "vault", "sops", "aws-esdk", "tink"];
 
 #[derive(Debug)]
 struct InlineTest {
@@ -839,7 +862,8 @@ struct RawRule {
     mode: Mode,
     #[serde(default)]
     keywords: Vec<Spanned<String>>,
-    patterns: Spanned<Vec<Spanned<RawPattern>>>,
+    #[serde(default)]
+    patterns: Option<Spanned<Vec<Spanned<RawPattern>>>>,
     #[serde(default)]
     validators: Vec<Spanned<String>>,
     #[serde(default)]
@@ -850,11 +874,22 @@ struct RawRule {
     scope: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     exceptions: Vec<Spanned<RawException>>,
+    #[serde(default)]
+    require_encrypted: Option<Spanned<RawEncryption>>,
     /// Replace the rule with the same id from an earlier rule directory.
     #[serde(default, rename = "override")]
     override_rule: bool,
     #[serde(default)]
     tests: Option<RawTests>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    #[serde(default)]
+    formats: Vec<Spanned<String>>,
+    #[serde(default)]
+    enc: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1399,16 +1434,16 @@ fn compile_rule(
             "id must match ^[a-z0-9][a-z0-9-]{1,63}$ (lowercase letters, digits, hyphens)",
         ));
     }
-    if raw.patterns.value.is_empty() {
-        return Err(err_at(
-            file,
-            &raw.patterns,
-            f("patterns"),
-            "a rule needs at least one pattern",
-        ));
+    let raw_patterns: &[Spanned<RawPattern>] = raw.patterns.as_ref().map_or(&[], |p| &p.value);
+    if raw_patterns.is_empty() && raw.require_encrypted.is_none() {
+        let msg = "a rule needs at least one pattern (or `require_encrypted`)";
+        return Err(match &raw.patterns {
+            Some(p) => err_at(file, p, f("patterns"), msg),
+            None => SourceError::new(file, line, location_col(line), f("patterns"), msg),
+        });
     }
-    let mut patterns = Vec::with_capacity(raw.patterns.value.len());
-    for (j, p) in raw.patterns.value.iter().enumerate() {
+    let mut patterns = Vec::with_capacity(raw_patterns.len());
+    for (j, p) in raw_patterns.iter().enumerate() {
         patterns.push(compile_pattern(file, &f(&format!("patterns[{j}]")), p)?);
     }
     let mut validators = Vec::new();
@@ -1454,7 +1489,7 @@ fn compile_rule(
             None => p.score,
         })
         .fold(0.0f32, f32::max);
-    if best + 1e-6 < min_score {
+    if !patterns.is_empty() && best + 1e-6 < min_score {
         return Err(SourceError::new(
             file,
             line,
@@ -1480,6 +1515,40 @@ fn compile_rule(
         keywords.push(kw.to_ascii_lowercase());
     }
     let scope = compile_scope(file, &f("where"), &raw.scope)?;
+    let encryption = match &raw.require_encrypted {
+        None => None,
+        Some(req) => {
+            if scope.fields.is_empty() {
+                return Err(err_at(
+                    file,
+                    req,
+                    f("require_encrypted"),
+                    "`require_encrypted` needs field selectors in `where` (json:, fhir:, hl7:, \
+                     form:, multipart:) naming the fields that must be encrypted",
+                ));
+            }
+            let mut formats = Vec::new();
+            for (k, fm) in req.value.formats.iter().enumerate() {
+                let v = fm.value.trim().to_ascii_lowercase();
+                if !ENCRYPTION_FORMATS.contains(&v.as_str()) {
+                    return Err(err_at(
+                        file,
+                        fm,
+                        f(&format!("require_encrypted.formats[{k}]")),
+                        format!(
+                            "unknown format `{v}`; known formats: {}",
+                            ENCRYPTION_FORMATS.join(", ")
+                        ),
+                    ));
+                }
+                formats.push(v);
+            }
+            Some(EncryptionReq {
+                formats,
+                enc: req.value.enc.iter().map(|e| e.trim().to_string()).collect(),
+            })
+        }
+    };
     let mut exceptions = Vec::new();
     for (j, e) in raw.exceptions.iter().enumerate() {
         exceptions.push(compile_exception(file, &f(&format!("exceptions[{j}]")), e)?);
@@ -1522,6 +1591,7 @@ fn compile_rule(
         has_keywords: !keywords.is_empty(),
         min_digits,
         exceptions,
+        encryption,
         tests,
     };
     Ok((info, compiled, keywords))

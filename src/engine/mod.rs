@@ -15,9 +15,12 @@
 mod carrier;
 mod classify;
 mod decode;
+mod hl7;
 mod normalize;
 mod scan;
 pub(crate) mod validate;
+
+pub use classify::{classify_value, ValueClass};
 
 #[cfg(test)]
 mod tests;
@@ -27,7 +30,7 @@ use std::sync::Arc;
 use crate::policy::Mode;
 use crate::rules::{Category, RuleSet, Severity};
 
-use carrier::{media_type, scan_form, scan_header, scan_payload, Base};
+use carrier::{ct_param, media_type, scan_form, scan_header, scan_payload, Base};
 use scan::{FieldCtx, Loc, PartKind, Scanner, Segment};
 
 /// Scans request parts against a shared, immutable [`RuleSet`].
@@ -156,8 +159,6 @@ pub struct Scan {
     pub findings: Vec<Finding>,
     /// Locations of values classified as encrypted (JWE, PGP, age, …) and their format.
     pub encrypted: Vec<String>,
-    /// Locations that a rule requires to be encrypted but were not (see `require_encrypted`).
-    pub unencrypted: Vec<Finding>,
     /// Candidates that matched a pattern but did not become findings (only with
     /// [`ScanOptions::explain`]).
     pub near_misses: Vec<NearMiss>,
@@ -327,10 +328,12 @@ pub(crate) fn scan_rules(
             let mut sc = new(PartKind::Body(content_type));
             if sc.active() {
                 let (media, charset) = media_type(content_type);
+                let boundary = ct_param(content_type, "boundary");
                 let base = Base {
                     json_prefix: "body:",
                     text_base: "body",
                     form_prefix: "body:form:",
+                    boundary: boundary.as_deref(),
                 };
                 scan_payload(
                     &mut sc,
