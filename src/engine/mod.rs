@@ -16,6 +16,7 @@ mod carrier;
 mod classify;
 mod decode;
 mod hl7;
+pub mod http;
 mod normalize;
 mod scan;
 pub(crate) mod validate;
@@ -69,6 +70,51 @@ impl Engine {
     ) -> Result<Scan, InspectError> {
         scan_rules(&self.rules, part, limits, None, options)
     }
+}
+
+impl Engine {
+    /// Scans every part of a raw request the way the proxy does: the URL path, the query
+    /// string, each header and the body (with its Content-Type and Content-Encoding). Findings
+    /// of all parts are concatenated in that order.
+    pub fn scan_request(
+        &self,
+        req: &http::RawRequest,
+        limits: &Limits,
+        options: &ScanOptions<'_>,
+    ) -> Result<Scan, InspectError> {
+        scan_request_rules(&self.rules, req, limits, options)
+    }
+}
+
+/// [`Engine::scan_request`] over a rule set.
+pub(crate) fn scan_request_rules(
+    rules: &RuleSet,
+    req: &http::RawRequest,
+    limits: &Limits,
+    options: &ScanOptions<'_>,
+) -> Result<Scan, InspectError> {
+    let mut out = Scan::default();
+    let mut add = |s: Scan| {
+        out.findings.extend(s.findings);
+        out.encrypted.extend(s.encrypted);
+        out.near_misses.extend(s.near_misses);
+    };
+    let scan = |part: &Part<'_>| scan_rules(rules, part, limits, None, options);
+    add(scan(&Part::Path(&req.path))?);
+    if let Some(q) = &req.query {
+        add(scan(&Part::Query(q))?);
+    }
+    for (name, value) in &req.headers {
+        add(scan(&Part::Header { name, value })?);
+    }
+    if !req.body.is_empty() {
+        add(scan(&Part::Body {
+            content_type: req.header("content-type"),
+            content_encoding: req.header("content-encoding"),
+            bytes: &req.body,
+        })?);
+    }
+    Ok(out)
 }
 
 /// Per-request facts that narrow which rules apply.

@@ -12,5 +12,6 @@ mod limits;
 mod metrics;
 mod monitor;
 mod phi;
+mod scan;
 mod tls;
 mod upstream;
