@@ -66,6 +66,9 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawRules {
     dir: Spanned<PathBuf>,
+    /// Site rule directories layered over `dir`, in order (override or disable by id).
+    #[serde(default)]
+    overlays: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +195,8 @@ pub struct GatewayConfig {
     pub admin: Option<SocketAddr>,
     /// Directory holding the rule files.
     pub rules_dir: PathBuf,
+    /// Site rule directories layered over `rules_dir` (`rules.overlays`).
+    pub rules_overlays: Vec<PathBuf>,
     /// Process settings handed to pingora.
     pub server: Server,
     /// Operational logging.
@@ -326,6 +331,13 @@ pub struct Route {
 }
 
 impl GatewayConfig {
+    /// The rule directories in load order: `rules.dir`, then each of `rules.overlays`.
+    pub fn rule_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.rules_dir.clone())
+            .chain(self.rules_overlays.iter().cloned())
+            .collect()
+    }
+
     /// The first route matching `host` (any case, port ignored) and `path`.
     ///
     /// `path` is the raw request path; matching uses [`routing_path`], so an encoded or
@@ -709,6 +721,7 @@ fn validate(file: &Path, base: &Path, raw: RawConfig) -> Result<GatewayConfig, S
         listen,
         admin,
         rules_dir: resolve(&raw.rules.dir.value),
+        rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
         server,
         logging,
         limits,

@@ -343,6 +343,9 @@ pub(crate) struct Scope {
     /// Field selectors that narrow body scanning (`json:`, `fhir:`, `hl7:`, `form:`,
     /// `multipart:` globs); empty = the whole body.
     pub(crate) fields: Vec<String>,
+    /// Whether some field selector needs the rendered location (`json:`, `form:`, …) rather
+    /// than the structural address (`fhir:`, `hl7:`).
+    pub(crate) needs_addr: bool,
     /// Content-type globs (lowercase essence) the body must have; empty = any.
     pub(crate) content_types: Vec<String>,
     /// Route-name globs; empty = every route.
@@ -1503,6 +1506,10 @@ fn compile_scope(
         }
         parts = true;
     }
+    scope.needs_addr = scope
+        .fields
+        .iter()
+        .any(|f| !f.starts_with("fhir:") && !f.starts_with("hl7:"));
     if !scope.fields.is_empty() {
         // Field selectors address the body.
         scope.body = true;
@@ -1879,6 +1886,17 @@ mod tests {
         );
         assert_eq!(set.digest().len(), 64);
         assert_eq!(set.get("us-ssn").map(|r| r.category), Some(Category::G));
+        assert!(set.lint().is_empty(), "{:?}", set.lint());
+        // The bar for the default pack: at least 3 positive and 3 negative examples.
+        for (info, rule) in set.infos.iter().zip(&set.compiled) {
+            let pos = rule.tests.iter().filter(|t| t.expect_match).count();
+            let neg = rule.tests.len() - pos;
+            assert!(
+                pos >= 3 && neg >= 3,
+                "{}: {pos} match / {neg} no_match",
+                info.id
+            );
+        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub struct Prepared {
 
 /// Loads rules, certificate and upstream CAs for `config` without binding anything.
 pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
-    let rules = RuleSet::load_dir(&config.rules_dir)?;
+    let rules = RuleSet::load_dirs(&config.rule_dirs())?;
     crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
     let cert = crate::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;

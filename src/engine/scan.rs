@@ -241,7 +241,8 @@ impl<'r> Scanner<'r> {
                         PartKind::Query => rule.scope.query,
                         PartKind::Body(ct) => rule.scope.body && rule.scope.content_type(ct),
                         PartKind::Header(name) => rule.scope.header(name),
-                        PartKind::Text => true,
+                        // Field selectors need structure; free text has none.
+                        PartKind::Text => rule.scope.fields.is_empty(),
                     }
             })
             .map(|(i, _)| i)
@@ -526,13 +527,19 @@ impl<'r> Scanner<'r> {
                 continue;
             }
             if self.narrowable && !rule.scope.fields.is_empty() {
-                let a = addr.get_or_insert_with(|| seg.loc.address());
-                if !rule
-                    .scope
-                    .fields
-                    .iter()
-                    .any(|f| selector_matches(f, a.as_deref(), seg.sel))
-                {
+                // `fhir:`/`hl7:` selectors only need the borrowed structural address; the
+                // rendered location (an allocation) only when `json:`/`form:`/… are used.
+                let hit = if rule.scope.needs_addr {
+                    let a = addr.get_or_insert_with(|| seg.loc.address());
+                    rule.scope
+                        .fields
+                        .iter()
+                        .any(|f| selector_matches(f, a.as_deref(), seg.sel))
+                } else {
+                    seg.sel
+                        .is_some_and(|s| rule.scope.fields.iter().any(|f| glob_match(f, s)))
+                };
+                if !hit {
                     continue;
                 }
             }
