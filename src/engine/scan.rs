@@ -325,10 +325,20 @@ impl<'r> Scanner<'r> {
         self.ctx_ready = false;
         self.variant(seg, seg.text, None, seg.chain);
         if has_percent_escape(seg.text) {
-            let (decoded, map) = percent_decode(seg.text);
+            let (mut decoded, map) = percent_decode(seg.text);
             let mut chain = seg.chain.to_vec();
             chain.push("percent");
             self.variant(seg, &decoded, Some(&map), &chain);
+            // Double (and triple) encoding: `%2535` → `%35` → `5`. Offsets of later rounds
+            // are mapped through the first round only (approximate, never out of range).
+            for _ in 0..2 {
+                if !has_percent_escape(&decoded) {
+                    break;
+                }
+                decoded = percent_decode(&decoded).0;
+                chain.push("percent");
+                self.variant(seg, &decoded, Some(&OffsetMap::constant(0)), &chain);
+            }
         }
         if has_entity(seg.text) {
             let (decoded, map) = xml_entity_decode(seg.text);

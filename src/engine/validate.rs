@@ -509,7 +509,7 @@ fn mbi_alpha(c: u8) -> bool {
 fn mbi(value: &str) -> bool {
     let mut chars = [0u8; 11];
     let mut n = 0;
-    for b in value.bytes().filter(|b| *b != b'-' && *b != b' ') {
+    for b in value.bytes().filter(|b| !matches!(b, b'-' | b' ' | b'.')) {
         match chars.get_mut(n) {
             Some(slot) => *slot = b,
             None => return false,
