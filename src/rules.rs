@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -568,7 +568,18 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
+    /// a segment runs one set match, then only the rules with a pattern that matched.
+    prefilter: Option<Prefilter>,
     digest: String,
+}
+
+/// The multi-pattern prefilter and, per rule, the indices of its patterns in the set.
+pub(crate) struct Prefilter {
+    pub(crate) set: RegexSet,
+    /// `by_rule[r]` = set indices of rule `r`'s patterns, or `None` if the rule is not in the
+    /// set (field-selector rules, which are gated by structure instead).
+    pub(crate) by_rule: Vec<Option<Vec<usize>>>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -614,6 +625,7 @@ impl RuleSet {
             compiled: Vec::new(),
             index: HashMap::new(),
             keywords: None,
+            prefilter: None,
             digest: digest(&all),
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
@@ -747,6 +759,7 @@ impl RuleSet {
                 })?;
             set.keywords = Some((ac, keyword_owner));
         }
+        set.prefilter = build_prefilter(&set.compiled);
         Ok(set)
     }
 
@@ -972,9 +985,38 @@ impl RuleSet {
         &self.infos
     }
 
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
+    }
+
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
     }
+}
+
+/// Builds the pattern prefilter. Patterns that would make the combined automaton too big are
+/// left out (their rules then run unfiltered), so the set never changes what is found.
+fn build_prefilter(rules: &[CompiledRule]) -> Option<Prefilter> {
+    let mut sources = Vec::new();
+    let mut by_rule = Vec::with_capacity(rules.len());
+    for rule in rules {
+        if !rule.scope.fields.is_empty() || rule.patterns.is_empty() {
+            by_rule.push(None);
+            continue;
+        }
+        let idx: Vec<usize> = (sources.len()..sources.len() + rule.patterns.len()).collect();
+        sources.extend(rule.patterns.iter().map(|p| p.regex.as_str().to_string()));
+        by_rule.push(Some(idx));
+    }
+    if sources.is_empty() {
+        return None;
+    }
+    let set = RegexSetBuilder::new(&sources)
+        .size_limit(32 << 20)
+        .dfa_size_limit(32 << 20)
+        .build()
+        .ok()?;
+    Some(Prefilter { set, by_rule })
 }
 
 /// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name.

@@ -196,6 +196,8 @@ pub(crate) struct Scanner<'r> {
     narrowable: bool,
     depth: usize,
     near: Vec<NearMiss>,
+    /// Whether any eligible rule has `require_encrypted`.
+    any_encryption: bool,
     /// Rules evaluated for this part, in load order.
     eligible: Vec<usize>,
     /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
@@ -267,6 +269,10 @@ impl<'r> Scanner<'r> {
             route: route.map(str::to_string),
             explain: options.explain,
             narrowable: matches!(part, PartKind::Body(_)),
+            any_encryption: eligible
+                .iter()
+                .filter_map(|&i| rules.compiled().get(i))
+                .any(|r| r.encryption.is_some()),
             depth: 0,
             near: Vec::new(),
             eligible,
@@ -362,11 +368,14 @@ impl<'r> Scanner<'r> {
         value: &str,
         chain: &[&'static str],
     ) {
-        if !self.narrowable {
+        if !self.narrowable || !self.any_encryption {
             return;
         }
         let rules = self.rules;
         let mut addr: Option<Option<String>> = None;
+        // One multi-pattern pass decides which rules' regexes can match at all.
+        let mut set_hits: Option<regex::SetMatches> = None;
+        let prefilter = rules.prefilter();
         for slot in 0..self.eligible.len() {
             let Some(&ri) = self.eligible.get(slot) else {
                 continue;
@@ -523,6 +532,9 @@ impl<'r> Scanner<'r> {
             self.keyword_prefilter(text, &seg.ctx);
         }
         let mut addr: Option<Option<String>> = None;
+        // One multi-pattern pass decides which rules' regexes can match at all.
+        let mut set_hits: Option<regex::SetMatches> = None;
+        let prefilter = rules.prefilter();
         for slot in 0..self.eligible.len() {
             let Some(&ri) = self.eligible.get(slot) else {
                 continue;
@@ -535,6 +547,14 @@ impl<'r> Scanner<'r> {
                 || (rule.has_keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
             {
                 continue;
+            }
+            if let Some(pf) = prefilter {
+                if let Some(Some(idx)) = pf.by_rule.get(ri) {
+                    let hits = set_hits.get_or_insert_with(|| pf.set.matches(text));
+                    if !idx.iter().any(|&k| hits.matched(k)) {
+                        continue;
+                    }
+                }
             }
             if self.narrowable && !rule.scope.fields.is_empty() {
                 // `fhir:`/`hl7:` selectors only need the borrowed structural address; the

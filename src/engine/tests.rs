@@ -499,13 +499,17 @@ fn locations_never_contain_the_value() {
 
 #[test]
 fn fhir_npi_identifier() {
-    let patient = r#"{"resourceType":"Practitioner","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":[{"family":"Test"}]}"#;
-    let s = body(Some("application/fhir+json"), None, patient.as_bytes()).expect("scans");
+    let coverage = r#"{"resourceType":"Coverage","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}]}"#;
+    let s = body(Some("application/fhir+json"), None, coverage.as_bytes()).expect("scans");
     assert!(
         has(&s, "us-npi", "body:/identifier/0/value", "json"),
         "{:?}",
         hits(&s)
     );
+    // A provider's own NPI in a Practitioner resource is excepted (business data).
+    let practitioner = coverage.replace("Coverage", "Practitioner");
+    let s = body(Some("application/fhir+json"), None, practitioner.as_bytes()).expect("scans");
+    assert_eq!(rule_hits(&s, "us-npi"), 0, "{:?}", hits(&s));
     // Same number without provider context: not an NPI finding.
     let s = json(r#"{"resourceType":"Observation","id":"1234567893"}"#);
     assert_eq!(rule_hits(&s, "us-npi"), 0, "{:?}", hits(&s));
