@@ -869,6 +869,25 @@ routes:
     }
 
     #[test]
+    fn rule_overlays_are_layered_after_the_base_directory() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.rule_dirs(), vec![PathBuf::from("/etc/gw/rules")]);
+        let text = MINIMAL.replace(
+            "  dir: rules\n",
+            "  dir: rules\n  overlays: [site, /opt/more]\n",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.rule_dirs(),
+            vec![
+                PathBuf::from("/etc/gw/rules"),
+                PathBuf::from("/etc/gw/site"),
+                PathBuf::from("/opt/more")
+            ]
+        );
+    }
+
+    #[test]
     fn typo_names_line_and_field() {
         let text = MINIMAL.replace(
             "    upstream: ehr\n",

@@ -396,6 +396,25 @@ pub(crate) struct Exception {
 /// Glob match where `*` matches any run of characters (including none) and everything else
 /// matches itself. Linear in practice; used for routes, content types and field selectors.
 pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    // Fast paths (this runs for every structural rule on every FHIR value): no `*` is plain
+    // equality; otherwise the literal prefix and suffix must match, and one `*` is then enough.
+    let Some(first) = pattern.find('*') else {
+        return pattern == text;
+    };
+    let last = pattern.rfind('*').unwrap_or(first);
+    let (prefix, suffix) = (
+        pattern.get(..first).unwrap_or(""),
+        pattern.get(last + 1..).unwrap_or(""),
+    );
+    if text.len() < prefix.len() + suffix.len()
+        || !text.starts_with(prefix)
+        || !text.ends_with(suffix)
+    {
+        return false;
+    }
+    if first == last {
+        return true;
+    }
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
@@ -1942,6 +1961,81 @@ mod tests {
     }
 
     #[test]
+    fn globs() {
+        for (p, t, want) in [
+            (
+                "fhir:*.identifier.value",
+                "fhir:Patient.identifier.value",
+                true,
+            ),
+            (
+                "fhir:*.identifier.value",
+                "fhir:Patient.identifier.system",
+                false,
+            ),
+            ("fhir:Patient.name.*", "fhir:Patient.name.given", true),
+            ("fhir:Patient.name.*", "fhir:Patient.birthDate", false),
+            ("provider-*", "provider-directory", true),
+            ("provider-*", "ehr", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxcyyb", false),
+            ("a*b*c", "abc", true),
+            ("*", "", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*a", "a", false),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    /// rules/schema.json (for editors) must list exactly what the loader accepts.
+    #[test]
+    fn json_schema_matches_the_loader() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/schema.json");
+        let text = std::fs::read_to_string(path).expect("schema");
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let rule = &schema["$defs"]["rule"]["properties"];
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let validators = strings(&rule["validators"]["items"]["enum"]);
+        assert_eq!(validators.join(", "), Validator::names());
+        let formats = strings(&rule["require_encrypted"]["properties"]["formats"]["items"]["enum"]);
+        assert_eq!(formats, ENCRYPTION_FORMATS);
+        let categories = strings(&rule["category"]["enum"]);
+        assert_eq!(categories.len(), 18);
+        let mut keys: Vec<&String> = rule.as_object().expect("properties").keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "category",
+                "context",
+                "description",
+                "exceptions",
+                "id",
+                "keywords",
+                "min_score",
+                "mode",
+                "override",
+                "patterns",
+                "require_encrypted",
+                "severity",
+                "tests",
+                "validators",
+                "where"
+            ]
+        );
+    }
+
+    #[test]
     fn minimal_rule_and_metadata() {
         let set = load(MINIMAL).expect("loads");
         assert_eq!(set.len(), 1);
@@ -2082,7 +2176,14 @@ mod tests {
         let doc =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
                 .expect("docs/rules.md");
-        let start = doc.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+        // The "Complete example" section's block.
+        let section = doc.find("## Complete example").expect("section");
+        let start = section
+            + doc
+                .get(section..)
+                .and_then(|d| d.find("```yaml\n"))
+                .expect("yaml block")
+            + "```yaml\n".len();
         let len = doc
             .get(start..)
             .and_then(|r| r.find("```"))
@@ -2090,6 +2191,34 @@ mod tests {
         let yaml = doc.get(start..start + len).expect("block");
         let set = load(yaml).expect("docs example loads");
         assert!(set.run_inline_tests().is_empty());
+    }
+
+    /// The layering and `require_encrypted` examples of docs/rules.md load as written.
+    #[test]
+    fn docs_layering_and_encryption_examples_load() {
+        let doc =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+                .expect("docs/rules.md");
+        let block_after = |heading: &str| -> String {
+            let at = doc.find(heading).expect("heading");
+            let rest = doc.get(at..).unwrap_or("");
+            let start = rest.find("```yaml\n").expect("block") + "```yaml\n".len();
+            let len = rest.get(start..).and_then(|r| r.find("```")).expect("end");
+            rest.get(start..start + len).unwrap_or("").to_string()
+        };
+        let base = read_dir_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
+            .expect("default pack");
+        let site = vec![(PathBuf::from("site/site.yaml"), block_after("## Layering"))];
+        let set = RuleSet::from_layers(&[base, site]).expect("layered example loads");
+        assert_eq!(set.get("us-phone").map(|r| r.mode), Some(Mode::Off));
+        assert_eq!(
+            set.get("fhir-patient-name").map(|r| r.mode),
+            Some(Mode::Enforce)
+        );
+        assert!(set.run_inline_tests().is_empty());
+        let enc = block_after("### Encrypted fields");
+        let set = load(&format!("rules:\n{enc}")).expect("encryption example loads");
+        assert_eq!(set.len(), 1);
     }
 
     #[test]

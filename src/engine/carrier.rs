@@ -301,6 +301,13 @@ pub(crate) fn scan_payload(
     );
     if media == Media::Json || looks_json {
         if let Ok(node) = parse_json(text) {
+            if chain
+                .iter()
+                .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd"))
+            {
+                // A top-level body: its plain JSON segments are substrings of `text`.
+                sc.body_keywords(text.as_bytes());
+            }
             chain.push("json");
             let mut walker = Walker {
                 sc,

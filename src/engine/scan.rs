@@ -198,6 +198,9 @@ pub(crate) struct Scanner<'r> {
     near: Vec<NearMiss>,
     /// Whether any eligible rule has `require_encrypted`.
     any_encryption: bool,
+    /// Per rule: whether one of its keywords occurs anywhere in the raw body. Only set when
+    /// every plain segment is a verbatim substring of the body (see [`Scanner::body_keywords`]).
+    kw_in_body: Option<Vec<bool>>,
     /// Rules evaluated for this part, in load order.
     eligible: Vec<usize>,
     /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
@@ -275,6 +278,7 @@ impl<'r> Scanner<'r> {
                 .any(|r| r.encryption.is_some()),
             depth: 0,
             near: Vec::new(),
+            kw_in_body: None,
             eligible,
             slots,
             any_keywords,
@@ -373,9 +377,6 @@ impl<'r> Scanner<'r> {
         }
         let rules = self.rules;
         let mut addr: Option<Option<String>> = None;
-        // One multi-pattern pass decides which rules' regexes can match at all.
-        let mut set_hits: Option<regex::SetMatches> = None;
-        let prefilter = rules.prefilter();
         for slot in 0..self.eligible.len() {
             let Some(&ri) = self.eligible.get(slot) else {
                 continue;
@@ -471,6 +472,33 @@ impl<'r> Scanner<'r> {
         }
     }
 
+    /// One keyword pass over a whole JSON body. When the body is plain ASCII JSON without
+    /// escapes, every segment the JSON carrier produces (keys, strings, numbers, field
+    /// context) is a verbatim substring of it, so a rule whose keywords occur nowhere in the
+    /// body cannot pass the keyword filter in any plain segment: the per-segment keyword pass is
+    /// skipped for it. Decoded variants (percent, base64, …) still run the per-segment pass.
+    pub(crate) fn body_keywords(&mut self, raw: &[u8]) {
+        let Some((ac, owner)) = self.rules.keyword_automaton() else {
+            return;
+        };
+        if !raw.is_ascii() || raw.contains(&b'\\') {
+            return;
+        }
+        let mut present = vec![false; self.rules.len()];
+        let Ok(iter) = ac.try_find_overlapping_iter(raw) else {
+            return;
+        };
+        for m in iter {
+            if let Some(p) = owner
+                .get(m.pattern().as_usize())
+                .and_then(|&r| present.get_mut(r))
+            {
+                *p = true;
+            }
+        }
+        self.kw_in_body = Some(present);
+    }
+
     /// Marks in `kw_hit` every rule whose keyword occurs in the text or the field context.
     fn keyword_prefilter(&mut self, text: &str, ctx: &FieldCtx<'_>) {
         let Some((ac, owner)) = self.rules.keyword_automaton() else {
@@ -521,15 +549,30 @@ impl<'r> Scanner<'r> {
         let text: &str = &text;
         let digits = text.bytes().filter(u8::is_ascii_digit).count();
         let rules = self.rules;
+        // Plain JSON segments of a body whose keywords were counted once (body_keywords).
+        let body_kw = match &self.kw_in_body {
+            Some(present)
+                if pmap.is_none()
+                    && chain
+                        .iter()
+                        .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd" | "json")) =>
+            {
+                Some(present)
+            }
+            _ => None,
+        };
         let needs_keywords = self.any_keywords
             && self.eligible.iter().any(|&i| {
-                rules
-                    .compiled()
-                    .get(i)
-                    .is_some_and(|r| r.has_keywords && digits >= r.min_digits)
+                rules.compiled().get(i).is_some_and(|r| {
+                    r.has_keywords
+                        && digits >= r.min_digits
+                        && body_kw.is_none_or(|p| p.get(i).copied().unwrap_or(true))
+                })
             });
         if needs_keywords {
             self.keyword_prefilter(text, &seg.ctx);
+        } else if self.any_keywords {
+            self.kw_hit.iter_mut().for_each(|h| *h = false);
         }
         let mut addr: Option<Option<String>> = None;
         // One multi-pattern pass decides which rules' regexes can match at all.
