@@ -169,6 +169,14 @@ pub(crate) struct Segment<'s> {
     pub(crate) sel: Option<&'s str>,
 }
 
+impl Segment<'_> {
+    /// Whether the location has an address for `json:`/`form:`/… selectors (free text has
+    /// none).
+    fn loc_addressable(&self) -> bool {
+        !matches!(self.loc, Loc::Offset(_))
+    }
+}
+
 /// Whether a selector (`json:/a/*/b`, `fhir:Patient.name.*`, `hl7:PID-19`, `form:ssn`) matches
 /// the segment.
 fn selector_matches(selector: &str, addr: Option<&str>, sel: Option<&str>) -> bool {
@@ -186,6 +194,17 @@ struct Candidate {
     context: Option<(usize, &'static str)>,
 }
 
+/// Per-slot summary of an eligible rule.
+#[derive(Debug, Clone, Copy)]
+struct Quick {
+    rule: usize,
+    min_digits: usize,
+    keywords: bool,
+    structural: bool,
+    /// Structural with `json:`/`form:`/… selectors (needs the rendered location).
+    needs_addr: bool,
+}
+
 /// Per-request scanning state. Not shared between requests.
 pub(crate) struct Scanner<'r> {
     rules: &'r RuleSet,
@@ -201,8 +220,21 @@ pub(crate) struct Scanner<'r> {
     /// Per rule: whether one of its keywords occurs anywhere in the raw body. Only set when
     /// every plain segment is a verbatim substring of the body (see [`Scanner::body_keywords`]).
     kw_in_body: Option<Vec<bool>>,
+    /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
+    /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
+    /// one hash lookup.
+    sel_cache: HashMap<String, Vec<bool>>,
     /// Rules evaluated for this part, in load order.
     eligible: Vec<usize>,
+    /// Per eligible slot, the facts the per-segment loop checks first (kept contiguous so the
+    /// common "nothing to do" case never touches the large compiled rules).
+    quick: Vec<Quick>,
+    /// Fewest digits any keyword-free, selector-free eligible rule needs (`usize::MAX`: none).
+    min_plain_digits: usize,
+    /// Whether some eligible rule has field selectors.
+    any_structural: bool,
+    /// Whether some eligible rule has `json:`/`form:`/… field selectors.
+    any_structural_addr: bool,
     /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
     slots: Vec<Vec<CaptureLocations>>,
     any_keywords: bool,
@@ -266,7 +298,31 @@ impl<'r> Scanner<'r> {
             .iter()
             .filter_map(|&i| rules.compiled().get(i))
             .any(|r| r.has_keywords);
+        let quick: Vec<Quick> = eligible
+            .iter()
+            .filter_map(|&i| {
+                rules.compiled().get(i).map(|r| Quick {
+                    rule: i,
+                    min_digits: r.min_digits,
+                    keywords: r.has_keywords,
+                    structural: !r.scope.fields.is_empty(),
+                    needs_addr: r.scope.needs_addr,
+                })
+            })
+            .collect();
+        let min_plain_digits = quick
+            .iter()
+            .filter(|q| !q.keywords && !q.structural)
+            .map(|q| q.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        let any_structural = quick.iter().any(|q| q.structural);
+        let any_structural_addr = quick.iter().any(|q| q.structural && q.needs_addr);
         Scanner {
+            any_structural_addr,
+            quick,
+            min_plain_digits,
+            any_structural,
             rules,
             limits,
             route: route.map(str::to_string),
@@ -279,6 +335,7 @@ impl<'r> Scanner<'r> {
             depth: 0,
             near: Vec::new(),
             kw_in_body: None,
+            sel_cache: HashMap::new(),
             eligible,
             slots,
             any_keywords,
@@ -562,13 +619,19 @@ impl<'r> Scanner<'r> {
             _ => None,
         };
         let needs_keywords = self.any_keywords
-            && self.eligible.iter().any(|&i| {
-                rules.compiled().get(i).is_some_and(|r| {
-                    r.has_keywords
-                        && digits >= r.min_digits
-                        && body_kw.is_none_or(|p| p.get(i).copied().unwrap_or(true))
-                })
+            && self.quick.iter().any(|q| {
+                q.keywords
+                    && digits >= q.min_digits
+                    && body_kw.is_none_or(|p| p.get(q.rule).copied().unwrap_or(true))
             });
+        // Fast exit for the common case: too few digits for any plain rule, no keyword rule in
+        // play, and no structural rule that could apply here.
+        let structural_possible = self.any_structural
+            && self.narrowable
+            && (seg.sel.is_some() || (self.any_structural_addr && seg.loc_addressable()));
+        if digits < self.min_plain_digits && !needs_keywords && !structural_possible {
+            return;
+        }
         if needs_keywords {
             self.keyword_prefilter(text, &seg.ctx);
         } else if self.any_keywords {
@@ -578,17 +641,24 @@ impl<'r> Scanner<'r> {
         // One multi-pattern pass decides which rules' regexes can match at all.
         let mut set_hits: Option<regex::SetMatches> = None;
         let prefilter = rules.prefilter();
-        for slot in 0..self.eligible.len() {
-            let Some(&ri) = self.eligible.get(slot) else {
+        for slot in 0..self.quick.len() {
+            let Some(&q) = self.quick.get(slot) else {
                 continue;
             };
+            let ri = q.rule;
+            if digits < q.min_digits
+                || (q.keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
+                || (q.structural
+                    && self.narrowable
+                    && seg.sel.is_none()
+                    && !(q.needs_addr && seg.loc_addressable()))
+            {
+                continue;
+            }
             let Some(rule) = rules.compiled().get(ri) else {
                 continue;
             };
-            if digits < rule.min_digits
-                || self.per_rule.get(ri).copied().unwrap_or(0) >= MAX_FINDINGS_PER_RULE
-                || (rule.has_keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
-            {
+            if self.per_rule.get(ri).copied().unwrap_or(0) >= MAX_FINDINGS_PER_RULE {
                 continue;
             }
             if let Some(pf) = prefilter {
@@ -609,8 +679,23 @@ impl<'r> Scanner<'r> {
                         .iter()
                         .any(|f| selector_matches(f, a.as_deref(), seg.sel))
                 } else {
-                    seg.sel
-                        .is_some_and(|s| rule.scope.fields.iter().any(|f| glob_match(f, s)))
+                    match seg.sel {
+                        None => false,
+                        Some(s) => {
+                            if !self.sel_cache.contains_key(s) {
+                                let row = rules
+                                    .compiled()
+                                    .iter()
+                                    .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
+                                    .collect();
+                                self.sel_cache.insert(s.to_string(), row);
+                            }
+                            self.sel_cache
+                                .get(s)
+                                .and_then(|row| row.get(ri).copied())
+                                .unwrap_or(false)
+                        }
+                    }
                 };
                 if !hit {
                     continue;
