@@ -223,7 +223,9 @@ pub(crate) struct Scanner<'r> {
     /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
     /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
     /// one hash lookup.
-    sel_cache: HashMap<String, Vec<bool>>,
+    sel_cache: HashMap<String, usize>,
+    /// Rows of `sel_cache`: per rule, whether its selectors match that address.
+    sel_rows: Vec<Vec<bool>>,
     /// Rules evaluated for this part, in load order.
     eligible: Vec<usize>,
     /// Per eligible slot, the facts the per-segment loop checks first (kept contiguous so the
@@ -336,6 +338,7 @@ impl<'r> Scanner<'r> {
             near: Vec::new(),
             kw_in_body: None,
             sel_cache: HashMap::new(),
+            sel_rows: Vec::new(),
             eligible,
             slots,
             any_keywords,
@@ -415,6 +418,35 @@ impl<'r> Scanner<'r> {
         }
         if self.depth < MAX_VARIANT_DEPTH {
             self.base64_variants(seg);
+        }
+    }
+
+    /// The row of `sel_rows` for a structural address (computed on first sight; at most 4096
+    /// distinct addresses are cached per scan, beyond that rows are recomputed into slot 0 of a
+    /// scratch row).
+    fn sel_row(&mut self, sel: Option<&str>) -> Option<usize> {
+        let s = sel?;
+        if let Some(&i) = self.sel_cache.get(s) {
+            return Some(i);
+        }
+        let row: Vec<bool> = self
+            .rules
+            .compiled()
+            .iter()
+            .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
+            .collect();
+        if self.sel_cache.len() < 4096 {
+            self.sel_rows.push(row);
+            let i = self.sel_rows.len() - 1;
+            self.sel_cache.insert(s.to_string(), i);
+            Some(i)
+        } else {
+            // Scratch row at the end, overwritten each time.
+            if self.sel_rows.len() > self.sel_cache.len() {
+                self.sel_rows.pop();
+            }
+            self.sel_rows.push(row);
+            Some(self.sel_rows.len() - 1)
         }
     }
 
@@ -638,6 +670,8 @@ impl<'r> Scanner<'r> {
             self.kw_hit.iter_mut().for_each(|h| *h = false);
         }
         let mut addr: Option<Option<String>> = None;
+        // The structural address's row in `sel_rows`, looked up once per segment.
+        let mut sel_row: Option<Option<usize>> = None;
         // One multi-pattern pass decides which rules' regexes can match at all.
         let mut set_hits: Option<regex::SetMatches> = None;
         let prefilter = rules.prefilter();
@@ -679,23 +713,10 @@ impl<'r> Scanner<'r> {
                         .iter()
                         .any(|f| selector_matches(f, a.as_deref(), seg.sel))
                 } else {
-                    match seg.sel {
-                        None => false,
-                        Some(s) => {
-                            if !self.sel_cache.contains_key(s) {
-                                let row = rules
-                                    .compiled()
-                                    .iter()
-                                    .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
-                                    .collect();
-                                self.sel_cache.insert(s.to_string(), row);
-                            }
-                            self.sel_cache
-                                .get(s)
-                                .and_then(|row| row.get(ri).copied())
-                                .unwrap_or(false)
-                        }
-                    }
+                    let row = *sel_row.get_or_insert_with(|| self.sel_row(seg.sel));
+                    row.and_then(|r| self.sel_rows.get(r))
+                        .and_then(|r| r.get(ri).copied())
+                        .unwrap_or(false)
                 };
                 if !hit {
                     continue;
