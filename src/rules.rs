@@ -1019,7 +1019,16 @@ fn build_prefilter(rules: &[CompiledRule]) -> Option<Prefilter> {
     let mut sources = Vec::new();
     let mut by_rule = Vec::with_capacity(rules.len());
     for rule in rules {
-        if !rule.scope.fields.is_empty() || rule.patterns.is_empty() {
+        // Anchors and word boundaries depend on what surrounds a segment, so a rule using them
+        // is never ruled out by a match over the whole body: keep it out of the set.
+        let anchored = rule.patterns.iter().any(|p| {
+            let r = p.regex.as_str();
+            r.contains(['^', '$'])
+                || ["\\A", "\\z", "\\b", "\\B", "\\<", "\\>"]
+                    .iter()
+                    .any(|a| r.contains(a))
+        });
+        if !rule.scope.fields.is_empty() || rule.patterns.is_empty() || anchored {
             by_rule.push(None);
             continue;
         }

@@ -220,6 +220,13 @@ pub(crate) struct Scanner<'r> {
     /// Per rule: whether one of its keywords occurs anywhere in the raw body. Only set when
     /// every plain segment is a verbatim substring of the body (see [`Scanner::body_keywords`]).
     kw_in_body: Option<Vec<bool>>,
+    /// Whether any eligible keyword rule has a keyword in the body (when `kw_in_body` is set).
+    kw_any_in_body: bool,
+    /// Per rule: whether one of its patterns matches somewhere in the raw body (plain JSON
+    /// bodies only; rules outside the prefilter count as live).
+    plain_in_body: Option<Vec<bool>>,
+    /// Fewest digits a live plain rule needs (with `plain_in_body`).
+    min_live_plain_digits: usize,
     /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
     /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
     /// one hash lookup.
@@ -337,6 +344,9 @@ impl<'r> Scanner<'r> {
             depth: 0,
             near: Vec::new(),
             kw_in_body: None,
+            kw_any_in_body: true,
+            plain_in_body: None,
+            min_live_plain_digits: 0,
             sel_cache: HashMap::new(),
             sel_rows: Vec::new(),
             eligible,
@@ -389,7 +399,7 @@ impl<'r> Scanner<'r> {
     /// Scans a segment, and once more percent-decoded if it still contains `%XX` escapes
     /// (double encoding, or percent-encoding inside JSON / headers / text).
     pub(crate) fn segment(&mut self, seg: &Segment<'_>) {
-        if !self.active() {
+        if !self.active() || self.trivially_clean(seg) {
             return;
         }
         self.ctx_ready = false;
@@ -567,25 +577,104 @@ impl<'r> Scanner<'r> {
     /// body cannot pass the keyword filter in any plain segment: the per-segment keyword pass is
     /// skipped for it. Decoded variants (percent, base64, …) still run the per-segment pass.
     pub(crate) fn body_keywords(&mut self, raw: &[u8]) {
-        let Some((ac, owner)) = self.rules.keyword_automaton() else {
-            return;
-        };
         if !raw.is_ascii() || raw.contains(&b'\\') {
             return;
         }
         let mut present = vec![false; self.rules.len()];
-        let Ok(iter) = ac.try_find_overlapping_iter(raw) else {
-            return;
-        };
-        for m in iter {
-            if let Some(p) = owner
-                .get(m.pattern().as_usize())
-                .and_then(|&r| present.get_mut(r))
-            {
-                *p = true;
+        if let Some((ac, owner)) = self.rules.keyword_automaton() {
+            let Ok(iter) = ac.try_find_overlapping_iter(raw) else {
+                return;
+            };
+            for m in iter {
+                if let Some(p) = owner
+                    .get(m.pattern().as_usize())
+                    .and_then(|&r| present.get_mut(r))
+                {
+                    *p = true;
+                }
             }
         }
+        self.kw_any_in_body = self
+            .quick
+            .iter()
+            .any(|q| q.keywords && present.get(q.rule).copied().unwrap_or(true));
         self.kw_in_body = Some(present);
+        // Which plain rules' patterns occur anywhere in the body. A JSON number in exponent
+        // form is rendered with more digits than the body shows, so such bodies keep every
+        // rule live.
+        let exponent = raw
+            .windows(2)
+            .any(|w| matches!(w, [a, b'e' | b'E'] if a.is_ascii_digit()));
+        if exponent {
+            return;
+        }
+        let Some(pf) = self.rules.prefilter() else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(raw) else {
+            return;
+        };
+        let hits = pf.set.matches(text);
+        let live: Vec<bool> = pf
+            .by_rule
+            .iter()
+            .map(|idx| match idx {
+                Some(idx) => idx.iter().any(|&k| hits.matched(k)),
+                None => true,
+            })
+            .collect();
+        self.min_live_plain_digits = self
+            .quick
+            .iter()
+            .filter(|q| !q.keywords && !q.structural && live.get(q.rule).copied().unwrap_or(true))
+            .map(|q| q.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        self.plain_in_body = Some(live);
+    }
+
+    /// Whether a raw segment of a plain JSON body can be skipped outright: no structural rule
+    /// applies, no keyword rule is in play, no escape or non-ASCII character that a decoding
+    /// variant could turn into something else, no base64 candidate, and fewer digits than any
+    /// rule still live for this body needs. One pass over the bytes.
+    fn trivially_clean(&self, seg: &Segment<'_>) -> bool {
+        if self.plain_in_body.is_none()
+            || self.kw_any_in_body
+            || !seg
+                .chain
+                .iter()
+                .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd" | "json"))
+        {
+            return false;
+        }
+        if self.any_structural
+            && self.narrowable
+            && (seg.sel.is_some() || (self.any_structural_addr && seg.loc_addressable()))
+        {
+            return false;
+        }
+        let (mut digits, mut run, mut upper, mut other) = (0usize, 0usize, false, false);
+        for &c in seg.text.as_bytes() {
+            if c.is_ascii_digit() {
+                digits += 1;
+            }
+            if c == b'%' || c == b'&' || c >= 0x80 {
+                return false;
+            }
+            if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_') {
+                run += 1;
+                upper |= c.is_ascii_uppercase();
+                other |= c.is_ascii_lowercase() || c.is_ascii_digit();
+                if run >= super::normalize::MIN_BASE64_RUN && upper && other {
+                    return false;
+                }
+            } else {
+                run = 0;
+                upper = false;
+                other = false;
+            }
+        }
+        digits < self.min_live_plain_digits
     }
 
     /// Marks in `kw_hit` every rule whose keyword occurs in the text or the field context.
@@ -656,6 +745,7 @@ impl<'r> Scanner<'r> {
                     && digits >= q.min_digits
                     && body_kw.is_none_or(|p| p.get(q.rule).copied().unwrap_or(true))
             });
+        let plain_segment = body_kw.is_some();
         // Fast exit for the common case: too few digits for any plain rule, no keyword rule in
         // play, and no structural rule that could apply here.
         let structural_possible = self.any_structural
@@ -686,6 +776,16 @@ impl<'r> Scanner<'r> {
                     && self.narrowable
                     && seg.sel.is_none()
                     && !(q.needs_addr && seg.loc_addressable()))
+            {
+                continue;
+            }
+            if plain_segment
+                && !q.keywords
+                && !q.structural
+                && self
+                    .plain_in_body
+                    .as_ref()
+                    .is_some_and(|live| !live.get(ri).copied().unwrap_or(true))
             {
                 continue;
             }

@@ -1342,3 +1342,36 @@ fn layering_overrides_and_disables_by_id() {
         "{err}"
     );
 }
+
+#[test]
+fn body_level_shortcuts_keep_anchored_rules_and_exponents() {
+    let e = custom(
+        "rules:
+  - id: whole-value
+    description: d
+    category: R
+    severity: low
+    where: [body]
+    patterns:
+      - regex: '^[0-9]{3}$'
+        score: 0.9
+    tests:
+      match: [{ body: '{\"a\":\"123\"}', content_type: application/json }]
+      no_match: [{ body: '{\"a\":\"1234\"}', content_type: application/json }]
+",
+    );
+    let s = ok(e.scan(
+        &Part::Body {
+            content_type: Some("application/json"),
+            content_encoding: None,
+            bytes: br#"{"a":"123","b":"x"}"#,
+        },
+        &Limits::default(),
+    ));
+    assert_eq!(rule_hits(&s, "whole-value"), 1, "{:?}", hits(&s));
+    // A number in exponent form renders with more digits than the body shows.
+    let s = json(r#"{"ssn":5.36221234e8}"#);
+    assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+    // A clean body: nothing (the shortcut path).
+    assert!(json(CLEAN_JSON).findings.is_empty());
+}
