@@ -602,9 +602,19 @@ impl<'r> Scanner<'r> {
         // Which plain rules' patterns occur anywhere in the body. A JSON number in exponent
         // form is rendered with more digits than the body shows, so such bodies keep every
         // rule live.
-        let exponent = raw
-            .windows(2)
-            .any(|w| matches!(w, [a, b'e' | b'E'] if a.is_ascii_digit()));
+        // The body has no backslash, so every `"` toggles between string and structure.
+        let mut in_string = false;
+        let mut prev = 0u8;
+        let mut exponent = false;
+        for &c in raw {
+            if c == b'"' {
+                in_string = !in_string;
+            } else if !in_string && matches!(c, b'e' | b'E') && prev.is_ascii_digit() {
+                exponent = true;
+                break;
+            }
+            prev = c;
+        }
         if exponent {
             return;
         }
