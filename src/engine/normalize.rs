@@ -356,7 +356,12 @@ pub(crate) fn base64_runs(text: &str) -> Vec<(usize, usize)> {
             end += 1;
         }
         let len = i - start;
-        if (MIN_BASE64_RUN..=MAX_BASE64_RUN).contains(&len) && upper && (lower || digit) {
+        if (MIN_BASE64_RUN..=MAX_BASE64_RUN).contains(&len)
+            && upper
+            && (lower || digit)
+            // One character past a 4-group is never valid base64 (e.g. `2024-03-05T10`).
+            && len % 4 != 1
+        {
             out.push((start, end));
         }
         i = end.max(i);

@@ -222,11 +222,7 @@ pub(crate) struct Scanner<'r> {
     kw_in_body: Option<Vec<bool>>,
     /// Whether any eligible keyword rule has a keyword in the body (when `kw_in_body` is set).
     kw_any_in_body: bool,
-    /// Per rule: whether one of its patterns matches somewhere in the raw body (plain JSON
-    /// bodies only; rules outside the prefilter count as live).
-    plain_in_body: Option<Vec<bool>>,
-    /// Fewest digits a live plain rule needs (with `plain_in_body`).
-    min_live_plain_digits: usize,
+
     /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
     /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
     /// one hash lookup.
@@ -345,8 +341,7 @@ impl<'r> Scanner<'r> {
             near: Vec::new(),
             kw_in_body: None,
             kw_any_in_body: true,
-            plain_in_body: None,
-            min_live_plain_digits: 0,
+
             sel_cache: HashMap::new(),
             sel_rows: Vec::new(),
             eligible,
@@ -599,48 +594,6 @@ impl<'r> Scanner<'r> {
             .iter()
             .any(|q| q.keywords && present.get(q.rule).copied().unwrap_or(true));
         self.kw_in_body = Some(present);
-        // Which plain rules' patterns occur anywhere in the body. A JSON number in exponent
-        // form is rendered with more digits than the body shows, so such bodies keep every
-        // rule live.
-        // The body has no backslash, so every `"` toggles between string and structure.
-        let mut in_string = false;
-        let mut prev = 0u8;
-        let mut exponent = false;
-        for &c in raw {
-            if c == b'"' {
-                in_string = !in_string;
-            } else if !in_string && matches!(c, b'e' | b'E') && prev.is_ascii_digit() {
-                exponent = true;
-                break;
-            }
-            prev = c;
-        }
-        if exponent {
-            return;
-        }
-        let Some(pf) = self.rules.prefilter() else {
-            return;
-        };
-        let Ok(text) = std::str::from_utf8(raw) else {
-            return;
-        };
-        let hits = pf.set.matches(text);
-        let live: Vec<bool> = pf
-            .by_rule
-            .iter()
-            .map(|idx| match idx {
-                Some(idx) => idx.iter().any(|&k| hits.matched(k)),
-                None => true,
-            })
-            .collect();
-        self.min_live_plain_digits = self
-            .quick
-            .iter()
-            .filter(|q| !q.keywords && !q.structural && live.get(q.rule).copied().unwrap_or(true))
-            .map(|q| q.min_digits)
-            .min()
-            .unwrap_or(usize::MAX);
-        self.plain_in_body = Some(live);
     }
 
     /// Whether a raw segment of a plain JSON body can be skipped outright: no structural rule
@@ -648,7 +601,7 @@ impl<'r> Scanner<'r> {
     /// variant could turn into something else, no base64 candidate, and fewer digits than any
     /// rule still live for this body needs. One pass over the bytes.
     fn trivially_clean(&self, seg: &Segment<'_>) -> bool {
-        if self.plain_in_body.is_none()
+        if self.kw_in_body.is_none()
             || self.kw_any_in_body
             || !seg
                 .chain
@@ -664,6 +617,7 @@ impl<'r> Scanner<'r> {
             return false;
         }
         let (mut digits, mut run, mut upper, mut other) = (0usize, 0usize, false, false);
+        let mut maybe_b64 = false;
         for &c in seg.text.as_bytes() {
             if c.is_ascii_digit() {
                 digits += 1;
@@ -675,16 +629,20 @@ impl<'r> Scanner<'r> {
                 run += 1;
                 upper |= c.is_ascii_uppercase();
                 other |= c.is_ascii_lowercase() || c.is_ascii_digit();
-                if run >= super::normalize::MIN_BASE64_RUN && upper && other {
-                    return false;
-                }
             } else {
                 run = 0;
                 upper = false;
                 other = false;
             }
+            if run >= super::normalize::MIN_BASE64_RUN && upper && other {
+                maybe_b64 = true;
+            }
         }
-        digits < self.min_live_plain_digits
+        // Possibly base64: only the runs that could decode to text need the full path.
+        if maybe_b64 && !super::normalize::base64_runs(seg.text).is_empty() {
+            return false;
+        }
+        digits < self.min_plain_digits
     }
 
     /// Marks in `kw_hit` every rule whose keyword occurs in the text or the field context.
@@ -755,7 +713,6 @@ impl<'r> Scanner<'r> {
                     && digits >= q.min_digits
                     && body_kw.is_none_or(|p| p.get(q.rule).copied().unwrap_or(true))
             });
-        let plain_segment = body_kw.is_some();
         // Fast exit for the common case: too few digits for any plain rule, no keyword rule in
         // play, and no structural rule that could apply here.
         let structural_possible = self.any_structural
@@ -786,16 +743,6 @@ impl<'r> Scanner<'r> {
                     && self.narrowable
                     && seg.sel.is_none()
                     && !(q.needs_addr && seg.loc_addressable()))
-            {
-                continue;
-            }
-            if plain_segment
-                && !q.keywords
-                && !q.structural
-                && self
-                    .plain_in_body
-                    .as_ref()
-                    .is_some_and(|live| !live.get(ri).copied().unwrap_or(true))
             {
                 continue;
             }
