@@ -426,6 +426,13 @@ impl<'r> Scanner<'r> {
         }
     }
 
+    /// Whether any rule's `fhir:`/`hl7:` selectors match this structural address.
+    fn sel_any(&mut self, sel: Option<&str>) -> bool {
+        self.sel_row(sel)
+            .and_then(|r| self.sel_rows.get(r))
+            .is_some_and(|row| row.iter().any(|b| *b))
+    }
+
     /// The row of `sel_rows` for a structural address (computed on first sight; at most 4096
     /// distinct addresses are cached per scan, beyond that rows are recomputed into slot 0 of a
     /// scratch row).
@@ -600,7 +607,7 @@ impl<'r> Scanner<'r> {
     /// applies, no keyword rule is in play, no escape or non-ASCII character that a decoding
     /// variant could turn into something else, no base64 candidate, and fewer digits than any
     /// rule still live for this body needs. One pass over the bytes.
-    fn trivially_clean(&self, seg: &Segment<'_>) -> bool {
+    fn trivially_clean(&mut self, seg: &Segment<'_>) -> bool {
         if self.kw_in_body.is_none()
             || self.kw_any_in_body
             || !seg
@@ -612,7 +619,7 @@ impl<'r> Scanner<'r> {
         }
         if self.any_structural
             && self.narrowable
-            && (seg.sel.is_some() || (self.any_structural_addr && seg.loc_addressable()))
+            && ((self.any_structural_addr && seg.loc_addressable()) || self.sel_any(seg.sel))
         {
             return false;
         }
