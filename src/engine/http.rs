@@ -90,10 +90,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<RawRequest, HttpParseError> {
         None => (target.to_string(), None),
     };
     let mut headers = Vec::new();
-    loop {
-        let Some(line) = next_line(&mut pos) else {
-            break;
-        };
+    while let Some(line) = next_line(&mut pos) {
         line_no += 1;
         if line.is_empty() {
             break;
