@@ -833,12 +833,6 @@ fn known_hard_cases_report() {
             "application/json",
             r#"{"ssn":5.36221234e8}"#,
         ),
-        (
-            "utf-16 without BOM in JSON",
-            "us-ssn",
-            "application/json",
-            "{\"ssn\":\"536-22-1234\"}",
-        ),
         ("MBI lowercase", "us-mbi", "text/plain", "MBI 1eg4-te5-mk73"),
     ];
     let mut report = String::from("KNOWN-HARD (beyond the issue's evasion list; reported, not asserted)\n\n| Case | Detector | Detected |\n|---|---|---|\n");
