@@ -541,7 +541,6 @@ fn synthetic_negatives() -> Vec<(String, String, Option<&'static str>)> {
             _ => "application/fhir+json",
         };
         out.push((format!("synthetic-{i}"), body, Some(ct)));
-        let _ = ct;
     }
     // Provider NPIs on a provider route are business data.
     for i in 0..20 {

@@ -676,14 +676,12 @@ pub(crate) fn scan_value_at(
     let token = classify(value, sc.limits.max_decoded_bytes);
     sc.check_encryption(&loc, &ctx, sel, &token, value, chain);
     match token {
-        Token::Encrypted { enc } => {
-            let _ = enc;
+        Token::Encrypted { .. } => {
             sc.encrypted(loc.render(0));
             return true;
         }
-        Token::Marked { format } => {
+        Token::Marked { .. } => {
             // Reported, and scanned all the same: the marker costs an attacker nothing.
-            let _ = format;
             sc.encrypted(loc.render(0));
         }
         Token::Signed { payload } => {
