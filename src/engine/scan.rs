@@ -194,32 +194,6 @@ struct Candidate {
     context: Option<(usize, &'static str)>,
 }
 
-/// FNV-1a for the structural-address cache: keys are short ASCII paths built by the walker,
-/// looked up once per value, where SipHash's DoS resistance buys nothing (an attacker choosing
-/// colliding paths only slows their own request, and the cache is capped).
-#[derive(Default, Clone, Copy)]
-struct FnvBuild;
-
-struct Fnv(u64);
-
-impl std::hash::BuildHasher for FnvBuild {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 /// Per-slot summary of an eligible rule.
 #[derive(Debug, Clone, Copy)]
 struct Quick {
@@ -252,7 +226,7 @@ pub(crate) struct Scanner<'r> {
     /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
     /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
     /// one hash lookup.
-    sel_cache: HashMap<String, usize, FnvBuild>,
+    sel_cache: HashMap<String, usize>,
     /// Rows of `sel_cache`: per rule, whether its selectors match that address.
     sel_rows: Vec<Vec<bool>>,
     /// Rules evaluated for this part, in load order.
@@ -368,7 +342,7 @@ impl<'r> Scanner<'r> {
             kw_in_body: None,
             kw_any_in_body: true,
 
-            sel_cache: HashMap::default(),
+            sel_cache: HashMap::new(),
             sel_rows: Vec::new(),
             eligible,
             slots,
