@@ -447,19 +447,16 @@ impl<'r> Scanner<'r> {
             .iter()
             .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
             .collect();
-        if self.sel_cache.len() < 4096 {
-            self.sel_rows.push(row);
-            let i = self.sel_rows.len() - 1;
+        // Rows `0..sel_cache.len()` are cached; anything after is the scratch row.
+        self.sel_rows.truncate(self.sel_cache.len());
+        self.sel_rows.push(row);
+        let i = self.sel_rows.len() - 1;
+        // Only short paths are cached: keys are client-chosen, and caching long ones would let
+        // one request pin memory proportional to path length times distinct paths.
+        if self.sel_cache.len() < 4096 && s.len() <= 256 {
             self.sel_cache.insert(s.to_string(), i);
-            Some(i)
-        } else {
-            // Scratch row at the end, overwritten each time.
-            if self.sel_rows.len() > self.sel_cache.len() {
-                self.sel_rows.pop();
-            }
-            self.sel_rows.push(row);
-            Some(self.sel_rows.len() - 1)
         }
+        Some(i)
     }
 
     /// Reports a finding for every `require_encrypted` rule whose fields cover this value when

@@ -1375,3 +1375,15 @@ fn body_level_shortcuts_keep_anchored_rules_and_exponents() {
     // A clean body: nothing (the shortcut path).
     assert!(json(CLEAN_JSON).findings.is_empty());
 }
+
+#[test]
+fn structural_cache_survives_long_and_many_paths() {
+    // A long (uncached) path between cached ones must not disturb the cached rows.
+    let long_key = "k".repeat(300);
+    let doc = format!(
+        r#"{{"resourceType":"Bundle","entry":[{{"resource":{{"resourceType":"Patient","birthDate":"1961-06-15"}}}},{{"resource":{{"resourceType":"Observation","{long_key}":"x"}}}},{{"resource":{{"resourceType":"Patient","birthDate":"1962-07-16","identifier":[{{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-12-3456"}}]}}}}]}}"#
+    );
+    let s = json(&doc);
+    assert_eq!(rule_hits(&s, "fhir-patient-birthdate"), 2, "{:?}", hits(&s));
+    assert_eq!(rule_hits(&s, "fhir-identifier-ssn"), 1, "{:?}", hits(&s));
+}
