@@ -80,6 +80,9 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawRules {
     dir: Spanned<PathBuf>,
+    /// Site rule directories layered over `dir`, in order (override or disable by id).
+    #[serde(default)]
+    overlays: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +300,8 @@ pub struct GatewayConfig {
     pub admin: Option<SocketAddr>,
     /// Directory holding the rule files.
     pub rules_dir: PathBuf,
+    /// Site rule directories layered over `rules_dir` (`rules.overlays`).
+    pub rules_overlays: Vec<PathBuf>,
     /// Process settings handed to pingora.
     pub server: Server,
     /// Operational logging.
@@ -520,6 +525,13 @@ impl GatewayConfig {
             .into_iter()
             .find(|(_, changed)| *changed)
             .map(|(f, _)| f)
+    }
+
+    /// The rule directories in load order: `rules.dir`, then each of `rules.overlays`.
+    pub fn rule_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.rules_dir.clone())
+            .chain(self.rules_overlays.iter().cloned())
+            .collect()
     }
 
     /// The first route matching `host` (any case, port ignored) and `path`.
@@ -977,6 +989,7 @@ fn validate(
         listen,
         admin,
         rules_dir: resolve(&raw.rules.dir.value),
+        rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
         server,
         logging,
         reload,
@@ -1372,6 +1385,25 @@ routes:
         assert!(r.inspect.body && r.inspect.query);
         assert_eq!(c.listen.cert_file, Path::new("/etc/gw/tls/server.pem"));
         assert!(c.listen.http2);
+    }
+
+    #[test]
+    fn rule_overlays_are_layered_after_the_base_directory() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.rule_dirs(), vec![PathBuf::from("/etc/gw/rules")]);
+        let text = MINIMAL.replace(
+            "  dir: rules\n",
+            "  dir: rules\n  overlays: [site, /opt/more]\n",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.rule_dirs(),
+            vec![
+                PathBuf::from("/etc/gw/rules"),
+                PathBuf::from("/etc/gw/site"),
+                PathBuf::from("/opt/more")
+            ]
+        );
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
         "identifiers.yaml",
         include_str!("../rules/identifiers.yaml"),
     ),
+    ("records.yaml", include_str!("../rules/records.yaml")),
+    ("structural.yaml", include_str!("../rules/structural.yaml")),
 ];
 
 /// Writes the embedded default pack into `dir` and returns it.

@@ -100,6 +100,44 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Scan one body or raw HTTP request for PHI, as the gateway would.
+    ///
+    /// Prints one line per finding (or one JSON object per line with --json) with the rule,
+    /// Safe Harbor category, location (JSON pointer, field name or byte offset) and decode
+    /// chain. Matched values are never printed: only their shape (`###-##-####`). --explain
+    /// adds the pattern, validator results, context word, score and value fingerprint, plus
+    /// near misses (why a candidate did not fire: checksum failed, no context, exception).
+    ///
+    /// Exit codes, like grep: 0 clean, 1 findings, 2 error.
+    Scan {
+        /// Rule directory; repeat to layer a site directory over the default pack
+        /// [default: ./rules when present, else the built-in default pack].
+        #[arg(long, value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        /// Content-Type of the body (ignored with --http) [default: sniffed: JSON, HL7 v2 or
+        /// text].
+        #[arg(long, value_name = "TYPE")]
+        content_type: Option<String>,
+        /// Content-Encoding of the body, e.g. `gzip` or `gzip, br` (ignored with --http).
+        #[arg(long, value_name = "CODINGS")]
+        content_encoding: Option<String>,
+        /// Route name, for rules and exceptions scoped with `route:`.
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
+        /// One JSON object per finding (and per near miss with --explain).
+        #[arg(long)]
+        json: bool,
+        /// Explain each finding and list near misses.
+        #[arg(long)]
+        explain: bool,
+        /// The input is a raw HTTP/1.1 request (request line, headers, body); the path,
+        /// query, headers and body are all scanned.
+        #[arg(long)]
+        http: bool,
+        /// Input file, or `-` for standard input.
+        #[arg(value_name = "FILE", default_value = "-")]
+        file: PathBuf,
+    },
     /// Tools for rule authors.
     Rules {
         #[command(subcommand)]
@@ -156,16 +194,19 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum RulesCommand {
-    /// Load a rule directory and run every rule's inline `tests:` through the real engine.
+    /// Load rule directories and run every rule's inline `tests:` and fixture files through
+    /// the real engine, then lint the rules.
     ///
     /// Each `match` example must produce a finding of its rule; each `no_match` example must
-    /// not. Failures show the rule, the file and line, the expected and actual result, and the
-    /// input with digits and letters masked. Exits 0 when all pass, 1 when any fails, 78 when
-    /// the rules do not load.
+    /// not. Fixture files in `DIR/tests/` (whole `.http` requests or bodies) carry
+    /// `# ruleid: <id>` / `# ok: <id>` annotations. Lint: every rule needs a positive and a
+    /// negative example; duplicate ids are load errors. Failures show the rule, the file and
+    /// line, the expected and actual result, and the input masked. Exits 0 when all pass, 1
+    /// when any fails, 78 when the rules do not load.
     Test {
-        /// Rule directory.
+        /// Rule directories, layered in order (later ones override or disable earlier rules).
         #[arg(default_value = "rules", value_name = "DIR")]
-        dir: PathBuf,
+        dirs: Vec<PathBuf>,
     },
 }
 
@@ -195,8 +236,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Rules {
-            command: RulesCommand::Test { dir },
-        } => rules_test(&dir),
+            command: RulesCommand::Test { dirs },
+        } => rules_test(&dirs),
         Command::Audit {
             command: AuditCommand::Keygen { keys_dir, pubkey },
         } => audit_keygen(&keys_dir, &pubkey),
@@ -210,6 +251,33 @@ fn main() -> ExitCode {
                     json,
                 },
         } => audit_verify(&dir, &pubkey, from.as_deref(), to.as_deref(), json),
+        Command::Scan {
+            rules,
+            content_type,
+            content_encoding,
+            route,
+            json,
+            explain,
+            http,
+            file,
+        } => {
+            let opts = ScanCli {
+                content_type,
+                content_encoding,
+                route,
+                json,
+                explain,
+                http,
+            };
+            match scan_cmd(&rules, &file, &opts) {
+                Ok(true) => ExitCode::from(1),
+                Ok(false) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("phi-gateway scan: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::DevCerts { out } => match tls::generate_dev_ca(&out) {
             Ok(c) => {
                 println!(
@@ -351,29 +419,222 @@ fn audit_verify(
     }
 }
 
-fn rules_test(dir: &Path) -> ExitCode {
-    let rules = match phi_gateway::rules::RuleSet::load_dir(dir) {
+fn rules_test(dirs: &[PathBuf]) -> ExitCode {
+    let rules = match phi_gateway::rules::RuleSet::load_dirs(dirs) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let failures = rules.run_inline_tests();
+    let mut failures = rules.run_inline_tests();
+    let mut fixtures = 0;
+    for dir in dirs {
+        let fx_dir = dir.join("tests");
+        if fx_dir.is_dir() {
+            match rules.run_fixtures(&fx_dir) {
+                Ok((n, f)) => {
+                    fixtures += n;
+                    failures.extend(f);
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+    }
     for f in &failures {
         println!("FAIL {f}");
     }
+    let lint = rules.lint();
+    for l in &lint {
+        println!("LINT {l}");
+    }
+    let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     println!(
-        "{}: {} rules, {} failed inline test(s)",
-        dir.display(),
+        "{}: {} rules, {} fixture file(s), {} failed test(s), {} lint problem(s)",
+        names.join(" + "),
         rules.len(),
-        failures.len()
+        fixtures,
+        failures.len(),
+        lint.len()
     );
-    if failures.is_empty() {
+    if failures.is_empty() && lint.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Options of `phi-gateway scan` besides the rules and the input.
+struct ScanCli {
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    route: Option<String>,
+    json: bool,
+    explain: bool,
+    http: bool,
+}
+
+/// Loads the rules for `scan`: the given directories, else ./rules, else the built-in pack.
+fn scan_rules(dirs: &[PathBuf]) -> anyhow::Result<phi_gateway::rules::RuleSet> {
+    use phi_gateway::rules::RuleSet;
+    if !dirs.is_empty() {
+        return Ok(RuleSet::load_dirs(dirs)?);
+    }
+    if Path::new("rules").is_dir() {
+        return Ok(RuleSet::load_dir(Path::new("rules"))?);
+    }
+    let sources: Vec<(PathBuf, String)> = demo::DEFAULT_PACK
+        .iter()
+        .map(|(name, text)| {
+            (
+                PathBuf::from(format!("<built-in>/{name}")),
+                text.to_string(),
+            )
+        })
+        .collect();
+    Ok(RuleSet::from_sources(&sources)?)
+}
+
+/// Runs `scan`; `Ok(true)` when there were findings.
+fn scan_cmd(rule_dirs: &[PathBuf], file: &Path, o: &ScanCli) -> anyhow::Result<bool> {
+    use phi_gateway::engine::{http, Engine, Limits, Part, ScanOptions};
+    use std::io::Read as _;
+    let rules = scan_rules(rule_dirs)?;
+    let engine = Engine::new(std::sync::Arc::new(rules));
+    let mut input = Vec::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut input)
+            .context("cannot read standard input")?;
+    } else {
+        input = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    let limits = Limits::default();
+    let options = ScanOptions::route(o.route.as_deref()).explained(o.explain);
+    let scan = if o.http {
+        let req = http::parse_request(&input)
+            .with_context(|| format!("{}: not a raw HTTP/1.1 request", file.display()))?;
+        engine.scan_request(&req, &limits, &options)?
+    } else {
+        let part = Part::Body {
+            content_type: o.content_type.as_deref(),
+            content_encoding: o.content_encoding.as_deref(),
+            bytes: &input,
+        };
+        engine.scan_with(&part, &limits, &options)?
+    };
+    let mut out = String::new();
+    for f in &scan.findings {
+        if o.json {
+            let mut obj = serde_json::json!({
+                "rule": f.rule_id,
+                "category": f.category.as_str(),
+                "severity": f.severity.as_str(),
+                "mode": f.mode.to_string(),
+                "location": f.location,
+                "decode_chain": f.decode_chain,
+                "score": (f64::from(f.score) * 100.0).round() / 100.0,
+            });
+            if let (Some(x), Some(map)) = (&f.explain, obj.as_object_mut()) {
+                map.insert("value".into(), x.masked.clone().into());
+                map.insert("pattern".into(), x.pattern.clone().into());
+                map.insert(
+                    "base_score".into(),
+                    ((f64::from(x.base_score) * 100.0).round() / 100.0).into(),
+                );
+                map.insert(
+                    "validators".into(),
+                    serde_json::Value::Object(
+                        x.validators
+                            .iter()
+                            .map(|(n, ok)| (n.to_string(), (*ok).into()))
+                            .collect(),
+                    ),
+                );
+                map.insert(
+                    "context".into(),
+                    match &x.context {
+                        Some((w, place)) => serde_json::json!({"word": w, "found_in": place}),
+                        None => serde_json::Value::Null,
+                    },
+                );
+                map.insert("fingerprint".into(), x.fingerprint.clone().into());
+            }
+            out.push_str(&obj.to_string());
+            out.push('\n');
+        } else {
+            out.push_str(&format!(
+                "{}\t{}\t{} ({})\tscore {:.2}\tchain {}\n",
+                f.location,
+                f.rule_id,
+                f.category,
+                f.severity,
+                f.score,
+                if f.decode_chain.is_empty() {
+                    "-".to_string()
+                } else {
+                    f.decode_chain.join(">")
+                }
+            ));
+            if let Some(x) = &f.explain {
+                let validators: Vec<String> = x
+                    .validators
+                    .iter()
+                    .map(|(n, ok)| format!("{n} {}", if *ok { "passed" } else { "failed" }))
+                    .collect();
+                out.push_str(&format!(
+                    "    value {}  pattern {} (base {:.2})  validators: {}  context: {}  fingerprint {}\n",
+                    x.masked,
+                    x.pattern,
+                    x.base_score,
+                    if validators.is_empty() { "none".to_string() } else { validators.join(", ") },
+                    match &x.context {
+                        Some((w, place)) => format!("`{w}` in {place}"),
+                        None => "none".to_string(),
+                    },
+                    x.fingerprint
+                ));
+            }
+        }
+    }
+    for n in &scan.near_misses {
+        if o.json {
+            let obj = serde_json::json!({
+                "near_miss": true,
+                "rule": n.rule_id,
+                "location": n.location,
+                "decode_chain": n.decode_chain,
+                "value": n.masked,
+                "reason": n.reason,
+            });
+            out.push_str(&obj.to_string());
+            out.push('\n');
+        } else {
+            out.push_str(&format!(
+                "near miss\t{}\t{}\t{}: {}\n",
+                n.location, n.rule_id, n.masked, n.reason
+            ));
+        }
+    }
+    if !o.json {
+        for loc in &scan.encrypted {
+            out.push_str(&format!("encrypted\t{loc}\n"));
+        }
+        out.push_str(&format!(
+            "{} finding(s){}\n",
+            scan.findings.len(),
+            if o.explain {
+                format!(", {} near miss(es)", scan.near_misses.len())
+            } else {
+                String::new()
+            }
+        ));
+    }
+    print!("{out}");
+    Ok(!scan.findings.is_empty())
 }
 
 fn run(path: &Path, upgrade: bool) -> ExitCode {

@@ -31,7 +31,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::audit::{AuditLog, RecordInput, Redacted};
 use crate::config::{GatewayConfig, ResourceIdMode, Route};
-use crate::engine::{Engine, InspectError, Part};
+use crate::engine::{Engine, InspectError, Part, ScanOptions};
 use crate::metrics::Metrics;
 use crate::policy::{effective_matches, Decision, Match, Mode, Reason};
 
@@ -535,7 +535,12 @@ impl Gateway {
     /// Scans one request part and folds the findings into `ctx`, timing the engine.
     fn inspect(&self, ctx: &mut Ctx, part: &Part<'_>) -> Result<Option<Mode>, InspectError> {
         let start = Instant::now();
-        let result = ctx.snapshot.engine.scan(part, &ctx.snapshot.limits);
+        // The route name scopes `route:` rules and exceptions.
+        let options = ScanOptions::route(ctx.route().map(|r| r.name.as_str()));
+        let result = ctx
+            .snapshot
+            .engine
+            .scan_with(part, &ctx.snapshot.limits, &options);
         ctx.inspection += start.elapsed();
         ctx.inspected = true;
         Ok(ctx.absorb(result?))

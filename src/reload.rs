@@ -179,8 +179,8 @@ fn unix_now() -> i64 {
 }
 
 /// Starts the file watch: every `interval` it fingerprints the configuration file, the rule
-/// directory, the listener certificate and key and the upstream CA files, and reloads once a
-/// change has settled.
+/// directories (base and overlays), the listener certificate and key and the upstream CA
+/// files, and reloads once a change has settled.
 ///
 /// It polls file *contents* by path rather than using inotify, on purpose: Kubernetes updates
 /// a ConfigMap volume by swapping a `..data` symlink, editors replace files by rename, and
@@ -239,7 +239,9 @@ fn fingerprint(config: &crate::config::GatewayConfig) -> [u8; 32] {
     {
         hash_file(&mut ctx, ca);
     }
-    hash_dir(&mut ctx, &config.rules_dir, 0);
+    for dir in config.rule_dirs() {
+        hash_dir(&mut ctx, &dir, 0);
+    }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out

@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
@@ -184,6 +184,92 @@ impl fmt::Display for InlineTestFailure {
     }
 }
 
+/// A lint finding of `phi-gateway rules test`.
+#[derive(Debug, Clone)]
+pub struct LintIssue {
+    /// The rule.
+    pub rule_id: String,
+    /// Its file.
+    pub file: PathBuf,
+    /// Its line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LintIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: rule `{}`: {}",
+            self.file.display(),
+            self.line,
+            self.rule_id,
+            self.message
+        )
+    }
+}
+
+/// A fixture file: annotations and content.
+struct Fixture {
+    ruleid: Vec<(usize, String)>,
+    ok: Vec<(usize, String)>,
+    route: Option<String>,
+    content_type: Option<String>,
+    content: Vec<u8>,
+}
+
+impl Fixture {
+    fn parse(bytes: &[u8]) -> Fixture {
+        let mut fx = Fixture {
+            ruleid: Vec::new(),
+            ok: Vec::new(),
+            route: None,
+            content_type: None,
+            content: Vec::new(),
+        };
+        let mut pos = 0;
+        let mut line = 0;
+        while bytes.get(pos) == Some(&b'#') {
+            line += 1;
+            let end = bytes
+                .get(pos..)
+                .and_then(|r| r.iter().position(|b| *b == b'\n'))
+                .map_or(bytes.len(), |i| pos + i);
+            let text = String::from_utf8_lossy(bytes.get(pos + 1..end).unwrap_or(&[]));
+            if let Some((k, v)) = text.split_once(':') {
+                let ids = || {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| (line, s.to_string()))
+                        .collect::<Vec<_>>()
+                };
+                match k.trim() {
+                    "ruleid" => fx.ruleid.extend(ids()),
+                    "ok" => fx.ok.extend(ids()),
+                    "route" => fx.route = Some(v.trim().to_string()),
+                    "content-type" => fx.content_type = Some(v.trim().to_string()),
+                    _ => {}
+                }
+            }
+            pos = end + 1;
+        }
+        fx.content = bytes.get(pos.min(bytes.len())..).unwrap_or(&[]).to_vec();
+        fx
+    }
+
+    fn rules_label(&self) -> String {
+        let ids: Vec<&str> = self
+            .ruleid
+            .iter()
+            .chain(&self.ok)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        ids.join(",")
+    }
+}
+
 /// Why a rule set could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -225,6 +311,8 @@ pub(crate) enum Boundary {
 
 #[derive(Debug)]
 pub(crate) struct CompiledPattern {
+    /// The pattern's `name`, or `patterns[i]`.
+    pub(crate) name: String,
     pub(crate) regex: Regex,
     /// Index of the `value` capture group, if the pattern has one.
     pub(crate) value_group: Option<usize>,
@@ -237,6 +325,8 @@ pub(crate) struct CompiledPattern {
 pub(crate) struct CompiledContext {
     /// Hotwords, ASCII case-insensitive, overlapping matches.
     pub(crate) words: AhoCorasick,
+    /// The hotwords, in automaton pattern order (for explanations).
+    pub(crate) word_list: Vec<String>,
     pub(crate) window_before: usize,
     pub(crate) window_after: usize,
     pub(crate) boost: f32,
@@ -252,6 +342,16 @@ pub(crate) struct Scope {
     pub(crate) body: bool,
     pub(crate) all_headers: bool,
     pub(crate) headers: Vec<String>,
+    /// Field selectors that narrow body scanning (`json:`, `fhir:`, `hl7:`, `form:`,
+    /// `multipart:` globs); empty = the whole body.
+    pub(crate) fields: Vec<String>,
+    /// Whether some field selector needs the rendered location (`json:`, `form:`, …) rather
+    /// than the structural address (`fhir:`, `hl7:`).
+    pub(crate) needs_addr: bool,
+    /// Content-type globs (lowercase essence) the body must have; empty = any.
+    pub(crate) content_types: Vec<String>,
+    /// Route-name globs; empty = every route.
+    pub(crate) routes: Vec<String>,
 }
 
 impl Scope {
@@ -260,13 +360,141 @@ impl Scope {
             query: true,
             body: true,
             all_headers: true,
-            headers: Vec::new(),
+            ..Scope::default()
         }
     }
 
     pub(crate) fn header(&self, name: &str) -> bool {
         self.all_headers || self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
+
+    pub(crate) fn route(&self, route: Option<&str>) -> bool {
+        self.routes.is_empty()
+            || route.is_some_and(|r| self.routes.iter().any(|g| glob_match(g, r)))
+    }
+
+    pub(crate) fn content_type(&self, ct: Option<&str>) -> bool {
+        if self.content_types.is_empty() {
+            return true;
+        }
+        let essence = ct
+            .and_then(|c| c.split(';').next())
+            .map(|e| e.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        self.content_types.iter().any(|g| glob_match(g, &essence))
+    }
+}
+
+/// A structured exception (`exceptions:`): the finding is dropped when every listed condition
+/// holds (any route of `routes`, any selector of `fields`, any fingerprint of `values`).
+#[derive(Debug, Clone)]
+pub(crate) struct Exception {
+    pub(crate) name: String,
+    pub(crate) routes: Vec<String>,
+    pub(crate) fields: Vec<String>,
+    pub(crate) values: Vec<String>,
+}
+
+/// Glob match where `*` matches any run of characters (including none) and everything else
+/// matches itself. Linear in practice; used for routes, content types and field selectors.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    // Fast paths (this runs for every structural rule on every FHIR value): no `*` is plain
+    // equality; otherwise the literal prefix and suffix must match, and one `*` is then enough.
+    let Some(first) = pattern.find('*') else {
+        return pattern == text;
+    };
+    let last = pattern.rfind('*').unwrap_or(first);
+    let (prefix, suffix) = (
+        pattern.get(..first).unwrap_or(""),
+        pattern.get(last + 1..).unwrap_or(""),
+    );
+    if text.len() < prefix.len() + suffix.len()
+        || !text.starts_with(prefix)
+        || !text.ends_with(suffix)
+    {
+        return false;
+    }
+    if first == last {
+        return true;
+    }
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if Some(c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
+}
+
+/// Key for value fingerprints. Fingerprints let an exception name one value without writing
+/// it down; the key is public, so a fingerprint of a short number can be brute-forced — treat
+/// rule files with `values:` as sensitive (docs/rules.md).
+const FINGERPRINT_KEY: &[u8] = b"phi-gateway exception fingerprint v1";
+
+/// `hmac-sha256:<32 hex>` over the value's letters and digits, uppercased, so that
+/// `536-22-1234` and `536221234` have the same fingerprint.
+pub(crate) fn fingerprint(value: &str) -> String {
+    let canon: String = value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, FINGERPRINT_KEY);
+    let tag = ring::hmac::sign(&key, canon.as_bytes());
+    let hex: String = tag
+        .as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("hmac-sha256:{hex}")
+}
+
+/// The fingerprint `exceptions.values` expects for `value` (after the engine's
+/// normalisation: letters and digits only, uppercased).
+pub fn value_fingerprint(value: &str) -> String {
+    fingerprint(value)
+}
+
+/// A value's shape for reports: digits become `#`, letters `x`, at most 40 characters.
+pub(crate) fn mask_value(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_numeric() {
+                '#'
+            } else if c.is_alphabetic() {
+                'x'
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if value.chars().count() > 40 {
+        out.push('…');
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -279,14 +507,39 @@ pub(crate) struct CompiledRule {
     pub(crate) has_keywords: bool,
     /// No segment with fewer ASCII digits can produce a finding (derived from validators).
     pub(crate) min_digits: usize,
+    pub(crate) exceptions: Vec<Exception>,
+    /// `require_encrypted`: values at the rule's `where` fields must be ciphertext.
+    pub(crate) encryption: Option<EncryptionReq>,
     tests: Vec<InlineTest>,
 }
+
+/// What `require_encrypted` accepts.
+#[derive(Debug, Clone)]
+pub(crate) struct EncryptionReq {
+    /// Accepted envelope formats (`jwe`, `pgp`, `age`, `vault`, `sops`, `aws-esdk`, `tink`);
+    /// empty = any.
+    pub(crate) formats: Vec<String>,
+    /// Accepted JWE `enc` values; empty = any.
+    pub(crate) enc: Vec<String>,
+}
+
+impl EncryptionReq {
+    /// Whether a value of this envelope format and JWE `enc` satisfies the requirement.
+    pub(crate) fn accepts(&self, format: &str, enc: Option<&str>) -> bool {
+        (self.formats.is_empty() || self.formats.iter().any(|f| f == format))
+            && (self.enc.is_empty() || enc.is_some_and(|e| self.enc.iter().any(|x| x == e)))
+    }
+}
+
+/// Envelope formats the classifier recognises.
+const ENCRYPTION_FORMATS: &[&str] = &["jwe", "pgp", "age", "vault", "sops", "aws-esdk", "tink"];
 
 #[derive(Debug)]
 struct InlineTest {
     expect_match: bool,
     line: usize,
     input: TestInput,
+    route: Option<String>,
 }
 
 #[derive(Debug)]
@@ -336,7 +589,18 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
+    /// a segment runs one set match, then only the rules with a pattern that matched.
+    prefilter: Option<Prefilter>,
     digest: String,
+}
+
+/// The multi-pattern prefilter and, per rule, the indices of its patterns in the set.
+pub(crate) struct Prefilter {
+    pub(crate) set: RegexSet,
+    /// `by_rule[r]` = set indices of rule `r`'s patterns, or `None` if the rule is not in the
+    /// set (field-selector rules, which are gated by structure instead).
+    pub(crate) by_rule: Vec<Option<Vec<usize>>>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -354,78 +618,153 @@ impl fmt::Debug for RuleSet {
 impl RuleSet {
     /// Loads every `*.yaml` / `*.yml` file in `dir` (non-recursive), sorted by file name.
     pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleError> {
-        let dir_err = |source| RuleError::Dir {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(dir_err)? {
-            let path = entry.map_err(dir_err)?.path();
-            let is_yaml = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-            if is_yaml && path.is_file() {
-                files.push(path);
-            }
+        RuleSet::load_dirs(&[dir.to_path_buf()])
+    }
+
+    /// Loads layered rule directories: the first is the base (usually the default pack), each
+    /// later directory may add rules, replace a rule by id (`override: true`) or switch rules
+    /// off (`disable: [id, …]` at the top of a file). A later rule with an existing id and no
+    /// `override: true` is an error, so a site cannot shadow a default rule by accident.
+    pub fn load_dirs(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
+        let mut layers = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            layers.push(read_dir_sources(dir)?);
         }
-        if files.is_empty() {
-            return Err(RuleError::Empty {
-                dir: dir.to_path_buf(),
-            });
-        }
-        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-        let mut sources = Vec::with_capacity(files.len());
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                SourceError::file_level(&file, format!("cannot read rule file: {e}"))
-            })?;
-            sources.push((file, text));
-        }
-        RuleSet::from_sources(&sources)
+        RuleSet::from_layers(&layers)
     }
 
     /// Loads from in-memory sources: (file name used in errors, YAML text), in load order.
     pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, RuleError> {
+        RuleSet::from_layers(&[sources.to_vec()])
+    }
+
+    /// Loads layered in-memory sources (see [`RuleSet::load_dirs`]).
+    pub fn from_layers(layers: &[Vec<(PathBuf, String)>]) -> Result<RuleSet, RuleError> {
+        let all: Vec<(PathBuf, String)> = layers.iter().flatten().cloned().collect();
         let mut set = RuleSet {
             infos: Vec::new(),
             compiled: Vec::new(),
             index: HashMap::new(),
             keywords: None,
-            digest: digest(sources),
+            prefilter: None,
+            digest: digest(&all),
         };
-        let mut keyword_patterns: Vec<String> = Vec::new();
-        let mut keyword_owner: Vec<usize> = Vec::new();
-        for (file, text) in sources {
-            let raw: RawFile = crate::yaml::parse(file, text).map_err(without_span_segments)?;
-            for (i, rule) in raw.rules.into_iter().enumerate() {
-                let (line, column) = location(&rule.value.id);
-                let (info, compiled, keywords) = compile_rule(file, i, rule)?;
-                if let Some(&first) = set.index.get(&info.id) {
-                    let prev = set.infos.get(first);
-                    return Err(SourceError::new(
+        let mut rule_keywords: Vec<Vec<String>> = Vec::new();
+        let mut disabled: Vec<(PathBuf, usize, usize, String, String)> = Vec::new();
+        for (layer_no, layer) in layers.iter().enumerate() {
+            // Ids defined in this layer: duplicates within one layer are always errors.
+            let mut this_layer: HashMap<String, (PathBuf, usize)> = HashMap::new();
+            for (file, text) in layer {
+                let raw: RawFile = crate::yaml::parse(file, text).map_err(without_span_segments)?;
+                if raw.rules.is_empty() && raw.disable.is_empty() {
+                    return Err(SourceError::file_level(
                         file,
-                        line,
-                        column,
-                        format!("rules[{i}].id"),
-                        format!(
-                            "duplicate rule id `{}`; first defined at {}:{}",
-                            info.id,
-                            prev.map(|p| p.file.display().to_string())
-                                .unwrap_or_default(),
-                            prev.map(|p| p.line).unwrap_or(0)
-                        ),
+                        "the file defines no `rules:` and no `disable:` list",
                     )
                     .into());
                 }
-                let idx = set.infos.len();
-                for k in keywords {
-                    keyword_patterns.push(k);
-                    keyword_owner.push(idx);
+                for (k, d) in raw.disable.iter().enumerate() {
+                    let (line, column) = location(d);
+                    disabled.push((
+                        file.clone(),
+                        line,
+                        column,
+                        format!("disable[{k}]"),
+                        d.value.trim().to_string(),
+                    ));
                 }
-                set.index.insert(info.id.clone(), idx);
-                set.infos.push(info);
-                set.compiled.push(compiled);
+                for (i, rule) in raw.rules.into_iter().enumerate() {
+                    let (line, column) = location(&rule.value.id);
+                    let wants_override = rule.value.override_rule;
+                    let (info, compiled, keywords) = compile_rule(file, i, rule)?;
+                    let dup = |what: &str, prev_file: &Path, prev_line: usize| {
+                        SourceError::new(
+                            file,
+                            line,
+                            column,
+                            format!("rules[{i}].id"),
+                            format!(
+                                "duplicate rule id `{}`; first defined at {}:{}{what}",
+                                info.id,
+                                prev_file.display(),
+                                prev_line
+                            ),
+                        )
+                    };
+                    if let Some((pf, pl)) = this_layer.get(&info.id) {
+                        return Err(dup("", pf, *pl).into());
+                    }
+                    this_layer.insert(info.id.clone(), (file.clone(), line));
+                    match set.index.get(&info.id).copied() {
+                        Some(idx) if layer_no > 0 && wants_override => {
+                            if let Some(slot) = set.infos.get_mut(idx) {
+                                *slot = info;
+                            }
+                            if let Some(slot) = set.compiled.get_mut(idx) {
+                                *slot = compiled;
+                            }
+                            if let Some(slot) = rule_keywords.get_mut(idx) {
+                                *slot = keywords;
+                            }
+                        }
+                        Some(idx) => {
+                            let prev = set.infos.get(idx);
+                            let hint = if layer_no > 0 {
+                                " (set `override: true` to replace it)"
+                            } else {
+                                ""
+                            };
+                            return Err(dup(
+                                hint,
+                                prev.map_or(Path::new(""), |p| p.file.as_path()),
+                                prev.map_or(0, |p| p.line),
+                            )
+                            .into());
+                        }
+                        None if wants_override => {
+                            return Err(SourceError::new(
+                                file,
+                                line,
+                                column,
+                                format!("rules[{i}].override"),
+                                format!(
+                                    "`override: true` but no earlier rule directory defines `{}`",
+                                    info.id
+                                ),
+                            )
+                            .into());
+                        }
+                        None => {
+                            set.index.insert(info.id.clone(), set.infos.len());
+                            set.infos.push(info);
+                            set.compiled.push(compiled);
+                            rule_keywords.push(keywords);
+                        }
+                    }
+                }
+            }
+        }
+        for (file, line, column, field, id) in disabled {
+            match set.index.get(&id).and_then(|&i| set.infos.get_mut(i)) {
+                Some(info) => info.mode = Mode::Off,
+                None => {
+                    return Err(SourceError::new(
+                        &file,
+                        line,
+                        column,
+                        field,
+                        format!("cannot disable `{id}`: no rule has this id"),
+                    )
+                    .into())
+                }
+            }
+        }
+        let mut keyword_patterns: Vec<String> = Vec::new();
+        let mut keyword_owner: Vec<usize> = Vec::new();
+        for (idx, kws) in rule_keywords.into_iter().enumerate() {
+            for k in kws {
+                keyword_patterns.push(k);
+                keyword_owner.push(idx);
             }
         }
         if !keyword_patterns.is_empty() {
@@ -435,15 +774,13 @@ impl RuleSet {
                 .build(&keyword_patterns)
                 .map_err(|e| {
                     SourceError::file_level(
-                        sources
-                            .first()
-                            .map(|s| s.0.as_path())
-                            .unwrap_or(Path::new("")),
+                        all.first().map(|s| s.0.as_path()).unwrap_or(Path::new("")),
                         format!("cannot build keyword automaton: {e}"),
                     )
                 })?;
             set.keywords = Some((ac, keyword_owner));
         }
+        set.prefilter = build_prefilter(&set.compiled);
         Ok(set)
     }
 
@@ -497,8 +834,10 @@ impl RuleSet {
                 } else {
                     "no match"
                 };
+                let options = crate::engine::ScanOptions::route(test.route.as_deref());
+                let part = test.input.part();
                 let actual =
-                    match crate::engine::scan_rules(self, &test.input.part(), &limits, Some(idx)) {
+                    match crate::engine::scan_rules(self, &part, &limits, Some(idx), &options) {
                         Err(e) => Some(format!("error: {e}")),
                         Ok(scan) => {
                             let hit = scan.findings.iter().find(|f| f.rule_id == info.id);
@@ -529,6 +868,146 @@ impl RuleSet {
         failures
     }
 
+    /// Lints the rule set: every rule needs at least one `match` and one `no_match` example
+    /// (a rule whose examples do not trigger it shows up in [`RuleSet::run_inline_tests`]).
+    /// Duplicate ids never get this far: they are load errors naming both places.
+    pub fn lint(&self) -> Vec<LintIssue> {
+        let mut out = Vec::new();
+        for (info, rule) in self.infos.iter().zip(&self.compiled) {
+            let pos = rule.tests.iter().filter(|t| t.expect_match).count();
+            let neg = rule.tests.len() - pos;
+            let mut push = |message: &str| {
+                out.push(LintIssue {
+                    rule_id: info.id.clone(),
+                    file: info.file.clone(),
+                    line: info.line,
+                    message: message.to_string(),
+                })
+            };
+            if pos == 0 {
+                push("no positive example (`tests.match`): nothing shows the rule works");
+            }
+            if neg == 0 {
+                push("no negative example (`tests.no_match`): nothing guards against false positives");
+            }
+        }
+        out
+    }
+
+    /// Runs the fixture files of `dir` (every file in it): whole requests (`*.http`) or bodies,
+    /// annotated in leading `#` lines, Semgrep-style:
+    ///
+    /// ```text
+    /// # ruleid: us-ssn, us-phone      (each must fire)
+    /// # ok: us-npi                    (must not fire)
+    /// # route: provider-api           (optional)
+    /// # content-type: application/fhir+json   (bodies; default from the file extension)
+    /// ```
+    ///
+    /// Returns the number of fixtures run and the failures.
+    pub fn run_fixtures(&self, dir: &Path) -> Result<(usize, Vec<InlineTestFailure>), RuleError> {
+        let dir_err = |source| RuleError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(dir_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let limits = Limits::default();
+        let mut failures = Vec::new();
+        for file in &files {
+            let bytes = std::fs::read(file)
+                .map_err(|e| SourceError::file_level(file, format!("cannot read fixture: {e}")))?;
+            let fx = Fixture::parse(&bytes);
+            let fail = |expected: String, actual: String| InlineTestFailure {
+                rule_id: fx.rules_label(),
+                file: file.clone(),
+                line: 1,
+                expected,
+                actual,
+                input_masked: mask(&String::from_utf8_lossy(
+                    fx.content.get(..fx.content.len().min(200)).unwrap_or(&[]),
+                )),
+            };
+            for (line, id) in fx.ruleid.iter().chain(&fx.ok) {
+                if self.get(id).is_none() {
+                    return Err(SourceError::new(
+                        file,
+                        *line,
+                        1,
+                        "ruleid".to_string(),
+                        format!("unknown rule id `{id}` in fixture annotation"),
+                    )
+                    .into());
+                }
+            }
+            let options = crate::engine::ScanOptions::route(fx.route.as_deref());
+            let is_http = file.extension().and_then(|e| e.to_str()) == Some("http");
+            let result = if is_http {
+                match crate::engine::http::parse_request(&fx.content) {
+                    Ok(req) => crate::engine::scan_request_rules(self, &req, &limits, &options),
+                    Err(e) => {
+                        failures.push(fail("a parsable request".into(), e.to_string()));
+                        continue;
+                    }
+                }
+            } else {
+                let ct = fx.content_type.clone().or_else(|| {
+                    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+                    Some(
+                        match ext {
+                            "json" => "application/fhir+json",
+                            "hl7" | "er7" => "x-application/hl7-v2+er7",
+                            "xml" => "application/fhir+xml",
+                            "form" => "application/x-www-form-urlencoded",
+                            _ => "text/plain",
+                        }
+                        .to_string(),
+                    )
+                });
+                crate::engine::scan_rules(
+                    self,
+                    &Part::Body {
+                        content_type: ct.as_deref(),
+                        content_encoding: None,
+                        bytes: &fx.content,
+                    },
+                    &limits,
+                    None,
+                    &options,
+                )
+            };
+            let scan = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    failures.push(fail("a scan".into(), format!("error: {e}")));
+                    continue;
+                }
+            };
+            for (_, id) in &fx.ruleid {
+                if !scan.findings.iter().any(|f| &f.rule_id == id) {
+                    failures.push(fail(format!("ruleid: {id}"), "no finding".into()));
+                }
+            }
+            for (_, id) in &fx.ok {
+                if let Some(f) = scan.findings.iter().find(|f| &f.rule_id == id) {
+                    failures.push(fail(
+                        format!("ok: {id}"),
+                        format!(
+                            "finding at {} (chain {})",
+                            f.location,
+                            f.decode_chain.join(">")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok((files.len(), failures))
+    }
+
     pub(crate) fn compiled(&self) -> &[CompiledRule] {
         &self.compiled
     }
@@ -537,9 +1016,79 @@ impl RuleSet {
         &self.infos
     }
 
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
+    }
+
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
     }
+}
+
+/// Builds the pattern prefilter. Patterns that would make the combined automaton too big are
+/// left out (their rules then run unfiltered), so the set never changes what is found.
+fn build_prefilter(rules: &[CompiledRule]) -> Option<Prefilter> {
+    let mut sources = Vec::new();
+    let mut by_rule = Vec::with_capacity(rules.len());
+    for rule in rules {
+        // Anchors and word boundaries depend on what surrounds a segment, so a rule using them
+        // is never ruled out by a match over the whole body: keep it out of the set.
+        let anchored = rule.patterns.iter().any(|p| {
+            let r = p.regex.as_str();
+            r.contains(['^', '$'])
+                || ["\\A", "\\z", "\\b", "\\B", "\\<", "\\>"]
+                    .iter()
+                    .any(|a| r.contains(a))
+        });
+        if !rule.scope.fields.is_empty() || rule.patterns.is_empty() || anchored {
+            by_rule.push(None);
+            continue;
+        }
+        let idx: Vec<usize> = (sources.len()..sources.len() + rule.patterns.len()).collect();
+        sources.extend(rule.patterns.iter().map(|p| p.regex.as_str().to_string()));
+        by_rule.push(Some(idx));
+    }
+    if sources.is_empty() {
+        return None;
+    }
+    let set = RegexSetBuilder::new(&sources)
+        .size_limit(32 << 20)
+        .dfa_size_limit(32 << 20)
+        .build()
+        .ok()?;
+    Some(Prefilter { set, by_rule })
+}
+
+/// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name.
+fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RuleError> {
+    let dir_err = |source| RuleError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
+        let path = entry.map_err(dir_err)?.path();
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(RuleError::Empty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| SourceError::file_level(&file, format!("cannot read rule file: {e}")))?;
+        sources.push((file, text));
+    }
+    Ok(sources)
 }
 
 /// Masks test inputs for reports: in every whitespace-separated word that contains a digit or
@@ -606,7 +1155,11 @@ fn digest(sources: &[(PathBuf, String)]) -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    /// Rule ids (from earlier rule directories) to switch off.
+    #[serde(default)]
+    disable: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -620,7 +1173,8 @@ struct RawRule {
     mode: Mode,
     #[serde(default)]
     keywords: Vec<Spanned<String>>,
-    patterns: Spanned<Vec<Spanned<RawPattern>>>,
+    #[serde(default)]
+    patterns: Option<Spanned<Vec<Spanned<RawPattern>>>>,
     #[serde(default)]
     validators: Vec<Spanned<String>>,
     #[serde(default)]
@@ -630,7 +1184,35 @@ struct RawRule {
     #[serde(default, rename = "where")]
     scope: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
+    exceptions: Vec<Spanned<RawException>>,
+    #[serde(default)]
+    require_encrypted: Option<Spanned<RawEncryption>>,
+    /// Replace the rule with the same id from an earlier rule directory.
+    #[serde(default, rename = "override")]
+    override_rule: bool,
+    #[serde(default)]
     tests: Option<RawTests>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    #[serde(default)]
+    formats: Vec<Spanned<String>>,
+    #[serde(default)]
+    enc: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    name: String,
+    #[serde(default)]
+    routes: Vec<String>,
+    #[serde(default)]
+    fields: Vec<Spanned<String>>,
+    #[serde(default)]
+    values: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -690,6 +1272,9 @@ struct RawTestObject {
     /// A header line, `name: value`.
     #[serde(default)]
     header: Option<String>,
+    /// The route the request is on (for `route:` scopes and exceptions).
+    #[serde(default)]
+    route: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawTestCase {
@@ -846,6 +1431,10 @@ fn compile_pattern(
     }
     let value_group = regex.capture_names().position(|n| n == Some("value"));
     Ok(CompiledPattern {
+        name: p
+            .name
+            .clone()
+            .unwrap_or_else(|| field.rsplit('.').next().unwrap_or("pattern").to_string()),
         regex,
         value_group,
         score: p.score.value as f32,
@@ -906,19 +1495,37 @@ fn compile_context(
         }
     };
     let first_word = words[0].clone();
-    let words = AhoCorasickBuilder::new()
+    let automaton = AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
         .build(&words)
         .map_err(|e| err_at(file, &c.words, format!("{field}.words"), e.to_string()))?;
     Ok(CompiledContext {
-        words,
+        words: automaton,
+        word_list: words,
         window_before,
         window_after,
         boost: boost as f32,
         required: c.required,
         first_word,
     })
+}
+
+/// Field selector kinds accepted in `where` and `exceptions.fields`.
+const FIELD_KINDS: &[&str] = &[
+    "json:",
+    "fhir:",
+    "hl7:",
+    "form:",
+    "multipart:",
+    "query:",
+    "header:",
+];
+
+fn valid_selector(v: &str) -> bool {
+    FIELD_KINDS
+        .iter()
+        .any(|k| v.strip_prefix(k).is_some_and(|rest| !rest.is_empty()))
 }
 
 fn compile_scope(
@@ -938,36 +1545,134 @@ fn compile_scope(
         ));
     }
     let mut scope = Scope::default();
+    let mut parts = false;
     for (k, s) in spanned.value.iter().enumerate() {
         let v = s.value.trim();
+        let bad = |msg: String| err_at(file, s, format!("{field}[{k}]"), msg);
         match v {
             "query" => scope.query = true,
             "body" => scope.body = true,
             "header" => scope.all_headers = true,
-            _ => match v.strip_prefix("header:") {
-                Some(name)
-                    if !name.is_empty()
-                        && name.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b)
-                        }) =>
-                {
+            _ => {
+                if let Some(name) = v.strip_prefix("header:") {
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b))
+                    {
+                        return Err(bad(format!("invalid header name in `{v}`")));
+                    }
                     scope.headers.push(name.to_ascii_lowercase());
+                } else if let Some(ct) = v.strip_prefix("content-type:") {
+                    if ct.trim().is_empty() {
+                        return Err(bad("`content-type:` needs a media type glob".into()));
+                    }
+                    scope.content_types.push(ct.trim().to_ascii_lowercase());
+                    continue;
+                } else if let Some(r) = v.strip_prefix("route:") {
+                    if r.trim().is_empty() {
+                        return Err(bad("`route:` needs a route name glob".into()));
+                    }
+                    scope.routes.push(r.trim().to_string());
+                    continue;
+                } else if valid_selector(v) && !v.starts_with("query:") {
+                    scope.fields.push(v.to_string());
+                    continue;
+                } else {
+                    return Err(bad(format!(
+                        "unknown part `{v}`; expected one of: query, body, header, \
+                         header:<name>, json:<pointer>, fhir:<Resource.path>, hl7:<SEG-n>, \
+                         form:<field>, multipart:<part>, content-type:<type>, route:<name> \
+                         (`*` is a wildcard)"
+                    )));
                 }
-                _ => {
-                    return Err(err_at(
-                        file,
-                        s,
-                        format!("{field}[{k}]"),
-                        format!(
-                            "unknown part `{v}`; expected one of: query, header, \
-                             header:<name>, body"
-                        ),
-                    ))
-                }
-            },
+            }
         }
+        parts = true;
+    }
+    scope.needs_addr = scope
+        .fields
+        .iter()
+        .any(|f| !f.starts_with("fhir:") && !f.starts_with("hl7:"));
+    if !scope.fields.is_empty() {
+        // Field selectors address the body.
+        scope.body = true;
+    } else if !parts {
+        // Only content types / routes: every part.
+        scope.query = true;
+        scope.body = true;
+        scope.all_headers = true;
     }
     Ok(scope)
+}
+
+fn compile_exception(
+    file: &Path,
+    field: &str,
+    raw: &Spanned<RawException>,
+) -> Result<Exception, SourceError> {
+    let e = &raw.value;
+    if e.name.trim().is_empty() {
+        return Err(err_at(
+            file,
+            raw,
+            format!("{field}.name"),
+            "an exception needs a name",
+        ));
+    }
+    if e.routes.is_empty() && e.fields.is_empty() && e.values.is_empty() {
+        return Err(err_at(
+            file,
+            raw,
+            field.to_string(),
+            "an exception needs at least one of `routes`, `fields`, `values` (it would \
+             otherwise switch the rule off; use `mode: off` for that)",
+        ));
+    }
+    for (k, f) in e.fields.iter().enumerate() {
+        if !valid_selector(f.value.trim()) {
+            return Err(err_at(
+                file,
+                f,
+                format!("{field}.fields[{k}]"),
+                format!(
+                    "`{}` is not a field selector; use json:<pointer>, fhir:<Resource.path>, \
+                     hl7:<SEG-n>, form:<field>, multipart:<part>, query:<param> or \
+                     header:<name>",
+                    f.value
+                ),
+            ));
+        }
+    }
+    for (k, v) in e.values.iter().enumerate() {
+        let ok = v
+            .value
+            .strip_prefix("hmac-sha256:")
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(err_at(
+                file,
+                v,
+                format!("{field}.values[{k}]"),
+                "values are fingerprints `hmac-sha256:<32 hex digits>` as printed by \
+                 `phi-gateway scan --explain`, never the value itself",
+            ));
+        }
+    }
+    Ok(Exception {
+        name: e.name.trim().to_string(),
+        routes: e.routes.iter().map(|r| r.trim().to_string()).collect(),
+        fields: e
+            .fields
+            .iter()
+            .map(|f| f.value.trim().to_string())
+            .collect(),
+        values: e
+            .values
+            .iter()
+            .map(|v| v.value.to_ascii_lowercase())
+            .collect(),
+    })
 }
 
 fn compile_test(
@@ -977,9 +1682,11 @@ fn compile_test(
     expect_match: bool,
 ) -> Result<InlineTest, SourceError> {
     let line = location(&raw).0;
+    let mut route = None;
     let input = match raw.value {
         RawTestCase::Text(t) => TestInput::Text(t),
         RawTestCase::Object(o) => {
+            route = o.route.clone();
             let kinds = [
                 o.text.is_some(),
                 o.body.is_some(),
@@ -1024,6 +1731,7 @@ fn compile_test(
         expect_match,
         line,
         input,
+        route,
     })
 }
 
@@ -1043,16 +1751,16 @@ fn compile_rule(
             "id must match ^[a-z0-9][a-z0-9-]{1,63}$ (lowercase letters, digits, hyphens)",
         ));
     }
-    if raw.patterns.value.is_empty() {
-        return Err(err_at(
-            file,
-            &raw.patterns,
-            f("patterns"),
-            "a rule needs at least one pattern",
-        ));
+    let raw_patterns: &[Spanned<RawPattern>] = raw.patterns.as_ref().map_or(&[], |p| &p.value);
+    if raw_patterns.is_empty() && raw.require_encrypted.is_none() {
+        let msg = "a rule needs at least one pattern (or `require_encrypted`)";
+        return Err(match &raw.patterns {
+            Some(p) => err_at(file, p, f("patterns"), msg),
+            None => SourceError::new(file, line, location_col(line), f("patterns"), msg),
+        });
     }
-    let mut patterns = Vec::with_capacity(raw.patterns.value.len());
-    for (j, p) in raw.patterns.value.iter().enumerate() {
+    let mut patterns = Vec::with_capacity(raw_patterns.len());
+    for (j, p) in raw_patterns.iter().enumerate() {
         patterns.push(compile_pattern(file, &f(&format!("patterns[{j}]")), p)?);
     }
     let mut validators = Vec::new();
@@ -1098,7 +1806,7 @@ fn compile_rule(
             None => p.score,
         })
         .fold(0.0f32, f32::max);
-    if best + 1e-6 < min_score {
+    if !patterns.is_empty() && best + 1e-6 < min_score {
         return Err(SourceError::new(
             file,
             line,
@@ -1124,6 +1832,44 @@ fn compile_rule(
         keywords.push(kw.to_ascii_lowercase());
     }
     let scope = compile_scope(file, &f("where"), &raw.scope)?;
+    let encryption = match &raw.require_encrypted {
+        None => None,
+        Some(req) => {
+            if scope.fields.is_empty() {
+                return Err(err_at(
+                    file,
+                    req,
+                    f("require_encrypted"),
+                    "`require_encrypted` needs field selectors in `where` (json:, fhir:, hl7:, \
+                     form:, multipart:) naming the fields that must be encrypted",
+                ));
+            }
+            let mut formats = Vec::new();
+            for (k, fm) in req.value.formats.iter().enumerate() {
+                let v = fm.value.trim().to_ascii_lowercase();
+                if !ENCRYPTION_FORMATS.contains(&v.as_str()) {
+                    return Err(err_at(
+                        file,
+                        fm,
+                        f(&format!("require_encrypted.formats[{k}]")),
+                        format!(
+                            "unknown format `{v}`; known formats: {}",
+                            ENCRYPTION_FORMATS.join(", ")
+                        ),
+                    ));
+                }
+                formats.push(v);
+            }
+            Some(EncryptionReq {
+                formats,
+                enc: req.value.enc.iter().map(|e| e.trim().to_string()).collect(),
+            })
+        }
+    };
+    let mut exceptions = Vec::new();
+    for (j, e) in raw.exceptions.iter().enumerate() {
+        exceptions.push(compile_exception(file, &f(&format!("exceptions[{j}]")), e)?);
+    }
     let mut tests = Vec::new();
     if let Some(t) = raw.tests {
         for (j, case) in t.should_match.into_iter().enumerate() {
@@ -1161,6 +1907,8 @@ fn compile_rule(
         scope,
         has_keywords: !keywords.is_empty(),
         min_digits,
+        exceptions,
+        encryption,
         tests,
     };
     Ok((info, compiled, keywords))
@@ -1222,6 +1970,92 @@ mod tests {
         );
         assert_eq!(set.digest().len(), 64);
         assert_eq!(set.get("us-ssn").map(|r| r.category), Some(Category::G));
+        assert!(set.lint().is_empty(), "{:?}", set.lint());
+        // The issue's bar for the default pack: at least 3 positive and 3 negative examples.
+        for (info, rule) in set.infos.iter().zip(&set.compiled) {
+            let pos = rule.tests.iter().filter(|t| t.expect_match).count();
+            let neg = rule.tests.len() - pos;
+            assert!(
+                pos >= 3 && neg >= 3,
+                "{}: {pos} match / {neg} no_match",
+                info.id
+            );
+        }
+    }
+
+    #[test]
+    fn globs() {
+        for (p, t, want) in [
+            (
+                "fhir:*.identifier.value",
+                "fhir:Patient.identifier.value",
+                true,
+            ),
+            (
+                "fhir:*.identifier.value",
+                "fhir:Patient.identifier.system",
+                false,
+            ),
+            ("fhir:Patient.name.*", "fhir:Patient.name.given", true),
+            ("fhir:Patient.name.*", "fhir:Patient.birthDate", false),
+            ("provider-*", "provider-directory", true),
+            ("provider-*", "ehr", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxcyyb", false),
+            ("a*b*c", "abc", true),
+            ("*", "", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*a", "a", false),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    /// rules/schema.json (for editors) must list exactly what the loader accepts.
+    #[test]
+    fn json_schema_matches_the_loader() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/schema.json");
+        let text = std::fs::read_to_string(path).expect("schema");
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let rule = &schema["$defs"]["rule"]["properties"];
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let validators = strings(&rule["validators"]["items"]["enum"]);
+        assert_eq!(validators.join(", "), Validator::names());
+        let formats = strings(&rule["require_encrypted"]["properties"]["formats"]["items"]["enum"]);
+        assert_eq!(formats, ENCRYPTION_FORMATS);
+        let categories = strings(&rule["category"]["enum"]);
+        assert_eq!(categories.len(), 18);
+        let mut keys: Vec<&String> = rule.as_object().expect("properties").keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "category",
+                "context",
+                "description",
+                "exceptions",
+                "id",
+                "keywords",
+                "min_score",
+                "mode",
+                "override",
+                "patterns",
+                "require_encrypted",
+                "severity",
+                "tests",
+                "validators",
+                "where"
+            ]
+        );
     }
 
     #[test]
@@ -1365,7 +2199,14 @@ mod tests {
         let doc =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
                 .expect("docs/rules.md");
-        let start = doc.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+        // The "Complete example" section's block.
+        let section = doc.find("## Complete example").expect("section");
+        let start = section
+            + doc
+                .get(section..)
+                .and_then(|d| d.find("```yaml\n"))
+                .expect("yaml block")
+            + "```yaml\n".len();
         let len = doc
             .get(start..)
             .and_then(|r| r.find("```"))
@@ -1373,6 +2214,34 @@ mod tests {
         let yaml = doc.get(start..start + len).expect("block");
         let set = load(yaml).expect("docs example loads");
         assert!(set.run_inline_tests().is_empty());
+    }
+
+    /// The layering and `require_encrypted` examples of docs/rules.md load as written.
+    #[test]
+    fn docs_layering_and_encryption_examples_load() {
+        let doc =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+                .expect("docs/rules.md");
+        let block_after = |heading: &str| -> String {
+            let at = doc.find(heading).expect("heading");
+            let rest = doc.get(at..).unwrap_or("");
+            let start = rest.find("```yaml\n").expect("block") + "```yaml\n".len();
+            let len = rest.get(start..).and_then(|r| r.find("```")).expect("end");
+            rest.get(start..start + len).unwrap_or("").to_string()
+        };
+        let base = read_dir_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
+            .expect("default pack");
+        let site = vec![(PathBuf::from("site/site.yaml"), block_after("## Layering"))];
+        let set = RuleSet::from_layers(&[base, site]).expect("layered example loads");
+        assert_eq!(set.get("us-phone").map(|r| r.mode), Some(Mode::Off));
+        assert_eq!(
+            set.get("fhir-patient-name").map(|r| r.mode),
+            Some(Mode::Enforce)
+        );
+        assert!(set.run_inline_tests().is_empty());
+        let enc = block_after("### Encrypted fields");
+        let set = load(&format!("rules:\n{enc}")).expect("encryption example loads");
+        assert_eq!(set.len(), 1);
     }
 
     #[test]

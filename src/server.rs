@@ -77,10 +77,11 @@ pub struct Prepared {
     pub audit: Option<crate::audit::Prepared>,
 }
 
-/// Loads rules, certificate and upstream CAs for `config` without binding anything. Start-up
-/// and every reload go through here, so both accept and reject exactly the same files.
+/// Loads rules (the base directory and its overlays), certificate and upstream CAs for
+/// `config` without binding anything. Start-up and every reload go through here, so both
+/// accept and reject exactly the same files.
 pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), StartError> {
-    let rules = RuleSet::load_dir(&config.rules_dir)?;
+    let rules = RuleSet::load_dirs(&config.rule_dirs())?;
     crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
     let cert = crate::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
     if let Some(c) = &config.listen.client_auth {

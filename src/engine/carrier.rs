@@ -138,6 +138,10 @@ pub(crate) enum Media {
     Json,
     /// Declared `application/x-www-form-urlencoded`.
     Form,
+    /// HL7 v2 ER7 (`x-application/hl7-v2+er7`, `application/hl7-v2`, `application/edi-hl7`).
+    Hl7,
+    /// `multipart/*` (the boundary travels in [`Base::boundary`]).
+    Multipart,
     /// Anything else: JSON if it looks like and parses as JSON, else text.
     Sniff,
 }
@@ -162,10 +166,27 @@ pub(crate) fn media_type(content_type: Option<&str>) -> (Media, Option<String>) 
         Media::Json
     } else if essence == "application/x-www-form-urlencoded" {
         Media::Form
+    } else if matches!(
+        essence.as_str(),
+        "x-application/hl7-v2+er7" | "application/hl7-v2" | "application/edi-hl7" | "text/hl7"
+    ) {
+        Media::Hl7
+    } else if essence.starts_with("multipart/") {
+        Media::Multipart
     } else {
         Media::Sniff
     };
     (media, charset)
+}
+
+/// A `Content-Type` parameter (`boundary`), unquoted.
+pub(crate) fn ct_param(content_type: Option<&str>, name: &str) -> Option<String> {
+    content_type?.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
 }
 
 /// Decodes UTF-16 bodies (by BOM, declared charset, or the NUL-byte pattern RFC 4627 used to
@@ -222,6 +243,17 @@ pub(crate) struct Base<'a> {
     pub(crate) text_base: &'a str,
     /// Prefix for form fields (`body:form:`).
     pub(crate) form_prefix: &'a str,
+    /// The multipart boundary, for [`Media::Multipart`].
+    pub(crate) boundary: Option<&'a str>,
+}
+
+impl Base<'_> {
+    /// The prefix that other named locations share (`body:`), derived from `form_prefix`.
+    fn root(&self) -> &str {
+        self.form_prefix
+            .strip_suffix("form:")
+            .unwrap_or(self.form_prefix)
+    }
 }
 
 /// Scans a decoded payload (a request body, or a JWS payload) according to its media type.
@@ -248,6 +280,19 @@ pub(crate) fn scan_payload(
         scan_form(sc, text, base.form_prefix, &chain, layers);
         return;
     }
+    if media == Media::Multipart {
+        if let Some(boundary) = base.boundary {
+            if scan_multipart(sc, bytes, boundary, &chain, base, layers) {
+                return;
+            }
+        }
+    }
+    if media == Media::Hl7 || super::hl7::looks_like_hl7(text) {
+        chain.push("hl7");
+        let prefix = format!("{}hl7:", base.root());
+        super::hl7::scan_hl7(sc, text, &prefix, &chain);
+        return;
+    }
     let looks_json = matches!(
         text.trim_start_matches(|c: char| c.is_ascii_whitespace())
             .as_bytes()
@@ -256,6 +301,13 @@ pub(crate) fn scan_payload(
     );
     if media == Media::Json || looks_json {
         if let Ok(node) = parse_json(text) {
+            if chain
+                .iter()
+                .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd"))
+            {
+                // A top-level body: its plain JSON segments are substrings of `text`.
+                sc.body_keywords(text.as_bytes());
+            }
             chain.push("json");
             let mut walker = Walker {
                 sc,
@@ -266,7 +318,8 @@ pub(crate) fn scan_payload(
                 num: String::new(),
             };
             let mut path = Vec::new();
-            walker.walk(&node, &mut path, 0);
+            let mut fhir = String::new();
+            walker.walk(&node, &mut path, 0, &mut fhir);
             let too_deep = walker.too_deep;
             drop(node);
             if !too_deep {
@@ -283,7 +336,239 @@ pub(crate) fn scan_payload(
         loc: Loc::Offset(base.text_base),
         ctx: FieldCtx::default(),
         chain: &chain,
+        sel: None,
     });
+}
+
+/// Finds `needle` in `hay` from `from`.
+fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// One header parameter (`name="x"`) of a MIME header value.
+fn mime_param(value: &str, name: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        let k = k.trim().trim_end_matches('*');
+        k.eq_ignore_ascii_case(name).then(|| {
+            let v = v.trim();
+            // RFC 5987 `filename*=UTF-8''x`: keep what follows the language tag.
+            let v = v.rsplit("''").next().unwrap_or(v);
+            v.trim_matches('"').to_string()
+        })
+    })
+}
+
+/// Decodes quoted-printable (RFC 2045): `=XX` escapes and `=` soft line breaks.
+fn quoted_printable(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    let hexv = |b: u8| char::from(b).to_digit(16);
+    while let Some(&c) = body.get(i) {
+        if c == b'=' {
+            match (body.get(i + 1).copied(), body.get(i + 2).copied()) {
+                (Some(b'\r'), Some(b'\n')) => {
+                    i += 3;
+                    continue;
+                }
+                (Some(b'\n'), _) => {
+                    i += 2;
+                    continue;
+                }
+                (Some(a), Some(b)) => {
+                    if let (Some(x), Some(y)) = (hexv(a), hexv(b)) {
+                        out.push(u8::try_from(x * 16 + y).unwrap_or(b'?'));
+                        i += 3;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Scans a `multipart/*` body part by part: field names as context, `base64` and
+/// `quoted-printable` transfer encodings undone, nested payloads (JSON, HL7, nested multipart)
+/// parsed by their own content type, and anything outside the first and last boundary
+/// (preamble, epilogue — a classic smuggling place) scanned as text. Returns false when the
+/// boundary never occurs, so the caller scans the body as text.
+fn scan_multipart(
+    sc: &mut Scanner<'_>,
+    bytes: &[u8],
+    boundary: &str,
+    chain: &[&'static str],
+    base: Base<'_>,
+    layers: usize,
+) -> bool {
+    let delim = format!("--{boundary}");
+    let Some(first) = find_bytes(bytes, delim.as_bytes(), 0) else {
+        return false;
+    };
+    if layers >= sc.limits.max_decode_layers {
+        sc.fail(InspectError::TooManyLayers);
+        return true;
+    }
+    let mut chain = chain.to_vec();
+    chain.push("multipart");
+    let root = base.root().to_string();
+    let prefix = format!("{root}multipart:");
+    let outside = |sc: &mut Scanner<'_>, data: &[u8], chain: &[&'static str]| {
+        let text = String::from_utf8_lossy(data);
+        if !text.trim().is_empty() {
+            sc.segment(&Segment {
+                text: &text,
+                loc: Loc::Offset(base.text_base),
+                ctx: FieldCtx::default(),
+                chain,
+                sel: None,
+            });
+        }
+    };
+    outside(sc, bytes.get(..first).unwrap_or(&[]), &chain);
+    let mut pos = first + delim.len();
+    let mut index = 0usize;
+    loop {
+        // After a delimiter: `--` ends the body, else a line break starts a part.
+        if bytes.get(pos..pos + 2) == Some(b"--") {
+            outside(sc, bytes.get(pos + 2..).unwrap_or(&[]), &chain);
+            break;
+        }
+        let next = find_bytes(bytes, delim.as_bytes(), pos);
+        let end = next.unwrap_or(bytes.len());
+        let raw = bytes.get(pos..end).unwrap_or(&[]);
+        scan_part(sc, raw, index, &prefix, &chain, layers);
+        index += 1;
+        match next {
+            Some(n) => pos = n + delim.len(),
+            None => break,
+        }
+    }
+    true
+}
+
+/// One multipart part: headers, a blank line, the content.
+fn scan_part(
+    sc: &mut Scanner<'_>,
+    raw: &[u8],
+    index: usize,
+    prefix: &str,
+    chain: &[&'static str],
+    layers: usize,
+) {
+    let raw = raw
+        .strip_prefix(b"\r\n")
+        .or_else(|| raw.strip_prefix(b"\n"))
+        .unwrap_or(raw);
+    let (head, body) = match find_bytes(raw, b"\r\n\r\n", 0) {
+        Some(p) => (raw.get(..p).unwrap_or(&[]), raw.get(p + 4..).unwrap_or(&[])),
+        None => match find_bytes(raw, b"\n\n", 0) {
+            Some(p) => (raw.get(..p).unwrap_or(&[]), raw.get(p + 2..).unwrap_or(&[])),
+            None => (&[][..], raw),
+        },
+    };
+    let body = body
+        .strip_suffix(b"\r\n")
+        .or_else(|| body.strip_suffix(b"\n"))
+        .unwrap_or(body);
+    let head = String::from_utf8_lossy(head);
+    let (mut name, mut filename, mut ctype, mut cte) = (None, None, None, None);
+    for line in head.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim();
+        match k.as_str() {
+            "content-disposition" => {
+                name = mime_param(v, "name");
+                filename = mime_param(v, "filename");
+            }
+            "content-type" => ctype = Some(v.to_string()),
+            "content-transfer-encoding" => cte = Some(v.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    let part_name = name.clone().unwrap_or_else(|| format!("part{index}"));
+    let loc = Loc::Named {
+        prefix,
+        name: &part_name,
+    };
+    // Names and file names are client-chosen text too.
+    for label in [name.as_deref(), filename.as_deref()].into_iter().flatten() {
+        sc.segment(&Segment {
+            text: label,
+            loc,
+            ctx: FieldCtx::default(),
+            chain,
+            sel: None,
+        });
+    }
+    let mut chain = chain.to_vec();
+    let decoded: Cow<'_, [u8]> = match cte.as_deref() {
+        Some("base64") => {
+            use base64::Engine as _;
+            let compact: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            match base64::engine::general_purpose::STANDARD.decode(&compact) {
+                Ok(d) => {
+                    chain.push("base64");
+                    Cow::Owned(d)
+                }
+                Err(_) => Cow::Borrowed(body),
+            }
+        }
+        Some("quoted-printable") => {
+            chain.push("quoted-printable");
+            Cow::Owned(quoted_printable(body))
+        }
+        _ => Cow::Borrowed(body),
+    };
+    let (media, charset) = media_type(ctype.as_deref());
+    let plain_field = filename.is_none()
+        && ctype
+            .as_deref()
+            .is_none_or(|c| c.to_ascii_lowercase().starts_with("text/plain"));
+    if plain_field {
+        let text = String::from_utf8_lossy(&decoded);
+        let extra = [part_name.as_str()];
+        let ctx = FieldCtx {
+            path: &[],
+            extra: &extra,
+        };
+        scan_value(sc, &text, loc, ctx, &chain, layers);
+        return;
+    }
+    let inner = format!("{prefix}{part_name}:");
+    let inner_form = format!("{inner}form:");
+    let boundary = ct_param(ctype.as_deref(), "boundary");
+    let b = Base {
+        json_prefix: &inner,
+        text_base: &inner,
+        form_prefix: &inner_form,
+        boundary: boundary.as_deref(),
+    };
+    scan_payload(
+        sc,
+        &decoded,
+        media,
+        charset.as_deref(),
+        &chain,
+        b,
+        layers + 1,
+    );
 }
 
 /// Scans `name=value&…` pairs (query strings and form bodies): `+` and `%XX` are decoded,
@@ -308,6 +593,7 @@ pub(crate) fn scan_form(
             loc,
             ctx: FieldCtx::default(),
             chain,
+            sel: None,
         });
         let extra = [name.as_ref()];
         let ctx = FieldCtx {
@@ -337,6 +623,7 @@ pub(crate) fn scan_header(sc: &mut Scanner<'_>, name: &str, value: &[u8]) {
         loc,
         ctx: FieldCtx::default(),
         chain: &[],
+        sel: None,
     });
     let token = match text.trim().split_once(|c: char| c.is_ascii_whitespace()) {
         Some((scheme, token))
@@ -358,6 +645,7 @@ pub(crate) fn scan_header(sc: &mut Scanner<'_>, name: &str, value: &[u8]) {
             loc,
             ctx,
             chain: &[],
+            sel: None,
         });
     }
 }
@@ -372,10 +660,29 @@ fn scan_value(
     chain: &[&'static str],
     layers: usize,
 ) -> bool {
-    match classify(value, sc.limits.max_decoded_bytes) {
-        Token::Encrypted => {
+    scan_value_at(sc, value, loc, ctx, None, chain, layers)
+}
+
+/// [`scan_value`] with a structural address (`fhir:Patient.birthDate`).
+pub(crate) fn scan_value_at(
+    sc: &mut Scanner<'_>,
+    value: &str,
+    loc: Loc<'_>,
+    ctx: FieldCtx<'_>,
+    sel: Option<&str>,
+    chain: &[&'static str],
+    layers: usize,
+) -> bool {
+    let token = classify(value, sc.limits.max_decoded_bytes);
+    sc.check_encryption(&loc, &ctx, sel, &token, value, chain);
+    match token {
+        Token::Encrypted { .. } => {
             sc.encrypted(loc.render(0));
             return true;
+        }
+        Token::Marked { .. } => {
+            // Reported, and scanned all the same: the marker costs an attacker nothing.
+            sc.encrypted(loc.render(0));
         }
         Token::Signed { payload } => {
             if layers >= sc.limits.max_decode_layers {
@@ -389,6 +696,7 @@ fn scan_value(
                     json_prefix: &base,
                     text_base: &base,
                     form_prefix: &base,
+                    boundary: None,
                 };
                 scan_payload(sc, &payload, Media::Sniff, None, &inner, b, layers + 1);
             }
@@ -402,6 +710,7 @@ fn scan_value(
                 loc,
                 ctx,
                 chain: &inner,
+                sel,
             });
         }
         Token::Plain => {}
@@ -411,6 +720,7 @@ fn scan_value(
         loc,
         ctx,
         chain,
+        sel,
     });
     false
 }
@@ -463,7 +773,13 @@ struct Walker<'a, 'r> {
 }
 
 impl Walker<'_, '_> {
-    fn walk<'n>(&mut self, node: &'n Node<'_>, path: &mut Vec<PathElem<'n>>, depth: usize) {
+    fn walk<'n>(
+        &mut self,
+        node: &'n Node<'_>,
+        path: &mut Vec<PathElem<'n>>,
+        depth: usize,
+        fhir: &mut String,
+    ) {
         match node {
             Node::Arr(items) => {
                 if depth >= self.sc.limits.max_json_depth {
@@ -472,7 +788,7 @@ impl Walker<'_, '_> {
                 }
                 for (i, item) in items.iter().enumerate() {
                     path.push(PathElem::Index(i));
-                    self.member(item, path, depth + 1, &[]);
+                    self.member(item, path, depth + 1, &[], fhir);
                     path.pop();
                 }
             }
@@ -483,6 +799,21 @@ impl Walker<'_, '_> {
                 }
                 let mut extra = Vec::new();
                 siblings(members, &mut extra);
+                // A FHIR resource starts a new structural path: `fhir:Patient.name.family`.
+                let resource = members.iter().find_map(|(k, v)| match (k.as_ref(), v) {
+                    ("resourceType", Node::Str(rt)) if safe_name(rt) => Some(rt.as_ref()),
+                    _ => None,
+                });
+                let saved = resource.map(|rt| std::mem::replace(fhir, format!("fhir:{rt}")));
+                if is_jwe_json(members) {
+                    self.sc.encrypted(
+                        Loc::Pointer {
+                            prefix: self.prefix,
+                            path,
+                        }
+                        .render(0),
+                    );
+                }
                 for (key, value) in members {
                     path.push(PathElem::Key(key));
                     let parent = path.split_last().map_or(&[][..], |(_, rest)| rest);
@@ -497,12 +828,22 @@ impl Walker<'_, '_> {
                             extra: &[],
                         },
                         chain: self.chain,
+                        sel: None,
                     });
-                    self.member(value, path, depth + 1, &extra);
+                    let len = fhir.len();
+                    if !fhir.is_empty() {
+                        fhir.push('.');
+                        fhir.push_str(key);
+                    }
+                    self.member(value, path, depth + 1, &extra, fhir);
+                    fhir.truncate(len);
                     path.pop();
                 }
+                if let Some(saved) = saved {
+                    *fhir = saved;
+                }
             }
-            scalar => self.member(scalar, path, depth, &[]),
+            scalar => self.member(scalar, path, depth, &[], fhir),
         }
     }
 
@@ -512,31 +853,102 @@ impl Walker<'_, '_> {
         path: &mut Vec<PathElem<'n>>,
         depth: usize,
         extra: &[&str],
+        fhir: &mut String,
     ) {
         let loc = Loc::Pointer {
             prefix: self.prefix,
             path,
         };
         let ctx = FieldCtx { path, extra };
+        let sel = (!fhir.is_empty()).then_some(fhir.as_str());
         match node {
             Node::Str(s) => {
-                scan_value(self.sc, s, loc, ctx, self.chain, self.layers);
+                let is_b64_field = matches!(
+                    path.last(),
+                    Some(PathElem::Key("data" | "valueBase64Binary" | "content"))
+                );
+                if is_b64_field && self.attachment(s, loc) {
+                    return;
+                }
+                scan_value_at(self.sc, s, loc, ctx, sel, self.chain, self.layers);
             }
             Node::Num(n) => {
                 self.num.clear();
                 // Writing to a String cannot fail.
                 let _ = write!(self.num, "{n}");
+                let num = std::mem::take(&mut self.num);
+                self.sc
+                    .check_encryption(&loc, &ctx, sel, &Token::Plain, &num, self.chain);
+                self.num = num;
                 self.sc.segment(&Segment {
                     text: &self.num,
                     loc,
                     ctx,
                     chain: self.chain,
+                    sel,
                 });
             }
-            Node::Arr(_) | Node::Obj(_) => self.walk(node, path, depth),
+            Node::Arr(_) | Node::Obj(_) => self.walk(node, path, depth, fhir),
             Node::Null | Node::Bool => {}
         }
     }
+
+    /// FHIR `Attachment.data`, `Binary.data` (`content` in DSTU2) and `valueBase64Binary` are
+    /// base64 by schema: decode and scan the content as a payload of its own (JSON, HL7, text).
+    /// Returns false when the value is not base64, so the caller scans it as a string.
+    fn attachment(&mut self, value: &str, loc: Loc<'_>) -> bool {
+        use base64::Engine as _;
+        let compact: String = value.split_ascii_whitespace().collect();
+        if compact.len() < 8 || compact.len() / 4 * 3 > self.sc.limits.max_decoded_bytes {
+            return false;
+        }
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&compact) else {
+            return false;
+        };
+        if self.layers >= self.sc.limits.max_decode_layers {
+            self.sc.fail(InspectError::TooManyLayers);
+            return true;
+        }
+        let base = format!("{}#base64", loc.render(0));
+        let mut chain = self.chain.to_vec();
+        chain.push("base64");
+        let b = Base {
+            json_prefix: &base,
+            text_base: &base,
+            form_prefix: &base,
+            boundary: None,
+        };
+        scan_payload(
+            self.sc,
+            &bytes,
+            Media::Sniff,
+            None,
+            &chain,
+            b,
+            self.layers + 1,
+        );
+        true
+    }
+}
+
+/// A resource type or other name safe to put into a structural path.
+fn safe_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A JWE JSON serialisation (RFC 7516 §7.2): `protected`/`header`, `iv`, `ciphertext`, `tag`.
+fn is_jwe_json(members: &[(Cow<'_, str>, Node<'_>)]) -> bool {
+    let has = |name: &str| {
+        members
+            .iter()
+            .any(|(k, v)| k == name && matches!(v, Node::Str(_)))
+    };
+    has("ciphertext")
+        && has("iv")
+        && (has("protected")
+            || members
+                .iter()
+                .any(|(k, _)| k == "recipients" || k == "header"))
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
-//! Is this field encrypted, signed or plain? (JOSE compact serialisation.)
+//! Is this field encrypted, signed or plain? JOSE (JWE compact, JWS), OpenPGP armor, age,
+//! Vault transit, SOPS, the AWS Encryption SDK and Tink.
+//!
+//! Only a JWE compact token that passes every structural check is exempt from scanning; every
+//! other recognised format is *reported* as encrypted (for `require_encrypted` rules) and still
+//! scanned, because its markers are trivial to fake.
 //!
 //! Field-level encryption is the legitimate way to send PHI through the gateway, so a JWE
 //! compact token is exempt from scanning and reported as encrypted instead. The check is
@@ -33,7 +38,15 @@ const MIN_TOKEN_LEN: usize = 24;
 #[derive(Debug)]
 pub(crate) enum Token {
     /// A JWE compact token that passed every structural check: do not scan.
-    Encrypted,
+    Encrypted {
+        /// The protected header's `enc`.
+        enc: String,
+    },
+    /// Another recognised ciphertext format (scanned anyway: its markers are cheap to fake).
+    Marked {
+        /// The format (`pgp`, `age`, `vault`, `sops`, `aws-esdk`, `tink`).
+        format: &'static str,
+    },
     /// A JWS compact token: its decoded payload must be scanned.
     Signed { payload: Vec<u8> },
     /// A JWE-shaped token whose ciphertext decodes to printable text: scan that text.
@@ -83,6 +96,9 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 /// Classifies one string value. `max_payload` bounds the decoded JWS payload.
 pub(crate) fn classify(value: &str, max_payload: usize) -> Token {
     let value = value.trim_matches(|c: char| c.is_ascii_whitespace());
+    if let Some(format) = marked_format(value) {
+        return Token::Marked { format };
+    }
     if value.len() < MIN_TOKEN_LEN || !value.bytes().all(|b| b == b'.' || is_b64url_byte(b)) {
         return Token::Plain;
     }
@@ -130,11 +146,132 @@ fn classify_jwe(h: &str, iv: &str, ct: &str, tag: &str) -> Token {
                 && decoded_len(iv) == Some(iv_len)
                 && decoded_len(tag) == Some(tag_len) =>
         {
-            Token::Encrypted
+            Token::Encrypted {
+                enc: enc.to_string(),
+            }
         }
         // Header says JWE but the parts do not fit the algorithm: do not exempt it. The
         // ciphertext is random-looking, so there is nothing readable to scan beyond the value.
         _ => Token::Plain,
+    }
+}
+
+/// Standard base64 (padding optional) for binary envelopes.
+const B64STD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Recognises the ciphertext envelopes that carry a marker: OpenPGP armor (only `PGP MESSAGE`,
+/// not clear-signed text), age (armored and binary header), Vault transit `vault:vN:`, SOPS
+/// `ENC[…]`, and base64 AWS Encryption SDK / Tink messages (checked on the decoded header).
+fn marked_format(value: &str) -> Option<&'static str> {
+    if value.starts_with("-----BEGIN PGP MESSAGE-----") && value.contains("-----END PGP MESSAGE") {
+        return Some("pgp");
+    }
+    if value.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+        || (value.starts_with("age-encryption.org/v1") && value.contains("\n-> "))
+    {
+        return Some("age");
+    }
+    if let Some(rest) = value.strip_prefix("vault:v") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest.as_bytes().get(digits) == Some(&b':') && rest.len() > digits + 16 {
+            return Some("vault");
+        }
+    }
+    if value.starts_with("ENC[") && value.ends_with(']') && value.contains("data:") {
+        return Some("sops");
+    }
+    if value.len() >= 40
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+    {
+        let head = B64STD
+            .decode(value.get(..48.min(value.len() / 4 * 4))?)
+            .ok()?;
+        match head.as_slice() {
+            // v1: version 1, type 0x80, a known algorithm suite id.
+            [0x01, 0x80, a, b, ..] if esdk_suite(u16::from_be_bytes([*a, *b])) => {
+                return Some("aws-esdk")
+            }
+            // v2: version 2, committing suites 0x0478 / 0x0578.
+            [0x02, 0x04 | 0x05, 0x78, ..] => return Some("aws-esdk"),
+            _ => {}
+        }
+        // Tink: 0x01 + 4-byte key id (TINK) or 0x00 + key id (LEGACY), then random bytes.
+        let full = B64STD.decode(value).ok()?;
+        if matches!(full.first(), Some(0x00 | 0x01))
+            && full.len() >= 5 + 28
+            && !looks_like_text(&full)
+        {
+            return Some("tink");
+        }
+    }
+    None
+}
+
+/// AWS Encryption SDK v1 algorithm suite ids.
+fn esdk_suite(id: u16) -> bool {
+    matches!(
+        id,
+        0x0014 | 0x0046 | 0x0078 | 0x0114 | 0x0146 | 0x0178 | 0x0214 | 0x0346 | 0x0378
+    )
+}
+
+/// What a value is, for reports and `require_encrypted` rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueClass {
+    /// A recognised ciphertext envelope (`jwe`, `pgp`, `age`, `vault`, `sops`, `aws-esdk`,
+    /// `tink`), with the JWE content-encryption algorithm when known.
+    Encrypted {
+        /// Envelope format.
+        format: &'static str,
+        /// JWE `enc` (e.g. `A256GCM`).
+        enc: Option<String>,
+    },
+    /// An encoding of readable text (base64, a JWS payload, a JWE-shaped token with readable
+    /// ciphertext).
+    EncodedPlaintext {
+        /// The encoding.
+        encoding: &'static str,
+    },
+    /// Long, unreadable and in no known envelope (possibly encrypted, possibly random).
+    Opaque,
+    /// Anything else.
+    Plaintext,
+}
+
+/// Classifies one value: encrypted, encoded plaintext, opaque or plaintext.
+pub fn classify_value(value: &str) -> ValueClass {
+    match classify(value, 1 << 20) {
+        Token::Encrypted { enc } => ValueClass::Encrypted {
+            format: "jwe",
+            enc: Some(enc),
+        },
+        Token::Marked { format } => ValueClass::Encrypted { format, enc: None },
+        Token::Signed { .. } => ValueClass::EncodedPlaintext { encoding: "jws" },
+        Token::FakeEncrypted { .. } => ValueClass::EncodedPlaintext {
+            encoding: "jwe-plaintext",
+        },
+        Token::Plain => {
+            let v = value.trim();
+            if super::normalize::decode_base64_text(v).is_some() {
+                ValueClass::EncodedPlaintext { encoding: "base64" }
+            } else if v.len() >= 24
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
+            {
+                ValueClass::Opaque
+            } else {
+                ValueClass::Plaintext
+            }
+        }
     }
 }
 
@@ -163,6 +300,7 @@ fn classify_jws(h: &str, payload: &str, max_payload: usize) -> Token {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD as STD;
 
     pub(crate) fn b64(data: &[u8]) -> String {
         B64URL.encode(data)
@@ -194,7 +332,81 @@ pub(crate) mod tests {
 
     #[test]
     fn jwe_is_encrypted() {
-        assert!(matches!(classify(&jwe(), 1 << 20), Token::Encrypted));
+        assert!(matches!(classify(&jwe(), 1 << 20), Token::Encrypted { .. }));
+        assert_eq!(
+            classify_value(&jwe()),
+            ValueClass::Encrypted {
+                format: "jwe",
+                enc: Some("A256GCM".into())
+            }
+        );
+    }
+
+    #[test]
+    fn marked_formats_are_recognised() {
+        let random: Vec<u8> = (0u8..64)
+            .map(|i| i.wrapping_mul(151).wrapping_add(7))
+            .collect();
+        let mut esdk = vec![0x01, 0x80, 0x03, 0x78];
+        esdk.extend_from_slice(&random);
+        let mut esdk2 = vec![0x02, 0x05, 0x78];
+        esdk2.extend_from_slice(&random);
+        let mut tink = vec![0x01, 0xde, 0xad, 0xbe, 0xef];
+        tink.extend_from_slice(&random);
+        let cases = [
+            (
+                "-----BEGIN PGP MESSAGE-----\n\nhQEMA8x\n=abcd\n-----END PGP MESSAGE-----",
+                "pgp",
+            ),
+            (
+                "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n-----END AGE ENCRYPTED FILE-----",
+                "age",
+            ),
+            (
+                "age-encryption.org/v1\n-> X25519 abc\n--- mac\nbinary",
+                "age",
+            ),
+            (
+                "vault:v1:8SDd3WHDOjf7mq69CyCqYjBXAiQQAVZRkFM13ok481zoCmHnSeDX9vyf7w==",
+                "vault",
+            ),
+            ("ENC[AES256_GCM,data:Tr7o=,iv:1=,tag:2=,type:str]", "sops"),
+            (&*STD.encode(&esdk), "aws-esdk"),
+            (&*STD.encode(&esdk2), "aws-esdk"),
+            (&*STD.encode(&tink), "tink"),
+        ];
+        for (v, f) in cases {
+            match classify_value(v) {
+                ValueClass::Encrypted { format, .. } => assert_eq!(format, f, "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn look_alikes_are_not_encrypted() {
+        for v in [
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nSSN 536-22-1234",
+            "vault:v1:",
+            "ENC[not sops",
+            "age-encryption.org is a website",
+        ] {
+            assert!(
+                !matches!(classify_value(v), ValueClass::Encrypted { .. }),
+                "{v}"
+            );
+        }
+        // base64 of readable text is encoded plaintext, whatever its first byte.
+        let plain = STD.encode(b"\x01 SSN 536-22-1234 and more readable text here");
+        assert!(!matches!(
+            classify_value(&plain),
+            ValueClass::Encrypted { .. }
+        ));
+        assert_eq!(
+            classify_value(&STD.encode(b"Patient SSN 536-22-1234")),
+            ValueClass::EncodedPlaintext { encoding: "base64" }
+        );
+        assert_eq!(classify_value("hello"), ValueClass::Plaintext);
     }
 
     #[test]

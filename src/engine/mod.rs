@@ -15,9 +15,13 @@
 mod carrier;
 mod classify;
 mod decode;
+mod hl7;
+pub mod http;
 mod normalize;
 mod scan;
 pub(crate) mod validate;
+
+pub use classify::{classify_value, ValueClass};
 
 #[cfg(test)]
 mod tests;
@@ -27,7 +31,7 @@ use std::sync::Arc;
 use crate::policy::Mode;
 use crate::rules::{Category, RuleSet, Severity};
 
-use carrier::{media_type, scan_form, scan_header, scan_payload, Base};
+use carrier::{ct_param, media_type, scan_form, scan_header, scan_payload, Base};
 use scan::{FieldCtx, Loc, PartKind, Scanner, Segment};
 
 /// Scans request parts against a shared, immutable [`RuleSet`].
@@ -53,7 +57,90 @@ impl Engine {
     /// Errors mean the part could not be inspected (unknown or corrupt encoding, limits); the
     /// caller must treat them as "not inspected", i.e. fail closed when enforcing.
     pub fn scan(&self, part: &Part<'_>, limits: &Limits) -> Result<Scan, InspectError> {
-        scan_rules(&self.rules, part, limits, None)
+        scan_rules(&self.rules, part, limits, None, &ScanOptions::default())
+    }
+
+    /// Like [`Engine::scan`], with the request's route (for rules and exceptions scoped by
+    /// `route:`) and optional explanations (validator results, context, near misses).
+    pub fn scan_with(
+        &self,
+        part: &Part<'_>,
+        limits: &Limits,
+        options: &ScanOptions<'_>,
+    ) -> Result<Scan, InspectError> {
+        scan_rules(&self.rules, part, limits, None, options)
+    }
+}
+
+impl Engine {
+    /// Scans every part of a raw request the way the proxy does: the URL path, the query
+    /// string, each header and the body (with its Content-Type and Content-Encoding). Findings
+    /// of all parts are concatenated in that order.
+    pub fn scan_request(
+        &self,
+        req: &http::RawRequest,
+        limits: &Limits,
+        options: &ScanOptions<'_>,
+    ) -> Result<Scan, InspectError> {
+        scan_request_rules(&self.rules, req, limits, options)
+    }
+}
+
+/// [`Engine::scan_request`] over a rule set.
+pub(crate) fn scan_request_rules(
+    rules: &RuleSet,
+    req: &http::RawRequest,
+    limits: &Limits,
+    options: &ScanOptions<'_>,
+) -> Result<Scan, InspectError> {
+    let mut out = Scan::default();
+    let mut add = |s: Scan| {
+        out.findings.extend(s.findings);
+        out.encrypted.extend(s.encrypted);
+        out.near_misses.extend(s.near_misses);
+    };
+    let scan = |part: &Part<'_>| scan_rules(rules, part, limits, None, options);
+    add(scan(&Part::Path(&req.path))?);
+    if let Some(q) = &req.query {
+        add(scan(&Part::Query(q))?);
+    }
+    for (name, value) in &req.headers {
+        add(scan(&Part::Header { name, value })?);
+    }
+    if !req.body.is_empty() {
+        add(scan(&Part::Body {
+            content_type: req.header("content-type"),
+            content_encoding: req.header("content-encoding"),
+            bytes: &req.body,
+        })?);
+    }
+    Ok(out)
+}
+
+/// Per-request facts that narrow which rules apply.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct ScanOptions<'a> {
+    /// The name of the route the request matched. Rules with `route:` selectors and
+    /// exceptions with `routes:` only apply when this names one of their routes.
+    pub route: Option<&'a str>,
+    /// Record an [`Explanation`] on every finding and collect near misses.
+    pub explain: bool,
+}
+
+impl<'a> ScanOptions<'a> {
+    /// Options for a request on `route`.
+    pub fn route(route: Option<&'a str>) -> Self {
+        ScanOptions {
+            route,
+            explain: false,
+        }
+    }
+
+    /// The same options with explanations switched on or off.
+    pub fn explained(mut self, explain: bool) -> Self {
+        self.explain = explain;
+        self
     }
 }
 
@@ -116,8 +203,45 @@ impl Default for Limits {
 pub struct Scan {
     /// Findings in stable order: by location (numbers compared numerically), then rule order.
     pub findings: Vec<Finding>,
-    /// Locations of values classified as encrypted (JWE etc.).
+    /// Locations of values classified as encrypted (JWE, PGP, age, …) and their format.
     pub encrypted: Vec<String>,
+    /// Candidates that matched a pattern but did not become findings (only with
+    /// [`ScanOptions::explain`]).
+    pub near_misses: Vec<NearMiss>,
+}
+
+/// Why a finding fired: filled only when [`ScanOptions::explain`] is set.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Explanation {
+    /// The pattern's name (or `patterns[i]`).
+    pub pattern: String,
+    /// The pattern's base score before context.
+    pub base_score: f32,
+    /// Each validator and whether the value passed it.
+    pub validators: Vec<(&'static str, bool)>,
+    /// The hotword that raised the score, and where it was found (`window` or `field`).
+    pub context: Option<(String, &'static str)>,
+    /// The value with letters as `x` and digits as `#` (shape only, never the value).
+    pub masked: String,
+    /// Keyed fingerprint of the value (`hmac-sha256:<hex>`), usable in `exceptions.values`.
+    pub fingerprint: String,
+}
+
+/// A candidate that matched a rule's pattern but was rejected, with the reason.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NearMiss {
+    /// The rule.
+    pub rule_id: String,
+    /// Log-safe location.
+    pub location: String,
+    /// Why it did not fire (`validator ssn failed`, `exception provider-npi applied`, …).
+    pub reason: String,
+    /// The value's shape (letters `x`, digits `#`).
+    pub masked: String,
+    /// Decodings applied to reach the text.
+    pub decode_chain: Vec<&'static str>,
 }
 
 /// One rule that fired at one location. Never contains the matched value.
@@ -138,6 +262,8 @@ pub struct Finding {
     pub decode_chain: Vec<&'static str>,
     /// Score in `0..=1` after validation and context.
     pub score: f32,
+    /// Details, only with [`ScanOptions::explain`].
+    pub explain: Option<Box<Explanation>>,
 }
 
 /// Why a part could not be inspected.
@@ -188,25 +314,28 @@ pub(crate) fn scan_rules(
     part: &Part<'_>,
     limits: &Limits,
     only: Option<usize>,
+    options: &ScanOptions<'_>,
 ) -> Result<Scan, InspectError> {
+    let new = |kind| Scanner::new(rules, kind, only, limits, options);
     match *part {
         Part::Text(text) => {
-            let mut sc = Scanner::new(rules, PartKind::Text, only, limits);
+            let mut sc = new(PartKind::Text);
             sc.segment(&Segment {
                 text,
                 loc: Loc::Offset("text"),
                 ctx: FieldCtx::default(),
                 chain: &[],
+                sel: None,
             });
             sc.finish()
         }
         Part::Query(query) => {
-            let mut sc = Scanner::new(rules, PartKind::Query, only, limits);
+            let mut sc = new(PartKind::Query);
             scan_form(&mut sc, query, "query:", &["query"], 0);
             sc.finish()
         }
         Part::Path(path) => {
-            let mut sc = Scanner::new(rules, PartKind::Query, only, limits);
+            let mut sc = new(PartKind::Query);
             if sc.active() {
                 // Decode twice at most: `%252D` is a double-encoded `-`.
                 let once = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
@@ -222,12 +351,13 @@ pub(crate) fn scan_rules(
                     loc: Loc::Offset("path"),
                     ctx: FieldCtx::default(),
                     chain: &["percent"],
+                    sel: None,
                 });
             }
             sc.finish()
         }
         Part::Header { name, value } => {
-            let mut sc = Scanner::new(rules, PartKind::Header(name), only, limits);
+            let mut sc = new(PartKind::Header(name));
             if sc.active() {
                 scan_header(&mut sc, name, value);
             }
@@ -241,13 +371,15 @@ pub(crate) fn scan_rules(
             // Decode even when no rule applies: an undecodable body is an error either way.
             let mut chain = Vec::new();
             let decoded = decode::decode_body(bytes, content_encoding, limits, &mut chain)?;
-            let mut sc = Scanner::new(rules, PartKind::Body, only, limits);
+            let mut sc = new(PartKind::Body(content_type));
             if sc.active() {
                 let (media, charset) = media_type(content_type);
+                let boundary = ct_param(content_type, "boundary");
                 let base = Base {
                     json_prefix: "body:",
                     text_base: "body",
                     form_prefix: "body:form:",
+                    boundary: boundary.as_deref(),
                 };
                 scan_payload(
                     &mut sc,

@@ -26,6 +26,14 @@ pub(crate) struct OffsetMap {
 }
 
 impl OffsetMap {
+    /// A map that sends every offset to `at` (text decoded from one opaque run).
+    /// Marked by a single sentinel anchor `(usize::MAX, at)`, which no real map contains.
+    pub(crate) fn constant(at: usize) -> OffsetMap {
+        OffsetMap {
+            anchors: vec![(usize::MAX, at)],
+        }
+    }
+
     fn push(&mut self, out: usize, src: usize) {
         if self.anchors.last() != Some(&(out, src)) {
             self.anchors.push((out, src));
@@ -34,6 +42,9 @@ impl OffsetMap {
 
     /// The source offset for an output offset.
     pub(crate) fn to_source(&self, out: usize) -> usize {
+        if let [(usize::MAX, at)] = self.anchors.as_slice() {
+            return *at;
+        }
         let idx = self.anchors.partition_point(|(o, _)| *o <= out);
         match idx.checked_sub(1).and_then(|i| self.anchors.get(i)) {
             Some((o, s)) => s + (out - o),
@@ -244,6 +255,147 @@ pub(crate) fn percent_decode(text: &str) -> (String, OffsetMap) {
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     };
     (s, map)
+}
+
+/// Whether `text` may contain an XML/HTML character reference or entity (`&#53;`, `&#x35;`,
+/// `&amp;`).
+pub(crate) fn has_entity(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr_iter(b, b'&').any(|i| entity_at(b, i).is_some())
+}
+
+/// An entity at `i` (which holds `&`): the character and the entity's length.
+fn entity_at(b: &[u8], i: usize) -> Option<(char, usize)> {
+    let rest = b.get(i + 1..)?;
+    let semi = rest.iter().take(12).position(|c| *c == b';')?;
+    let name = rest.get(..semi)?;
+    let c = match name {
+        b"amp" => '&',
+        b"lt" => '<',
+        b"gt" => '>',
+        b"quot" => '"',
+        b"apos" => '\'',
+        b"nbsp" => '\u{a0}',
+        [b'#', b'x' | b'X', hexd @ ..] if !hexd.is_empty() => {
+            let s = std::str::from_utf8(hexd).ok()?;
+            char::from_u32(u32::from_str_radix(s, 16).ok()?)?
+        }
+        [b'#', dec @ ..] if !dec.is_empty() => {
+            let s = std::str::from_utf8(dec).ok()?;
+            if !s.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            char::from_u32(s.parse().ok()?)?
+        }
+        _ => return None,
+    };
+    Some((c, semi + 2))
+}
+
+/// Decodes XML numeric character references and the five XML entities (plus `&nbsp;`).
+pub(crate) fn xml_entity_decode(text: &str) -> (String, OffsetMap) {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut map = OffsetMap::default();
+    let mut i = 0;
+    while i < b.len() {
+        if b.get(i) == Some(&b'&') {
+            if let Some((c, len)) = entity_at(b, i) {
+                map.push(out.len(), i);
+                out.push(c);
+                i += len;
+                map.push(out.len(), i);
+                continue;
+            }
+        }
+        // Copy up to the next `&` in one go (always a char boundary: `&` is ASCII).
+        let next = b
+            .get(i + 1..)
+            .and_then(|r| r.iter().position(|c| *c == b'&'))
+            .map_or(b.len(), |p| i + 1 + p);
+        out.push_str(text.get(i..next).unwrap_or(""));
+        i = next;
+    }
+    (out, map)
+}
+
+/// Shortest base64 run decoded heuristically: `123456789` is `MTIzNDU2Nzg5`, 12 characters.
+pub(crate) const MIN_BASE64_RUN: usize = 12;
+/// Longest run decoded heuristically from free text (bigger blobs are attachments, decoded by
+/// the carriers by schema).
+const MAX_BASE64_RUN: usize = 1 << 20;
+
+fn is_b64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+}
+
+/// Candidate base64/base64url runs in `text`: at least [`MIN_BASE64_RUN`] alphabet characters
+/// (plus `=` padding), containing a digit or both cases — plain words are not worth decoding.
+pub(crate) fn base64_runs(text: &str) -> Vec<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b.get(i).copied().is_some_and(is_b64) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut upper, mut lower, mut digit) = (false, false, false);
+        while let Some(&c) = b.get(i) {
+            if !is_b64(c) {
+                break;
+            }
+            upper |= c.is_ascii_uppercase();
+            lower |= c.is_ascii_lowercase();
+            digit |= c.is_ascii_digit();
+            i += 1;
+        }
+        let mut end = i;
+        while b.get(end) == Some(&b'=') && end - i < 2 {
+            end += 1;
+        }
+        let len = i - start;
+        if (MIN_BASE64_RUN..=MAX_BASE64_RUN).contains(&len)
+            && upper
+            && (lower || digit)
+            // One character past a 4-group is never valid base64 (e.g. `2024-03-05T10`).
+            && len % 4 != 1
+        {
+            out.push((start, end));
+        }
+        i = end.max(i);
+    }
+    out
+}
+
+/// Decodes a base64 or base64url run (padding optional) and returns it when it reads as text:
+/// valid UTF-8, at least 6 characters, at least 90% printable. Binary (random words decoded by
+/// accident, ciphertext, images) returns `None`.
+pub(crate) fn decode_base64_text(run: &str) -> Option<String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let trimmed = run.trim_end_matches('=');
+    let bytes = if trimmed.contains(['-', '_']) {
+        URL_SAFE_NO_PAD.decode(trimmed).ok()?
+    } else {
+        STANDARD_NO_PAD.decode(trimmed).ok()?
+    };
+    readable(&bytes)
+}
+
+/// `bytes` as text if it is UTF-8 with at least 90% printable characters and 6+ chars.
+pub(crate) fn readable(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let total = text.chars().count();
+    if total < 6 {
+        return None;
+    }
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .count();
+    (printable * 10 >= total * 9).then(|| text.to_string())
 }
 
 #[cfg(test)]

@@ -13,12 +13,22 @@ use std::collections::HashMap;
 
 use regex::CaptureLocations;
 
-use super::normalize::{has_percent_escape, normalize, percent_decode, OffsetMap};
-use super::{Finding, InspectError, Limits, Scan};
+use super::classify::Token;
+use super::normalize::{
+    base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
+    xml_entity_decode, OffsetMap,
+};
+use super::{Explanation, Finding, InspectError, Limits, NearMiss, Scan, ScanOptions};
 use crate::policy::Mode;
 use crate::rules::{
-    Boundary, CompiledContext, CompiledPattern, CompiledRule, RuleSet, CONTEXT_FLOOR,
+    fingerprint, glob_match, mask_value, Boundary, CompiledContext, CompiledPattern, CompiledRule,
+    RuleSet, CONTEXT_FLOOR,
 };
+
+/// Most nested heuristic decodings (base64 inside base64 …) tried on one segment.
+const MAX_VARIANT_DEPTH: usize = 2;
+/// Most near misses kept per scan (explain mode only).
+const MAX_NEAR_MISSES: usize = 200;
 
 /// Longest key / value fragment copied into a field context, and the total cap: context is a
 /// set of words, not a document.
@@ -42,7 +52,8 @@ pub(crate) const MAX_FINDINGS_PER_RULE: usize = 1000;
 pub(crate) enum PartKind<'a> {
     Query,
     Header(&'a str),
-    Body,
+    /// A body, with its `Content-Type`.
+    Body(Option<&'a str>),
     Text,
 }
 
@@ -87,8 +98,30 @@ impl Loc<'_> {
         }
     }
 
-    fn has_offset(&self) -> bool {
-        matches!(self, Loc::Offset(_))
+    /// The address `where` and `exceptions.fields` selectors are matched against:
+    /// `json:/identifier/0/value`, `form:ssn`, `multipart:file`, `hl7:PID-19`, `query:ssn`,
+    /// `header:x-patient`. Free text has none.
+    pub(crate) fn address(&self) -> Option<String> {
+        match self {
+            Loc::Named { prefix, name } => {
+                let p = prefix.strip_prefix("body:").unwrap_or(prefix);
+                // Nested prefixes (`body:multipart:f:form:`) keep only the innermost kind.
+                let kind = p.trim_end_matches(':').rsplit(':').next().unwrap_or(p);
+                Some(format!("{kind}:{name}"))
+            }
+            Loc::Offset(_) => None,
+            Loc::Pointer { path, .. } => {
+                let mut s = String::from("json:");
+                for elem in path.iter() {
+                    s.push('/');
+                    match elem {
+                        PathElem::Key(k) => s.push_str(k),
+                        PathElem::Index(i) => s.push_str(&i.to_string()),
+                    }
+                }
+                Some(s)
+            }
+        }
     }
 }
 
@@ -132,6 +165,22 @@ pub(crate) struct Segment<'s> {
     pub(crate) loc: Loc<'s>,
     pub(crate) ctx: FieldCtx<'s>,
     pub(crate) chain: &'s [&'static str],
+    /// Structural address, if any: `fhir:Patient.name.family`, `hl7:PID-19`.
+    pub(crate) sel: Option<&'s str>,
+}
+
+impl Segment<'_> {
+    /// Whether the location has an address for `json:`/`form:`/… selectors (free text has
+    /// none).
+    fn loc_addressable(&self) -> bool {
+        !matches!(self.loc, Loc::Offset(_))
+    }
+}
+
+/// Whether a selector (`json:/a/*/b`, `fhir:Patient.name.*`, `hl7:PID-19`, `form:ssn`) matches
+/// the segment.
+fn selector_matches(selector: &str, addr: Option<&str>, sel: Option<&str>) -> bool {
+    addr.is_some_and(|a| glob_match(selector, a)) || sel.is_some_and(|s| glob_match(selector, s))
 }
 
 /// An accepted candidate within one segment variant.
@@ -140,14 +189,57 @@ struct Candidate {
     start: usize,
     end: usize,
     score: f32,
+    pattern: usize,
+    /// Where the hotword was found (`window`/`field`), and which one (explain only).
+    context: Option<(usize, &'static str)>,
+}
+
+/// Per-slot summary of an eligible rule.
+#[derive(Debug, Clone, Copy)]
+struct Quick {
+    rule: usize,
+    min_digits: usize,
+    keywords: bool,
+    structural: bool,
+    /// Structural with `json:`/`form:`/… selectors (needs the rendered location).
+    needs_addr: bool,
 }
 
 /// Per-request scanning state. Not shared between requests.
 pub(crate) struct Scanner<'r> {
     rules: &'r RuleSet,
     pub(crate) limits: &'r Limits,
+    route: Option<String>,
+    explain: bool,
+    /// Whether field selectors (`json:`, `fhir:`, `hl7:`, …) narrow rules for this part.
+    narrowable: bool,
+    depth: usize,
+    near: Vec<NearMiss>,
+    /// Whether any eligible rule has `require_encrypted`.
+    any_encryption: bool,
+    /// Per rule: whether one of its keywords occurs anywhere in the raw body. Only set when
+    /// every plain segment is a verbatim substring of the body (see [`Scanner::body_keywords`]).
+    kw_in_body: Option<Vec<bool>>,
+    /// Whether any eligible keyword rule has a keyword in the body (when `kw_in_body` is set).
+    kw_any_in_body: bool,
+
+    /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
+    /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
+    /// one hash lookup.
+    sel_cache: HashMap<String, usize>,
+    /// Rows of `sel_cache`: per rule, whether its selectors match that address.
+    sel_rows: Vec<Vec<bool>>,
     /// Rules evaluated for this part, in load order.
     eligible: Vec<usize>,
+    /// Per eligible slot, the facts the per-segment loop checks first (kept contiguous so the
+    /// common "nothing to do" case never touches the large compiled rules).
+    quick: Vec<Quick>,
+    /// Fewest digits any keyword-free, selector-free eligible rule needs (`usize::MAX`: none).
+    min_plain_digits: usize,
+    /// Whether some eligible rule has field selectors.
+    any_structural: bool,
+    /// Whether some eligible rule has `json:`/`form:`/… field selectors.
+    any_structural_addr: bool,
     /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
     slots: Vec<Vec<CaptureLocations>>,
     any_keywords: bool,
@@ -170,7 +262,9 @@ impl<'r> Scanner<'r> {
         part: PartKind<'_>,
         only: Option<usize>,
         limits: &'r Limits,
+        options: &ScanOptions<'_>,
     ) -> Scanner<'r> {
+        let route = options.route;
         let eligible: Vec<usize> = rules
             .compiled()
             .iter()
@@ -181,12 +275,16 @@ impl<'r> Scanner<'r> {
                     Some(o) => o == *i,
                     None => info.mode != Mode::Off,
                 };
+                // Inline tests without a route exercise route-scoped rules too.
+                let route_ok = (only.is_some() && route.is_none()) || rule.scope.route(route);
                 wanted
+                    && route_ok
                     && match part {
                         PartKind::Query => rule.scope.query,
-                        PartKind::Body => rule.scope.body,
+                        PartKind::Body(ct) => rule.scope.body && rule.scope.content_type(ct),
                         PartKind::Header(name) => rule.scope.header(name),
-                        PartKind::Text => true,
+                        // Field selectors need structure; free text has none.
+                        PartKind::Text => rule.scope.fields.is_empty(),
                     }
             })
             .map(|(i, _)| i)
@@ -205,9 +303,47 @@ impl<'r> Scanner<'r> {
             .iter()
             .filter_map(|&i| rules.compiled().get(i))
             .any(|r| r.has_keywords);
+        let quick: Vec<Quick> = eligible
+            .iter()
+            .filter_map(|&i| {
+                rules.compiled().get(i).map(|r| Quick {
+                    rule: i,
+                    min_digits: r.min_digits,
+                    keywords: r.has_keywords,
+                    structural: !r.scope.fields.is_empty(),
+                    needs_addr: r.scope.needs_addr,
+                })
+            })
+            .collect();
+        let min_plain_digits = quick
+            .iter()
+            .filter(|q| !q.keywords && !q.structural)
+            .map(|q| q.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        let any_structural = quick.iter().any(|q| q.structural);
+        let any_structural_addr = quick.iter().any(|q| q.structural && q.needs_addr);
         Scanner {
+            any_structural_addr,
+            quick,
+            min_plain_digits,
+            any_structural,
             rules,
             limits,
+            route: route.map(str::to_string),
+            explain: options.explain,
+            narrowable: matches!(part, PartKind::Body(_)),
+            any_encryption: eligible
+                .iter()
+                .filter_map(|&i| rules.compiled().get(i))
+                .any(|r| r.encryption.is_some()),
+            depth: 0,
+            near: Vec::new(),
+            kw_in_body: None,
+            kw_any_in_body: true,
+
+            sel_cache: HashMap::new(),
+            sel_rows: Vec::new(),
             eligible,
             slots,
             any_keywords,
@@ -251,23 +387,266 @@ impl<'r> Scanner<'r> {
         Ok(Scan {
             findings: findings.into_iter().map(|(_, f)| f).collect(),
             encrypted: self.encrypted,
+            near_misses: self.near,
         })
     }
 
     /// Scans a segment, and once more percent-decoded if it still contains `%XX` escapes
     /// (double encoding, or percent-encoding inside JSON / headers / text).
     pub(crate) fn segment(&mut self, seg: &Segment<'_>) {
-        if !self.active() {
+        if !self.active() || self.trivially_clean(seg) {
             return;
         }
         self.ctx_ready = false;
         self.variant(seg, seg.text, None, seg.chain);
         if has_percent_escape(seg.text) {
-            let (decoded, map) = percent_decode(seg.text);
+            let (mut decoded, map) = percent_decode(seg.text);
             let mut chain = seg.chain.to_vec();
             chain.push("percent");
             self.variant(seg, &decoded, Some(&map), &chain);
+            // Double (and triple) encoding: `%2535` → `%35` → `5`. Offsets of later rounds
+            // are mapped through the first round only (approximate, never out of range).
+            for _ in 0..2 {
+                if !has_percent_escape(&decoded) {
+                    break;
+                }
+                decoded = percent_decode(&decoded).0;
+                chain.push("percent");
+                self.variant(seg, &decoded, Some(&OffsetMap::constant(0)), &chain);
+            }
         }
+        if has_entity(seg.text) {
+            let (decoded, map) = xml_entity_decode(seg.text);
+            let mut chain = seg.chain.to_vec();
+            chain.push("xml-ncr");
+            self.variant(seg, &decoded, Some(&map), &chain);
+        }
+        if self.depth < MAX_VARIANT_DEPTH {
+            self.base64_variants(seg);
+        }
+    }
+
+    /// Whether any rule's `fhir:`/`hl7:` selectors match this structural address.
+    fn sel_any(&mut self, sel: Option<&str>) -> bool {
+        self.sel_row(sel)
+            .and_then(|r| self.sel_rows.get(r))
+            .is_some_and(|row| row.iter().any(|b| *b))
+    }
+
+    /// The row of `sel_rows` for a structural address (computed on first sight; at most 4096
+    /// distinct addresses are cached per scan, beyond that rows are recomputed into slot 0 of a
+    /// scratch row).
+    fn sel_row(&mut self, sel: Option<&str>) -> Option<usize> {
+        let s = sel?;
+        if let Some(&i) = self.sel_cache.get(s) {
+            return Some(i);
+        }
+        let row: Vec<bool> = self
+            .rules
+            .compiled()
+            .iter()
+            .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
+            .collect();
+        // Rows `0..sel_cache.len()` are cached; anything after is the scratch row.
+        self.sel_rows.truncate(self.sel_cache.len());
+        self.sel_rows.push(row);
+        let i = self.sel_rows.len() - 1;
+        // Only short paths are cached: keys are client-chosen, and caching long ones would let
+        // one request pin memory proportional to path length times distinct paths.
+        if self.sel_cache.len() < 4096 && s.len() <= 256 {
+            self.sel_cache.insert(s.to_string(), i);
+        }
+        Some(i)
+    }
+
+    /// Reports a finding for every `require_encrypted` rule whose fields cover this value when
+    /// the value is not in an accepted envelope. The value itself is still scanned elsewhere.
+    pub(crate) fn check_encryption(
+        &mut self,
+        loc: &Loc<'_>,
+        ctx: &FieldCtx<'_>,
+        sel: Option<&str>,
+        token: &Token,
+        value: &str,
+        chain: &[&'static str],
+    ) {
+        if !self.narrowable || !self.any_encryption {
+            return;
+        }
+        let rules = self.rules;
+        let mut addr: Option<Option<String>> = None;
+        for slot in 0..self.eligible.len() {
+            let Some(&ri) = self.eligible.get(slot) else {
+                continue;
+            };
+            let Some(rule) = rules.compiled().get(ri) else {
+                continue;
+            };
+            let Some(req) = &rule.encryption else {
+                continue;
+            };
+            let a = addr.get_or_insert_with(|| loc.address());
+            if !rule
+                .scope
+                .fields
+                .iter()
+                .any(|f| selector_matches(f, a.as_deref(), sel))
+            {
+                continue;
+            }
+            // Context words narrow to e.g. identifiers whose `system` is us-ssn.
+            if let Some(c) = &rule.context {
+                self.ctx_ready = false;
+                if field_ctx_hit(c, &mut self.ctx_buf, &mut self.ctx_ready, ctx).is_none() {
+                    continue;
+                }
+            }
+            let (ok, why) = match token {
+                Token::Encrypted { enc } => (
+                    req.accepts("jwe", Some(enc)),
+                    format!("jwe with enc {enc} not accepted"),
+                ),
+                Token::Marked { format } => {
+                    (req.accepts(format, None), format!("{format} not accepted"))
+                }
+                _ => (false, "not encrypted".to_string()),
+            };
+            if ok {
+                continue;
+            }
+            let location = loc.render(0);
+            if let Some(name) = self.exception(rule, value, a.as_deref(), sel) {
+                self.near_miss(
+                    ri,
+                    &location,
+                    format!("exception `{name}` applied"),
+                    value,
+                    chain,
+                );
+                continue;
+            }
+            let explain = self.explain.then(|| {
+                Box::new(Explanation {
+                    pattern: format!("require_encrypted ({why})"),
+                    base_score: 1.0,
+                    validators: Vec::new(),
+                    context: None,
+                    masked: mask_value(value),
+                    fingerprint: fingerprint(value),
+                })
+            });
+            self.record(ri, location, chain, 1.0, explain);
+        }
+    }
+
+    /// Decodes base64 runs of 12+ characters found in free text (a base64 SSN is 12) and
+    /// scans the decoded text when it is readable; the run's offset is reported.
+    fn base64_variants(&mut self, seg: &Segment<'_>) {
+        for (start, end) in base64_runs(seg.text) {
+            let Some(run) = seg.text.get(start..end) else {
+                continue;
+            };
+            let Some(decoded) = decode_base64_text(run) else {
+                continue;
+            };
+            let mut chain = seg.chain.to_vec();
+            chain.push("base64");
+            self.depth += 1;
+            let inner = Segment {
+                text: &decoded,
+                loc: seg.loc,
+                ctx: seg.ctx,
+                chain: &chain,
+                sel: seg.sel,
+            };
+            // Offsets inside decoded text point at the start of the run.
+            let map = OffsetMap::constant(start);
+            self.ctx_ready = false;
+            self.variant(&inner, &decoded, Some(&map), &chain);
+            if self.depth < MAX_VARIANT_DEPTH {
+                self.base64_variants(&inner);
+            }
+            self.depth -= 1;
+        }
+    }
+
+    /// One keyword pass over a whole JSON body. When the body is plain ASCII JSON without
+    /// escapes, every segment the JSON carrier produces (keys, strings, numbers, field
+    /// context) is a verbatim substring of it, so a rule whose keywords occur nowhere in the
+    /// body cannot pass the keyword filter in any plain segment: the per-segment keyword pass is
+    /// skipped for it. Decoded variants (percent, base64, …) still run the per-segment pass.
+    pub(crate) fn body_keywords(&mut self, raw: &[u8]) {
+        if !raw.is_ascii() || raw.contains(&b'\\') {
+            return;
+        }
+        let mut present = vec![false; self.rules.len()];
+        if let Some((ac, owner)) = self.rules.keyword_automaton() {
+            let Ok(iter) = ac.try_find_overlapping_iter(raw) else {
+                return;
+            };
+            for m in iter {
+                if let Some(p) = owner
+                    .get(m.pattern().as_usize())
+                    .and_then(|&r| present.get_mut(r))
+                {
+                    *p = true;
+                }
+            }
+        }
+        self.kw_any_in_body = self
+            .quick
+            .iter()
+            .any(|q| q.keywords && present.get(q.rule).copied().unwrap_or(true));
+        self.kw_in_body = Some(present);
+    }
+
+    /// Whether a raw segment of a plain JSON body can be skipped outright: no structural rule
+    /// applies, no keyword rule is in play, no escape or non-ASCII character that a decoding
+    /// variant could turn into something else, no base64 candidate, and fewer digits than any
+    /// rule still live for this body needs. One pass over the bytes.
+    fn trivially_clean(&mut self, seg: &Segment<'_>) -> bool {
+        if self.kw_in_body.is_none()
+            || self.kw_any_in_body
+            || !seg
+                .chain
+                .iter()
+                .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd" | "json"))
+        {
+            return false;
+        }
+        if self.any_structural
+            && self.narrowable
+            && ((self.any_structural_addr && seg.loc_addressable()) || self.sel_any(seg.sel))
+        {
+            return false;
+        }
+        let (mut digits, mut run, mut upper, mut other) = (0usize, 0usize, false, false);
+        let mut maybe_b64 = false;
+        for &c in seg.text.as_bytes() {
+            if c.is_ascii_digit() {
+                digits += 1;
+            }
+            if c == b'%' || c == b'&' || c >= 0x80 {
+                return false;
+            }
+            if c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_') {
+                run += 1;
+                upper |= c.is_ascii_uppercase();
+                other |= c.is_ascii_lowercase() || c.is_ascii_digit();
+            } else {
+                run = 0;
+                upper = false;
+                other = false;
+            }
+            if run >= super::normalize::MIN_BASE64_RUN && upper && other {
+                maybe_b64 = true;
+            }
+        }
+        // Possibly base64: only the runs that could decode to text need the full path.
+        if maybe_b64 && !super::normalize::base64_runs(seg.text).is_empty() {
+            return false;
+        }
+        digits < self.min_plain_digits
     }
 
     /// Marks in `kw_hit` every rule whose keyword occurs in the text or the field context.
@@ -320,49 +699,175 @@ impl<'r> Scanner<'r> {
         let text: &str = &text;
         let digits = text.bytes().filter(u8::is_ascii_digit).count();
         let rules = self.rules;
+        // Plain JSON segments of a body whose keywords were counted once (body_keywords).
+        let body_kw = match &self.kw_in_body {
+            Some(present)
+                if pmap.is_none()
+                    && chain
+                        .iter()
+                        .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd" | "json")) =>
+            {
+                Some(present)
+            }
+            _ => None,
+        };
         let needs_keywords = self.any_keywords
-            && self.eligible.iter().any(|&i| {
-                rules
-                    .compiled()
-                    .get(i)
-                    .is_some_and(|r| r.has_keywords && digits >= r.min_digits)
+            && self.quick.iter().any(|q| {
+                q.keywords
+                    && digits >= q.min_digits
+                    && body_kw.is_none_or(|p| p.get(q.rule).copied().unwrap_or(true))
             });
+        // Fast exit for the common case: too few digits for any plain rule, no keyword rule in
+        // play, and no structural rule that could apply here.
+        let structural_possible = self.any_structural
+            && self.narrowable
+            && (seg.sel.is_some() || (self.any_structural_addr && seg.loc_addressable()));
+        if digits < self.min_plain_digits && !needs_keywords && !structural_possible {
+            return;
+        }
         if needs_keywords {
             self.keyword_prefilter(text, &seg.ctx);
+        } else if self.any_keywords {
+            self.kw_hit.iter_mut().for_each(|h| *h = false);
         }
-        for slot in 0..self.eligible.len() {
-            let Some(&ri) = self.eligible.get(slot) else {
+        let mut addr: Option<Option<String>> = None;
+        // The structural address's row in `sel_rows`, looked up once per segment.
+        let mut sel_row: Option<Option<usize>> = None;
+        // One multi-pattern pass decides which rules' regexes can match at all.
+        let mut set_hits: Option<regex::SetMatches> = None;
+        let prefilter = rules.prefilter();
+        for slot in 0..self.quick.len() {
+            let Some(&q) = self.quick.get(slot) else {
                 continue;
             };
-            let Some(rule) = rules.compiled().get(ri) else {
-                continue;
-            };
-            if digits < rule.min_digits
-                || self.per_rule.get(ri).copied().unwrap_or(0) >= MAX_FINDINGS_PER_RULE
-                || (rule.has_keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
+            let ri = q.rule;
+            if digits < q.min_digits
+                || (q.keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
+                || (q.structural
+                    && self.narrowable
+                    && seg.sel.is_none()
+                    && !(q.needs_addr && seg.loc_addressable()))
             {
                 continue;
             }
-            self.match_rule(slot, rule, text, seg);
+            let Some(rule) = rules.compiled().get(ri) else {
+                continue;
+            };
+            if self.per_rule.get(ri).copied().unwrap_or(0) >= MAX_FINDINGS_PER_RULE {
+                continue;
+            }
+            if let Some(pf) = prefilter {
+                if let Some(Some(idx)) = pf.by_rule.get(ri) {
+                    let hits = set_hits.get_or_insert_with(|| pf.set.matches(text));
+                    if !idx.iter().any(|&k| hits.matched(k)) {
+                        continue;
+                    }
+                }
+            }
+            if self.narrowable && !rule.scope.fields.is_empty() {
+                // `fhir:`/`hl7:` selectors only need the borrowed structural address; the
+                // rendered location (an allocation) only when `json:`/`form:`/… are used.
+                let hit = if rule.scope.needs_addr {
+                    let a = addr.get_or_insert_with(|| seg.loc.address());
+                    rule.scope
+                        .fields
+                        .iter()
+                        .any(|f| selector_matches(f, a.as_deref(), seg.sel))
+                } else {
+                    let row = *sel_row.get_or_insert_with(|| self.sel_row(seg.sel));
+                    row.and_then(|r| self.sel_rows.get(r))
+                        .and_then(|r| r.get(ri).copied())
+                        .unwrap_or(false)
+                };
+                if !hit {
+                    continue;
+                }
+            }
+            self.match_rule(slot, rule, text, seg, chain, nmap.as_ref(), pmap);
             if self.cands.is_empty() {
                 continue;
             }
             let best = best_per_cluster(&mut self.cands);
             for cand in best {
-                let offset = if seg.loc.has_offset() {
-                    let o = nmap
-                        .as_ref()
-                        .map_or(cand.start, |m| m.to_source(cand.start));
-                    pmap.map_or(o, |m| m.to_source(o))
-                } else {
-                    0
-                };
-                self.record(ri, seg.loc.render(offset), chain, cand.score);
+                let offset = source_offset(cand.start, nmap.as_ref(), pmap);
+                let location = seg.loc.render(offset);
+                let value = text.get(cand.start..cand.end).unwrap_or("");
+                let a = addr.get_or_insert_with(|| seg.loc.address());
+                if let Some(name) = self.exception(rule, value, a.as_deref(), seg.sel) {
+                    self.near_miss(
+                        ri,
+                        &location,
+                        format!("exception `{name}` applied"),
+                        value,
+                        chain,
+                    );
+                    continue;
+                }
+                let explain = self.explain.then(|| explanation(rule, &cand, value));
+                self.record(ri, location, chain, cand.score, explain);
             }
         }
     }
 
-    fn record(&mut self, ri: usize, location: String, chain: &[&'static str], score: f32) {
+    /// The name of the first of `rule`'s exceptions that covers this value, if any.
+    fn exception<'a>(
+        &self,
+        rule: &'a CompiledRule,
+        value: &str,
+        addr: Option<&str>,
+        sel: Option<&str>,
+    ) -> Option<&'a str> {
+        if rule.exceptions.is_empty() {
+            return None;
+        }
+        let mut fp: Option<String> = None;
+        rule.exceptions.iter().find_map(|e| {
+            let route_ok = e.routes.is_empty()
+                || self
+                    .route
+                    .as_deref()
+                    .is_some_and(|r| e.routes.iter().any(|g| glob_match(g, r)));
+            let field_ok =
+                e.fields.is_empty() || e.fields.iter().any(|f| selector_matches(f, addr, sel));
+            let value_ok = e.values.is_empty() || {
+                let fp = fp.get_or_insert_with(|| fingerprint(value));
+                e.values.iter().any(|v| v == fp)
+            };
+            (route_ok && field_ok && value_ok).then_some(e.name.as_str())
+        })
+    }
+
+    fn near_miss(
+        &mut self,
+        ri: usize,
+        location: &str,
+        reason: String,
+        value: &str,
+        chain: &[&'static str],
+    ) {
+        if !self.explain || self.near.len() >= MAX_NEAR_MISSES {
+            return;
+        }
+        let Some(info) = self.rules.infos().get(ri) else {
+            return;
+        };
+        self.near.push(NearMiss {
+            rule_id: info.id.clone(),
+            location: location.to_string(),
+            reason,
+            masked: mask_value(value),
+            decode_chain: chain.to_vec(),
+        });
+    }
+
+    fn record(
+        &mut self,
+        ri: usize,
+        location: String,
+        chain: &[&'static str],
+        score: f32,
+        explain: Option<Box<Explanation>>,
+    ) {
         let Some(info) = self.rules.infos().get(ri) else {
             return;
         };
@@ -383,14 +888,27 @@ impl<'r> Scanner<'r> {
             location: key.0.clone(),
             decode_chain: chain.to_vec(),
             score,
+            explain,
         };
         self.findings.insert(key, finding);
     }
 
-    /// Collects accepted candidates of `rule` in `text` into `self.cands`.
-    fn match_rule(&mut self, slot: usize, rule: &CompiledRule, text: &str, seg: &Segment<'_>) {
+    /// Collects accepted candidates of `rule` in `text` into `self.cands` (and, when
+    /// explaining, rejected ones into the near misses).
+    #[allow(clippy::too_many_arguments)]
+    fn match_rule(
+        &mut self,
+        slot: usize,
+        rule: &CompiledRule,
+        text: &str,
+        seg: &Segment<'_>,
+        chain: &[&'static str],
+        nmap: Option<&OffsetMap>,
+        pmap: Option<&OffsetMap>,
+    ) {
         self.cands.clear();
-        let mut field_hit: Option<bool> = None;
+        let ri = self.eligible.get(slot).copied().unwrap_or(0);
+        let mut field_hit: Option<Option<usize>> = None;
         let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
         for (pi, pat) in rule.patterns.iter().enumerate() {
             let Some(locs) = self.slots.get_mut(slot).and_then(|s| s.get_mut(pi)) else {
@@ -410,31 +928,52 @@ impl<'r> Scanner<'r> {
                 work = work.saturating_add(me.saturating_sub(pos));
                 let after_start = next_char(text, ms);
                 let bounded = boundary_ok(pat.boundary, text, vs, ve);
-                let score = if bounded && shape_ok(pat, rule, text, vs, ve) {
-                    let ctx_hit = match &rule.context {
-                        None => false,
-                        Some(c) => {
-                            window_hit(c, text, vs, ve)
-                                || *field_hit.get_or_insert_with(|| {
-                                    field_ctx_hit(
-                                        c,
-                                        &mut self.ctx_buf,
-                                        &mut self.ctx_ready,
-                                        &seg.ctx,
-                                    )
-                                })
-                        }
-                    };
-                    score(pat, rule, ctx_hit)
-                } else {
+                let mut rejected: Option<String> = None;
+                let mut ctx_found: Option<(usize, &'static str)> = None;
+                let score = if !bounded {
                     None
+                } else if let Some(why) = shape_fail(pat, rule, text, vs, ve) {
+                    rejected = Some(why);
+                    None
+                } else {
+                    if let Some(c) = &rule.context {
+                        ctx_found = window_hit(c, text, vs, ve).map(|w| (w, "window"));
+                        if ctx_found.is_none() {
+                            let f = *field_hit.get_or_insert_with(|| {
+                                field_ctx_hit(c, &mut self.ctx_buf, &mut self.ctx_ready, &seg.ctx)
+                            });
+                            ctx_found = f.map(|w| (w, "field"));
+                        }
+                    }
+                    let s = score(pat, rule, ctx_found.is_some());
+                    if s.is_none() {
+                        rejected = Some(below_reason(pat, rule, ctx_found.is_some()));
+                    }
+                    s
                 };
+                if let Some(reason) = rejected {
+                    if self.explain && self.near.len() < MAX_NEAR_MISSES {
+                        let offset = source_offset(vs, nmap, pmap);
+                        let value = text.get(vs..ve).unwrap_or("");
+                        if let Some(info) = self.rules.infos().get(ri) {
+                            self.near.push(NearMiss {
+                                rule_id: info.id.clone(),
+                                location: seg.loc.render(offset),
+                                reason,
+                                masked: mask_value(value),
+                                decode_chain: chain.to_vec(),
+                            });
+                        }
+                    }
+                }
                 pos = match score {
                     Some(score) => {
                         self.cands.push(Candidate {
                             start: vs,
                             end: ve,
                             score,
+                            pattern: pi,
+                            context: ctx_found,
                         });
                         me.max(after_start)
                     }
@@ -450,6 +989,54 @@ impl<'r> Scanner<'r> {
                 };
             }
         }
+    }
+}
+
+/// Maps an offset in the normalised variant back to the segment text.
+fn source_offset(at: usize, nmap: Option<&OffsetMap>, pmap: Option<&OffsetMap>) -> usize {
+    let o = nmap.map_or(at, |m| m.to_source(at));
+    pmap.map_or(o, |m| m.to_source(o))
+}
+
+/// Builds the explanation of an accepted candidate.
+fn explanation(rule: &CompiledRule, cand: &Candidate, value: &str) -> Box<Explanation> {
+    let pat = rule.patterns.get(cand.pattern);
+    let context = cand.context.and_then(|(w, place)| {
+        rule.context
+            .as_ref()
+            .and_then(|c| c.word_list.get(w))
+            .map(|word| (word.clone(), place))
+    });
+    Box::new(Explanation {
+        pattern: pat.map_or_else(|| format!("patterns[{}]", cand.pattern), |p| p.name.clone()),
+        base_score: pat.map_or(0.0, |p| p.score),
+        validators: rule
+            .validators
+            .iter()
+            .map(|v| (v.name(), v.check(value)))
+            .collect(),
+        context,
+        masked: mask_value(value),
+        fingerprint: fingerprint(value),
+    })
+}
+
+/// Why a validated candidate stayed below the rule's threshold.
+fn below_reason(pat: &CompiledPattern, rule: &CompiledRule, ctx: bool) -> String {
+    match &rule.context {
+        Some(c) if c.required && !ctx => "context required but no hotword nearby".to_string(),
+        _ => format!(
+            "score {:.2} below min_score {:.2}{}",
+            if ctx {
+                rule.context
+                    .as_ref()
+                    .map_or(pat.score, |c| (pat.score + c.boost).max(CONTEXT_FLOOR))
+            } else {
+                pat.score
+            },
+            rule.min_score,
+            if ctx { "" } else { " (no context word nearby)" }
+        ),
     }
 }
 
@@ -478,20 +1065,30 @@ fn run_end(text: &str, from: usize, boundary: Boundary) -> usize {
         .map_or(0, |b| b.iter().take_while(|c| test(c)).count())
 }
 
-/// Separator and validator checks on the value `text[vs..ve]`.
-fn shape_ok(pat: &CompiledPattern, rule: &CompiledRule, text: &str, vs: usize, ve: usize) -> bool {
+/// Separator and validator checks on the value `text[vs..ve]`: `None` when it passes, else
+/// the reason.
+fn shape_fail(
+    pat: &CompiledPattern,
+    rule: &CompiledRule,
+    text: &str,
+    vs: usize,
+    ve: usize,
+) -> Option<String> {
     let Some(value) = text.get(vs..ve) else {
-        return false;
+        return Some("not on a character boundary".to_string());
     };
     if pat.same_separators {
         let mut seps = value.chars().filter(|c| !c.is_ascii_alphanumeric());
         if let Some(first) = seps.next() {
             if seps.any(|c| c != first) {
-                return false;
+                return Some("mixed separators".to_string());
             }
         }
     }
-    rule.validators.iter().all(|v| v.check(value))
+    rule.validators
+        .iter()
+        .find(|v| !v.check(value))
+        .map(|v| format!("validator `{}` failed", v.name()))
 }
 
 /// The candidate's score, or `None` if context is required and missing or it stays below
@@ -535,38 +1132,35 @@ fn field_ctx_hit(
     buf: &mut String,
     ready: &mut bool,
     ctx: &FieldCtx<'_>,
-) -> bool {
+) -> Option<usize> {
     render_ctx(buf, ready, ctx);
     hotword_in(c, buf, 0, buf.len(), None)
 }
 
-/// Whether a hotword occurs in `text[start..end]` on word boundaries, not overlapping `exclude`.
+/// The first hotword (its index) occurring in `text[start..end]` on word boundaries, not
+/// overlapping `exclude`.
 fn hotword_in(
     c: &CompiledContext,
     text: &str,
     start: usize,
     end: usize,
     exclude: Option<(usize, usize)>,
-) -> bool {
-    let Some(hay) = text.get(start..end) else {
-        return false;
-    };
-    let Ok(iter) = c.words.try_find_overlapping_iter(hay) else {
-        return false;
-    };
+) -> Option<usize> {
+    let hay = text.get(start..end)?;
+    let iter = c.words.try_find_overlapping_iter(hay).ok()?;
     for m in iter {
         let (hs, he) = (start + m.start(), start + m.end());
         if exclude.is_some_and(|(vs, ve)| hs < ve && he > vs) {
             continue;
         }
         if word_boundaries(text, hs, he) {
-            return true;
+            return Some(m.pattern().as_usize());
         }
     }
-    false
+    None
 }
 
-fn window_hit(c: &CompiledContext, text: &str, vs: usize, ve: usize) -> bool {
+fn window_hit(c: &CompiledContext, text: &str, vs: usize, ve: usize) -> Option<usize> {
     let ws = chars_back(text, vs, c.window_before);
     let we = chars_forward(text, ve, c.window_after);
     hotword_in(c, text, ws, we, Some((vs, ve)))
@@ -751,16 +1345,22 @@ mod tests {
                 start: 0,
                 end: 10,
                 score: 0.5,
+                pattern: 0,
+                context: None,
             },
             Candidate {
                 start: 2,
                 end: 8,
                 score: 0.9,
+                pattern: 0,
+                context: None,
             },
             Candidate {
                 start: 20,
                 end: 25,
                 score: 0.6,
+                pattern: 0,
+                context: None,
             },
         ];
         let best = best_per_cluster(&mut c);

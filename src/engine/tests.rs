@@ -499,13 +499,17 @@ fn locations_never_contain_the_value() {
 
 #[test]
 fn fhir_npi_identifier() {
-    let patient = r#"{"resourceType":"Practitioner","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":[{"family":"Test"}]}"#;
-    let s = body(Some("application/fhir+json"), None, patient.as_bytes()).expect("scans");
+    let coverage = r#"{"resourceType":"Coverage","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}]}"#;
+    let s = body(Some("application/fhir+json"), None, coverage.as_bytes()).expect("scans");
     assert!(
         has(&s, "us-npi", "body:/identifier/0/value", "json"),
         "{:?}",
         hits(&s)
     );
+    // A provider's own NPI in a Practitioner resource is excepted (business data).
+    let practitioner = coverage.replace("Coverage", "Practitioner");
+    let s = body(Some("application/fhir+json"), None, practitioner.as_bytes()).expect("scans");
+    assert_eq!(rule_hits(&s, "us-npi"), 0, "{:?}", hits(&s));
     // Same number without provider context: not an NPI finding.
     let s = json(r#"{"resourceType":"Observation","id":"1234567893"}"#);
     assert_eq!(rule_hits(&s, "us-npi"), 0, "{:?}", hits(&s));
@@ -821,4 +825,565 @@ fn ssn_in_the_url_path_is_found_and_plain_paths_are_not() {
     assert!(s.findings.iter().any(|f| f.rule_id == "us-ssn"), "{s:?}");
     let s = scan(Part::Path("/fhir/Observation/100000007/_history/2"));
     assert!(s.findings.is_empty(), "{s:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Carriers added for issue 3: HL7 v2, multipart, XML references, heuristic base64, FHIR
+// attachments, encrypted-field requirements, selectors, exceptions, explanations.
+
+fn b64std(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn ok(r: Result<Scan, InspectError>) -> Scan {
+    match r {
+        Ok(s) => s,
+        Err(e) => panic!("scan failed: {e}"),
+    }
+}
+
+const ADT: &str = "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|GHH LAB|GHH|198808181126|SECURITY|ADT^A01^ADT_A01|MSG00001|P|2.5\r\
+EVN|A01|200708181123\r\
+PID|1||PATID1234^^^GHH^MR||EVERYMAN^ADAM^A^III||19610615|M||2106-3|2222 HOME STREET^^GREENSBORO^NC^27401-1020|GL|(555) 555-2004|(555)555-2004||S||PATID12345001^2^M10^ADT1^AN^A|536221234|987654^NC\r";
+
+#[test]
+fn hl7_pid19_is_found_with_its_field_label() {
+    let s = ok(body(Some("x-application/hl7-v2+er7"), None, ADT.as_bytes()));
+    assert!(
+        has(&s, "us-ssn", "body:hl7:PID-19", "hl7"),
+        "{:?}",
+        hits(&s)
+    );
+    // Sniffed without a content type too.
+    let s = ok(body(None, None, ADT.as_bytes()));
+    assert!(
+        has(&s, "us-ssn", "body:hl7:PID-19", "hl7"),
+        "{:?}",
+        hits(&s)
+    );
+    // Negative: the same message without PID-19 has no SSN finding (the 12-digit timestamps
+    // and the message control id are not SSNs).
+    let clean = ADT.replace("|536221234|", "||");
+    let s = ok(body(
+        Some("x-application/hl7-v2+er7"),
+        None,
+        clean.as_bytes(),
+    ));
+    assert_eq!(rule_hits(&s, "us-ssn"), 0, "{:?}", hits(&s));
+}
+
+#[test]
+fn hl7_custom_delimiters_and_escapes() {
+    // `#` as field separator, `$` as escape: declared in MSH, honoured.
+    let msg =
+        "MSH#*!$%#APP#FAC\rPID#1##X*^^^*MR##DOE*JANE##############$X3533362D32322D31323334$\r";
+    let s = ok(body(Some("x-application/hl7-v2+er7"), None, msg.as_bytes()));
+    assert!(
+        has(&s, "us-ssn", "body:hl7:PID-19", "hl7>hl7-escape"),
+        "{:?}",
+        hits(&s)
+    );
+    // Negative: the escape decodes to something that is not an SSN.
+    let msg = "MSH#*!$%#APP#FAC\rPID#1##X*^^^*MR##DOE*JANE##############$X414243$\r";
+    let s = ok(body(Some("x-application/hl7-v2+er7"), None, msg.as_bytes()));
+    assert_eq!(rule_hits(&s, "us-ssn"), 0, "{:?}", hits(&s));
+    // `\F\` inside a field is the field separator, not a split.
+    let msg = "MSH|^~\\&|A\rNTE|1||SSN 536\\F\\22\\F\\1234\r";
+    let s = ok(body(Some("x-application/hl7-v2+er7"), None, msg.as_bytes()));
+    assert_eq!(
+        rule_hits(&s, "us-ssn"),
+        0,
+        "536|22|1234 is not an SSN shape"
+    );
+}
+
+fn multipart(parts: &[(&str, &str)], preamble: &str) -> (String, Vec<u8>) {
+    let boundary = "XyZ123boundary";
+    let mut b = String::from(preamble);
+    for (head, content) in parts {
+        b.push_str(&format!("--{boundary}\r\n{head}\r\n\r\n{content}\r\n"));
+    }
+    b.push_str(&format!("--{boundary}--\r\n"));
+    (
+        format!("multipart/form-data; boundary=\"{boundary}\""),
+        b.into_bytes(),
+    )
+}
+
+#[test]
+fn multipart_fields_and_transfer_encodings() {
+    let (ct, b) = multipart(
+        &[("Content-Disposition: form-data; name=\"ssn\"", "536221234")],
+        "",
+    );
+    let s = ok(body(Some(&ct), None, &b));
+    assert!(
+        has(&s, "us-ssn", "body:multipart:ssn", "multipart"),
+        "{:?}",
+        hits(&s)
+    );
+    let note = b64std(b"Patient SSN 536-22-1234, seen today.");
+    let (ct, b) = multipart(
+        &[(
+            "Content-Disposition: form-data; name=\"note\"; filename=\"n.txt\"\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64",
+            &note,
+        )],
+        "",
+    );
+    let s = ok(body(Some(&ct), None, &b));
+    assert!(
+        hits(&s)
+            .iter()
+            .any(|(r, _, c)| r == "us-ssn" && c == "multipart>base64>text"),
+        "{:?}",
+        hits(&s)
+    );
+    let (ct, b) = multipart(
+        &[(
+            "Content-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: quoted-printable",
+            "SSN 536=2D22=2D=\r\n1234",
+        )],
+        "",
+    );
+    let s = ok(body(Some(&ct), None, &b));
+    assert!(
+        has(
+            &s,
+            "us-ssn",
+            "body:multipart:q",
+            "multipart>quoted-printable"
+        ),
+        "{:?}",
+        hits(&s)
+    );
+    // Smuggled before the first boundary.
+    let (ct, b) = multipart(
+        &[("Content-Disposition: form-data; name=\"a\"", "x")],
+        "SSN 536-22-1234\r\n",
+    );
+    let s = ok(body(Some(&ct), None, &b));
+    assert!(rule_hits(&s, "us-ssn") > 0, "{:?}", hits(&s));
+    // JSON part parsed as JSON.
+    let (ct, b) = multipart(
+        &[(
+            "Content-Disposition: form-data; name=\"doc\"; filename=\"p.json\"\r\nContent-Type: application/fhir+json",
+            r#"{"ssn":"536-22-1234"}"#,
+        )],
+        "",
+    );
+    let s = ok(body(Some(&ct), None, &b));
+    assert!(
+        has(&s, "us-ssn", "body:multipart:doc:/ssn", "multipart>json"),
+        "{:?}",
+        hits(&s)
+    );
+    // Negative: a clean multipart upload with order numbers.
+    let (ct, b) = multipart(
+        &[
+            ("Content-Disposition: form-data; name=\"order\"", "536221234"),
+            (
+                "Content-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Transfer-Encoding: base64",
+                &b64std(b"order 536221234 shipped"),
+            ),
+        ],
+        "",
+    );
+    let s = ok(body(Some(&ct), None, &b));
+    assert!(s.findings.is_empty(), "{:?}", hits(&s));
+}
+
+#[test]
+fn xml_numeric_character_references() {
+    let x = "<ssn>&#53;&#51;&#x36;-22-1234</ssn>";
+    let s = ok(body(Some("application/fhir+xml"), None, x.as_bytes()));
+    assert!(
+        hits(&s)
+            .iter()
+            .any(|(r, _, c)| r == "us-ssn" && c.ends_with("xml-ncr")),
+        "{:?}",
+        hits(&s)
+    );
+    let s = ok(body(
+        Some("application/fhir+xml"),
+        None,
+        b"<count value=\"&#49;&#50;\"/> &amp; more",
+    ));
+    assert!(s.findings.is_empty(), "{:?}", hits(&s));
+}
+
+#[test]
+fn base64_in_free_text_from_twelve_characters() {
+    // base64("536221234") is 12 characters.
+    let enc = b64std(b"536221234");
+    assert_eq!(enc.len(), 12);
+    let s = json(&format!(r#"{{"ssn":"{enc}"}}"#));
+    assert!(
+        has(&s, "us-ssn", "body:/ssn", "json>base64"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = text(&format!("note {} end", b64std(b"SSN 536-22-1234")));
+    assert!(
+        hits(&s)
+            .iter()
+            .any(|(r, l, c)| r == "us-ssn" && l == "text@5" && c == "base64"),
+        "{:?}",
+        hits(&s)
+    );
+    // base64url without padding.
+    let s = text(&format!("t={}", b64(b"SSN 536-22-1234!?")));
+    assert!(rule_hits(&s, "us-ssn") > 0, "{:?}", hits(&s));
+    // Negative: base64 of clean text, identifiers and plain long words.
+    let s = text(&format!(
+        "{} StructureDefinition ObservationDefinition aGVsbG8gd29ybGQ=",
+        b64std(b"order 536221234 shipped")
+    ));
+    assert!(s.findings.is_empty(), "{:?}", hits(&s));
+}
+
+#[test]
+fn fhir_attachment_and_binary_data_are_decoded() {
+    let note = b64std(b"Patient Jane Doe, SSN 536-22-1234, follow up in 2 weeks.");
+    let doc = format!(
+        r#"{{"resourceType":"DocumentReference","content":[{{"attachment":{{"contentType":"text/plain","data":"{note}"}}}}]}}"#
+    );
+    let s = json(&doc);
+    assert!(
+        has(
+            &s,
+            "us-ssn",
+            "body:/content/0/attachment/data#base64@22",
+            "json>base64>text"
+        ),
+        "{:?}",
+        hits(&s)
+    );
+    let bin = format!(
+        r#"{{"resourceType":"Binary","contentType":"application/json","data":"{}"}}"#,
+        b64std(br#"{"ssn":"536-22-1234"}"#)
+    );
+    let s = json(&bin);
+    assert!(
+        has(&s, "us-ssn", "body:/data#base64/ssn", "json>base64>json"),
+        "{:?}",
+        hits(&s)
+    );
+    let clean = format!(
+        r#"{{"resourceType":"Binary","contentType":"text/plain","data":"{}"}}"#,
+        b64std(b"Follow up in 2 weeks. Order 536221234.")
+    );
+    assert!(json(&clean).findings.is_empty());
+}
+
+#[test]
+fn jwe_json_serialisation_is_reported_encrypted() {
+    let doc = r#"{"ssn":{"protected":"eyJlbmMiOiJBMjU2R0NNIn0","iv":"AAAAAAAAAAAAAAAA","ciphertext":"q83vEjRWeJA","tag":"AAAAAAAAAAAAAAAAAAAAAA"}}"#;
+    let s = json(doc);
+    assert_eq!(s.encrypted, vec!["body:/ssn".to_string()]);
+    assert!(json(r#"{"ssn":{"iv":"x"}}"#).encrypted.is_empty());
+}
+
+#[test]
+fn pgp_armor_is_reported_but_still_scanned() {
+    let fake = "-----BEGIN PGP MESSAGE-----\n\nSSN 536-22-1234\n-----END PGP MESSAGE-----";
+    let s = json(&format!(
+        r#"{{"note":{}}}"#,
+        serde_json::to_string(fake).expect("json")
+    ));
+    assert_eq!(s.encrypted, vec!["body:/note".to_string()]);
+    assert!(
+        rule_hits(&s, "us-ssn") > 0,
+        "looking encrypted is no evasion"
+    );
+}
+
+const STRUCT_RULES: &str = r#"rules:
+  - id: birthdate
+    description: d
+    category: C
+    severity: high
+    where: ['fhir:Patient.birthDate', 'hl7:PID-7']
+    patterns:
+      - regex: '[0-9]{4}-?[0-9]{2}-?[0-9]{2}'
+        score: 0.9
+  - id: ssn-must-be-jwe
+    description: d
+    category: G
+    severity: high
+    where: ['fhir:*.identifier.value']
+    context: { words: ['http://hl7.org/fhir/sid/us-ssn'], window_before: 0, window_after: 0 }
+    require_encrypted: { formats: [jwe], enc: [A256GCM] }
+  - id: npi-any
+    description: d
+    category: R
+    severity: low
+    patterns:
+      - regex: '(?P<value>[12][0-9]{9})'
+        score: 0.9
+        boundary: digit
+    validators: [npi]
+    exceptions:
+      - name: provider-directory
+        routes: ['provider-*']
+      - name: practitioner-records
+        fields: ['fhir:Practitioner.*']
+      - name: known-test-npi
+        values: ['FP_TEST']
+"#;
+
+fn struct_engine() -> Engine {
+    let fp = crate::rules::value_fingerprint("1245-319-599");
+    custom(&STRUCT_RULES.replace("FP_TEST", &fp))
+}
+
+#[test]
+fn fhir_selectors_narrow_to_patient_fields() {
+    let e = struct_engine();
+    let scan = |b: &str| {
+        ok(e.scan(
+            &Part::Body {
+                content_type: Some("application/fhir+json"),
+                content_encoding: None,
+                bytes: b.as_bytes(),
+            },
+            &Limits::default(),
+        ))
+    };
+    let s = scan(r#"{"resourceType":"Patient","birthDate":"1961-06-15"}"#);
+    assert!(
+        has(&s, "birthdate", "body:/birthDate", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = scan(
+        r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","birthDate":"1961-06-15"}}]}"#,
+    );
+    assert!(rule_hits(&s, "birthdate") == 1, "{:?}", hits(&s));
+    // Negative: dates elsewhere (meta.lastUpdated, Observation dates) are not birth dates.
+    let s = scan(
+        r#"{"resourceType":"Observation","effectiveDateTime":"1961-06-15","meta":{"lastUpdated":"2019-01-01"}}"#,
+    );
+    assert_eq!(rule_hits(&s, "birthdate"), 0, "{:?}", hits(&s));
+    let s = scan(r#"{"resourceType":"Practitioner","birthDate":"1961-06-15"}"#);
+    assert_eq!(rule_hits(&s, "birthdate"), 0);
+    // HL7 selector.
+    let s = ok(e.scan(
+        &Part::Body {
+            content_type: Some("x-application/hl7-v2+er7"),
+            content_encoding: None,
+            bytes: ADT.as_bytes(),
+        },
+        &Limits::default(),
+    ));
+    assert!(
+        has(&s, "birthdate", "body:hl7:PID-7", "hl7"),
+        "{:?}",
+        hits(&s)
+    );
+}
+
+#[test]
+fn require_encrypted_field() {
+    let e = struct_engine();
+    let scan = |b: String| {
+        ok(e.scan(
+            &Part::Body {
+                content_type: Some("application/fhir+json"),
+                content_encoding: None,
+                bytes: b.as_bytes(),
+            },
+            &Limits::default(),
+        ))
+    };
+    let doc = |v: &str| {
+        format!(
+            r#"{{"resourceType":"Patient","identifier":[{{"system":"http://hl7.org/fhir/sid/us-ssn","value":{v}}},{{"system":"urn:mrn","value":"12345"}}]}}"#
+        )
+    };
+    let s = scan(doc(&format!("\"{}\"", jwe())));
+    assert_eq!(rule_hits(&s, "ssn-must-be-jwe"), 0, "{:?}", hits(&s));
+    let s = scan(doc("\"999-12-3456\""));
+    assert!(
+        has(&s, "ssn-must-be-jwe", "body:/identifier/0/value", "json"),
+        "{:?}",
+        hits(&s)
+    );
+    let s = scan(doc("999123456"));
+    assert_eq!(rule_hits(&s, "ssn-must-be-jwe"), 1, "numbers too");
+    // A JWE with another `enc` does not satisfy the requirement.
+    let other = jwe().replacen(
+        &b64(br#"{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k1"}"#),
+        &b64(br#"{"alg":"RSA-OAEP-256","enc":"A128GCM","kid":"k1"}"#),
+        1,
+    );
+    let s = scan(doc(&format!("\"{other}\"")));
+    assert_eq!(rule_hits(&s, "ssn-must-be-jwe"), 1, "{:?}", hits(&s));
+}
+
+#[test]
+fn exceptions_by_route_field_and_fingerprint() {
+    let e = struct_engine();
+    let run = |route: Option<&str>, b: &str| {
+        ok(e.scan_with(
+            &Part::Body {
+                content_type: Some("application/fhir+json"),
+                content_encoding: None,
+                bytes: b.as_bytes(),
+            },
+            &Limits::default(),
+            &ScanOptions::route(route).explained(true),
+        ))
+    };
+    let pat = r#"{"resourceType":"Patient","note":"npi 1234567893"}"#;
+    let s = run(Some("ehr"), pat);
+    assert_eq!(rule_hits(&s, "npi-any"), 1, "{:?}", hits(&s));
+    let s = run(Some("provider-directory"), pat);
+    assert_eq!(rule_hits(&s, "npi-any"), 0);
+    assert!(
+        s.near_misses
+            .iter()
+            .any(|n| n.reason.contains("provider-directory") && n.masked == "##########"),
+        "{:?}",
+        s.near_misses
+    );
+    let prac = r#"{"resourceType":"Practitioner","identifier":[{"value":"1234567893"}]}"#;
+    assert_eq!(rule_hits(&run(Some("ehr"), prac), "npi-any"), 0);
+    let known = r#"{"resourceType":"Patient","note":"npi 1245319599"}"#;
+    let s = run(Some("ehr"), known);
+    assert_eq!(
+        rule_hits(&s, "npi-any"),
+        0,
+        "fingerprint ignores separators"
+    );
+    assert!(s
+        .near_misses
+        .iter()
+        .any(|n| n.reason.contains("known-test-npi")));
+}
+
+#[test]
+fn explanations_and_near_misses() {
+    let s = ok(engine().scan_with(
+        &Part::Text(
+            "536221234 is an order number for the shop. SSN: 536-22-1234, SSN: 078-05-1120",
+        ),
+        &Limits::default(),
+        &ScanOptions::default().explained(true),
+    ));
+    let f = s
+        .findings
+        .iter()
+        .find(|f| f.rule_id == "us-ssn")
+        .expect("finding");
+    let x = f.explain.as_ref().expect("explained");
+    assert_eq!(x.masked, "###-##-####");
+    assert_eq!(x.validators, vec![("ssn", true)]);
+    assert_eq!(x.context.as_ref().map(|c| c.0.as_str()), Some("ssn"));
+    assert!(x.fingerprint.starts_with("hmac-sha256:"));
+    assert!(
+        s.near_misses
+            .iter()
+            .any(|n| n.rule_id == "us-ssn" && n.reason.contains("validator `ssn` failed")),
+        "{:?}",
+        s.near_misses
+    );
+    assert!(
+        s.near_misses
+            .iter()
+            .any(|n| n.rule_id == "us-ssn" && n.reason.contains("below min_score")),
+        "{:?}",
+        s.near_misses
+    );
+    // Without explain: nothing extra.
+    let s = text("SSN: 536-22-1234 and SSN: 078-05-1120");
+    assert!(s.near_misses.is_empty() && s.findings.iter().all(|f| f.explain.is_none()));
+}
+
+#[test]
+fn layering_overrides_and_disables_by_id() {
+    let base = (
+        PathBuf::from("default/a.yaml"),
+        "rules:\n  - id: r1\n    description: d\n    category: G\n    severity: low\n    patterns:\n      - regex: 'abc'\n        score: 0.9\n  - id: r2\n    description: d\n    category: G\n    severity: low\n    patterns:\n      - regex: 'xyz'\n        score: 0.9\n".to_string(),
+    );
+    let site = (
+        PathBuf::from("site/b.yaml"),
+        "disable: [r2]\nrules:\n  - id: r1\n    override: true\n    description: site\n    category: G\n    severity: high\n    patterns:\n      - regex: 'def'\n        score: 0.9\n".to_string(),
+    );
+    let set = RuleSet::from_layers(&[vec![base.clone()], vec![site]]).expect("layers");
+    assert_eq!(set.len(), 2);
+    assert_eq!(set.get("r1").map(|r| r.severity), Some(Severity::High));
+    assert_eq!(set.get("r2").map(|r| r.mode), Some(Mode::Off));
+    let e = Engine::new(Arc::new(set));
+    let s = ok(e.scan(&Part::Text("abc def xyz"), &Limits::default()));
+    let ids: Vec<&str> = s.findings.iter().map(|f| f.rule_id.as_str()).collect();
+    assert_eq!(ids, vec!["r1"]);
+    // Shadowing without `override: true` is an error naming both places.
+    let sneaky = (
+        PathBuf::from("site/c.yaml"),
+        "rules:\n  - id: r1\n    description: d\n    category: G\n    severity: low\n    patterns:\n      - regex: 'q'\n        score: 0.9\n".to_string(),
+    );
+    let err = RuleSet::from_layers(&[vec![base.clone()], vec![sneaky]])
+        .expect_err("shadowing")
+        .to_string();
+    assert!(
+        err.contains("site/c.yaml:2") && err.contains("override: true"),
+        "{err}"
+    );
+    let bad = (
+        PathBuf::from("site/d.yaml"),
+        "disable: [nope]\n".to_string(),
+    );
+    let err = RuleSet::from_layers(&[vec![base], vec![bad]])
+        .expect_err("unknown id")
+        .to_string();
+    assert!(
+        err.contains("site/d.yaml:1") && err.contains("nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn body_level_shortcuts_keep_anchored_rules_and_exponents() {
+    let e = custom(
+        "rules:
+  - id: whole-value
+    description: d
+    category: R
+    severity: low
+    where: [body]
+    patterns:
+      - regex: '^[0-9]{3}$'
+        score: 0.9
+    tests:
+      match: [{ body: '{\"a\":\"123\"}', content_type: application/json }]
+      no_match: [{ body: '{\"a\":\"1234\"}', content_type: application/json }]
+",
+    );
+    let s = ok(e.scan(
+        &Part::Body {
+            content_type: Some("application/json"),
+            content_encoding: None,
+            bytes: br#"{"a":"123","b":"x"}"#,
+        },
+        &Limits::default(),
+    ));
+    assert_eq!(rule_hits(&s, "whole-value"), 1, "{:?}", hits(&s));
+    // A number in exponent form renders with more digits than the body shows.
+    let s = json(r#"{"ssn":5.36221234e8}"#);
+    assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+    // A clean body: nothing (the shortcut path).
+    assert!(json(CLEAN_JSON).findings.is_empty());
+}
+
+#[test]
+fn structural_cache_survives_long_and_many_paths() {
+    // A long (uncached) path between cached ones must not disturb the cached rows.
+    let long_key = "k".repeat(300);
+    let doc = format!(
+        r#"{{"resourceType":"Bundle","entry":[{{"resource":{{"resourceType":"Patient","birthDate":"1961-06-15"}}}},{{"resource":{{"resourceType":"Observation","{long_key}":"x"}}}},{{"resource":{{"resourceType":"Patient","birthDate":"1962-07-16","identifier":[{{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-12-3456"}}]}}}}]}}"#
+    );
+    let s = json(&doc);
+    assert_eq!(rule_hits(&s, "fhir-patient-birthdate"), 2, "{:?}", hits(&s));
+    assert_eq!(rule_hits(&s, "fhir-identifier-ssn"), 1, "{:?}", hits(&s));
 }

@@ -30,6 +30,10 @@ pub(crate) enum Validator {
     PhoneNanp,
     /// E-mail address (RFC-lite syntax, reserved example domains rejected).
     Email,
+    /// International Bank Account Number (ISO 13616: country length, mod 97 == 1).
+    Iban,
+    /// Vehicle Identification Number (ISO 3779 / 49 CFR 565: North American check digit).
+    Vin,
 }
 
 /// Names accepted in YAML, in the order they are listed in error messages.
@@ -38,12 +42,14 @@ const NAMES: &[(&str, Validator)] = &[
     ("card", Validator::Card),
     ("dea", Validator::Dea),
     ("email", Validator::Email),
+    ("iban", Validator::Iban),
     ("itin", Validator::Itin),
     ("luhn", Validator::Luhn),
     ("mbi", Validator::Mbi),
     ("npi", Validator::Npi),
     ("phone_nanp", Validator::PhoneNanp),
     ("ssn", Validator::Ssn),
+    ("vin", Validator::Vin),
 ];
 
 /// Well-known, publicly documented payment-gateway test card numbers (Stripe, Braintree,
@@ -85,6 +91,14 @@ impl Validator {
     }
 
     /// Comma-separated list of valid names, for error messages.
+    /// The name used in YAML.
+    pub(crate) fn name(self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("?", |(n, _)| n)
+    }
+
     pub(crate) fn names() -> String {
         NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
     }
@@ -101,6 +115,8 @@ impl Validator {
             Validator::Mbi => 5,
             Validator::Luhn => 2,
             Validator::Email => 0,
+            Validator::Iban => 2,
+            Validator::Vin => 1,
         }
     }
 
@@ -117,6 +133,8 @@ impl Validator {
             Validator::Dea => dea(value),
             Validator::Mbi => mbi(value),
             Validator::Email => email(value),
+            Validator::Iban => iban(value),
+            Validator::Vin => vin(value),
         }
     }
 }
@@ -266,6 +284,172 @@ fn aba(d: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// IBAN lengths by country (ISO 13616 registry, SWIFT release 2024).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+/// IBAN: known country and length, check digits 02–98, mod 97 of the rearranged number is 1.
+fn iban(value: &str) -> bool {
+    let mut buf = [0u8; 34];
+    let mut n = 0;
+    for b in value.bytes() {
+        if b == b' ' || b == b'-' {
+            continue;
+        }
+        match buf.get_mut(n) {
+            Some(slot) if b.is_ascii_alphanumeric() => *slot = b.to_ascii_uppercase(),
+            _ => return false,
+        }
+        n += 1;
+    }
+    let Some(code) = buf.get(..n) else {
+        return false;
+    };
+    let (Some(cc), Some(check)) = (code.get(..2), code.get(2..4)) else {
+        return false;
+    };
+    let len_ok = IBAN_LENGTHS
+        .iter()
+        .any(|(c, l)| c.as_slice() == cc && *l == n);
+    if !len_ok || !check.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let check_value = check.iter().fold(0u32, |a, c| a * 10 + u32::from(c - b'0'));
+    if !(2..=98).contains(&check_value) {
+        return false;
+    }
+    let mut rem: u32 = 0;
+    for &c in code
+        .get(4..)
+        .unwrap_or(&[])
+        .iter()
+        .chain(code.get(..4).unwrap_or(&[]))
+    {
+        let v = if c.is_ascii_digit() {
+            u32::from(c - b'0')
+        } else {
+            u32::from(c - b'A') + 10
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+/// VIN: 17 characters without I, O, Q; position 9 is the check digit (49 CFR 565.15).
+fn vin(value: &str) -> bool {
+    let b = value.as_bytes();
+    if b.len() != 17 {
+        return false;
+    }
+    const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
+    let translit = |c: u8| -> Option<u32> {
+        Some(match c.to_ascii_uppercase() {
+            d @ b'0'..=b'9' => u32::from(d - b'0'),
+            b'A' | b'J' => 1,
+            b'B' | b'K' | b'S' => 2,
+            b'C' | b'L' | b'T' => 3,
+            b'D' | b'M' | b'U' => 4,
+            b'E' | b'N' | b'V' => 5,
+            b'F' | b'W' => 6,
+            b'G' | b'P' | b'X' => 7,
+            b'H' | b'Y' => 8,
+            b'R' | b'Z' => 9,
+            _ => return None,
+        })
+    };
+    let mut sum = 0;
+    let mut digits = 0;
+    for (&c, w) in b.iter().zip(WEIGHTS) {
+        let Some(v) = translit(c) else {
+            return false;
+        };
+        sum += v * w;
+        digits += usize::from(c.is_ascii_digit());
+    }
+    // All-digit strings are numbers, not VINs; a VIN has letters.
+    if digits == 17 {
+        return false;
+    }
+    let check = match sum % 11 {
+        10 => b'X',
+        r => b'0' + r as u8,
+    };
+    b.get(8).map(u8::to_ascii_uppercase) == Some(check)
+}
+
 fn phone_nanp(d: &[u8]) -> bool {
     let d = match d.len() {
         11 if d.first() == Some(&1) => d.get(1..).unwrap_or(&[]),
@@ -325,7 +509,7 @@ fn mbi_alpha(c: u8) -> bool {
 fn mbi(value: &str) -> bool {
     let mut chars = [0u8; 11];
     let mut n = 0;
-    for b in value.bytes().filter(|b| *b != b'-' && *b != b' ') {
+    for b in value.bytes().filter(|b| !matches!(b, b'-' | b' ' | b'.')) {
         match chars.get_mut(n) {
             Some(slot) => *slot = b,
             None => return false,
@@ -411,6 +595,44 @@ mod tests {
 
     fn ok(v: Validator, s: &str) -> bool {
         v.check(s)
+    }
+
+    #[test]
+    fn iban_vectors() {
+        for good in [
+            "GB82 WEST 1234 5698 7654 32",
+            "DE89370400440532013000",
+            "FR1420041010050500013M02606",
+            "NL91ABNA0417164300",
+        ] {
+            assert!(ok(Validator::Iban, good), "{good}");
+        }
+        for bad in [
+            "GB82 WEST 1234 5698 7654 33",
+            "DE89370400440532013001",
+            "XX89370400440532013000",
+            "GB82WEST",
+            "DE00370400440532013000",
+            "",
+        ] {
+            assert!(!ok(Validator::Iban, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vin_vectors() {
+        for good in ["1M8GDM9AXKP042788", "1HGCM82633A004352"] {
+            assert!(ok(Validator::Vin, good), "{good}");
+        }
+        for bad in [
+            "1M8GDM9A1KP042788",
+            "1HGCM82643A004352",
+            "1HGCM8263IA004352",
+            "12345678901234567",
+            "SHORT",
+        ] {
+            assert!(!ok(Validator::Vin, bad), "{bad}");
+        }
     }
 
     #[test]

@@ -125,7 +125,8 @@ async fn every_decision_has_a_record_and_the_trail_verifies_after_sigterm() {
     assert_eq!(r["status"], 403);
     assert_eq!(r["action_type"], "create");
     assert_eq!(r["user_id"], "anonymous");
-    assert_eq!(r["rule_ids"], serde_json::json!(["us-ssn"]));
+    let rule_ids = r["rule_ids"].as_array().unwrap();
+    assert!(rule_ids.contains(&serde_json::json!("us-ssn")), "{r}");
     assert!(
         r["field_paths"][0].as_str().unwrap().starts_with("body:"),
         "{r}"

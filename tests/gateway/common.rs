@@ -89,10 +89,22 @@ pub fn large_json_with_trailing_ssn(size: usize) -> String {
 
 /// A currently free loopback port (bind :0, read the port, drop the socket).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    // Ports from the kernel's ephemeral range (`bind :0`) are also what every outgoing
+    // connection uses, and two tests starting at once could be handed the same one between
+    // its release and the gateway's bind. Instead, hand out each port once per test process,
+    // from below the ephemeral range (32768+ on Linux), starting at a per-process offset.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
 fn wait_connectable(port: u16, deadline: Instant) -> bool {

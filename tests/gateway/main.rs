@@ -18,5 +18,6 @@ mod mtls;
 mod phi;
 mod postgres;
 mod reload;
+mod scan;
 mod tls;
 mod upstream;

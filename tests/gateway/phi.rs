@@ -320,3 +320,67 @@ fn clean_h2_body_without_length_is_forwarded_once_and_connection_reused() {
         assert_eq!(raw.matches("0\r\n\r\n").count(), 1, "{raw:?}");
     }
 }
+
+/// Writes a chunked HTTP/1.1 request through `openssl s_client` in separate TLS writes, with
+/// pauses, so the SSN straddles chunk (and read) boundaries: `536-2` | `2-12` | `34`.
+#[test]
+fn ssn_split_across_chunk_writes_is_blocked() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let pieces = [
+        r#"{"resourceType":"Patient","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"536-2"#,
+        "2-12",
+        r#"34"}]}"#,
+    ];
+    assert_eq!(
+        pieces.concat(),
+        ssn_patient(),
+        "the pieces form the SSN patient"
+    );
+    let mut child = Command::new("timeout")
+        .arg("20")
+        .arg("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{}", gw.port()))
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(gw.ca_pem_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let head = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: localhost\r\n{AUDIT}: split-ssn\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stdin.write_all(head.as_bytes()).expect("head");
+    stdin.flush().expect("flush");
+    for piece in pieces {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        stdin
+            .write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes())
+            .expect("chunk");
+        stdin.flush().expect("flush");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    stdin.write_all(b"0\r\n\r\n").expect("last chunk");
+    stdin.flush().expect("flush");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    drop(stdin);
+    let _ = child.wait();
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(
+        out.contains("phi_detected") && out.contains("us-ssn"),
+        "{out}"
+    );
+    assert!(!out.contains("536-22-1234"), "{out}");
+    assert_no_body_reached(&up);
+}

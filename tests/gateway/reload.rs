@@ -38,14 +38,22 @@ async fn post_status(gw: &Gateway, client: &reqwest::Client, body: String) -> u1
         .as_u16()
 }
 
-/// Rewrites the config so the `fhir` route turns `us-ssn` off (a reloadable change).
+/// The rules that fire on [`ssn_patient`]: the SSN pattern and the FHIR identifier-system
+/// structural rule.
+const SSN_RULES: [&str; 2] = ["us-ssn", "fhir-identifier-ssn"];
+
+/// Rewrites the config so the `fhir` route turns the SSN rules off (a reloadable change).
 fn config_with_ssn_off(gw: &Gateway) -> String {
     let yaml = &gw.files.yaml;
     let anchor = "    mode: enforce\n    max_body_bytes:";
     assert!(yaml.contains(anchor), "config layout changed:\n{yaml}");
+    let overrides: String = SSN_RULES
+        .iter()
+        .map(|r| format!("      {r}: off\n"))
+        .collect();
     yaml.replacen(
         anchor,
-        "    mode: enforce\n    rule_overrides:\n      us-ssn: off\n    max_body_bytes:",
+        &format!("    mode: enforce\n    rule_overrides:\n{overrides}    max_body_bytes:"),
         1,
     )
 }
@@ -300,13 +308,23 @@ async fn file_watch_follows_a_kubelet_configmap_swap() {
     assert_eq!(post_status(&gw, &client, ssn_patient()).await, 403);
     let before = gw.metric("phi_gateway_rules_loaded", &[]);
 
-    // A ConfigMap update that drops the file holding us-ssn: the swap alone must trigger it.
+    // A ConfigMap update that drops the files holding the SSN rules: the swap alone must
+    // trigger the reload.
+    let holds_ssn_rule = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        SSN_RULES
+            .iter()
+            .any(|r| text.contains(&format!("id: {r}\n")))
+    };
     let without_ssn: Vec<_> = files
         .iter()
-        .filter(|(_, b)| !String::from_utf8_lossy(b).contains("id: us-ssn"))
+        .filter(|(_, b)| !holds_ssn_rule(b))
         .cloned()
         .collect();
-    assert!(without_ssn.len() < files.len(), "no rule file holds us-ssn");
+    assert!(
+        without_ssn.len() < files.len(),
+        "no rule file holds the SSN rules"
+    );
     kubelet_swap(&volume, "..v2", &without_ssn);
     gw.wait_metric(RELOADS, &[("result", "success")], 2.0);
     assert!(gw.metric("phi_gateway_rules_loaded", &[]) < before);

@@ -1,0 +1,857 @@
+//! Accuracy suite: recall over a generated positive matrix (valid synthetic identifiers ×
+//! evasions × carriers) and the false-positive rate over PHI-free documents (curated CC0 FHIR
+//! R4 conformance examples in tests/fixtures/fhir-r4-examples, plus synthetic clean EHR
+//! traffic). Prints a report (`cargo test --test accuracy -- --nocapture`) that
+//! docs/accuracy.md reproduces. Set PHI_GATEWAY_FHIR_EXAMPLES to the unpacked npm package
+//! (tests/fetch-fhir-examples.sh) to run the negatives over the full set.
+//!
+//! Targets (issue 3): recall >= 99 %, false-positive rate <= 0.1 % of negative documents.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use phi_gateway::engine::{Engine, Limits, Part};
+use phi_gateway::rules::RuleSet;
+
+fn engine() -> Engine {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    Engine::new(Arc::new(RuleSet::load_dir(&dir).expect("default pack")))
+}
+
+/// A tiny deterministic generator (no test depends on the system RNG).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn digits(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
+    }
+}
+
+fn luhn_check_digit(payload: &str, extra: u32) -> u32 {
+    // Check digit for `payload` so that Luhn(payload + d) holds; `extra` adds a constant (24
+    // for the NPI's 80840 prefix).
+    let mut sum = extra;
+    for (i, c) in payload.bytes().rev().enumerate() {
+        let mut d = u32::from(c - b'0');
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    (10 - sum % 10) % 10
+}
+
+fn gen_ssn(r: &mut Lcg) -> String {
+    loop {
+        let area = 1 + r.below(899);
+        let group = 1 + r.below(99);
+        let serial = 1 + r.below(9999);
+        if area == 666
+            || (area == 123 && group == 45 && serial == 6789)
+            || (area == 78 && group == 5)
+        {
+            continue;
+        }
+        let all = format!("{area:03}{group:02}{serial:04}");
+        if all.bytes().all(|b| b == all.as_bytes()[0]) {
+            continue;
+        }
+        return format!("{area:03}-{group:02}-{serial:04}");
+    }
+}
+
+fn gen_npi(r: &mut Lcg) -> String {
+    loop {
+        let body = format!("{}{}", 1 + r.below(2), r.digits(8));
+        let npi = format!("{body}{}", luhn_check_digit(&body, 24));
+        if npi != "1234567893" {
+            return npi;
+        }
+    }
+}
+
+fn gen_card(r: &mut Lcg) -> String {
+    loop {
+        let body = format!("4{}", r.digits(14));
+        let pan = format!("{body}{}", luhn_check_digit(&body, 0));
+        if !pan.starts_with("4111") && !pan.starts_with("4012") && !pan.starts_with("4242") {
+            return format!(
+                "{}-{}-{}-{}",
+                &pan[..4],
+                &pan[4..8],
+                &pan[8..12],
+                &pan[12..]
+            );
+        }
+    }
+}
+
+fn gen_mbi(r: &mut Lcg) -> String {
+    const A: &[u8] = b"ACDEFGHJKMNPQRTUVWXY";
+    let a = |r: &mut Lcg| char::from(A[r.below(A.len() as u64) as usize]);
+    let n = |r: &mut Lcg| char::from(b'0' + r.below(10) as u8);
+    let an = |r: &mut Lcg| if r.below(2) == 0 { a(r) } else { n(r) };
+    let c = char::from(b'1' + r.below(9) as u8);
+    format!(
+        "{c}{}{}{}-{}{}{}-{}{}{}{}",
+        a(r),
+        an(r),
+        n(r),
+        a(r),
+        an(r),
+        n(r),
+        a(r),
+        a(r),
+        n(r),
+        n(r)
+    )
+}
+
+fn gen_dea(r: &mut Lcg) -> String {
+    const FIRST: &[u8] = b"ABCFGM";
+    let first = char::from(FIRST[r.below(FIRST.len() as u64) as usize]);
+    let second = char::from(b'A' + r.below(26) as u8);
+    let d: Vec<u32> = (0..6).map(|_| r.below(10) as u32).collect();
+    let check = (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10;
+    format!(
+        "{first}{second}{}{check}",
+        d.iter().map(|x| x.to_string()).collect::<String>()
+    )
+}
+
+fn gen_phone(r: &mut Lcg) -> String {
+    let area = [617, 212, 415, 303, 206][r.below(5) as usize];
+    let exchange = 200 + r.below(799);
+    let exchange = if exchange == 555 || exchange % 100 == 11 {
+        234
+    } else {
+        exchange
+    };
+    format!("{area}-{exchange:03}-{}", r.digits(4))
+}
+
+fn gen_itin(r: &mut Lcg) -> String {
+    let groups = [50, 55, 60, 65, 70, 75, 80, 88, 90, 92, 94, 99];
+    let g = groups[r.below(groups.len() as u64) as usize];
+    format!("9{}-{g}-{}", r.digits(2), r.digits(4))
+}
+
+fn gen_email(r: &mut Lcg) -> String {
+    let names = ["jane.roe", "a.patient", "jdoe", "m.smith", "kim.lee"];
+    format!(
+        "{}{}@synthetic-clinic.org",
+        names[r.below(names.len() as u64) as usize],
+        r.below(100)
+    )
+}
+
+/// (rule id, context label, form field name, generator, separator-bearing).
+type Gen = fn(&mut Lcg) -> String;
+const DETECTORS: &[(&str, &str, &str, Gen, bool)] = &[
+    ("us-ssn", "SSN", "ssn", gen_ssn, true),
+    ("us-itin", "ITIN", "itin", gen_itin, true),
+    ("us-npi", "NPI", "npi", gen_npi, false),
+    ("us-mbi", "Medicare MBI", "mbi", gen_mbi, true),
+    ("us-dea", "DEA", "dea", gen_dea, false),
+    ("credit-card", "card", "card_number", gen_card, true),
+    ("us-phone", "phone", "phone", gen_phone, true),
+    ("email", "email", "email", gen_email, false),
+];
+
+/// Value-level evasions: (name, applies to separator-bearing values only, transform).
+type Evasion = fn(&str) -> String;
+fn fullwidth(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '0'..='9' | 'A'..='Z' | 'a'..='z' => {
+                char::from_u32(c as u32 - 0x21 + 0xFF01).unwrap_or(c)
+            }
+            '-' => '\u{FF0D}',
+            '@' => '\u{FF20}',
+            '.' => '\u{FF0E}',
+            c => c,
+        })
+        .collect()
+}
+fn arabic(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '0'..='9' => char::from_u32(0x660 + (c as u32 - '0' as u32)).unwrap_or(c),
+            c => c,
+        })
+        .collect()
+}
+const EVASIONS: &[(&str, bool, Evasion)] = &[
+    ("plain", false, |s| s.to_string()),
+    ("sep-space", true, |s| s.replace('-', " ")),
+    ("sep-dot", true, |s| s.replace('-', ".")),
+    ("sep-none", true, |s| s.replace('-', "")),
+    ("fullwidth", false, fullwidth),
+    ("arabic-indic-digits", false, arabic),
+    ("zero-width", false, |s| {
+        let mut v: Vec<char> = s.chars().collect();
+        v.insert(3.min(v.len()), '\u{200B}');
+        v.into_iter().collect()
+    }),
+    ("nb-hyphen", true, |s| s.replace('-', "\u{2011}")),
+    ("soft-hyphen", false, |s| {
+        let mut v: Vec<char> = s.chars().collect();
+        v.insert(2.min(v.len()), '\u{AD}');
+        v.into_iter().collect()
+    }),
+];
+
+/// Text-level encodings of "<label> <value>" (applied inside the carrier).
+const ENCODINGS: &[&str] = &[
+    "none",
+    "percent",
+    "double-percent",
+    "base64",
+    "xml-ncr",
+    "json-u",
+];
+
+fn encode(kind: &str, text: &str) -> Option<String> {
+    Some(match kind {
+        "none" => text.to_string(),
+        "percent" => text.bytes().map(|b| format!("%{b:02X}")).collect(),
+        "double-percent" => text.bytes().map(|b| format!("%25{b:02X}")).collect(),
+        "base64" => base64::engine::general_purpose::STANDARD.encode(text),
+        "xml-ncr" => text
+            .chars()
+            .map(|c| {
+                if c.is_ascii_digit() {
+                    format!("&#{};", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+        // JSON \u escapes of every character (JSON carrier only).
+        "json-u" => text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect(),
+        _ => return None,
+    })
+}
+
+/// Carriers: builds (content type, body) for a labelled value. `encoded` is already encoded
+/// text; for JSON it is embedded raw (json-u escapes stay escapes).
+fn carrier(kind: &str, field: &str, encoded: &str, enc: &str) -> Option<(String, Vec<u8>)> {
+    let json_str = |s: &str| {
+        if enc == "json-u" {
+            s.to_string()
+        } else {
+            serde_json::to_string(s)
+                .map(|q| q[1..q.len() - 1].to_string())
+                .unwrap_or_default()
+        }
+    };
+    match kind {
+        "fhir-json" => Some((
+            "application/fhir+json".into(),
+            format!(
+                r#"{{"resourceType":"Observation","status":"final","code":{{"text":"note"}},"note":[{{"text":"{}"}}]}}"#,
+                json_str(encoded)
+            )
+            .into_bytes(),
+        )),
+        "hl7v2" if enc != "json-u" => Some((
+            "x-application/hl7-v2+er7".into(),
+            format!(
+                "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000||ORU^R01|MSG0001|P|2.5\rPID|1||X1^^^H^PI\rNTE|1||{}\r",
+                encoded.replace('\\', "\\E\\").replace('|', "\\F\\").replace('^', "\\S\\").replace('&', "\\T\\").replace('~', "\\R\\")
+            )
+            .into_bytes(),
+        )),
+        "form" if enc != "json-u" => {
+            // The value is the labelled text, form-encoded once more (so `percent` ends up
+            // double-encoded on the wire, as a client that encodes twice would send it).
+            let v: String = form_urlencoded::byte_serialize(encoded.as_bytes()).collect();
+            Some((
+                "application/x-www-form-urlencoded".into(),
+                format!("visit=routine&{field}={v}&ok=1").into_bytes(),
+            ))
+        }
+        "multipart" if enc != "json-u" => Some((
+            "multipart/form-data; boundary=BOUNDARYx9".into(),
+            format!(
+                "--BOUNDARYx9\r\nContent-Disposition: form-data; name=\"visit\"\r\n\r\nroutine\r\n--BOUNDARYx9\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{encoded}\r\n--BOUNDARYx9--\r\n"
+            )
+            .into_bytes(),
+        )),
+        _ => None,
+    }
+}
+
+const CARRIERS: &[&str] = &["fhir-json", "hl7v2", "form", "multipart"];
+
+/// Whole-body Content-Encodings applied on top.
+fn content_encode(kind: &str, body: &[u8]) -> Vec<u8> {
+    match kind {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(body).expect("gzip");
+            e.finish().expect("gzip")
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 4, 22);
+                w.write_all(body).expect("br");
+            }
+            out
+        }
+        "zstd" => zstd::stream::encode_all(body, 1).expect("zstd"),
+        "gzip, br" => content_encode("br", &content_encode("gzip", body)),
+        _ => body.to_vec(),
+    }
+}
+
+const CONTENT_ENCODINGS: &[&str] = &["identity", "gzip", "br", "zstd", "gzip, br"];
+
+#[derive(Default)]
+struct Tally {
+    total: usize,
+    hit: usize,
+    misses: Vec<String>,
+}
+
+#[test]
+fn positive_matrix_recall() {
+    let e = engine();
+    let limits = Limits::default();
+    let mut rng = Lcg(0x05EE_D1D5);
+    let mut by_detector: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut by_evasion: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut by_carrier: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut case = 0usize;
+    for &(rule, label, field, generate, has_sep) in DETECTORS {
+        for _ in 0..2 {
+            let value = generate(&mut rng);
+            for &(ev_name, needs_sep, ev) in EVASIONS {
+                if needs_sep && !has_sep {
+                    continue;
+                }
+                let v = ev(&value);
+                for &enc in ENCODINGS {
+                    for &carrier_kind in CARRIERS {
+                        // The label stays readable ASCII; glue it to the value half the time.
+                        let glue = if case.is_multiple_of(2) { " " } else { ": " };
+                        let text = format!("{label}{glue}{v}");
+                        let Some(encoded) = encode(enc, &text) else {
+                            continue;
+                        };
+                        let Some((ct, body)) = carrier(carrier_kind, field, &encoded, enc) else {
+                            continue;
+                        };
+                        let ce = CONTENT_ENCODINGS[case % CONTENT_ENCODINGS.len()];
+                        case += 1;
+                        let wire = content_encode(ce, &body);
+                        let scan = e.scan(
+                            &Part::Body {
+                                content_type: Some(&ct),
+                                content_encoding: (ce != "identity").then_some(ce),
+                                bytes: &wire,
+                            },
+                            &limits,
+                        );
+                        let hit = scan
+                            .as_ref()
+                            .map(|s| s.findings.iter().any(|f| f.rule_id == rule))
+                            .unwrap_or(false);
+                        let evasion = format!("{ev_name}+{enc}");
+                        for t in [
+                            by_detector.entry(rule).or_default(),
+                            by_carrier.entry(carrier_kind).or_default(),
+                        ] {
+                            t.total += 1;
+                            t.hit += usize::from(hit);
+                        }
+                        let t = by_evasion.entry(evasion.clone()).or_default();
+                        t.total += 1;
+                        t.hit += usize::from(hit);
+                        if !hit {
+                            by_detector
+                                .entry(rule)
+                                .or_default()
+                                .misses
+                                .push(format!("{evasion} in {carrier_kind} ({ce})"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let total: usize = by_detector.values().map(|t| t.total).sum();
+    let hit: usize = by_detector.values().map(|t| t.hit).sum();
+    let recall = hit as f64 / total as f64;
+    let mut report = String::new();
+    report.push_str(&format!(
+        "POSITIVES: {hit}/{total} detected, recall {:.2} %\n\n| Detector | Cases | Detected | Recall |\n|---|---:|---:|---:|\n",
+        recall * 100.0
+    ));
+    for (d, t) in &by_detector {
+        report.push_str(&format!(
+            "| {d} | {} | {} | {:.1} % |\n",
+            t.total,
+            t.hit,
+            100.0 * t.hit as f64 / t.total as f64
+        ));
+    }
+    report.push_str("\n| Carrier | Cases | Detected | Recall |\n|---|---:|---:|---:|\n");
+    for (c, t) in &by_carrier {
+        report.push_str(&format!(
+            "| {c} | {} | {} | {:.1} % |\n",
+            t.total,
+            t.hit,
+            100.0 * t.hit as f64 / t.total as f64
+        ));
+    }
+    report.push_str("\nEvasions below 100 %:\n\n| Evasion (value + text encoding) | Cases | Detected |\n|---|---:|---:|\n");
+    for (ev, t) in &by_evasion {
+        if t.hit < t.total {
+            report.push_str(&format!("| {ev} | {} | {} |\n", t.total, t.hit));
+        }
+    }
+    report.push_str("\nMisses (first 10 per detector):\n\n");
+    for (d, t) in &by_detector {
+        for m in t.misses.iter().take(10) {
+            report.push_str(&format!("- {d}: {m}\n"));
+        }
+        if t.misses.len() > 10 {
+            report.push_str(&format!("- {d}: … {} more\n", t.misses.len() - 10));
+        }
+    }
+    write_report("positives", &report);
+    println!("{report}");
+    assert!(recall >= 0.99, "recall {:.4} below 99 %:\n{report}", recall);
+}
+
+/// Resource types that are PHI-free by design (conformance and terminology resources).
+const NEGATIVE_TYPES: &[&str] = &[
+    "ValueSet",
+    "CodeSystem",
+    "StructureDefinition",
+    "SearchParameter",
+    "ConceptMap",
+    "OperationDefinition",
+    "CapabilityStatement",
+    "NamingSystem",
+    "CompartmentDefinition",
+    "ImplementationGuide",
+    "StructureMap",
+    "GraphDefinition",
+    "MessageDefinition",
+    "TerminologyCapabilities",
+];
+
+fn negative_files() -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = match std::env::var_os("PHI_GATEWAY_FHIR_EXAMPLES") {
+        Some(d) => vec![PathBuf::from(d)],
+        None => vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fhir-r4-examples")],
+    };
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ty = name.split('-').next().unwrap_or("");
+            if name.ends_with(".json") && NEGATIVE_TYPES.contains(&ty) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Synthetic clean EHR traffic: the false-positive traps of the detection note (9-digit order
+/// ids, ZIP+4, versionIds, timestamps, test card numbers, 555-01xx phones, example.com mail,
+/// invalid-checksum numbers, UUIDs, LOINC/SNOMED codes, provider NPIs on provider routes).
+fn synthetic_negatives() -> Vec<(String, String, Option<&'static str>)> {
+    let mut r = Lcg(42);
+    let mut out = Vec::new();
+    for i in 0..300 {
+        let order = format!("{}", 100_000_000 + r.below(899_999_999));
+        let zip4 = format!("0{}-{}", r.digits(4), r.digits(4));
+        let version = r.digits(9);
+        let body = match i % 6 {
+            0 => format!(
+                r#"{{"resourceType":"ServiceRequest","id":"sr-{i}","meta":{{"versionId":"{version}","lastUpdated":"2024-03-0{}T10:15:00Z"}},"status":"active","intent":"order","identifier":[{{"system":"urn:oid:1.2.3.4.5","value":"{order}"}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"{}-{}"}}]}}}}"#,
+                1 + i % 9,
+                r.digits(5),
+                r.digits(1)
+            ),
+            1 => format!(
+                r#"{{"resourceType":"Organization","id":"org-{i}","address":[{{"postalCode":"{zip4}","city":"Boston","state":"MA"}}],"telecom":[{{"system":"phone","value":"617-555-01{}"}}],"identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{}"}}]}}"#,
+                r.digits(2),
+                r.digits(10)
+            ),
+            2 => format!(
+                r#"{{"resourceType":"Invoice","id":"inv-{i}","identifier":[{{"value":"INV-{order}"}}],"totalNet":{{"value":{}.{},"currency":"USD"}},"note":[{{"text":"test card 4111 1111 1111 1111 declined, contact billing@example.com"}}]}}"#,
+                r.below(100_000),
+                r.digits(2)
+            ),
+            3 => format!(
+                r#"{{"resourceType":"Observation","id":"{}-{}-{}-{}-{}","status":"final","code":{{"coding":[{{"system":"http://snomed.info/sct","code":"{}"}}]}},"valueQuantity":{{"value":{}.{}}},"effectiveDateTime":"2023-11-{:02}"}}"#,
+                r.digits(8),
+                r.digits(4),
+                r.digits(4),
+                r.digits(4),
+                r.digits(12),
+                r.digits(9),
+                r.below(300),
+                r.digits(1),
+                1 + r.below(28)
+            ),
+            4 => format!("order={order}&zip={zip4}&ts={}&qty={}", r.digits(10), r.below(50)),
+            _ => format!(
+                "MSH|^~\\&|LAB|HOSP|EHR|HOSP|{}||ORU^R01|{order}|P|2.5\rOBR|1|{order}||{}-{}^GLUCOSE^LN\rOBX|1|NM|{}-{}^GLUCOSE^LN||{}|mg/dL|70-99|N\r",
+                r.digits(14),
+                r.digits(4),
+                r.digits(1),
+                r.digits(4),
+                r.digits(1),
+                r.below(300)
+            ),
+        };
+        let ct = match i % 6 {
+            4 => "application/x-www-form-urlencoded",
+            5 => "x-application/hl7-v2+er7",
+            _ => "application/fhir+json",
+        };
+        out.push((format!("synthetic-{i}"), body, Some(ct)));
+    }
+    // Provider NPIs on a provider route are business data.
+    for i in 0..20 {
+        let body = format!(
+            r#"{{"resourceType":"Patient","identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{}"}}]}}"#,
+            gen_npi(&mut r)
+        );
+        out.push((format!("provider-route-{i}"), body, None));
+    }
+    out
+}
+
+#[test]
+fn negative_documents_false_positive_rate() {
+    let e = engine();
+    let limits = Limits::default();
+    let mut docs = 0usize;
+    let mut fp_docs: Vec<String> = Vec::new();
+    let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bytes = 0usize;
+    let files = negative_files();
+    assert!(
+        files.len() >= 50,
+        "curated negatives missing: {}",
+        files.len()
+    );
+    let mut run = |name: String, body: &[u8], ct: &str, route: Option<&str>| {
+        docs += 1;
+        bytes += body.len();
+        let scan = e
+            .scan_with(
+                &Part::Body {
+                    content_type: Some(ct),
+                    content_encoding: None,
+                    bytes: body,
+                },
+                &limits,
+                &phi_gateway::engine::ScanOptions::route(route),
+            )
+            .expect("scan");
+        if !scan.findings.is_empty() {
+            let rules: Vec<String> = scan
+                .findings
+                .iter()
+                .map(|f| format!("{} at {}", f.rule_id, f.location))
+                .collect();
+            for f in &scan.findings {
+                *by_rule.entry(f.rule_id.clone()).or_default() += 1;
+            }
+            fp_docs.push(format!("{name}: {}", rules.join(", ")));
+        }
+    };
+    let fhir_docs = files.len();
+    for f in &files {
+        let body = std::fs::read(f).expect("read fixture");
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        run(name, &body, "application/fhir+json", None);
+    }
+    for (name, body, ct) in synthetic_negatives() {
+        let route = if name.starts_with("provider-route") {
+            Some("provider-directory")
+        } else {
+            None
+        };
+        run(
+            name,
+            body.as_bytes(),
+            ct.unwrap_or("application/fhir+json"),
+            route,
+        );
+    }
+    let rate = fp_docs.len() as f64 / docs as f64;
+    let mut report = format!(
+        "NEGATIVES: {docs} documents ({fhir_docs} FHIR R4 conformance examples, {} synthetic), {} KiB; {} with a finding, false-positive rate {:.3} %\n\n",
+        docs - fhir_docs,
+        bytes / 1024,
+        fp_docs.len(),
+        rate * 100.0
+    );
+    report.push_str("| Rule | Findings on negative documents |\n|---|---:|\n");
+    for (r, n) in &by_rule {
+        report.push_str(&format!("| {r} | {n} |\n"));
+    }
+    report.push('\n');
+    let mut full = report.clone();
+    for d in &fp_docs {
+        full.push_str(&format!("- FP {d}\n"));
+    }
+    for d in fp_docs.iter().take(40) {
+        report.push_str(&format!("- FP {d}\n"));
+    }
+    write_report("negatives", &full);
+    println!("{report}");
+    assert!(
+        rate <= 0.001,
+        "false-positive rate {:.4} above 0.1 %:\n{report}",
+        rate
+    );
+}
+
+fn write_report(name: &str, text: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/accuracy");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(format!("{name}.md")), text);
+    }
+}
+
+/// Structural detectors: Synthea-style values that fail validation but sit in PHI fields, in
+/// FHIR JSON (alone and inside a Bundle) and HL7 v2.
+#[test]
+fn structural_detectors_recall() {
+    let e = engine();
+    let limits = Limits::default();
+    let mut r = Lcg(7);
+    let mut total = 0;
+    let mut hit = 0;
+    let mut misses = Vec::new();
+    let mut rows: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for i in 0..20 {
+        let ssn999 = format!("999-{}-{}", r.digits(2), r.digits(4));
+        let npi9999 = format!("9999{}", r.digits(6));
+        let patient = format!(
+            r#"{{"resourceType":"Patient","id":"p{i}","identifier":[{{"system":"http://hl7.org/fhir/sid/us-ssn","value":"{ssn999}"}},{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{npi9999}"}},{{"type":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}}]}},"value":"{}"}},{{"system":"urn:oid:2.16.840.1.113883.4.3.25","value":"S{}"}}],"name":[{{"family":"Synthetic{i}","given":["Pat"]}}],"telecom":[{{"system":"phone","value":"555-{}-{}"}}],"address":[{{"line":["{} Main St"],"city":"Springfield","postalCode":"0{}"}}],"birthDate":"19{}-0{}-1{}"}}"#,
+            r.digits(8),
+            r.digits(8),
+            r.digits(3),
+            r.digits(4),
+            1 + r.below(999),
+            r.digits(4),
+            r.digits(2),
+            1 + r.below(9),
+            r.below(10)
+        );
+        let bundle = format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[{{"resource":{patient}}}]}}"#
+        );
+        let hl7 = format!(
+            "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|M{i}|P|2.5\rPID|1||{}^^^H^MR||SYNTHETIC{i}^PAT||19{}0{}1{}|F|||{} MAIN ST^^SPRINGFIELD^MA^0{}||555{}{}||||||{}|S{}\r",
+            r.digits(8),
+            r.digits(2),
+            1 + r.below(9),
+            r.below(10),
+            1 + r.below(999),
+            r.digits(4),
+            r.digits(3),
+            r.digits(4),
+            ssn999.replace('-', ""),
+            r.digits(8)
+        );
+        let cases: [(&str, &str, &[&str]); 3] = [
+            (
+                "fhir-json",
+                &patient,
+                &[
+                    "fhir-identifier-ssn",
+                    "fhir-identifier-npi",
+                    "fhir-identifier-mrn",
+                    "identifier-driver-license",
+                    "fhir-patient-name",
+                    "fhir-patient-telecom",
+                    "fhir-patient-address",
+                    "fhir-patient-birthdate",
+                ],
+            ),
+            (
+                "fhir-bundle",
+                &bundle,
+                &[
+                    "fhir-identifier-ssn",
+                    "fhir-patient-name",
+                    "fhir-patient-birthdate",
+                ],
+            ),
+            (
+                "hl7v2",
+                &hl7,
+                &[
+                    "fhir-identifier-ssn",
+                    "fhir-identifier-mrn",
+                    "identifier-driver-license",
+                    "fhir-patient-name",
+                    "fhir-patient-telecom",
+                    "fhir-patient-address",
+                    "fhir-patient-birthdate",
+                ],
+            ),
+        ];
+        for (carrier, body, want) in cases {
+            let ct = if carrier == "hl7v2" {
+                "x-application/hl7-v2+er7"
+            } else {
+                "application/fhir+json"
+            };
+            let s = e
+                .scan(
+                    &Part::Body {
+                        content_type: Some(ct),
+                        content_encoding: None,
+                        bytes: body.as_bytes(),
+                    },
+                    &limits,
+                )
+                .expect("scan");
+            for rule in want {
+                total += 1;
+                let row = rows.entry(rule).or_default();
+                row.0 += 1;
+                if s.findings.iter().any(|f| f.rule_id == *rule) {
+                    hit += 1;
+                    row.1 += 1;
+                } else {
+                    misses.push(format!("{rule} in {carrier}"));
+                }
+            }
+        }
+    }
+    let mut report = format!(
+        "STRUCTURAL: {hit}/{total} detected ({:.2} %)\n\n| Structural rule | Cases | Detected |\n|---|---:|---:|\n",
+        100.0 * hit as f64 / total as f64
+    );
+    for (rule, (t, h)) in &rows {
+        report.push_str(&format!("| {rule} | {t} | {h} |\n"));
+    }
+    for m in misses.iter().take(20) {
+        report.push_str(&format!("- miss {m}\n"));
+    }
+    write_report("structural", &report);
+    println!("{report}");
+    assert!(hit as f64 >= 0.99 * total as f64, "{report}");
+}
+
+/// Evasions beyond the issue's list, reported (not asserted) so docs/accuracy.md can state
+/// what the engine does not see through.
+#[test]
+fn known_hard_cases_report() {
+    let e = engine();
+    let limits = Limits::default();
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "spaced digits",
+            "us-ssn",
+            "text/plain",
+            "SSN 5 3 6 2 2 1 2 3 4",
+        ),
+        (
+            "mixed separators",
+            "us-ssn",
+            "text/plain",
+            "SSN 536-22.1234",
+        ),
+        (
+            "split across JSON strings",
+            "us-ssn",
+            "application/json",
+            r#"{"ssn":["536","22","1234"]}"#,
+        ),
+        (
+            "split across JSON keys",
+            "us-ssn",
+            "application/json",
+            r#"{"536-22":"1234"}"#,
+        ),
+        (
+            "hex-encoded",
+            "us-ssn",
+            "text/plain",
+            "SSN 3533362d32322d31323334",
+        ),
+        (
+            "words for digits",
+            "us-ssn",
+            "text/plain",
+            "SSN five three six two two one two three four",
+        ),
+        (
+            "bare 9 digits, no context",
+            "us-ssn",
+            "text/plain",
+            "ref 536221234",
+        ),
+        ("glued both sides", "us-ssn", "text/plain", "SSN536221234X"),
+        (
+            "JSON number in exponent form",
+            "us-ssn",
+            "application/json",
+            r#"{"ssn":5.36221234e8}"#,
+        ),
+        ("MBI lowercase", "us-mbi", "text/plain", "MBI 1eg4-te5-mk73"),
+    ];
+    let mut report = String::from("KNOWN-HARD (beyond the issue's evasion list; reported, not asserted)\n\n| Case | Detector | Detected |\n|---|---|---|\n");
+    for (name, rule, ct, body) in cases {
+        let s = e
+            .scan(
+                &Part::Body {
+                    content_type: Some(ct),
+                    content_encoding: None,
+                    bytes: body.as_bytes(),
+                },
+                &limits,
+            )
+            .expect("scan");
+        let found = s.findings.iter().any(|f| f.rule_id == *rule);
+        report.push_str(&format!(
+            "| {name} | {rule} | {} |\n",
+            if found { "yes" } else { "**no**" }
+        ));
+    }
+    write_report("known-hard", &report);
+    println!("{report}");
+}
