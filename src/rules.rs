@@ -505,6 +505,8 @@ pub(crate) struct CompiledRule {
     pub(crate) min_score: f32,
     pub(crate) scope: Scope,
     pub(crate) has_keywords: bool,
+    /// The first keyword, as written (lowercased); see [`RuleSet::context_probes`].
+    pub(crate) first_keyword: Option<String>,
     /// No segment with fewer ASCII digits can produce a finding (derived from validators).
     pub(crate) min_digits: usize,
     pub(crate) exceptions: Vec<Exception>,
@@ -799,13 +801,19 @@ impl RuleSet {
         self.infos.iter()
     }
 
-    /// One hotword per rule that has context (its first `context.words` entry). The audit
-    /// trail uses them to ask whether a value *could* be PHI under any rule's context before
-    /// it stores that value in clear.
+    /// One word per rule that needs one nearby: the first `context.words` entry, or else the
+    /// first of its `keywords`. The audit trail uses them to ask whether a value *could* be PHI
+    /// under any rule's context before it stores that value in clear (an 8-digit resource id
+    /// is an MRN next to `mrn`).
     pub fn context_probes(&self) -> Vec<&str> {
         self.compiled
             .iter()
-            .filter_map(|r| r.context.as_ref().map(|c| c.first_word.as_str()))
+            .filter_map(|r| {
+                r.context
+                    .as_ref()
+                    .map(|c| c.first_word.as_str())
+                    .or(r.first_keyword.as_deref())
+            })
             .collect()
     }
 
@@ -1906,6 +1914,7 @@ fn compile_rule(
         min_score,
         scope,
         has_keywords: !keywords.is_empty(),
+        first_keyword: keywords.first().map(|k| k.to_lowercase()),
         min_digits,
         exceptions,
         encryption,

@@ -581,11 +581,15 @@ impl AuditLog {
         let clean = match cached {
             Some(c) => c,
             None => {
+                // A FHIR reference `Patient/00481234` is probed whole and as its bare id: a
+                // pattern anchored on its hotword (`MRN: 00481234`) would not see through the
+                // `Patient/` in between.
+                let id = raw.rsplit('/').next().unwrap_or(raw);
                 let probed: String = engine
                     .rules()
                     .context_probes()
                     .iter()
-                    .map(|w| format!("{w}: {raw} ; "))
+                    .map(|w| format!("{w}: {raw} ; {w}: {id} ; "))
                     .collect();
                 let mut parts = vec![crate::engine::Part::Text(&probed)];
                 if raw.contains('%') {

@@ -12,7 +12,8 @@ use base64::Engine as _;
 use crate::common::*;
 use crate::postgres::{pg_opts, rows_when, Postgres};
 
-/// (rule id, context word, synthetic value) — values from the rules' own inline tests.
+/// (rule id, context word or field, synthetic value) — values from the rules' own inline
+/// tests. Every syntactic detector of the default pack, and a structural one.
 const PHI: &[(&str, &str, &str)] = &[
     ("email", "email", "jane.roe@synthetic-clinic.org"),
     ("us-phone", "phone", "404-321-7788"),
@@ -22,6 +23,15 @@ const PHI: &[(&str, &str, &str)] = &[
     ("us-npi", "npi", "1245319599"),
     ("us-mbi", "mbi", "1EG4-TE5-MK73"),
     ("us-dea", "dea", "AB1234563"),
+    ("us-aba-routing", "routing", "011000015"),
+    ("iban", "iban", "GB82WEST12345698765432"),
+    ("mrn-keyword", "mrn", "00481234"),
+    ("dob-keyword", "dob", "06/15/1961"),
+    ("us-hicn", "hicn", "536221234A"),
+    ("vin", "vin", "1M8GDM9AXKP042788"),
+    ("ipv4-patient", "ip_address", "203.0.113.7"),
+    // Structural: a Patient's birthDate is PHI by position, whatever it looks like.
+    ("fhir-patient-birthdate", "birthDate", "1961-06-15"),
 ];
 
 fn percent_all(v: &str) -> String {
