@@ -566,6 +566,7 @@ impl AuditLog {
         limits: &crate::engine::Limits,
         value: Redacted<String>,
         grammar: fn(&str) -> bool,
+        reference: bool,
     ) -> String {
         let fingerprint = self.fingerprinter.fingerprint(&value);
         let raw = value.expose();
@@ -584,7 +585,11 @@ impl AuditLog {
                 // A FHIR reference `Patient/00481234` is probed whole and as its bare id: a
                 // pattern anchored on its hotword (`MRN: 00481234`) would not see through the
                 // `Patient/` in between.
-                let id = raw.rsplit('/').next().unwrap_or(raw);
+                let id = if reference {
+                    raw.rsplit('/').next().unwrap_or(raw)
+                } else {
+                    raw
+                };
                 let probed: String = engine
                     .rules()
                     .context_probes()
@@ -645,12 +650,13 @@ impl AuditLog {
         limits: &crate::engine::Limits,
         input: RecordInput<'_>,
     ) -> AuditRecord {
-        let safe =
-            |v: Redacted<String>| self.clear_or_fingerprint(engine, limits, v, token_grammar);
+        let safe = |v: Redacted<String>| {
+            self.clear_or_fingerprint(engine, limits, v, token_grammar, false)
+        };
         let target = record::fhir_target(input.method, input.path);
         let resource_id = target.resource.map(|r| {
             if input.resource_in_clear {
-                self.clear_or_fingerprint(engine, limits, r, fhir_reference_grammar)
+                self.clear_or_fingerprint(engine, limits, r, fhir_reference_grammar, true)
             } else {
                 self.fingerprinter.fingerprint(&r)
             }
