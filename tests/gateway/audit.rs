@@ -161,14 +161,7 @@ async fn every_decision_has_a_record_and_the_trail_verifies_after_sigterm() {
         report["issues"].as_array().unwrap().is_empty(),
         "a clean shutdown leaves nothing unsigned: {report:#}"
     );
-    let mut ckpts: Vec<_> = std::fs::read_dir(gw.audit_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    ckpts.sort();
-    let last = std::fs::read_to_string(ckpts.last().unwrap()).unwrap();
+    let last = last_checkpoint(&gw.audit_dir());
     assert!(last.contains("\"reason\":\"shutdown\""), "{last}");
 
     // The CLI on a tampered copy: exit 1, and the class is named.

@@ -940,6 +940,21 @@ pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
     out
 }
 
+/// The text of the newest checkpoint (`*.json`, names sort by time) in an audit directory.
+pub fn last_checkpoint(dir: &Path) -> String {
+    let mut ckpts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    ckpts.sort();
+    let last = ckpts
+        .last()
+        .unwrap_or_else(|| panic!("no checkpoint in {}", dir.display()));
+    std::fs::read_to_string(last).unwrap()
+}
+
 /// Runs `phi-gateway audit verify --json`; returns the exit code and the parsed report.
 pub fn audit_verify(dir: &Path, pubkey: &Path) -> (i32, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))

@@ -245,14 +245,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_without_waiting_out_the_gr
         report["issues"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
-    let mut ckpts: Vec<_> = std::fs::read_dir(gw.audit_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    ckpts.sort();
-    let last = std::fs::read_to_string(ckpts.last().unwrap()).unwrap();
+    let last = last_checkpoint(&gw.audit_dir());
     assert!(last.contains("\"reason\":\"shutdown\""), "{last}");
 }
 
