@@ -319,6 +319,10 @@ pub(crate) struct CompiledPattern {
     pub(crate) score: f32,
     pub(crate) boundary: Boundary,
     pub(crate) same_separators: bool,
+    /// The regex can never consume `"` and has no assertions (`^`, `$`, `\b`, …), so a match
+    /// starting inside a quote-delimited token stays inside it and is the same match as in the
+    /// token alone (used by the whole-body clean check, see `Scanner::json_body_clean`).
+    pub(crate) quote_free: bool,
 }
 
 #[derive(Debug)]
@@ -1440,7 +1444,34 @@ fn compile_pattern(
         score: p.score.value as f32,
         boundary: p.boundary,
         same_separators: p.same_separators,
+        quote_free: quote_free(&p.regex.value),
     })
+}
+
+/// Whether a regex can never consume `"` and has no look-around assertions (see
+/// [`CompiledPattern::quote_free`]). Anything the parser does not accept counts as not
+/// quote-free.
+fn quote_free(src: &str) -> bool {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn ok(h: &Hir) -> bool {
+        match h.kind() {
+            HirKind::Empty => true,
+            HirKind::Literal(l) => !l.0.contains(&b'"'),
+            HirKind::Class(Class::Unicode(c)) => !c
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= '"' && '"' <= r.end()),
+            HirKind::Class(Class::Bytes(c)) => !c
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= b'"' && b'"' <= r.end()),
+            HirKind::Look(_) => false,
+            HirKind::Repetition(r) => ok(&r.sub),
+            HirKind::Capture(c) => ok(&c.sub),
+            HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().all(ok),
+        }
+    }
+    regex_syntax::Parser::new().parse(src).is_ok_and(|h| ok(&h))
 }
 
 fn compile_context(
@@ -1917,6 +1948,29 @@ fn compile_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quote_free_patterns() {
+        for ok in [
+            "(?P<value>[0-9]{9})",
+            "(?i)mrn[ :#=]{0,3}[A-Z0-9-]+",
+            r"\p{L}[\p{L}'. -]*",
+        ] {
+            assert!(quote_free(ok), "{ok}");
+        }
+        for bad in [
+            "[^ ]+",
+            "a.b",
+            "^[0-9]{9}",
+            r"\b[0-9]{9}\b",
+            "x\"",
+            "[0-9]{3}$",
+            "(",
+            "\\d+\\s\"",
+        ] {
+            assert!(!quote_free(bad), "{bad}");
+        }
+    }
 
     fn load(text: &str) -> Result<RuleSet, RuleError> {
         RuleSet::from_sources(&[(PathBuf::from("t.yaml"), text.to_string())])
