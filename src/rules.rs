@@ -593,6 +593,10 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// The same keywords as a plain DFA without a literal prefilter, for "does any keyword
+    /// occur in this body at all": short case-insensitive keywords (`@`, `ip`) make a
+    /// prefilter report a candidate every few bytes, which is slower than the DFA alone.
+    keyword_scan: Option<AhoCorasick>,
     /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
     /// a segment runs one set match, then only the rules with a pattern that matched.
     prefilter: Option<Prefilter>,
@@ -651,6 +655,7 @@ impl RuleSet {
             index: HashMap::new(),
             keywords: None,
             prefilter: None,
+            keyword_scan: None,
             digest: digest(&all),
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
@@ -783,6 +788,13 @@ impl RuleSet {
                     )
                 })?;
             set.keywords = Some((ac, keyword_owner));
+            set.keyword_scan = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(&keyword_patterns)
+                .ok();
         }
         set.prefilter = build_prefilter(&set.compiled);
         Ok(set)
@@ -1026,6 +1038,15 @@ impl RuleSet {
 
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
+    }
+
+    /// Whether any rule keyword occurs in `hay` (`None`: cannot tell).
+    pub(crate) fn any_keyword_in(&self, hay: &[u8]) -> Option<bool> {
+        match (&self.keyword_scan, &self.keywords) {
+            (Some(ac), _) => ac.try_find(hay).ok().map(|m| m.is_some()),
+            (None, Some((ac, _))) => ac.try_find(hay).ok().map(|m| m.is_some()),
+            (None, None) => Some(false),
+        }
     }
 }
 

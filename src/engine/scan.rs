@@ -632,12 +632,8 @@ impl<'r> Scanner<'r> {
         // Keyword rules whose keywords occur nowhere are dead; the others are checked like
         // plain rules below (a keyword is a necessary condition, not a finding).
         if self.any_keywords {
-            let any_kw = match rules.keyword_automaton() {
-                Some((ac, _)) => match ac.try_find(text.as_bytes()) {
-                    Ok(m) => m.is_some(),
-                    Err(_) => return false,
-                },
-                None => false,
+            let Some(any_kw) = rules.any_keyword_in(text.as_bytes()) else {
+                return false;
             };
             if any_kw {
                 self.body_keywords(text.as_bytes());
