@@ -323,6 +323,10 @@ pub(crate) struct CompiledPattern {
     /// starting inside a quote-delimited token stays inside it and is the same match as in the
     /// token alone (used by the whole-body clean check, see `Scanner::json_body_clean`).
     pub(crate) quote_free: bool,
+    /// The same regex without a literal prefilter, for the whole-body check: over text dense
+    /// in digits a prefilter on the first digit reports a candidate at every byte, which is
+    /// slower than the automaton alone. `None` if it does not build (then `regex` is used).
+    pub(crate) scan: Option<regex_automata::meta::Regex>,
 }
 
 #[derive(Debug)]
@@ -1466,6 +1470,14 @@ fn compile_pattern(
         boundary: p.boundary,
         same_separators: p.same_separators,
         quote_free: quote_free(&p.regex.value),
+        scan: regex_automata::meta::Regex::builder()
+            .configure(
+                regex_automata::meta::Config::new()
+                    .auto_prefilter(false)
+                    .nfa_size_limit(Some(4 << 20)),
+            )
+            .build(&p.regex.value)
+            .ok(),
     })
 }
 

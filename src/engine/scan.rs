@@ -1267,17 +1267,36 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str) -> bool {
             return false;
         }
         let mut locs = pat.regex.capture_locations();
-        let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
-        let (mut pos, mut work) = (0usize, 0usize);
-        while pos <= text.len() {
-            let Some(m) = pat.regex.captures_read_at(&mut locs, text, pos) else {
-                break;
-            };
+        let mut caps = pat.scan.as_ref().map(|re| re.create_captures());
+        // Same leftmost-first match and `value` group from either engine.
+        let mut next = |pos: usize| -> Option<(usize, usize, usize, usize)> {
+            if let (Some(re), Some(caps)) = (&pat.scan, caps.as_mut()) {
+                re.search_captures(
+                    &regex_automata::Input::new(text).span(pos..text.len()),
+                    caps,
+                );
+                let m = caps.get_match()?;
+                let (ms, me) = (m.start(), m.end());
+                let v = pat
+                    .value_group
+                    .and_then(|g| caps.get_group(g))
+                    .map_or((ms, me), |s| (s.start, s.end));
+                return Some((ms, me, v.0, v.1));
+            }
+            let m = pat.regex.captures_read_at(&mut locs, text, pos)?;
             let (ms, me) = (m.start(), m.end());
-            let (vs, ve) = pat
+            let v = pat
                 .value_group
                 .and_then(|g| locs.get(g))
                 .unwrap_or((ms, me));
+            Some((ms, me, v.0, v.1))
+        };
+        let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
+        let (mut pos, mut work) = (0usize, 0usize);
+        while pos <= text.len() {
+            let Some((ms, me, vs, ve)) = next(pos) else {
+                break;
+            };
             work = work.saturating_add(me.saturating_sub(pos));
             if work > budget {
                 return false;
