@@ -629,22 +629,6 @@ impl<'r> Scanner<'r> {
             return false;
         }
         let rules = self.rules;
-        // Keyword rules whose keywords occur nowhere are dead; the others are checked like
-        // plain rules below (a keyword is a necessary condition, not a finding).
-        if self.any_keywords {
-            let Some(any_kw) = rules.any_keyword_in(text.as_bytes()) else {
-                return false;
-            };
-            if any_kw {
-                self.body_keywords(text.as_bytes());
-                if self.kw_in_body.is_none() {
-                    return false;
-                }
-            } else {
-                self.kw_in_body = Some(vec![false; rules.len()]);
-                self.kw_any_in_body = false;
-            }
-        }
         // Every selector rule must be provably dead: a literal piece of each of its selectors
         // is absent from the body.
         let mut seen: Vec<(&str, bool)> = Vec::new();
@@ -659,6 +643,22 @@ impl<'r> Scanner<'r> {
                 if !selector_dead(f, text, &mut seen) {
                     return false;
                 }
+            }
+        }
+        // Keyword rules whose keywords occur nowhere are dead; the others are checked like
+        // plain rules below (a keyword is a necessary condition, not a finding).
+        if self.any_keywords {
+            let Some(any_kw) = rules.any_keyword_in(text.as_bytes()) else {
+                return false;
+            };
+            if any_kw {
+                self.body_keywords(text.as_bytes());
+                if self.kw_in_body.is_none() {
+                    return false;
+                }
+            } else {
+                self.kw_in_body = Some(vec![false; rules.len()]);
+                self.kw_any_in_body = false;
             }
         }
         // The rules left to check: keyword-free ones, and keyword rules with a keyword here.
@@ -1321,18 +1321,19 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str) -> bool {
     if !needs_ctx {
         return true;
     }
-    // Field context joins keys with spaces, so a multi-word hotword could span two keys:
-    // only single words can be ruled out by their absence.
-    match &rule.context {
-        Some(c)
-            if c.word_list
-                .iter()
-                .all(|w| w.bytes().all(|b| b.is_ascii_alphanumeric())) =>
-        {
-            c.words.find(body).is_none()
-        }
-        _ => false,
-    }
+    // A hotword is found in the segment or in the field context (keys and sibling values
+    // joined by spaces), so a multi-word hotword may span two pieces: it is ruled out only when
+    // one of its space-separated parts occurs nowhere in the body (ASCII case-insensitive, as
+    // the hotword automaton matches).
+    let Some(c) = &rule.context else {
+        return false;
+    };
+    let lower = body.to_ascii_lowercase();
+    !c.word_list.iter().any(|w| {
+        w.split(' ').filter(|p| !p.is_empty()).all(|p| {
+            memchr::memmem::find(lower.as_bytes(), p.to_ascii_lowercase().as_bytes()).is_some()
+        })
+    })
 }
 
 /// Maps an offset in the normalised variant back to the segment text.

@@ -1466,6 +1466,8 @@ fn whole_body_check_agrees_with_full_walk() {
         // PHI the plain rules find anywhere: strings, numbers, keys.
         inject(r#"{"note":"SSN 536-22-1234"}"#),
         inject(r#"{"n":536221234,"label":"ssn"}"#),
+        // A multi-word hotword spanning two keys of the field context.
+        inject(r#"{"security":{"social":536221234}}"#),
         inject(r#"{"536-22-1234":true}"#),
         inject(r#"{"pan":"4526 0181 5908 3012"}"#),
         inject(r#"{"pan":4526018159083012}"#),
@@ -1505,4 +1507,8 @@ fn whole_body_check_agrees_with_full_walk() {
         }
     }
     assert!(!fast_and_full(&cases[0]).1.is_empty());
+    assert!(
+        !fast_and_full(&cases[2]).1.is_empty(),
+        "social security across keys"
+    );
 }
