@@ -319,6 +319,14 @@ pub(crate) struct CompiledPattern {
     pub(crate) score: f32,
     pub(crate) boundary: Boundary,
     pub(crate) same_separators: bool,
+    /// The regex can never consume `"` and has no assertions (`^`, `$`, `\b`, …), so a match
+    /// starting inside a quote-delimited token stays inside it and is the same match as in the
+    /// token alone (used by the whole-body clean check, see `Scanner::json_body_clean`).
+    pub(crate) quote_free: bool,
+    /// The same regex without a literal prefilter, for the whole-body check: over text dense
+    /// in digits a prefilter on the first digit reports a candidate at every byte, which is
+    /// slower than the automaton alone. `None` if it does not build (then `regex` is used).
+    pub(crate) scan: Option<regex_automata::meta::Regex>,
 }
 
 #[derive(Debug)]
@@ -591,6 +599,10 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// The same keywords as a plain DFA without a literal prefilter, for "does any keyword
+    /// occur in this body at all": short case-insensitive keywords (`@`, `ip`) make a
+    /// prefilter report a candidate every few bytes, which is slower than the DFA alone.
+    keyword_scan: Option<AhoCorasick>,
     /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
     /// a segment runs one set match, then only the rules with a pattern that matched.
     prefilter: Option<Prefilter>,
@@ -649,6 +661,7 @@ impl RuleSet {
             index: HashMap::new(),
             keywords: None,
             prefilter: None,
+            keyword_scan: None,
             digest: digest(&all),
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
@@ -781,6 +794,13 @@ impl RuleSet {
                     )
                 })?;
             set.keywords = Some((ac, keyword_owner));
+            set.keyword_scan = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(&keyword_patterns)
+                .ok();
         }
         set.prefilter = build_prefilter(&set.compiled);
         Ok(set)
@@ -1030,6 +1050,15 @@ impl RuleSet {
 
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
+    }
+
+    /// Whether any rule keyword occurs in `hay` (`None`: cannot tell).
+    pub(crate) fn any_keyword_in(&self, hay: &[u8]) -> Option<bool> {
+        match (&self.keyword_scan, &self.keywords) {
+            (Some(ac), _) => ac.try_find(hay).ok().map(|m| m.is_some()),
+            (None, Some((ac, _))) => ac.try_find(hay).ok().map(|m| m.is_some()),
+            (None, None) => Some(false),
+        }
     }
 }
 
@@ -1448,7 +1477,42 @@ fn compile_pattern(
         score: p.score.value as f32,
         boundary: p.boundary,
         same_separators: p.same_separators,
+        quote_free: quote_free(&p.regex.value),
+        scan: regex_automata::meta::Regex::builder()
+            .configure(
+                regex_automata::meta::Config::new()
+                    .auto_prefilter(false)
+                    .nfa_size_limit(Some(4 << 20)),
+            )
+            .build(&p.regex.value)
+            .ok(),
     })
+}
+
+/// Whether a regex can never consume `"` and has no look-around assertions (see
+/// [`CompiledPattern::quote_free`]). Anything the parser does not accept counts as not
+/// quote-free.
+fn quote_free(src: &str) -> bool {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn ok(h: &Hir) -> bool {
+        match h.kind() {
+            HirKind::Empty => true,
+            HirKind::Literal(l) => !l.0.contains(&b'"'),
+            HirKind::Class(Class::Unicode(c)) => !c
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= '"' && '"' <= r.end()),
+            HirKind::Class(Class::Bytes(c)) => !c
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= b'"' && b'"' <= r.end()),
+            HirKind::Look(_) => false,
+            HirKind::Repetition(r) => ok(&r.sub),
+            HirKind::Capture(c) => ok(&c.sub),
+            HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().all(ok),
+        }
+    }
+    regex_syntax::Parser::new().parse(src).is_ok_and(|h| ok(&h))
 }
 
 fn compile_context(
@@ -1926,6 +1990,29 @@ fn compile_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quote_free_patterns() {
+        for ok in [
+            "(?P<value>[0-9]{9})",
+            "(?i)mrn[ :#=]{0,3}[A-Z0-9-]+",
+            r"\p{L}[\p{L}'. -]*",
+        ] {
+            assert!(quote_free(ok), "{ok}");
+        }
+        for bad in [
+            "[^ ]+",
+            "a.b",
+            "^[0-9]{9}",
+            r"\b[0-9]{9}\b",
+            "x\"",
+            "[0-9]{3}$",
+            "(",
+            "\\d+\\s\"",
+        ] {
+            assert!(!quote_free(bad), "{bad}");
+        }
+    }
 
     fn load(text: &str) -> Result<RuleSet, RuleError> {
         RuleSet::from_sources(&[(PathBuf::from("t.yaml"), text.to_string())])

@@ -300,13 +300,22 @@ pub(crate) fn scan_payload(
         Some(b'{' | b'[')
     );
     if media == Media::Json || looks_json {
+        let top_level = chain
+            .iter()
+            .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd"));
+        // Most clean traffic is proven clean in a few passes over the raw text.
+        if top_level && sc.json_body_clean(text) {
+            return;
+        }
         if let Ok(node) = parse_json(text) {
             if chain
                 .iter()
                 .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd"))
             {
                 // A top-level body: its plain JSON segments are substrings of `text`.
-                sc.body_keywords(text.as_bytes());
+                if !sc.has_body_keywords() {
+                    sc.body_keywords(text.as_bytes());
+                }
             }
             chain.push("json");
             let mut walker = Walker {

@@ -600,6 +600,122 @@ impl<'r> Scanner<'r> {
         self.kw_in_body = Some(present);
     }
 
+    /// Whether [`Scanner::body_keywords`] already ran for this body.
+    pub(crate) fn has_body_keywords(&self) -> bool {
+        self.kw_in_body.is_some()
+    }
+
+    /// Whether a top-level JSON body provably yields nothing at all, so the structural walk can
+    /// be skipped: no finding, no encrypted value, no nested payload, no error. Checked on the
+    /// raw text in a few linear passes instead of per segment; anything the check cannot prove
+    /// returns false and the caller takes the full path.
+    ///
+    /// Soundness: the body is ASCII with no `\\`, so every key and string the walker would scan
+    /// is a verbatim substring between two `"`; numbers are kept only when they print back
+    /// verbatim. The check builds a copy in which everything outside those tokens is `"`, and
+    /// runs each keyword-free, selector-free rule's patterns (quote-free patterns only, see
+    /// [`CompiledPattern::quote_free`]) with boundaries and validators over it: a match
+    /// starting inside a token cannot leave it, so every candidate a segment could produce is
+    /// found here too. Context is over-approximated (a hotword anywhere in the body).
+    pub(crate) fn json_body_clean(&mut self, text: &str) -> bool {
+        if !self.narrowable
+            || self.any_encryption
+            || self.explain
+            || !text.is_ascii()
+            || memchr::memchr(b'\\', text.as_bytes()).is_some()
+            || has_percent_escape(text)
+            || has_entity(text)
+        {
+            return false;
+        }
+        let rules = self.rules;
+        // Every selector rule must be provably dead: a literal piece of each of its selectors
+        // is absent from the body.
+        let mut seen: Vec<(&str, bool)> = Vec::new();
+        for q in &self.quick {
+            if !q.structural {
+                continue;
+            }
+            let Some(rule) = rules.compiled().get(q.rule) else {
+                return false;
+            };
+            for f in &rule.scope.fields {
+                if !selector_dead(f, text, &mut seen) {
+                    return false;
+                }
+            }
+        }
+        // Keyword rules whose keywords occur nowhere are dead; the others are checked like
+        // plain rules below (a keyword is a necessary condition, not a finding).
+        if self.any_keywords {
+            let Some(any_kw) = rules.any_keyword_in(text.as_bytes()) else {
+                return false;
+            };
+            if any_kw {
+                self.body_keywords(text.as_bytes());
+                if self.kw_in_body.is_none() {
+                    return false;
+                }
+            } else {
+                self.kw_in_body = Some(vec![false; rules.len()]);
+                self.kw_any_in_body = false;
+            }
+        }
+        // The rules left to check: keyword-free ones, and keyword rules with a keyword here.
+        let live: Vec<usize> = self
+            .quick
+            .iter()
+            .filter(|q| {
+                !q.structural
+                    && (!q.keywords
+                        || self
+                            .kw_in_body
+                            .as_ref()
+                            .is_none_or(|p| p.get(q.rule).copied().unwrap_or(true)))
+            })
+            .map(|q| q.rule)
+            .collect();
+        let min_digits = self
+            .quick
+            .iter()
+            .filter(|q| live.contains(&q.rule))
+            .map(|q| q.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        // The walker's parser must accept the document (else it is scanned as one text).
+        let mut de = serde_json::Deserializer::from_str(text);
+        if <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).is_err()
+            || de.end().is_err()
+        {
+            return false;
+        }
+        let Some(tokens) = json_tokens(text, self.limits.max_json_depth, min_digits) else {
+            return false;
+        };
+        if live.is_empty() {
+            return true;
+        }
+        let prefilter = rules.prefilter();
+        let mut set_hits: Option<regex::SetMatches> = None;
+        for ri in live {
+            let Some(rule) = rules.compiled().get(ri) else {
+                return false;
+            };
+            if let Some(pf) = prefilter {
+                if let Some(Some(idx)) = pf.by_rule.get(ri) {
+                    let hits = set_hits.get_or_insert_with(|| pf.set.matches(&tokens));
+                    if !idx.iter().any(|&k| hits.matched(k)) {
+                        continue;
+                    }
+                }
+            }
+            if !rule_dead_in(rule, &tokens, text) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Whether a raw segment of a plain JSON body can be skipped outright: no structural rule
     /// applies, no keyword rule is in play, no escape or non-ASCII character that a decoding
     /// variant could turn into something else, no base64 candidate, and fewer digits than any
@@ -990,6 +1106,234 @@ impl<'r> Scanner<'r> {
             }
         }
     }
+}
+
+/// Whether a field selector can match no JSON pointer and no FHIR path of a plain JSON body
+/// `text` (see [`Scanner::json_body_clean`]). `fhir:` paths are a resource type and keys joined
+/// by `.`, `json:` addresses keys and indices joined by `/`; all of them verbatim substrings of
+/// such a body, so a selector one of whose literal pieces occurs nowhere in the body cannot
+/// match. Other kinds (`hl7:`, `form:`, …) never match a JSON body's segments.
+fn selector_dead<'a>(selector: &'a str, text: &str, seen: &mut Vec<(&'a str, bool)>) -> bool {
+    let (rest, sep) = if let Some(r) = selector.strip_prefix("fhir:") {
+        (r, '.')
+    } else if let Some(r) = selector.strip_prefix("json:") {
+        (r, '/')
+    } else {
+        return ["hl7:", "form:", "query:", "header:", "multipart:"]
+            .iter()
+            .any(|k| selector.starts_with(k));
+    };
+    let mut pieces: Vec<&str> = rest
+        .split([sep, '*'])
+        .filter(|p| !(p.is_empty() || (sep == '/' && p.bytes().all(|b| b.is_ascii_digit()))))
+        .collect();
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    pieces.into_iter().any(|p| {
+        let present = match seen.iter().find(|(k, _)| *k == p) {
+            Some(&(_, v)) => v,
+            None => {
+                let v = memchr::memmem::find(text.as_bytes(), p.as_bytes()).is_some();
+                seen.push((p, v));
+                v
+            }
+        };
+        !present
+    })
+}
+
+/// The tokens of a plain (ASCII, no `\\`) JSON text that hold at least `min_digits` digits
+/// (strings, keys and numbers), each preceded and followed by `"`; or `None` when some token
+/// needs the full path: a number that would not print back verbatim, nesting at the depth
+/// limit, a string that could be a JOSE token or ciphertext envelope or holds a base64 run that
+/// decodes to text, or a key the walker treats specially (JWE JSON, base64 attachments).
+/// Tokens with fewer digits cannot hold a value any remaining rule's validators accept.
+fn json_tokens(text: &str, max_depth: usize, min_digits: usize) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out: Vec<u8> = Vec::new();
+    let mut keep = |tok: &[u8], digits: usize| {
+        if digits >= min_digits {
+            if out.is_empty() {
+                out.push(b'"');
+            }
+            out.extend_from_slice(tok);
+            out.push(b'"');
+        }
+    };
+    let mut i = 0;
+    let mut depth = 0usize;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => {
+                let start = i + 1;
+                let end = start + memchr::memchr(b'"', b.get(start..)?)?;
+                let tok = b.get(start..end)?;
+                let (mut digits, mut upper) = (0usize, false);
+                for &c in tok {
+                    digits += usize::from(c.is_ascii_digit());
+                    upper |= c.is_ascii_uppercase();
+                }
+                if !plain_string(tok) {
+                    return None;
+                }
+                if upper && tok.len() >= super::normalize::MIN_BASE64_RUN {
+                    let t = std::str::from_utf8(tok).ok()?;
+                    if base64_runs(t).into_iter().any(|(s, e)| {
+                        t.get(s..e)
+                            .is_none_or(|r| super::normalize::decode_base64_text(r).is_some())
+                    }) {
+                        return None;
+                    }
+                }
+                keep(tok, digits);
+                i = end + 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth >= max_depth {
+                    return None;
+                }
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while b
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))
+                {
+                    i += 1;
+                }
+                let tok = b.get(start..i)?;
+                if !plain_number(tok) {
+                    return None;
+                }
+                keep(tok, tok.iter().filter(|c| c.is_ascii_digit()).count());
+            }
+            _ => i += 1,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether the walker prints this JSON number token back verbatim: no exponent, an integer
+/// that fits 64 bits, or a decimal of at most 15 digits (always round-trips) without trailing
+/// zeros.
+fn plain_number(tok: &[u8]) -> bool {
+    if tok.iter().any(|c| matches!(c, b'e' | b'E' | b'+')) {
+        return false;
+    }
+    let digits = tok.iter().filter(|c| c.is_ascii_digit()).count();
+    if tok.contains(&b'.') {
+        digits <= 15 && tok.last() != Some(&b'0')
+    } else {
+        digits <= 18
+    }
+}
+
+/// Whether a string token is certainly classified plain and not handled specially by the
+/// walker (see [`mask_json`]).
+fn plain_string(tok: &[u8]) -> bool {
+    if matches!(
+        tok,
+        b"ciphertext" | b"data" | b"content" | b"valueBase64Binary"
+    ) {
+        return false;
+    }
+    let t = tok.trim_ascii();
+    if [&b"-----BEGIN"[..], b"age-encryption", b"vault:v", b"ENC["]
+        .iter()
+        .any(|m| t.starts_with(m))
+    {
+        return false;
+    }
+    // JOSE compact tokens and base64 envelopes are long runs of base64(url) characters.
+    !(t.len() >= 24
+        && t.iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.' | b'+' | b'/')
+        }))
+}
+
+/// Whether `rule` provably yields no finding in any of the quote-separated `tokens` of
+/// `body` (see [`Scanner::json_body_clean`]): no match passes boundary, separator and
+/// validator checks, or every one that does needs a hotword and none occurs in the body.
+fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str) -> bool {
+    let text = tokens;
+    let mut needs_ctx = false;
+    for pat in &rule.patterns {
+        if !pat.quote_free {
+            return false;
+        }
+        let mut locs = pat.regex.capture_locations();
+        let mut caps = pat.scan.as_ref().map(|re| re.create_captures());
+        // Same leftmost-first match and `value` group from either engine.
+        let mut next = |pos: usize| -> Option<(usize, usize, usize, usize)> {
+            if let (Some(re), Some(caps)) = (&pat.scan, caps.as_mut()) {
+                re.search_captures(
+                    &regex_automata::Input::new(text).span(pos..text.len()),
+                    caps,
+                );
+                let m = caps.get_match()?;
+                let (ms, me) = (m.start(), m.end());
+                let v = pat
+                    .value_group
+                    .and_then(|g| caps.get_group(g))
+                    .map_or((ms, me), |s| (s.start, s.end));
+                return Some((ms, me, v.0, v.1));
+            }
+            let m = pat.regex.captures_read_at(&mut locs, text, pos)?;
+            let (ms, me) = (m.start(), m.end());
+            let v = pat
+                .value_group
+                .and_then(|g| locs.get(g))
+                .unwrap_or((ms, me));
+            Some((ms, me, v.0, v.1))
+        };
+        let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
+        let (mut pos, mut work) = (0usize, 0usize);
+        while pos <= text.len() {
+            let Some((ms, me, vs, ve)) = next(pos) else {
+                break;
+            };
+            work = work.saturating_add(me.saturating_sub(pos));
+            if work > budget {
+                return false;
+            }
+            let after_start = next_char(text, ms);
+            let bounded = boundary_ok(pat.boundary, text, vs, ve);
+            if bounded && shape_fail(pat, rule, text, vs, ve).is_none() {
+                if score(pat, rule, false).is_some() {
+                    return false;
+                }
+                if score(pat, rule, true).is_some() {
+                    needs_ctx = true;
+                }
+            }
+            pos = if !bounded && vs == ms {
+                run_end(text, vs, pat.boundary).max(after_start)
+            } else {
+                after_start
+            };
+        }
+    }
+    if !needs_ctx {
+        return true;
+    }
+    // A hotword is found in the segment or in the field context (keys and sibling values
+    // joined by spaces), so a multi-word hotword may span two pieces: it is ruled out only when
+    // one of its space-separated parts occurs nowhere in the body (ASCII case-insensitive, as
+    // the hotword automaton matches).
+    let Some(c) = &rule.context else {
+        return false;
+    };
+    let lower = body.to_ascii_lowercase();
+    !c.word_list.iter().any(|w| {
+        w.split(' ').filter(|p| !p.is_empty()).all(|p| {
+            memchr::memmem::find(lower.as_bytes(), p.to_ascii_lowercase().as_bytes()).is_some()
+        })
+    })
 }
 
 /// Maps an offset in the normalised variant back to the segment text.
