@@ -104,30 +104,15 @@ impl Snapshot {
 fn load_ca(
     path: &std::path::Path,
 ) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, crate::tls::TlsError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let bytes = std::fs::read(path).map_err(|source| crate::tls::TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let pem_err = |message: String| crate::tls::TlsError::Pem {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut out = Vec::new();
-    for der in CertificateDer::pem_slice_iter(&bytes) {
-        let der = der.map_err(|e| pem_err(format!("invalid PEM: {e}")))?;
-        x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| pem_err(format!("not a valid X.509 certificate: {e}")))?;
-        out.push(pingora::utils::tls::WrappedX509::new(
-            der.as_ref().to_vec(),
-            pingora::utils::tls::parse_x509,
-        ));
-    }
-    if out.is_empty() {
-        return Err(pem_err("no CERTIFICATE block found".into()));
-    }
-    Ok(out.into())
+    Ok(crate::tls::read_ca_certs(path)?
+        .into_iter()
+        .map(|der| {
+            pingora::utils::tls::WrappedX509::new(
+                der.as_ref().to_vec(),
+                pingora::utils::tls::parse_x509,
+            )
+        })
+        .collect())
 }
 
 /// The proxy application.

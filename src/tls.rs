@@ -208,30 +208,46 @@ impl ResolvesServerCert for SwappableCert {
     }
 }
 
+/// Reads a PEM CA bundle: every block must be a parseable X.509 certificate, and there must be
+/// at least one. Used for upstream CAs and the mutual-TLS client CA, so both fail with the same
+/// clear message naming the file (pingora's own wrappers panic on DER they cannot parse).
+pub fn read_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let pem_err = |message: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut out = Vec::new();
+    for der in CertificateDer::pem_slice_iter(&bytes) {
+        let der = der.map_err(|e| pem_err(format!("invalid PEM: {e}")))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| pem_err(format!("not a valid X.509 certificate: {e}")))?;
+        out.push(der);
+    }
+    if out.is_empty() {
+        return Err(pem_err("no CERTIFICATE block found".into()));
+    }
+    Ok(out)
+}
+
 /// Builds the client-certificate verifier for `listen.client_auth` (mutual TLS) from a PEM CA
-/// bundle, on the TLS 1.3-only provider. Every certificate is parsed first, so a bad file is a
-/// clear start-up error naming it.
+/// bundle, on the TLS 1.3-only provider.
 pub fn client_verifier(
     ca_file: &Path,
     required: bool,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let bytes = fs::read(ca_file).map_err(|source| TlsError::Read {
-        path: ca_file.to_path_buf(),
-        source,
-    })?;
     let pem_err = |message: String| TlsError::Pem {
         path: ca_file.to_path_buf(),
         message,
     };
     let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(&bytes) {
-        let der = der.map_err(|e| pem_err(format!("invalid PEM: {e}")))?;
+    for der in read_ca_certs(ca_file)? {
         roots
             .add(der)
             .map_err(|e| pem_err(format!("not a usable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(pem_err("no CERTIFICATE block found".into()));
     }
     let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
