@@ -327,6 +327,8 @@ pub(crate) struct CompiledPattern {
     /// in digits a prefilter on the first digit reports a candidate at every byte, which is
     /// slower than the automaton alone. `None` if it does not build (then `regex` is used).
     pub(crate) scan: Option<regex_automata::meta::Regex>,
+    /// Digits, upper-case letters and length bounds of every match, for the whole-body check.
+    pub(crate) needs: crate::engine::fastpath::Needs,
 }
 
 #[derive(Debug)]
@@ -599,10 +601,8 @@ pub struct RuleSet {
     index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     keywords: Option<(AhoCorasick, Vec<usize>)>,
-    /// The same keywords as a plain DFA without a literal prefilter, for "does any keyword
-    /// occur in this body at all": short case-insensitive keywords (`@`, `ip`) make a
-    /// prefilter report a candidate every few bytes, which is slower than the DFA alone.
-    keyword_scan: Option<AhoCorasick>,
+    /// The same keywords split into fragments for the whole-body one-pass profile.
+    keyword_index: crate::engine::fastpath::KeywordIndex,
     /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
     /// a segment runs one set match, then only the rules with a pattern that matched.
     prefilter: Option<Prefilter>,
@@ -661,7 +661,7 @@ impl RuleSet {
             index: HashMap::new(),
             keywords: None,
             prefilter: None,
-            keyword_scan: None,
+            keyword_index: Default::default(),
             digest: digest(&all),
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
@@ -774,6 +774,7 @@ impl RuleSet {
                 }
             }
         }
+        set.keyword_index = crate::engine::fastpath::KeywordIndex::new(&rule_keywords);
         let mut keyword_patterns: Vec<String> = Vec::new();
         let mut keyword_owner: Vec<usize> = Vec::new();
         for (idx, kws) in rule_keywords.into_iter().enumerate() {
@@ -794,13 +795,6 @@ impl RuleSet {
                     )
                 })?;
             set.keywords = Some((ac, keyword_owner));
-            set.keyword_scan = AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .prefilter(false)
-                .build(&keyword_patterns)
-                .ok();
         }
         set.prefilter = build_prefilter(&set.compiled);
         Ok(set)
@@ -1048,17 +1042,12 @@ impl RuleSet {
         self.prefilter.as_ref()
     }
 
-    pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
-        self.keywords.as_ref()
+    pub(crate) fn keyword_index(&self) -> &crate::engine::fastpath::KeywordIndex {
+        &self.keyword_index
     }
 
-    /// Whether any rule keyword occurs in `hay` (`None`: cannot tell).
-    pub(crate) fn any_keyword_in(&self, hay: &[u8]) -> Option<bool> {
-        match (&self.keyword_scan, &self.keywords) {
-            (Some(ac), _) => ac.try_find(hay).ok().map(|m| m.is_some()),
-            (None, Some((ac, _))) => ac.try_find(hay).ok().map(|m| m.is_some()),
-            (None, None) => Some(false),
-        }
+    pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
+        self.keywords.as_ref()
     }
 }
 
@@ -1478,6 +1467,7 @@ fn compile_pattern(
         boundary: p.boundary,
         same_separators: p.same_separators,
         quote_free: quote_free(&p.regex.value),
+        needs: crate::engine::fastpath::Needs::of_regex(&p.regex.value),
         scan: regex_automata::meta::Regex::builder()
             .configure(
                 regex_automata::meta::Config::new()

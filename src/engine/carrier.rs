@@ -272,7 +272,14 @@ pub(crate) fn scan_payload(
             chain.push("utf16");
             Cow::Owned(s)
         }
-        None => String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)),
+        None => {
+            let b = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            // `from_utf8` has a fast path for ASCII that the lossy version lacks.
+            match std::str::from_utf8(b) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(b),
+            }
+        }
     };
     let text: &str = &text;
     if media == Media::Form {

@@ -15,6 +15,7 @@
 mod carrier;
 mod classify;
 mod decode;
+pub(crate) mod fastpath;
 mod hl7;
 pub mod http;
 mod normalize;

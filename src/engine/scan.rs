@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use regex::CaptureLocations;
 
 use super::classify::Token;
+use super::fastpath;
 use super::normalize::{
     base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
     xml_entity_decode, OffsetMap,
@@ -618,14 +619,7 @@ impl<'r> Scanner<'r> {
     /// starting inside a token cannot leave it, so every candidate a segment could produce is
     /// found here too. Context is over-approximated (a hotword anywhere in the body).
     pub(crate) fn json_body_clean(&mut self, text: &str) -> bool {
-        if !self.narrowable
-            || self.any_encryption
-            || self.explain
-            || !text.is_ascii()
-            || memchr::memchr(b'\\', text.as_bytes()).is_some()
-            || has_percent_escape(text)
-            || has_entity(text)
-        {
+        if !self.narrowable || self.any_encryption || self.explain || !text.is_ascii() {
             return false;
         }
         let rules = self.rules;
@@ -645,70 +639,74 @@ impl<'r> Scanner<'r> {
                 }
             }
         }
-        // Keyword rules whose keywords occur nowhere are dead; the others are checked like
-        // plain rules below (a keyword is a necessary condition, not a finding).
-        if self.any_keywords {
-            let Some(any_kw) = rules.any_keyword_in(text.as_bytes()) else {
-                return false;
-            };
-            if any_kw {
-                self.body_keywords(text.as_bytes());
-                if self.kw_in_body.is_none() {
-                    return false;
-                }
-            } else {
-                self.kw_in_body = Some(vec![false; rules.len()]);
-                self.kw_any_in_body = false;
-            }
-        }
-        // The rules left to check: keyword-free ones, and keyword rules with a keyword here.
-        let live: Vec<usize> = self
-            .quick
-            .iter()
-            .filter(|q| {
-                !q.structural
-                    && (!q.keywords
-                        || self
-                            .kw_in_body
-                            .as_ref()
-                            .is_none_or(|p| p.get(q.rule).copied().unwrap_or(true)))
-            })
-            .map(|q| q.rule)
-            .collect();
+        // Fewest digits any token needs to be kept for some rule still in play.
         let min_digits = self
             .quick
             .iter()
-            .filter(|q| live.contains(&q.rule))
-            .map(|q| q.min_digits)
+            .filter(|q| !q.structural)
+            .filter_map(|q| rules.compiled().get(q.rule))
+            .flat_map(|r| r.patterns.iter().map(|p| p.needs.digits.max(r.min_digits)))
             .min()
             .unwrap_or(usize::MAX);
-        // The walker's parser must accept the document (else it is scanned as one text).
-        let mut de = serde_json::Deserializer::from_str(text);
-        if <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).is_err()
-            || de.end().is_err()
-        {
-            return false;
-        }
-        let Some(tokens) = json_tokens(text, self.limits.max_json_depth, min_digits) else {
+        // One pass: grammar, escapes, envelopes, keyword fragments, digit-bearing tokens.
+        let Some(profile) = fastpath::profile(
+            text,
+            self.limits.max_json_depth,
+            min_digits,
+            rules.keyword_index(),
+        ) else {
             return false;
         };
+        // Keyword rules whose keywords occur nowhere are dead; the others are checked like
+        // plain rules below (a keyword is a necessary condition, not a finding).
+        let present = |r: usize| profile.keywords.get(r).copied().unwrap_or(true);
+        if self.any_keywords {
+            self.kw_any_in_body = self.quick.iter().any(|q| q.keywords && present(q.rule));
+            self.kw_in_body = Some((0..rules.len()).map(present).collect());
+        }
+        let live: Vec<(usize, &CompiledRule)> = self
+            .quick
+            .iter()
+            .filter(|q| !q.structural && (!q.keywords || present(q.rule)))
+            .filter_map(|q| rules.compiled().get(q.rule).map(|r| (q.rule, r)))
+            .collect();
         if live.is_empty() {
             return true;
         }
-        let prefilter = rules.prefilter();
-        let mut set_hits: Option<regex::SetMatches> = None;
-        for ri in live {
-            let Some(rule) = rules.compiled().get(ri) else {
+        // Per live rule, the tokens one of its patterns could match inside, each between `"`;
+        // then the rule's own patterns, validators and context over just those.
+        let filter = fastpath::TokenFilter::new(
+            live.iter()
+                .map(|(_, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
+                .collect(),
+        );
+        let b = text.as_bytes();
+        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); live.len()];
+        let (mut met, mut admitted) = (Vec::new(), vec![false; live.len()]);
+        for t in &profile.tokens {
+            let (d, u) = (t.digits as usize, t.upper as usize);
+            if d < filter.min_digits() {
+                continue;
+            }
+            let Some(tok) = b.get(t.start as usize..t.end as usize) else {
                 return false;
             };
-            if let Some(pf) = prefilter {
-                if let Some(Some(idx)) = pf.by_rule.get(ri) {
-                    let hits = set_hits.get_or_insert_with(|| pf.set.matches(&tokens));
-                    if !idx.iter().any(|&k| hits.matched(k)) {
-                        continue;
-                    }
+            filter.admits(tok, d, u, &mut met, &mut admitted);
+            for (buf, _) in bufs.iter_mut().zip(&admitted).filter(|(_, a)| **a) {
+                if buf.is_empty() {
+                    buf.push(b'"');
                 }
+                buf.extend_from_slice(tok);
+                buf.push(b'"');
             }
+        }
+        for ((_, rule), buf) in live.iter().zip(bufs) {
+            if buf.is_empty() {
+                continue;
+            }
+            let Ok(tokens) = String::from_utf8(buf) else {
+                return false;
+            };
             if !rule_dead_in(rule, &tokens, text) {
                 return false;
             }
@@ -1141,101 +1139,9 @@ fn selector_dead<'a>(selector: &'a str, text: &str, seen: &mut Vec<(&'a str, boo
     })
 }
 
-/// The tokens of a plain (ASCII, no `\\`) JSON text that hold at least `min_digits` digits
-/// (strings, keys and numbers), each preceded and followed by `"`; or `None` when some token
-/// needs the full path: a number that would not print back verbatim, nesting at the depth
-/// limit, a string that could be a JOSE token or ciphertext envelope or holds a base64 run that
-/// decodes to text, or a key the walker treats specially (JWE JSON, base64 attachments).
-/// Tokens with fewer digits cannot hold a value any remaining rule's validators accept.
-fn json_tokens(text: &str, max_depth: usize, min_digits: usize) -> Option<String> {
-    let b = text.as_bytes();
-    let mut out: Vec<u8> = Vec::new();
-    let mut keep = |tok: &[u8], digits: usize| {
-        if digits >= min_digits {
-            if out.is_empty() {
-                out.push(b'"');
-            }
-            out.extend_from_slice(tok);
-            out.push(b'"');
-        }
-    };
-    let mut i = 0;
-    let mut depth = 0usize;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'"' => {
-                let start = i + 1;
-                let end = start + memchr::memchr(b'"', b.get(start..)?)?;
-                let tok = b.get(start..end)?;
-                let (mut digits, mut upper) = (0usize, false);
-                for &c in tok {
-                    digits += usize::from(c.is_ascii_digit());
-                    upper |= c.is_ascii_uppercase();
-                }
-                if !plain_string(tok) {
-                    return None;
-                }
-                if upper && tok.len() >= super::normalize::MIN_BASE64_RUN {
-                    let t = std::str::from_utf8(tok).ok()?;
-                    if base64_runs(t).into_iter().any(|(s, e)| {
-                        t.get(s..e)
-                            .is_none_or(|r| super::normalize::decode_base64_text(r).is_some())
-                    }) {
-                        return None;
-                    }
-                }
-                keep(tok, digits);
-                i = end + 1;
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                if depth >= max_depth {
-                    return None;
-                }
-                i += 1;
-            }
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                while b
-                    .get(i)
-                    .is_some_and(|c| matches!(c, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))
-                {
-                    i += 1;
-                }
-                let tok = b.get(start..i)?;
-                if !plain_number(tok) {
-                    return None;
-                }
-                keep(tok, tok.iter().filter(|c| c.is_ascii_digit()).count());
-            }
-            _ => i += 1,
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Whether the walker prints this JSON number token back verbatim: no exponent, an integer
-/// that fits 64 bits, or a decimal of at most 15 digits (always round-trips) without trailing
-/// zeros.
-fn plain_number(tok: &[u8]) -> bool {
-    if tok.iter().any(|c| matches!(c, b'e' | b'E' | b'+')) {
-        return false;
-    }
-    let digits = tok.iter().filter(|c| c.is_ascii_digit()).count();
-    if tok.contains(&b'.') {
-        digits <= 15 && tok.last() != Some(&b'0')
-    } else {
-        digits <= 18
-    }
-}
-
 /// Whether a string token is certainly classified plain and not handled specially by the
 /// walker (see [`mask_json`]).
-fn plain_string(tok: &[u8]) -> bool {
+pub(crate) fn plain_string(tok: &[u8]) -> bool {
     if matches!(
         tok,
         b"ciphertext" | b"data" | b"content" | b"valueBase64Binary"

@@ -1,0 +1,929 @@
+//! The one-pass profile behind the whole-body clean check (`Scanner::json_body_clean`).
+//!
+//! Most request bodies are clean, and proving a plain JSON body clean used to take about seven
+//! linear passes (UTF-8, escapes, a keyword automaton, `serde_json`, a tokenizer, a multi-regex
+//! and one rule regex), each at 0.5–2 GB/s. This module folds the per-byte work into one pass
+//! that validates the JSON grammar, finds every key, string and number, marks which keyword
+//! fragments occur, and notes each token's digit and upper-case counts. What is left for the
+//! regexes is then only the handful of tokens that *could* hold a match of a live rule: a
+//! pattern whose matches are at most `L` bytes long and contain at least `D` digits and `U`
+//! upper-case letters cannot match inside a token where no `L`-byte window holds that many
+//! (see [`Needs`]). On FHIR JSON that keeps the `meta.versionId`s and timestamps and drops the
+//! UUIDs, codes and prose.
+//!
+//! Everything here is conservative: when the pass meets anything it cannot reason about (an
+//! escape, non-ASCII, a number that would not print back verbatim, a possible envelope or
+//! base64 payload, deep nesting, invalid JSON) it returns `None` and the caller takes the full
+//! structural walk, which is always correct. So a bug here can cost time, and the
+//! agreement test (`whole_body_check_agrees_with_full_walk`) guards that it never costs a
+//! finding.
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+use super::normalize::MIN_BASE64_RUN;
+use super::normalize::{base64_runs, decode_base64_text, has_entity, has_percent_escape};
+
+/// What every match of a pattern needs, as far as a quick count can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Needs {
+    /// ASCII digits in any match (in ASCII text).
+    pub(crate) digits: usize,
+    /// ASCII upper-case letters in any match (in ASCII text).
+    pub(crate) upper: usize,
+    /// Longest possible match in bytes; `None` when unbounded.
+    pub(crate) max_len: Option<usize>,
+}
+
+impl Needs {
+    /// Needs nothing: every token is a candidate.
+    pub(crate) const NONE: Needs = Needs {
+        digits: 0,
+        upper: 0,
+        max_len: None,
+    };
+
+    /// The needs of a regex, parsed with the same defaults as the `regex` crate. A pattern the
+    /// parser does not accept needs nothing (it never compiles as a rule anyway).
+    pub(crate) fn of_regex(src: &str) -> Needs {
+        let Ok(hir) = regex_syntax::Parser::new().parse(src) else {
+            return Needs::NONE;
+        };
+        Needs {
+            digits: min_count(&hir, |c| c.is_ascii_digit()),
+            upper: min_count(&hir, |c| c.is_ascii_uppercase()),
+            max_len: hir.properties().maximum_len(),
+        }
+    }
+}
+
+/// Fewest bytes satisfying `pred` in any match of `h`, counting only the ASCII part of each
+/// class (the text is ASCII): a class whose ASCII members all satisfy `pred` counts one.
+fn min_count(h: &Hir, pred: fn(u8) -> bool) -> usize {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => 0,
+        HirKind::Literal(l) => l.0.iter().filter(|&&c| pred(c)).count(),
+        HirKind::Class(Class::Unicode(c)) => {
+            let ranges = c.ranges().iter().filter_map(|r| {
+                let (s, e) = (u32::from(r.start()), u32::from(r.end()).min(0x7F));
+                (s <= e).then_some((s, e))
+            });
+            class_count(ranges, pred)
+        }
+        HirKind::Class(Class::Bytes(c)) => {
+            let ranges = c.ranges().iter().filter_map(|r| {
+                let (s, e) = (u32::from(r.start()), u32::from(r.end()).min(0x7F));
+                (s <= e).then_some((s, e))
+            });
+            class_count(ranges, pred)
+        }
+        HirKind::Repetition(r) => {
+            let n = usize::try_from(r.min).unwrap_or(usize::MAX);
+            n.saturating_mul(min_count(&r.sub, pred))
+        }
+        HirKind::Capture(c) => min_count(&c.sub, pred),
+        HirKind::Concat(v) => v
+            .iter()
+            .fold(0usize, |a, s| a.saturating_add(min_count(s, pred))),
+        HirKind::Alternation(v) => v.iter().map(|s| min_count(s, pred)).min().unwrap_or(0),
+    }
+}
+
+/// 1 when the class has ASCII members and all of them satisfy `pred`, else 0.
+fn class_count(ranges: impl Iterator<Item = (u32, u32)>, pred: fn(u8) -> bool) -> usize {
+    let mut any = false;
+    for (s, e) in ranges {
+        for c in s..=e {
+            any = true;
+            if !u8::try_from(c).is_ok_and(pred) {
+                return 0;
+            }
+        }
+    }
+    usize::from(any)
+}
+
+/// Decides, per live rule, which tokens one of its patterns could match inside: a pattern
+/// needing `D` digits and `U` upper-case letters within `L` bytes cannot match in a token where
+/// no `L`-byte window holds that many. The distinct needs of all rules are evaluated once per
+/// token.
+#[derive(Debug)]
+pub(crate) struct TokenFilter {
+    /// Distinct (digits, upper, max_len) needs.
+    needs: Vec<(usize, usize, Option<usize>)>,
+    /// Per rule, indices into `needs`.
+    rules: Vec<Vec<usize>>,
+    min_digits: usize,
+    min_upper: usize,
+}
+
+impl TokenFilter {
+    /// `rules[r]`: rule `r`'s patterns' [`Needs`], each with the digit need raised to what the
+    /// rule's validators need in the value (which lies inside the match).
+    pub(crate) fn new(rules: Vec<Vec<(Needs, usize)>>) -> TokenFilter {
+        let mut needs: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        let rules = rules
+            .into_iter()
+            .map(|pats| {
+                let mut idx: Vec<usize> = pats
+                    .into_iter()
+                    .map(|(n, at_least)| {
+                        let k = (n.digits.max(at_least), n.upper, n.max_len);
+                        match needs.iter().position(|x| *x == k) {
+                            Some(i) => i,
+                            None => {
+                                needs.push(k);
+                                needs.len() - 1
+                            }
+                        }
+                    })
+                    .collect();
+                idx.sort_unstable();
+                idx.dedup();
+                idx
+            })
+            .collect();
+        TokenFilter {
+            min_digits: needs.iter().map(|n| n.0).min().unwrap_or(usize::MAX),
+            min_upper: needs.iter().map(|n| n.1).min().unwrap_or(usize::MAX),
+            needs,
+            rules,
+        }
+    }
+
+    /// Fewest digits a token needs to be admitted for any rule.
+    pub(crate) fn min_digits(&self) -> usize {
+        self.min_digits
+    }
+
+    /// Sets `out[r]` to whether some pattern of rule `r` could match inside `tok`, which holds
+    /// `digits` digits and `upper` upper-case letters in all; `met` is scratch space.
+    pub(crate) fn admits(
+        &self,
+        tok: &[u8],
+        digits: usize,
+        upper: usize,
+        met: &mut Vec<u8>,
+        out: &mut [bool],
+    ) {
+        out.iter_mut().for_each(|o| *o = false);
+        if digits < self.min_digits || upper < self.min_upper {
+            return;
+        }
+        // 0 = not evaluated yet, 1 = no, 2 = yes.
+        met.clear();
+        met.resize(self.needs.len(), 0);
+        // Positions of digits and upper-case letters, found once per token when a window
+        // matters; then "d of them within l bytes" is one pass over the positions.
+        let mut dpos: Option<Vec<u32>> = None;
+        let mut upos: Option<Vec<u32>> = None;
+        let mut eval = |i: usize| -> bool {
+            let Some(&(d, u, len)) = self.needs.get(i) else {
+                return true;
+            };
+            if digits < d || upper < u {
+                return false;
+            }
+            let Some(l) = len.filter(|&l| l < tok.len()) else {
+                return true;
+            };
+            (d == 0
+                || within(
+                    dpos.get_or_insert_with(|| positions(tok, u8::is_ascii_digit)),
+                    d,
+                    l,
+                ))
+                && (u == 0
+                    || within(
+                        upos.get_or_insert_with(|| positions(tok, u8::is_ascii_uppercase)),
+                        u,
+                        l,
+                    ))
+        };
+        for (o, idx) in out.iter_mut().zip(&self.rules) {
+            *o = idx.iter().any(|&i| match met.get(i).copied() {
+                Some(0) => {
+                    let ok = eval(i);
+                    if let Some(m) = met.get_mut(i) {
+                        *m = 1 + u8::from(ok);
+                    }
+                    ok
+                }
+                Some(m) => m == 2,
+                None => true,
+            });
+        }
+    }
+}
+
+/// Offsets in `tok` of the bytes satisfying `pred`.
+fn positions(tok: &[u8], pred: fn(&u8) -> bool) -> Vec<u32> {
+    tok.iter()
+        .zip(0u32..)
+        .filter(|(c, _)| pred(c))
+        .map(|(_, i)| i)
+        .collect()
+}
+
+/// Whether `n` (≥ 1) of the sorted `pos` fit in a window of `len` bytes.
+fn within(pos: &[u32], n: usize, len: usize) -> bool {
+    pos.iter()
+        .zip(pos.iter().skip(n - 1))
+        .any(|(a, b)| ((b - a) as usize) < len)
+}
+
+/// Every rule keyword split into fragments that the one-pass profile can look for.
+///
+/// A keyword matches a segment or its field context (keys and sibling values joined by spaces),
+/// ASCII case-insensitively. In a plain JSON body every segment is a key, a string or a number,
+/// so a keyword without spaces occurs only inside one string token, and a keyword with spaces
+/// (`medical record`) can span a join, so it counts as present when each of its words occurs
+/// in some token. Keywords that could occur inside a number (digits, `.`, `-`, `+`) make the
+/// index unusable and every keyword rule counts as present.
+#[derive(Debug, Default)]
+pub(crate) struct KeywordIndex {
+    /// Lower-cased fragments (words of keywords).
+    parts: Vec<Vec<u8>>,
+    /// One-byte fragments: byte → fragment.
+    single: Vec<(u8, usize)>,
+    /// Bit set over (folded first byte, folded second byte) of fragments of 2+ bytes.
+    pairs: Vec<u64>,
+    /// For each such pair, the fragments starting with it.
+    by_pair: Vec<(u16, usize)>,
+    /// Per rule: its keywords, each as the fragment indices that must all be present.
+    rules: Vec<Vec<Vec<usize>>>,
+    /// False when some keyword defeats the index (see above).
+    usable: bool,
+}
+
+impl KeywordIndex {
+    /// `keywords[r]` = rule `r`'s keywords as written.
+    pub(crate) fn new(keywords: &[Vec<String>]) -> KeywordIndex {
+        let mut ix = KeywordIndex {
+            pairs: vec![0; 1 << 10],
+            usable: true,
+            ..KeywordIndex::default()
+        };
+        for kws in keywords {
+            let mut rule = Vec::new();
+            for k in kws {
+                let mut frags = Vec::new();
+                for w in k.split(' ').filter(|w| !w.is_empty()) {
+                    let w = w.to_ascii_lowercase().into_bytes();
+                    if w.iter()
+                        .any(|c| matches!(c, b'0'..=b'9' | b'.' | b'-' | b'+'))
+                    {
+                        ix.usable = false;
+                    }
+                    let id = match ix.parts.iter().position(|p| *p == w) {
+                        Some(id) => id,
+                        None => {
+                            ix.parts.push(w.clone());
+                            ix.parts.len() - 1
+                        }
+                    };
+                    match w.as_slice() {
+                        [c] => ix.single.push((*c, id)),
+                        [a, b, ..] => {
+                            let p = pair(*a, *b);
+                            if let Some(word) = ix.pairs.get_mut(usize::from(p >> 6)) {
+                                *word |= 1 << (p & 63);
+                            }
+                            ix.by_pair.push((p, id));
+                        }
+                        [] => {}
+                    }
+                    frags.push(id);
+                }
+                // A keyword of spaces only matches a joined context: never provable absent.
+                if frags.is_empty() {
+                    ix.usable = false;
+                }
+                rule.push(frags);
+            }
+            ix.rules.push(rule);
+        }
+        ix.single.sort_unstable();
+        ix.single.dedup();
+        ix.by_pair.sort_unstable();
+        ix.by_pair.dedup();
+        ix
+    }
+
+    /// Per rule, whether one of its keywords is present given the fragments seen.
+    fn rules_present(&self, seen: &[bool]) -> Vec<bool> {
+        self.rules
+            .iter()
+            .map(|kws| {
+                !self.usable
+                    || kws
+                        .iter()
+                        .any(|k| k.iter().all(|&f| seen.get(f).copied().unwrap_or(true)))
+            })
+            .collect()
+    }
+}
+
+fn fold(c: u8) -> u8 {
+    c.to_ascii_lowercase()
+}
+
+fn pair(a: u8, b: u8) -> u16 {
+    (u16::from(fold(a)) << 8) | u16::from(fold(b))
+}
+
+/// One key, string or number of the body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tok {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+    pub(crate) digits: u32,
+    pub(crate) upper: u32,
+}
+
+/// What the one pass learned about a plain JSON body.
+#[derive(Debug)]
+pub(crate) struct Profile {
+    /// Tokens with at least the requested number of digits, in order.
+    pub(crate) tokens: Vec<Tok>,
+    /// Per rule: whether one of its keywords occurs (see [`KeywordIndex`]).
+    pub(crate) keywords: Vec<bool>,
+}
+
+// Flags from [`counts`].
+/// Ends the fast path: control characters (invalid in JSON strings), `\` (escapes may decode to
+/// anything) and non-ASCII (normalisation may fold it).
+const BAD: u8 = 1;
+/// `%` and `&`: possibly a percent escape or an XML entity.
+const SPECIAL: u8 = 2;
+
+/// The string starting at `start` (just past its opening `"`): the index of its closing `"`,
+/// its digits, upper-case letters and [`BAD`]/[`SPECIAL`] flags. Eight bytes at a time (SWAR):
+/// every byte of every string goes through here.
+fn string_at(b: &[u8], start: usize) -> Option<(usize, usize, usize, u8)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit of each byte of `y` (all bytes < 0x80) set where that byte is zero. Exact: no
+    // carry crosses bytes, unlike the classic `(y - ONES) & !y` trick.
+    let zero = |y: u64| !((y + 0x7F * ONES) | y) & HIGH;
+    let eq = |x: u64, c: u8| zero(x ^ (u64::from(c) * ONES));
+    // High bit set where lo <= byte < hi (bytes < 0x80, 0 < lo < hi <= 0x80).
+    let range = |x: u64, lo: u8, hi: u8| {
+        (x + u64::from(0x80 - lo) * ONES) & !(x + u64::from(0x80 - hi) * ONES) & HIGH
+    };
+    let rest = b.get(start..)?;
+    let (mut digits, mut upper, mut flags) = (0usize, 0usize, 0u8);
+    let mut k = 0usize;
+    while let Some(chunk) = rest.get(k..k + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        if x & HIGH != 0 {
+            return None;
+        }
+        let quote = eq(x, b'"');
+        // Only the bytes before the closing quote count.
+        let keep = if quote == 0 {
+            HIGH
+        } else {
+            HIGH & ((quote & quote.wrapping_neg()) - 1)
+        };
+        digits += (range(x, b'0', b'9' + 1) & keep).count_ones() as usize;
+        upper += (range(x, b'A', b'Z' + 1) & keep).count_ones() as usize;
+        if (range(x, 0x01, 0x20) | eq(x, 0) | eq(x, b'\\')) & keep != 0 {
+            flags |= BAD;
+        }
+        if (eq(x, b'%') | eq(x, b'&')) & keep != 0 {
+            flags |= SPECIAL;
+        }
+        if quote != 0 {
+            let n = (quote.trailing_zeros() / 8) as usize;
+            return Some((start + k + n, digits, upper, flags));
+        }
+        k += 8;
+    }
+    for (j, &c) in rest.get(k..)?.iter().enumerate() {
+        if c == b'"' {
+            return Some((start + k + j, digits, upper, flags));
+        }
+        digits += usize::from(c.is_ascii_digit());
+        upper += usize::from(c.is_ascii_uppercase());
+        flags |= byte_flags(c);
+    }
+    None
+}
+
+/// [`BAD`] and [`SPECIAL`] of one byte.
+fn byte_flags(c: u8) -> u8 {
+    let bad = !(0x20..0x80).contains(&c) || c == b'\\';
+    (u8::from(bad) * BAD) | (u8::from(c == b'%' || c == b'&') * SPECIAL)
+}
+
+/// The checks a string needs once per distinct content: keyword fragments (marked in `seen`),
+/// escapes, envelopes and ciphertext keys, base64 that decodes to text. `None` ends the fast
+/// path.
+fn new_string(tok: &[u8], flags: u8, kw: &KeywordIndex, seen: &mut [bool]) -> Option<()> {
+    if flags & SPECIAL != 0 {
+        let t = std::str::from_utf8(tok).ok()?;
+        if has_percent_escape(t) || has_entity(t) {
+            return None;
+        }
+    }
+    if !super::scan::plain_string(tok) {
+        return None;
+    }
+    if tok.len() >= MIN_BASE64_RUN && tok.iter().any(u8::is_ascii_uppercase) {
+        let t = std::str::from_utf8(tok).ok()?;
+        if base64_runs(t)
+            .into_iter()
+            .any(|(s, e)| t.get(s..e).is_none_or(|r| decode_base64_text(r).is_some()))
+        {
+            return None;
+        }
+    }
+    for &(c, id) in &kw.single {
+        if tok.iter().any(|&t| fold(t) == c) {
+            if let Some(s) = seen.get_mut(id) {
+                *s = true;
+            }
+        }
+    }
+    let mut prev = 0u16;
+    for (k, &c) in tok.iter().enumerate() {
+        let p = (prev << 8) | u16::from(fold(c));
+        prev = p & 0xFF;
+        if kw
+            .pairs
+            .get(usize::from(p >> 6))
+            .is_none_or(|w| w & (1 << (p & 63)) == 0)
+        {
+            continue;
+        }
+        // Fragments starting at k - 1 with this pair.
+        let from = kw.by_pair.partition_point(|&(q, _)| q < p);
+        for &(q, id) in kw.by_pair.get(from..).unwrap_or(&[]) {
+            if q != p {
+                break;
+            }
+            let (Some(part), Some(rest)) = (kw.parts.get(id), tok.get(k.saturating_sub(1)..))
+            else {
+                continue;
+            };
+            if rest.len() >= part.len() && rest.iter().zip(part).all(|(a, b)| fold(*a) == *b) {
+                if let Some(s) = seen.get_mut(id) {
+                    *s = true;
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+/// The distinct strings of one body, by content: a small open-addressing set of byte ranges.
+struct Interned {
+    /// `(hash, start, end)`; `end == 0` marks a free slot (no string ends at 0: `"` is first).
+    slots: Vec<(u64, u32, u32)>,
+    len: usize,
+}
+
+impl Interned {
+    const SLOTS: usize = 1 << 10;
+
+    fn new() -> Interned {
+        Interned {
+            slots: vec![(0, 0, 0); Interned::SLOTS],
+            len: 0,
+        }
+    }
+
+    /// Records `body[start..end]`; true when an equal string was recorded before. Once half
+    /// full it stops recording (later strings then all count as new, which is only slower).
+    fn insert(&mut self, body: &[u8], start: usize, end: usize) -> bool {
+        let Some(tok) = body.get(start..end) else {
+            return false;
+        };
+        let h = hash(tok);
+        let mask = Interned::SLOTS - 1;
+        let mut i = (h as usize) & mask;
+        loop {
+            let Some(slot) = self.slots.get_mut(i) else {
+                return false;
+            };
+            let (sh, ss, se) = *slot;
+            if se == 0 {
+                if self.len < Interned::SLOTS / 2 {
+                    if let (Ok(s), Ok(e)) = (u32::try_from(start), u32::try_from(end)) {
+                        *slot = (h, s, e);
+                        self.len += 1;
+                    }
+                }
+                return false;
+            }
+            if sh == h && body.get(ss as usize..se as usize) == Some(tok) {
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// FxHash-style hash of a short byte string, eight bytes at a time.
+fn hash(tok: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = tok.len() as u64;
+    let mut chunks = tok.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(chunks.remainder()) {
+        *d = *s;
+    }
+    (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K)
+}
+
+/// What the container stack expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A value (top level, after `:`, after `,` in an array).
+    Value,
+    /// A value or `]` (just after `[`).
+    ValueOrClose,
+    /// A key or `}` (just after `{`).
+    KeyOrClose,
+    /// A key (after `,` in an object).
+    Key,
+    /// `:` after a key.
+    Colon,
+    /// `,` or the container's close, or the end at top level.
+    Next,
+}
+
+/// Profiles an ASCII JSON text in one pass, or `None` when the text needs the full walk (see
+/// the module docs). `max_depth` is the engine's JSON depth limit; `min_digits` the fewest
+/// digits a token needs to be kept.
+pub(crate) fn profile(
+    text: &str,
+    max_depth: usize,
+    min_digits: usize,
+    kw: &KeywordIndex,
+) -> Option<Profile> {
+    // `serde_json` refuses nesting past 128; stay well below so the walker always parses what
+    // this pass accepts.
+    let max_depth = max_depth.min(100);
+    let b = text.as_bytes();
+    let mut seen = vec![false; kw.parts.len()];
+    let mut tokens = Vec::new();
+    let mut known = Interned::new();
+    // Container stack as bits (1 = object), deepest in bit 0.
+    let (mut stack, mut depth) = (0u128, 0usize);
+    let mut expect = Expect::Value;
+    let mut i = 0usize;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'{' | b'[' => {
+                if !matches!(expect, Expect::Value | Expect::ValueOrClose) {
+                    return None;
+                }
+                depth += 1;
+                if depth >= max_depth {
+                    return None;
+                }
+                stack = (stack << 1) | u128::from(c == b'{');
+                expect = if c == b'{' {
+                    Expect::KeyOrClose
+                } else {
+                    Expect::ValueOrClose
+                };
+                i += 1;
+            }
+            b'}' | b']' => {
+                let obj = c == b'}';
+                let ok = match expect {
+                    Expect::KeyOrClose => obj,
+                    Expect::ValueOrClose => !obj,
+                    Expect::Next => depth > 0 && (stack & 1 == 1) == obj,
+                    _ => false,
+                };
+                if !ok {
+                    return None;
+                }
+                stack >>= 1;
+                depth -= 1;
+                expect = Expect::Next;
+                i += 1;
+            }
+            b',' => {
+                if expect != Expect::Next || depth == 0 {
+                    return None;
+                }
+                expect = if stack & 1 == 1 {
+                    Expect::Key
+                } else {
+                    Expect::Value
+                };
+                i += 1;
+            }
+            b':' => {
+                if expect != Expect::Colon {
+                    return None;
+                }
+                expect = Expect::Value;
+                i += 1;
+            }
+            b'"' => {
+                expect = match expect {
+                    Expect::Key | Expect::KeyOrClose => Expect::Colon,
+                    Expect::Value | Expect::ValueOrClose => Expect::Next,
+                    _ => return None,
+                };
+                let start = i + 1;
+                let (end, digits, upper, flags) = string_at(b, start)?;
+                let tok = b.get(start..end)?;
+                if flags & BAD != 0 {
+                    return None;
+                }
+                // A string seen before can add no keyword fragment and already passed the
+                // checks below; JSON repeats its keys (and many values) in every element.
+                if tok.len() < 3 || !known.insert(b, start, end) {
+                    new_string(tok, flags, kw, &mut seen)?;
+                }
+                if digits >= min_digits {
+                    tokens.push(tok_at(start, end, digits, upper)?);
+                }
+                i = end + 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                if !matches!(expect, Expect::Value | Expect::ValueOrClose) {
+                    return None;
+                }
+                let start = i;
+                let digits = number(b, &mut i)?;
+                if digits >= min_digits {
+                    tokens.push(tok_at(start, i, digits, 0)?);
+                }
+                expect = Expect::Next;
+            }
+            b't' | b'f' | b'n' => {
+                if !matches!(expect, Expect::Value | Expect::ValueOrClose) {
+                    return None;
+                }
+                let lit: &[u8] = match c {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                if !b.get(i..)?.starts_with(lit) {
+                    return None;
+                }
+                i += lit.len();
+                expect = Expect::Next;
+            }
+            _ => return None,
+        }
+    }
+    if expect != Expect::Next || depth != 0 {
+        return None;
+    }
+    Some(Profile {
+        tokens,
+        keywords: kw.rules_present(&seen),
+    })
+}
+
+fn tok_at(start: usize, end: usize, digits: usize, upper: usize) -> Option<Tok> {
+    Some(Tok {
+        start: u32::try_from(start).ok()?,
+        end: u32::try_from(end).ok()?,
+        digits: u32::try_from(digits).ok()?,
+        upper: u32::try_from(upper).ok()?,
+    })
+}
+
+/// Parses a JSON number at `*i` (advancing past it) and returns its digit count, or `None`
+/// when it is not valid JSON or would not print back verbatim through the walker: an
+/// exponent, `-0`, an integer past 18 digits, a decimal past 15 digits or with a trailing zero.
+fn number(b: &[u8], i: &mut usize) -> Option<usize> {
+    let start = *i;
+    let mut j = start;
+    if b.get(j) == Some(&b'-') {
+        j += 1;
+    }
+    let int_start = j;
+    while b.get(j).is_some_and(u8::is_ascii_digit) {
+        j += 1;
+    }
+    let int_len = j - int_start;
+    if int_len == 0 || (int_len > 1 && b.get(int_start) == Some(&b'0')) {
+        return None;
+    }
+    let mut digits = int_len;
+    if b.get(j) == Some(&b'.') {
+        j += 1;
+        let frac_start = j;
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        let frac = j - frac_start;
+        if frac == 0 || b.get(j - 1) == Some(&b'0') {
+            return None;
+        }
+        digits += frac;
+        if digits > 15 {
+            return None;
+        }
+    } else if digits > 18 || (b.get(start) == Some(&b'-') && b.get(int_start..j) == Some(b"0")) {
+        return None;
+    }
+    if matches!(b.get(j), Some(b'e' | b'E' | b'+' | b'-' | b'.')) {
+        return None;
+    }
+    *i = j;
+    Some(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kw(list: &[&[&str]]) -> KeywordIndex {
+        KeywordIndex::new(
+            &list
+                .iter()
+                .map(|r| r.iter().map(|s| s.to_string()).collect())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn needs_of_rule_patterns() {
+        let n = Needs::of_regex("(?P<value>[0-9]{3}[- .][0-9]{2}[- .][0-9]{4})");
+        assert_eq!((n.digits, n.upper, n.max_len), (9, 0, Some(11)));
+        let n = Needs::of_regex("(?P<value>[A-Z][A-Z9][0-9]{7})");
+        assert_eq!((n.digits, n.upper, n.max_len), (7, 1, Some(9)));
+        // Case-insensitive letters are not upper case; unbounded repetitions have no length.
+        let n = Needs::of_regex("(?i)mrn[ :]{0,3}[A-Z0-9-]*[0-9]");
+        assert_eq!((n.digits, n.upper, n.max_len), (1, 0, None));
+        // Alternation takes the weaker branch.
+        let n = Needs::of_regex("[0-9]{9}|x[0-9]");
+        assert_eq!(n.digits, 1);
+        assert_eq!(Needs::of_regex("("), Needs::NONE);
+    }
+
+    fn admitted(f: &TokenFilter, tok: &[u8]) -> Vec<bool> {
+        let d = tok.iter().filter(|c| c.is_ascii_digit()).count();
+        let u = tok.iter().filter(|c| c.is_ascii_uppercase()).count();
+        let mut out = vec![true; f.rules.len()];
+        f.admits(tok, d, u, &mut Vec::new(), &mut out);
+        out
+    }
+
+    #[test]
+    fn window_admission() {
+        let ssn = Needs::of_regex("[0-9]{3}-?[0-9]{2}-?[0-9]{4}");
+        let f = TokenFilter::new(vec![vec![(ssn, 0)]]);
+        // Nine digits in a window of eleven.
+        assert_eq!(admitted(&f, b"id 123-45-6789 x"), [true]);
+        // Twelve digits in all, but never nine within eleven bytes.
+        assert_eq!(admitted(&f, b"2024-03-01T10:01:00Z"), [false]);
+        assert_eq!(admitted(&f, b"20240301"), [false]);
+        // The validator's need raises the digit count.
+        let strict = TokenFilter::new(vec![vec![(Needs::of_regex("[0-9]{3,}"), 9)]]);
+        assert_eq!(admitted(&strict, b"12345678"), [false]);
+        assert_eq!(admitted(&strict, b"123456789"), [true]);
+        // Upper-case needs are windowed too; each rule gets its own answer.
+        let two = Needs::of_regex("[A-Z]{2}[0-9]{7}");
+        let f = TokenFilter::new(vec![vec![(two, 0)], vec![(ssn, 0)], vec![(Needs::NONE, 0)]]);
+        assert_eq!(admitted(&f, b"x AB1234567 y"), [true, false, true]);
+        assert_eq!(admitted(&f, b"A 1234567 B"), [false, false, true]);
+        assert_eq!(admitted(&f, b"123-45-6789"), [false, true, true]);
+        let none = TokenFilter::new(vec![vec![]]);
+        assert_eq!(admitted(&none, b"123"), [false]);
+    }
+
+    #[test]
+    fn keywords_found_case_insensitively_and_by_words() {
+        let ix = kw(&[&["ip"], &["medical record", "mrn"], &["@"], &["vehicle"]]);
+        let p = profile(
+            r#"{"Note":"The MEDICAL team","x":["Record","a@b"]}"#,
+            64,
+            0,
+            &ix,
+        )
+        .expect("plain");
+        assert_eq!(p.keywords, vec![false, true, true, false]);
+        let p = profile(r#"{"zip":"x"}"#, 64, 0, &ix).expect("plain");
+        assert_eq!(p.keywords, vec![true, false, false, false]);
+        // A keyword with digits defeats the index: every keyword rule counts as present.
+        let ix = kw(&[&["x1"], &[]]);
+        let p = profile(r#"{"a":"b"}"#, 64, 0, &ix).expect("plain");
+        assert_eq!(p.keywords, vec![true, true]);
+    }
+
+    #[test]
+    fn grammar_is_validated() {
+        let ix = kw(&[]);
+        for ok in [
+            r#"{}"#,
+            r#"[]"#,
+            r#" {"a" : [1, -2.5, true, false, null, {"b":[]}]} "#,
+            r#""s""#,
+            "12",
+        ] {
+            assert!(profile(ok, 64, 0, &ix).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "{",
+            "}",
+            r#"{"a"}"#,
+            r#"{"a":}"#,
+            r#"{"a":1,}"#,
+            r#"[1,]"#,
+            r#"[1 2]"#,
+            r#"{"a":1]"#,
+            r#"[1}"#,
+            r#"{1:2}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1}{}"#,
+            "[tru]",
+            "[nul]",
+            "[01]",
+            "[1.]",
+            "[-]",
+            "[1e5]",
+            "[-0]",
+            "[1.50]",
+            "[1234567890123456789]",
+            "[\"a\u{1}\"]",
+            r#"["a\"b"]"#,
+            "[\"caf\u{e9}\"]",
+            r#"["100%41"]"#,
+            r#"["&#65;"]"#,
+            r#"{"ciphertext":"x"}"#,
+            r#"["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"]"#,
+            r#"["am9obiBzbWl0aA=="]"#,
+        ] {
+            assert!(profile(bad, 64, 0, &ix).is_none(), "{bad:?}");
+        }
+        // Depth: the limit, and serde_json's own limit, are respected.
+        let deep = format!("{}{}", "[".repeat(10), "]".repeat(10));
+        assert!(profile(&deep, 64, 0, &ix).is_some());
+        assert!(profile(&deep, 10, 0, &ix).is_none());
+        let deeper = format!("{}{}", "[".repeat(120), "]".repeat(120));
+        assert!(profile(&deeper, 1000, 0, &ix).is_none());
+    }
+
+    #[test]
+    fn string_scan_agrees_with_a_byte_loop() {
+        let samples: Vec<Vec<u8>> = vec![
+            b"abc\"".to_vec(),
+            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ abcxyz@#%&\"tail".to_vec(),
+            b"12345678\"".to_vec(),
+            b"1234567\"89\"".to_vec(),
+            b"AZ09az/:-[]{}`@~\x7f\x1f rest\"".to_vec(),
+            b"tab\there and more bytes\"".to_vec(),
+            b"back\\slash\"".to_vec(),
+            b"no closing quote at all".to_vec(),
+            b"\"".to_vec(),
+            "caf\u{e9} cr\u{e8}me\"".as_bytes().to_vec(),
+        ];
+        for s in &samples {
+            for lead in 0..3 {
+                let mut b = vec![b'x'; lead];
+                b.extend_from_slice(s);
+                let want = b.iter().position(|&c| c == b'"').map(|end| {
+                    let t = &b[lead..end];
+                    let flags = t.iter().fold(0u8, |f, &c| f | byte_flags(c));
+                    (
+                        end,
+                        t.iter().filter(|c| c.is_ascii_digit()).count(),
+                        t.iter().filter(|c| c.is_ascii_uppercase()).count(),
+                        flags,
+                    )
+                });
+                let got = string_at(&b, lead);
+                // Non-ASCII may end the scan early; otherwise the answers are identical.
+                if got.is_none() && s.iter().any(|&c| c >= 0x80) {
+                    continue;
+                }
+                assert_eq!(got, want, "{:?} at {lead}", String::from_utf8_lossy(s));
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_kept_by_digit_count() {
+        let ix = kw(&[]);
+        let text = r#"{"id":"obs-1","v":"100000007","n":123456789,"d":"2024"}"#;
+        let p = profile(text, 64, 4, &ix).expect("plain");
+        let toks: Vec<&str> = p
+            .tokens
+            .iter()
+            .map(|t| &text[t.start as usize..t.end as usize])
+            .collect();
+        assert_eq!(toks, vec!["100000007", "123456789", "2024"]);
+    }
+}
