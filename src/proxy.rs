@@ -285,6 +285,17 @@ fn error_body(reason: Reason, request_id: &str, rules: &[&str]) -> Bytes {
 }
 
 async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingora::Result<()> {
+    // A proxied response whose head already went out (the upstream broke mid-body) cannot be
+    // turned into an error any more: writing one would splice our JSON into that body, inside
+    // its declared length. Closing the connection short of that length is the only honest
+    // signal left, and pingora does that once we return.
+    if session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational())
+    {
+        session.set_keepalive(None);
+        return Ok(());
+    }
     let rules = if reason == Reason::PhiDetected {
         ctx.rule_ids()
     } else {
