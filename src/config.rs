@@ -117,6 +117,10 @@ struct RawLimits {
     max_decoded_bytes: Option<Spanned<u64>>,
     max_expansion_ratio: Option<Spanned<u64>>,
     max_json_depth: Option<Spanned<usize>>,
+    max_uri_bytes: Option<Spanned<u64>>,
+    max_header_bytes: Option<Spanned<u64>>,
+    header_timeout_ms: Option<Spanned<u64>>,
+    body_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,7 +312,7 @@ pub struct GatewayConfig {
     pub logging: Logging,
     /// Hot reload settings.
     pub reload: Reload,
-    /// Engine limits (decompression and parsing).
+    /// Engine limits (decompression and parsing) and request limits (size, time).
     pub limits: Limits,
     /// Upstreams by name.
     pub upstreams: Vec<Upstream>,
@@ -381,7 +385,7 @@ pub struct Reload {
     pub watch_interval: Duration,
 }
 
-/// Decoding limits handed to the engine.
+/// Decoding limits handed to the engine, and limits on the request itself.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Maximum size of a decompressed body.
@@ -390,6 +394,17 @@ pub struct Limits {
     pub max_expansion_ratio: u64,
     /// Maximum JSON nesting the engine walks.
     pub max_json_depth: usize,
+    /// Longest request target (path and query) accepted; longer ones get 414.
+    pub max_uri_bytes: usize,
+    /// Largest sum of header name and value bytes accepted; more gets 431.
+    pub max_header_bytes: usize,
+    /// Time a connection gets to deliver a complete request head (counted from the accept,
+    /// or from the end of the previous response on a keep-alive connection). Past it the
+    /// connection is closed without an answer, as nginx does for `client_header_timeout`.
+    pub header_timeout: Duration,
+    /// Time a client gets to deliver the whole request body after its head, and the longest
+    /// pause between two body reads; past it the request is answered 408.
+    pub body_timeout: Duration,
 }
 
 /// A validated upstream.
@@ -752,6 +767,26 @@ fn validate(
             128,
         )
         .map_err(|(s, m)| err(s, "limits.max_json_depth", m))? as usize,
+        // 8 KiB is what nginx (`large_client_header_buffers`) and most EHR servers accept in a
+        // request line; 64 KiB is as far as pingora's URI type goes (longer ones get its 400).
+        max_uri_bytes: bounded(raw.limits.max_uri_bytes.as_ref(), 8 * 1024, 256, 64 * 1024)
+            .map_err(|(s, m)| err(s, "limits.max_uri_bytes", m))? as usize,
+        // pingora stops reading a head at about 1 MiB (and 256 headers) with its own 400.
+        max_header_bytes: bounded(
+            raw.limits.max_header_bytes.as_ref(),
+            64 * 1024,
+            1024,
+            1024 * 1024,
+        )
+        .map_err(|(s, m)| err(s, "limits.max_header_bytes", m))? as usize,
+        header_timeout: Duration::from_millis(
+            bounded(raw.limits.header_timeout_ms.as_ref(), 30_000, 100, 600_000)
+                .map_err(|(s, m)| err(s, "limits.header_timeout_ms", m))?,
+        ),
+        body_timeout: Duration::from_millis(
+            bounded(raw.limits.body_timeout_ms.as_ref(), 60_000, 100, 3_600_000)
+                .map_err(|(s, m)| err(s, "limits.body_timeout_ms", m))?,
+        ),
     };
 
     let mut upstreams = Vec::new();
@@ -1385,6 +1420,28 @@ routes:
         assert!(r.inspect.body && r.inspect.query);
         assert_eq!(c.listen.cert_file, Path::new("/etc/gw/tls/server.pem"));
         assert!(c.listen.http2);
+    }
+
+    #[test]
+    fn request_limits_have_defaults_and_bounds() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.limits.max_uri_bytes, 8 * 1024);
+        assert_eq!(c.limits.max_header_bytes, 64 * 1024);
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
+        let text = format!("{MINIMAL}limits:\n  header_timeout_ms: 1500\n  max_uri_bytes: 4096\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.limits.header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.limits.max_uri_bytes, 4096);
+        for (field, bad) in [
+            ("max_uri_bytes", "100000"),
+            ("max_header_bytes", "10"),
+            ("header_timeout_ms", "0"),
+            ("body_timeout_ms", "99999999"),
+        ] {
+            let e = parse(&format!("{MINIMAL}limits:\n  {field}: {bad}\n")).unwrap_err();
+            assert_eq!(e.field, format!("limits.{field}"), "{e}");
+        }
     }
 
     #[test]

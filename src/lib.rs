@@ -6,7 +6,8 @@
 //! - [`rules`]: rule YAML → compiled [`rules::RuleSet`];
 //! - [`engine`]: decoding, normalisation and scanning (pure: no pingora, no sockets);
 //! - [`policy`]: modes, decisions and reasons;
-//! - [`proxy`]: the pingora `ProxyHttp` implementation (thin);
+//! - [`proxy`]: the pingora `ProxyHttp` implementation (thin); [`deadline`]: the request-head
+//!   deadline around it (slowloris);
 //! - [`admin`], [`metrics`], [`logging`]: observability;
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, verify);
 //! - [`tls`]: TLS 1.3-only provider, certificates, development CA;
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod engine;
 pub mod logging;

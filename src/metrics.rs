@@ -44,6 +44,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// Requests being processed.
     pub in_flight: IntGauge,
+    /// Clients too slow to send a request head or body, by phase (`header`, `body`).
+    pub client_timeouts: IntCounterVec,
     /// Rules loaded.
     pub rules_loaded: IntGauge,
     /// Expiry of served certificates.
@@ -111,6 +113,17 @@ impl Metrics {
             ),
             &["route", "reason"],
         )?;
+        let client_timeouts = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_client_timeouts_total",
+                "Clients that did not deliver a request in time, by phase: header (connection closed) or body (answered 408).",
+            ),
+            &["phase"],
+        )?;
+        // Both series exist from the start, so a slowloris alert has a baseline of 0.
+        for phase in ["header", "body"] {
+            client_timeouts.with_label_values(&[phase]);
+        }
         let in_flight = IntGauge::new(
             "phi_gateway_requests_in_flight",
             "Requests currently being processed.",
@@ -183,6 +196,7 @@ impl Metrics {
         registry.register(Box::new(inspection_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(client_timeouts.clone()))?;
         registry.register(Box::new(rules_loaded.clone()))?;
         registry.register(Box::new(cert_not_after.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
@@ -202,6 +216,7 @@ impl Metrics {
             inspection_duration,
             upstream_errors,
             in_flight,
+            client_timeouts,
             rules_loaded,
             cert_not_after,
             config_reloads,

@@ -103,6 +103,10 @@ pub enum Reason {
     UnsupportedContentEncoding,
     /// The body claims an encoding it does not have.
     UndecodableBody,
+    /// A Transfer-Encoding other than plain `chunked` (e.g. `gzip, chunked`): the gateway
+    /// would see a coded body it cannot inspect, and pingora would drop the coding on the way
+    /// upstream.
+    UnsupportedTransferEncoding,
     /// The connection did not negotiate TLS 1.3.
     TlsVersionNotAllowed,
     /// No route matches the host and path.
@@ -113,8 +117,15 @@ pub enum Reason {
     UpstreamTimeout,
     /// The upstream broke the exchange.
     UpstreamError,
-    /// The client sent something HTTP-invalid.
+    /// The client sent something HTTP-invalid, or ambiguous framing (both Content-Length and
+    /// Transfer-Encoding, a classic request-smuggling shape).
     BadRequest,
+    /// The client did not send the request body within `limits.body_timeout_ms`.
+    ClientTimeout,
+    /// The request target is longer than `limits.max_uri_bytes`.
+    UriTooLong,
+    /// The request headers together exceed `limits.max_header_bytes`.
+    HeadersTooLarge,
     /// A bug or resource failure inside the gateway.
     InternalError,
     /// The audit trail cannot record the request, and the route fails closed.
@@ -132,12 +143,16 @@ impl Reason {
             Reason::DecodedBodyTooLarge => "decoded_body_too_large",
             Reason::UnsupportedContentEncoding => "unsupported_content_encoding",
             Reason::UndecodableBody => "undecodable_body",
+            Reason::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
             Reason::TlsVersionNotAllowed => "tls_version_not_allowed",
             Reason::NoRoute => "no_route",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::UpstreamError => "upstream_error",
             Reason::BadRequest => "bad_request",
+            Reason::ClientTimeout => "client_timeout",
+            Reason::UriTooLong => "uri_too_long",
+            Reason::HeadersTooLarge => "headers_too_large",
             Reason::InternalError => "internal_error",
             Reason::AuditUnavailable => "audit_unavailable",
         }
@@ -154,9 +169,14 @@ impl Reason {
             Reason::UnsupportedContentEncoding => 415,
             Reason::UndecodableBody | Reason::BadRequest => 400,
             Reason::NoRoute => 404,
+            Reason::ClientTimeout => 408,
+            Reason::UriTooLong => 414,
+            Reason::HeadersTooLarge => 431,
             Reason::UpstreamUnavailable | Reason::UpstreamError => 502,
             Reason::UpstreamTimeout => 504,
             Reason::InternalError => 500,
+            // RFC 9112 §6.1: a transfer coding the server does not implement gets 501.
+            Reason::UnsupportedTransferEncoding => 501,
             Reason::AuditUnavailable => 503,
         }
     }
@@ -173,12 +193,18 @@ impl Reason {
                 "the request body uses a content-encoding the gateway cannot inspect"
             }
             Reason::UndecodableBody => "the request body does not match its content-encoding",
+            Reason::UnsupportedTransferEncoding => {
+                "the request uses a transfer-encoding other than chunked"
+            }
             Reason::TlsVersionNotAllowed => "TLS 1.3 is required",
             Reason::NoRoute => "no route for this host and path",
             Reason::UpstreamUnavailable => "the upstream service is unavailable",
             Reason::UpstreamTimeout => "the upstream service did not answer in time",
             Reason::UpstreamError => "the upstream service failed",
             Reason::BadRequest => "the request is not valid HTTP",
+            Reason::ClientTimeout => "the request was not received in time",
+            Reason::UriTooLong => "the request target exceeds the size limit",
+            Reason::HeadersTooLarge => "the request headers exceed the size limit",
             Reason::InternalError => "internal gateway error",
             Reason::AuditUnavailable => {
                 "the audit trail cannot record this request, so the gateway refuses it"
@@ -265,6 +291,19 @@ mod tests {
             Reason::UpstreamTimeout,
         ] {
             assert!(r.status() >= 400 && !r.message().is_empty());
+        }
+        for (r, status, name) in [
+            (Reason::ClientTimeout, 408, "client_timeout"),
+            (Reason::UriTooLong, 414, "uri_too_long"),
+            (Reason::HeadersTooLarge, 431, "headers_too_large"),
+            (
+                Reason::UnsupportedTransferEncoding,
+                501,
+                "unsupported_transfer_encoding",
+            ),
+        ] {
+            assert_eq!((r.status(), r.as_str()), (status, name));
+            assert!(!r.message().is_empty());
         }
     }
 }

@@ -285,6 +285,17 @@ fn error_body(reason: Reason, request_id: &str, rules: &[&str]) -> Bytes {
 }
 
 async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingora::Result<()> {
+    // A proxied response whose head already went out (the upstream broke mid-body) cannot be
+    // turned into an error any more: writing one would splice our JSON into that body, inside
+    // its declared length. Closing the connection short of that length is the only honest
+    // signal left, and pingora does that once we return.
+    if session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational())
+    {
+        session.set_keepalive(None);
+        return Ok(());
+    }
     let rules = if reason == Reason::PhiDetected {
         ctx.rule_ids()
     } else {
@@ -383,6 +394,7 @@ fn classify_error(e: &Error) -> (u16, Reason) {
                 503 => Reason::AuditUnavailable,
                 415 => Reason::UnsupportedContentEncoding,
                 400 => Reason::UndecodableBody,
+                408 => Reason::ClientTimeout,
                 _ => Reason::InternalError,
             };
             (*code, reason)
@@ -400,11 +412,28 @@ fn classify_error(e: &Error) -> (u16, Reason) {
             },
             ErrorSource::Downstream => match e.etype() {
                 WriteError | ReadError | ConnectionClosed => (0, Reason::BadRequest),
+                // A body read that waited `limits.body_timeout` for the next byte.
+                ReadTimedout => (408, Reason::ClientTimeout),
                 _ => (400, Reason::BadRequest),
             },
             ErrorSource::Internal | ErrorSource::Unset => (500, Reason::InternalError),
         },
     }
+}
+
+/// Whether the raw HTTP/1 head carried a `Content-Length` line. pingora drops Content-Length
+/// when Transfer-Encoding is present (RFC 9112 §6.3) before any hook runs, so only the raw
+/// bytes still show that the client sent both.
+fn raw_head_has_content_length(session: &Session) -> bool {
+    let Some(h1) = session.as_http1() else {
+        return false;
+    };
+    let raw = h1.get_headers_raw_bytes();
+    // httparse accepts bare LF line ends too, so split on LF; the request line never matches.
+    raw.split(|&b| b == b'\n').any(|line| {
+        line.get(..15)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length:"))
+    })
 }
 
 /// The first value of a header, as a [`Redacted`] string (lossy for non-UTF-8 bytes).
@@ -557,6 +586,52 @@ impl Gateway {
         };
         ctx.route = Some(idx);
 
+        // Transfer codings other than `chunked` (`gzip, chunked`, `identity, chunked` on two
+        // lines, ...): pingora de-chunks such a body but leaves the other coding on it, so the
+        // engine would scan gzip bytes as text (a PHI bypass), and it rewrites the header to
+        // plain `chunked` upstream, which then gets coded bytes it was not told about.
+        let mut codings = req
+            .headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty());
+        let first = codings.next();
+        if first.is_some()
+            && (!first.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+                || codings.next().is_some())
+        {
+            ctx.block(Reason::UnsupportedTransferEncoding);
+            return Some(Reason::UnsupportedTransferEncoding);
+        }
+        // RFC 9112 §6.3: a request with both Transfer-Encoding and Content-Length "ought to be
+        // handled as an error" — it is the CL.TE / TE.CL smuggling shape. pingora would frame
+        // it by Transfer-Encoding and close afterwards; we refuse it outright, so the upstream
+        // never sees a request whose length two parsers could disagree about.
+        if req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && raw_head_has_content_length(session)
+        {
+            ctx.block(Reason::BadRequest);
+            return Some(Reason::BadRequest);
+        }
+        // Size limits on the head, checked before the engine scans any of it. pingora alone
+        // would accept a request line up to 64 KiB and headers up to about 1 MiB.
+        let limits = &snapshot.config.limits;
+        if req.raw_path().len() > limits.max_uri_bytes {
+            ctx.block(Reason::UriTooLong);
+            return Some(Reason::UriTooLong);
+        }
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes > limits.max_header_bytes {
+            ctx.block(Reason::HeadersTooLarge);
+            return Some(Reason::HeadersTooLarge);
+        }
+
         // Declared body size: refuse before connecting upstream. Monitor routes too: the cap
         // protects memory, it is not a policy choice.
         let declared = req
@@ -694,6 +769,8 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        // pingora calls this right after parsing a request head: disarm the head deadline.
+        crate::deadline::head_complete();
         self.metrics.in_flight.inc();
         Ctx {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -717,6 +794,9 @@ impl ProxyHttp for Gateway {
     /// Runs once the request header is read, before any upstream connection: TLS version,
     /// routing, declared size, audit headers, Content-Encoding, query and header inspection.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        // pingora waits up to 60 s for each body read; a client that stalls mid-body gets
+        // `limits.body_timeout` instead (request_body_filter bounds the total time too).
+        session.set_read_timeout(Some(ctx.snapshot.config.limits.body_timeout));
         let reason = match self.check_request_head(session, ctx) {
             Some(reason) => reason,
             None if self.audit_refuses(ctx) => {
@@ -769,6 +849,23 @@ impl ProxyHttp for Gateway {
             req.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
         req.insert_header("x-forwarded-proto", "https")?;
+        // pingora accepts identical duplicate Content-Length values (two `2` lines, or
+        // `2, 2`) and would forward them as received; strict servers refuse that with 400.
+        // Forward exactly one. (Differing values never get here: pingora answers 400.)
+        let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        let first = lengths.next().map(|v| v.as_bytes().to_vec());
+        let repeated = lengths.next().is_some();
+        if let Some(first) = first {
+            if repeated || first.contains(&b',') {
+                let n = std::str::from_utf8(&first)
+                    .ok()
+                    .and_then(|v| v.split(',').next())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if let Some(n) = n {
+                    req.insert_header(http::header::CONTENT_LENGTH, n.to_string())?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -815,6 +912,14 @@ impl ProxyHttp for Gateway {
             }
             *body = Some(Bytes::new()); // keep reading, forward nothing
             return Ok(());
+        }
+
+        // Slow bodies: a client that keeps trickling bytes never trips the per-read timeout,
+        // so the whole body gets `limits.body_timeout` from the end of the request head.
+        if !end_of_stream && ctx.started.elapsed() > snapshot.config.limits.body_timeout {
+            ctx.body = BytesMut::new();
+            ctx.block(Reason::ClientTimeout);
+            return Err(refuse(Reason::ClientTimeout));
         }
 
         let hold = route.inspect.body && !ctx.skip_body;
@@ -898,7 +1003,18 @@ impl ProxyHttp for Gateway {
     /// Answers every failure with our JSON body and request id. The body is built from fixed
     /// text only: nothing from the request or the upstream is echoed.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let (code, classified) = classify_error(e);
+        let (code, classified) = match classify_error(e) {
+            // pingora's upstream read timer also runs while the client is still uploading.
+            // The upstream cannot answer a request it has not fully received (and we hold the
+            // body back until it is complete), so the slow party is the client: 408, and no
+            // upstream error is counted for it.
+            (_, Reason::UpstreamTimeout)
+                if e.etype() == &ErrorType::ReadTimedout && !session.is_body_done() =>
+            {
+                (408, Reason::ClientTimeout)
+            }
+            other => other,
+        };
         let reason = match (&ctx.outcome, e.etype()) {
             (
                 Some(Outcome {
@@ -909,7 +1025,9 @@ impl ProxyHttp for Gateway {
             ) => *r,
             _ => classified,
         };
-        let is_block = matches!(e.etype(), ErrorType::HTTPStatus(_));
+        // Every 4xx is a refusal of the client's request (nothing, or no body byte, went
+        // upstream), whether our filters or pingora's parser raised it.
+        let is_block = matches!(e.etype(), ErrorType::HTTPStatus(_)) || (400..500).contains(&code);
         if reason == Reason::AuditUnavailable {
             ctx.fail_closed();
         } else if is_block {
@@ -956,6 +1074,9 @@ impl ProxyHttp for Gateway {
         let decision = outcome.decision.as_str();
         let m = &self.metrics;
         m.requests.with_label_values(&[route, decision]).inc();
+        if outcome.reason == Some(Reason::ClientTimeout) {
+            m.client_timeouts.with_label_values(&["body"]).inc();
+        }
         if let (Some(reason), Decision::Block | Decision::WouldBlock) =
             (outcome.reason, outcome.decision)
         {
@@ -998,6 +1119,16 @@ impl ProxyHttp for Gateway {
             inspection_us = ctx.inspection.as_micros() as u64,
             "request"
         );
+    }
+
+    /// Marks a connection kept alive after this request, so the head deadline of the next
+    /// request on it allows for the keep-alive wait (see [`crate::deadline`]).
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &Ctx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        Some(Box::new(crate::deadline::KeptAlive))
     }
 
     /// Our own refusals are logged by `logging` as decisions, not as errors.

@@ -240,10 +240,15 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     };
     let gateway =
         Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone()).with_audit(audit.clone());
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "phi-gateway proxy",
+    // The proxy app inside the request-head deadline (slowloris; see `crate::deadline`).
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut proxy = Service::new(
+        "phi-gateway proxy".to_string(),
+        crate::deadline::HeadDeadline::new(
+            proxy,
+            prepared.snapshot.clone(),
+            prepared.metrics.clone(),
+        ),
     );
     let listen = config.listen.address.to_string();
     proxy.add_tls_with_settings(&listen, None, tls);

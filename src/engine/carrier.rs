@@ -198,28 +198,11 @@ fn transcode_utf16(bytes: &[u8], charset: Option<&str>) -> Option<String> {
         _ => match charset {
             Some("utf-16le") => (true, bytes),
             Some("utf-16be") => (false, bytes),
-            _ => {
-                let sample = bytes.get(..4096).unwrap_or(bytes);
-                if sample.len() < 4 {
-                    return None;
-                }
-                let pairs = sample.len() / 2;
-                let even = sample.iter().step_by(2).filter(|b| **b == 0).count();
-                let odd = sample
-                    .iter()
-                    .skip(1)
-                    .step_by(2)
-                    .filter(|b| **b == 0)
-                    .count();
-                if odd * 10 >= pairs * 4 && even * 20 < pairs {
-                    (true, bytes)
-                } else if (even * 10 >= pairs * 4 && odd * 20 < pairs) || charset == Some("utf-16")
-                {
-                    (false, bytes)
-                } else {
-                    return None;
-                }
-            }
+            _ => match utf16_by_nuls(bytes) {
+                Some(le) => (le, bytes),
+                None if charset == Some("utf-16") => (false, bytes),
+                None => return None,
+            },
         },
     };
     let units = body.chunks_exact(2).map(|c| match c {
@@ -232,6 +215,30 @@ fn transcode_utf16(bytes: &[u8], charset: Option<&str>) -> Option<String> {
             .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
             .collect(),
     )
+}
+
+/// Whether the bytes themselves look like UTF-16 by their NUL pattern (ASCII text in UTF-16
+/// has a zero in every other byte): `Some(true)` little-endian, `Some(false)` big-endian.
+fn utf16_by_nuls(bytes: &[u8]) -> Option<bool> {
+    let sample = bytes.get(..4096).unwrap_or(bytes);
+    if sample.len() < 4 {
+        return None;
+    }
+    let pairs = sample.len() / 2;
+    let even = sample.iter().step_by(2).filter(|b| **b == 0).count();
+    let odd = sample
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .filter(|b| **b == 0)
+        .count();
+    if odd * 10 >= pairs * 4 && even * 20 < pairs {
+        Some(true)
+    } else if even * 10 >= pairs * 4 && odd * 20 < pairs {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// How locations are written for one payload.
@@ -269,6 +276,25 @@ pub(crate) fn scan_payload(
     let mut chain = chain.to_vec();
     let text: Cow<'_, str> = match transcode_utf16(bytes, charset) {
         Some(s) => {
+            // A BOM or a charset parameter can claim UTF-16 for bytes that are not: `FF FE`
+            // in front of ASCII decodes to CJK noise, while an upstream that ignores the claim
+            // reads the ASCII (and the SSN in it). Unless the bytes' own NUL pattern agrees
+            // with the claim, scan them as 8-bit text as well.
+            let unmarked = bytes
+                .strip_prefix(b"\xFF\xFE")
+                .or_else(|| bytes.strip_prefix(b"\xFE\xFF"))
+                .unwrap_or(bytes);
+            if utf16_by_nuls(unmarked).is_none() {
+                scan_text(
+                    sc,
+                    unmarked,
+                    &String::from_utf8_lossy(unmarked),
+                    media,
+                    chain.clone(),
+                    base,
+                    layers,
+                );
+            }
             chain.push("utf16");
             Cow::Owned(s)
         }
@@ -281,7 +307,20 @@ pub(crate) fn scan_payload(
             }
         }
     };
-    let text: &str = &text;
+    scan_text(sc, bytes, &text, media, chain, base, layers);
+}
+
+/// Scans a payload already decoded to `text` (`bytes` is the same payload undecoded, for
+/// multipart, which splits on raw boundaries).
+fn scan_text(
+    sc: &mut Scanner<'_>,
+    bytes: &[u8],
+    text: &str,
+    media: Media,
+    mut chain: Vec<&'static str>,
+    base: Base<'_>,
+    layers: usize,
+) {
     if media == Media::Form {
         chain.push("form");
         scan_form(sc, text, base.form_prefix, &chain, layers);

@@ -628,6 +628,37 @@ fn utf16_bodies() {
     );
 }
 
+/// A UTF-16 byte-order mark (or a UTF-16 charset) in front of plain ASCII must not hide it:
+/// decoded as UTF-16 it is noise, but an upstream that ignores the mark reads the SSN.
+#[test]
+fn utf16_claims_on_ascii_bodies_do_not_hide_phi() {
+    for bom in [&b"\xFF\xFE"[..], b"\xFE\xFF"] {
+        let mut b = bom.to_vec();
+        b.extend_from_slice(br#"{"ssn":"536-22-1234"}"#);
+        let s = body(Some("application/json"), None, &b).expect("scans");
+        assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
+        let s = body(Some("text/plain"), None, &b).expect("scans");
+        assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+    }
+    let s = body(
+        Some("text/plain; charset=utf-16le"),
+        None,
+        b"patient SSN 536-22-1234 on file",
+    )
+    .expect("scans");
+    assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+    // A real UTF-16 body with a BOM is read once, as UTF-16 (no duplicate findings).
+    let mut le = b"\xFF\xFE".to_vec();
+    le.extend(r#"{"ssn":"536-22-1234"}"#.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    let s = body(Some("application/json"), None, &le).expect("scans");
+    assert!(
+        has(&s, "us-ssn", "body:/ssn", "utf16>json"),
+        "{:?}",
+        hits(&s)
+    );
+    assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+}
+
 #[test]
 fn findings_are_ordered_and_deterministic() {
     let t = "SSN 536-22-1234 and ssn 536-22-1235; card 4526 0181 5908 3012";

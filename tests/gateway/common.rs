@@ -152,15 +152,29 @@ impl Recorded {
     }
 }
 
+/// How a [`RecordingUpstream`] answers each complete request it recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UpstreamMode {
+pub enum UpstreamMode {
     /// Answer 200 to every complete request, keep-alive.
     Answer,
     /// Record, never answer.
     Hang,
     /// Like `Answer`, but wait this long before answering each request.
     Slow(Duration),
+    /// Write the status line and half the headers, then reset the connection (RST).
+    ResetInHeaders,
+    /// Write a complete 200 header (`content-length: 64`) and 10 body bytes, then reset.
+    ResetInBody,
+    /// Write bytes that are not HTTP at all, then close.
+    Garbage,
+    /// Write the status line and part of a header line, then close cleanly (FIN).
+    TruncatedHeaders,
+    /// Write a complete 200 header (`content-length: 64`) and 10 body bytes, then close (FIN).
+    TruncatedBody,
 }
+
+/// The 10 body bytes the misbehaving modes send before they break the response.
+pub const PARTIAL_BODY: &str = "{\"partial\":";
 
 #[derive(Default)]
 struct UpstreamState {
@@ -190,6 +204,11 @@ impl RecordingUpstream {
     /// Answers like [`RecordingUpstream::start`], each response `delay` after its request.
     pub fn start_slow(delay: Duration) -> Self {
         Self::start_mode(UpstreamMode::Slow(delay))
+    }
+
+    /// Records like [`RecordingUpstream::start`] and answers according to `mode`.
+    pub fn start_with(mode: UpstreamMode) -> Self {
+        Self::start_mode(mode)
     }
 
     fn start_mode(mode: UpstreamMode) -> Self {
@@ -497,6 +516,9 @@ fn serve_connection(
         if let UpstreamMode::Slow(delay) = mode {
             thread::sleep(delay);
         }
+        if misbehave(&mut stream, mode) {
+            return;
+        }
         let body = format!("{{\"upstream\":\"recording\",\"request\":{served}}}");
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{}",
@@ -511,6 +533,56 @@ fn serve_connection(
         if stream.write_all(resp.as_bytes()).is_err() || close_after {
             return;
         }
+    }
+}
+
+/// Answers the way a broken upstream would for the misbehaving modes; returns true when it
+/// did (the connection is finished then).
+fn misbehave(stream: &mut TcpStream, mode: UpstreamMode) -> bool {
+    let head_200 =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n";
+    let (bytes, reset) = match mode {
+        UpstreamMode::ResetInHeaders => ("HTTP/1.1 200 OK\r\ncontent-type: appl".to_string(), true),
+        UpstreamMode::ResetInBody => (format!("{head_200}{PARTIAL_BODY}"), true),
+        UpstreamMode::Garbage => (
+            "\u{0}\u{1}SSH-2.0-not-http garbage \u{7f}\r\n\r\n\r\n".to_string(),
+            false,
+        ),
+        UpstreamMode::TruncatedHeaders => ("HTTP/1.1 200 OK\r\ncontent-ty".to_string(), false),
+        UpstreamMode::TruncatedBody => (format!("{head_200}{PARTIAL_BODY}"), false),
+        UpstreamMode::Answer | UpstreamMode::Hang | UpstreamMode::Slow(_) => return false,
+    };
+    let _ = stream.write_all(bytes.as_bytes());
+    let _ = stream.flush();
+    // Let the gateway read what was written before the connection breaks, so the test
+    // exercises "broke after N bytes", not "refused".
+    thread::sleep(Duration::from_millis(100));
+    if reset {
+        // The caller drops the stream next: close(2) with linger 0 sends RST.
+        set_linger_zero(stream);
+    } else {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    true
+}
+
+/// SO_LINGER {on, 0}: closing the socket then sends RST instead of FIN.
+fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live, correctly sized
+    // `linger` value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -543,6 +615,8 @@ pub struct GatewayOpts {
     pub fhir_route_extra: Vec<String>,
     /// Extra lines inside `listen:`, e.g. `"  client_auth:"`.
     pub listen_extra: Vec<String>,
+    /// Lines of a `limits:` section, e.g. `"  header_timeout_ms: 1000"` (none: no section).
+    pub limits: Vec<String>,
 }
 
 impl GatewayOpts {
@@ -561,6 +635,7 @@ impl GatewayOpts {
             audit_extra: Vec::new(),
             fhir_route_extra: Vec::new(),
             listen_extra: Vec::new(),
+            limits: Vec::new(),
         }
     }
 }
@@ -639,6 +714,11 @@ impl GatewayFiles {
             String::new()
         };
         let listen_extra: String = opts.listen_extra.iter().map(|l| format!("\n{l}")).collect();
+        let limits = if opts.limits.is_empty() {
+            String::new()
+        } else {
+            format!("limits:\n{}\n", opts.limits.join("\n"))
+        };
         let fhir_extra: String = opts
             .fhir_route_extra
             .iter()
@@ -668,7 +748,7 @@ logging:
 reload:
   watch: {watch}
   watch_interval_ms: 200
-upstreams:
+{limits}upstreams:
   - name: ehr
     address: \"{upstream}\"{tls}
     timeouts:
@@ -837,6 +917,13 @@ impl Gateway {
     /// The gateway's PID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// Whether the child process (the same PID it started with) is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Sends `signal` (a `libc::SIG*` number) to the gateway.
