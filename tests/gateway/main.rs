@@ -9,6 +9,7 @@ mod audit_header;
 mod audit_leaks;
 mod check;
 mod deploy;
+mod hostile_tls;
 mod leaks;
 mod lifecycle;
 mod limits;
