@@ -266,20 +266,18 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     };
     let gateway =
         Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone()).with_audit(audit.clone());
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "phi-gateway proxy",
-    );
-    if let Some(app) = proxy.app_logic_mut() {
-        app.h2_options = Some(h2_options());
-        let mut options = HttpServerOptions::default();
-        // pingora's default is no idle timeout at all for HTTP/2 (HTTP/1.1 keep-alive gets
-        // 60 s): without one, idle HTTP/2 connections would pile up until file descriptors
-        // run out.
-        options.h2_idle_timeout = Some(config.listen.http2_idle_timeout);
-        app.server_options = Some(options);
-    }
+    // What `pingora::proxy::http_proxy_service_with_name` builds, plus the HTTP/2 limits and
+    // a deadline for the HTTP/2 preface around it (see crate::preface).
+    let mut http = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    http.handle_init_modules();
+    http.h2_options = Some(h2_options());
+    let mut options = HttpServerOptions::default();
+    // pingora's default is no idle timeout at all for HTTP/2 (HTTP/1.1 keep-alive gets 60 s):
+    // without one, idle HTTP/2 connections would pile up until file descriptors run out.
+    options.h2_idle_timeout = Some(config.listen.http2_idle_timeout);
+    http.server_options = Some(options);
+    let app = crate::preface::PrefaceGuard::new(http, config.listen.http2_idle_timeout);
+    let mut proxy = Service::new("phi-gateway proxy".to_string(), app);
     let listen = config.listen.address.to_string();
     proxy.add_tls_with_settings(&listen, None, tls);
     server.add_service(proxy);

@@ -1464,3 +1464,81 @@ async fn idle_http2_connection_is_closed_after_the_idle_timeout() {
     );
     assert_serves_normally(&gw, &up, "after-idle").await;
 }
+
+/// pingora runs the h2 handshake without a timeout, so a client that negotiates h2 and never
+/// sends the 24-byte preface would hold its connection forever (observed: still open after
+/// 75 s before the fix). The gateway's preface deadline (src/preface.rs, the same
+/// `listen.http2_idle_timeout_ms`) closes it: a silent client and one that trickles the
+/// preface a byte every 250 ms are both cut off after the timeout, never answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_trickled_http2_preface_is_cut_off_at_the_idle_timeout() {
+    let up = RecordingUpstream::start();
+    let mut opts = GatewayOpts::new(up.addr());
+    opts.listen_extra
+        .push("  http2_idle_timeout_ms: 1500".into());
+    let gw = Gateway::start(opts);
+    let (ca, port) = (gw.ca_pem_path(), gw.port());
+    let silent = {
+        let (ca, port) = (ca.clone(), port);
+        tokio::task::spawn_blocking(move || {
+            let mut c = RawH2::connect_tls(&ca, port);
+            // Not even a SETTINGS ACK: that would be read as a (bad) preface.
+            c.auto_ack = false;
+            let start = Instant::now();
+            let early = c.wait_for(Duration::from_millis(1_000), |c| c.closed);
+            let closed = c.wait_closed(Duration::from_secs(10));
+            (c, early, closed, start.elapsed())
+        })
+    };
+    let trickle = tokio::task::spawn_blocking(move || {
+        let mut c = RawH2::connect_tls(&ca, port);
+        c.auto_ack = false;
+        let start = Instant::now();
+        for b in PREFACE {
+            if !c.send(&[*b], TIMEOUT) || c.closed {
+                break;
+            }
+            c.wait_for(Duration::from_millis(250), |c| c.closed);
+        }
+        let closed = c.wait_closed(Duration::from_secs(10));
+        (c, closed, start.elapsed())
+    });
+    let (c, early, closed, took) = silent.await.unwrap();
+    assert!(
+        !early,
+        "silent client closed before the timeout: {}",
+        c.describe()
+    );
+    assert!(
+        closed,
+        "silent client still open after {took:?}: {}",
+        c.describe()
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "silent client closed only after {took:?}"
+    );
+    // The server's SETTINGS (sent first in the handshake) and nothing after it.
+    assert!(
+        c.frames.iter().all(|f| f.kind == SETTINGS),
+        "{}",
+        c.describe()
+    );
+    let (c, closed, took) = trickle.await.unwrap();
+    assert!(
+        closed,
+        "trickling client still open after {took:?}: {}",
+        c.describe()
+    );
+    assert!(
+        c.sent < PREFACE.len(),
+        "the whole preface got through: {}",
+        c.describe()
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "trickling client closed only after {took:?}"
+    );
+    up.assert_untouched("a connection without an HTTP/2 preface");
+    assert_serves_normally(&gw, &up, "after-no-preface").await;
+}
