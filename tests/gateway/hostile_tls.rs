@@ -76,10 +76,10 @@ fn assert_process_alive(gw: &Gateway) {
 }
 
 /// The gateway is alive and answers a normal TLS 1.3 client over HTTP/1.1 and HTTP/2 with a
-/// proxied 200; the upstream sees exactly these two requests (ids `{tag}-h1`, `{tag}-h2`).
+/// proxied 200; the upstream sees each of these two requests (ids `{tag}-h1`, `{tag}-h2`)
+/// exactly once.
 async fn assert_serves_normally(gw: &Gateway, up: &RecordingUpstream, tag: &str) {
     assert_process_alive(gw);
-    let before = up.requests().len();
     for h2 in [false, true] {
         let id = format!("{tag}-{}", if h2 { "h2" } else { "h1" });
         let resp = gw
@@ -98,10 +98,16 @@ async fn assert_serves_normally(gw: &Gateway, up: &RecordingUpstream, tag: &str)
         assert_eq!(resp.version(), want, "{id}");
     }
     up.quiesce();
-    let reqs = up.requests();
-    let new: Vec<&str> = reqs[before..].iter().map(|r| r.request_line()).collect();
+    // Only these two requests carry this tag (the attack's own requests are checked by each
+    // test).
+    let mine: Vec<String> = up
+        .requests()
+        .iter()
+        .filter(|r| r.request_line().contains(&format!("/fhir/Patient/{tag}-")))
+        .map(|r| r.request_line().to_string())
+        .collect();
     assert_eq!(
-        new,
+        mine,
         [
             format!("GET /fhir/Patient/{tag}-h1 HTTP/1.1"),
             format!("GET /fhir/Patient/{tag}-h2 HTTP/1.1"),
@@ -889,6 +895,20 @@ impl RawH2 {
             })
     }
 
+    /// `(stream, error code)` of every RST_STREAM received.
+    fn resets(&self) -> Vec<(u32, u32)> {
+        self.frames
+            .iter()
+            .filter(|f| f.kind == RST_STREAM)
+            .map(|f| {
+                (
+                    f.stream,
+                    u32::from_be_bytes([f.payload[0], f.payload[1], f.payload[2], f.payload[3]]),
+                )
+            })
+            .collect()
+    }
+
     /// The `:status` of the first HEADERS frame on `stream`, if one arrived.
     fn status(&self, stream: u32) -> Option<u16> {
         self.frames
@@ -1249,7 +1269,9 @@ async fn hostile_settings_are_connection_errors() {
     let up = RecordingUpstream::start();
     let gw = Gateway::start(GatewayOpts::new(up.addr()));
     let before = proc_stats(gw.pid());
-    let cases: Vec<(&str, Vec<(u16, u32)>, Vec<u8>, u32)> = vec![
+    // (case, SETTINGS values, extra frames after the preface, expected GOAWAY code)
+    type Case = (&'static str, Vec<(u16, u32)>, Vec<u8>, u32);
+    let cases: Vec<Case> = vec![
         (
             "INITIAL_WINDOW_SIZE = 2^31",
             vec![(SETTINGS_INITIAL_WINDOW_SIZE, 0x8000_0000)],
@@ -1385,7 +1407,7 @@ async fn settings_flood_is_acknowledged_once_each_with_bounded_memory() {
             .filter(|f| f.kind == SETTINGS && f.flags & ACK != 0)
             .count()
     };
-    conn.wait_for(Duration::from_secs(60), |c| acks(c) >= FRAMES + 1);
+    conn.wait_for(Duration::from_secs(60), |c| acks(c) > FRAMES);
     assert_eq!(acks(&conn), FRAMES + 1, "{}", conn.describe());
     assert!(conn.goaway().is_none(), "{}", conn.describe());
     conn.get(1, "/fhir/Patient/after-settings-flood", "settings-flood");
@@ -1541,4 +1563,120 @@ async fn missing_or_trickled_http2_preface_is_cut_off_at_the_idle_timeout() {
     );
     up.assert_untouched("a connection without an HTTP/2 preface");
     assert_serves_normally(&gw, &up, "after-no-preface").await;
+}
+
+const REFUSED_STREAM: u32 = 0x7;
+
+/// With 100 streams open (POSTs whose bodies never come), the 101st HEADERS is refused with
+/// RST_STREAM(REFUSED_STREAM) (RFC 9113 §5.1.2); the 100 stay open and the connection too.
+#[tokio::test]
+async fn stream_beyond_the_concurrency_limit_is_refused() {
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let mut c = RawH2::connect(&gw, &[]);
+    let mut bytes = Vec::new();
+    for i in 0..101u32 {
+        let block = request_block(
+            "POST",
+            &format!("/fhir/Patient/open-{i}"),
+            "concurrency",
+            &[("content-type", "application/fhir+json")],
+        );
+        bytes.extend(frame(HEADERS, END_HEADERS, 2 * i + 1, &block));
+    }
+    assert!(c.send(&bytes, TIMEOUT), "{}", c.describe());
+    c.wait_for(Duration::from_secs(3), |c| !c.resets().is_empty());
+    assert_eq!(c.resets(), [(201, REFUSED_STREAM)], "{}", c.describe());
+    assert!(!c.closed && c.goaway().is_none(), "{}", c.describe());
+    drop(c);
+    assert_serves_normally(&gw, &up, "after-concurrency").await;
+}
+
+/// A header list over the advertised 64 KiB (70 KiB of fields over HEADERS + CONTINUATION)
+/// gets h2's 431 on that stream; the connection stays usable and nothing is forwarded.
+#[tokio::test]
+async fn header_list_over_64_kib_gets_431() {
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let mut c = RawH2::connect(&gw, &[]);
+    let mut block = request_block("GET", "/fhir/Patient/big-headers", "big-headers", &[]);
+    for k in 0..70 {
+        hpack_literal(&mut block, &format!("x-big-{k}"), &[b'a'; 1_000]);
+    }
+    let pieces: Vec<&[u8]> = block.chunks(16_384).collect();
+    assert!(pieces.len() <= 5, "must stay under the CONTINUATION limit");
+    let mut bytes = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let last = i + 1 == pieces.len();
+        let (kind, flags) = match (i, last) {
+            (0, true) => (HEADERS, END_STREAM | END_HEADERS),
+            (0, false) => (HEADERS, END_STREAM),
+            (_, true) => (CONTINUATION, END_HEADERS),
+            (_, false) => (CONTINUATION, 0),
+        };
+        bytes.extend(frame(kind, flags, 1, p));
+    }
+    assert!(c.send(&bytes, TIMEOUT));
+    c.wait_response(1);
+    assert_eq!(c.status(1), Some(431), "{}", c.describe());
+    c.get(3, "/fhir/Patient/small-headers", "small-headers");
+    assert!(
+        c.frames.iter().any(|f| f.kind == HEADERS && f.stream == 3),
+        "{}",
+        c.describe()
+    );
+    assert!(c.goaway().is_none(), "{}", c.describe());
+    up.quiesce();
+    assert_eq!(
+        upstream_requests_tagged(&up, "big-headers"),
+        0,
+        "{}",
+        up.describe()
+    );
+    assert_eq!(
+        upstream_requests_tagged(&up, "small-headers"),
+        1,
+        "{}",
+        up.describe()
+    );
+}
+
+/// HPACK bomb: one ~4 KB header inserted into the dynamic table, then referenced 12,000
+/// times by one-byte indexed fields in a single 16 KiB HEADERS frame (≈ 48 MB decoded). h2
+/// stops decoding at 4× the header list limit (256 KiB) and answers
+/// GOAWAY(ENHANCE_YOUR_CALM, "header_list_way_too_large").
+#[tokio::test]
+async fn hpack_bomb_is_cut_off_with_enhance_your_calm() {
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let before = proc_stats(gw.pid());
+    let mut c = RawH2::connect(&gw, &[]);
+    let mut block = request_block("GET", "/fhir/Patient/bomb", "hpack-bomb", &[]);
+    // Literal with incremental indexing, new name: becomes dynamic table entry 62.
+    block.push(0x40);
+    hpack_int(&mut block, 7, 0, 6);
+    block.extend_from_slice(b"x-bomb");
+    hpack_int(&mut block, 7, 0, 4_000);
+    block.extend_from_slice(&[b'b'; 4_000]);
+    while block.len() < 16_384 {
+        block.push(0x80 | 62);
+    }
+    assert!(c.send(
+        &frame(HEADERS, END_STREAM | END_HEADERS, 1, &block),
+        TIMEOUT
+    ));
+    assert!(c.wait_closed(TIMEOUT), "{}", c.describe());
+    assert_eq!(
+        c.goaway(),
+        Some(GoAway {
+            last_stream: 0,
+            code: ENHANCE_YOUR_CALM,
+            debug: "header_list_way_too_large".into()
+        }),
+        "{}",
+        c.describe()
+    );
+    assert_bounded(&gw, before, "HPACK bomb");
+    up.assert_untouched("an HPACK bomb");
+    assert_serves_normally(&gw, &up, "after-hpack-bomb").await;
 }
