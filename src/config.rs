@@ -24,6 +24,9 @@ pub const DEFAULT_AUDIT_HEADER: &str = "x-hipaa-audit-id";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// Default maximum length of an audit header value.
 pub const DEFAULT_AUDIT_HEADER_MAX_LENGTH: usize = 128;
+/// Default for `listen.http2_idle_timeout_ms`: the same 60 s pingora gives an idle HTTP/1.1
+/// keep-alive connection.
+pub const DEFAULT_HTTP2_IDLE_TIMEOUT_MS: u64 = 60_000;
 
 // === raw, as written in YAML ===
 
@@ -58,6 +61,7 @@ struct RawListen {
     key_file: Spanned<PathBuf>,
     #[serde(default = "yes")]
     http2: bool,
+    http2_idle_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     client_auth: Option<RawClientAuth>,
 }
@@ -333,6 +337,9 @@ pub struct Listen {
     pub key_file: PathBuf,
     /// Offer HTTP/2 via ALPN.
     pub http2: bool,
+    /// An HTTP/2 connection with no stream in flight for this long is closed. pingora's
+    /// default is never, so an idle HTTP/2 connection would hold its socket and task forever.
+    pub http2_idle_timeout: Duration,
     /// Mutual TLS: client certificates checked against a CA.
     pub client_auth: Option<ClientAuth>,
 }
@@ -497,9 +504,13 @@ impl GatewayConfig {
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 13] = [
+        let checks: [(&'static str, bool); 14] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
+            (
+                "listen.http2_idle_timeout_ms",
+                a.listen.http2_idle_timeout != b.listen.http2_idle_timeout,
+            ),
             (
                 "listen.client_auth",
                 a.listen.client_auth != b.listen.client_auth,
@@ -668,6 +679,15 @@ fn validate(
         cert_file: resolve(&raw.listen.cert_file.value),
         key_file: resolve(&raw.listen.key_file.value),
         http2: raw.listen.http2,
+        http2_idle_timeout: Duration::from_millis(
+            bounded(
+                raw.listen.http2_idle_timeout_ms.as_ref(),
+                DEFAULT_HTTP2_IDLE_TIMEOUT_MS,
+                100,
+                3_600_000,
+            )
+            .map_err(|(s, m)| err(s, "listen.http2_idle_timeout_ms", m))?,
+        ),
         client_auth: match &raw.listen.client_auth {
             Some(c) => {
                 let ca_file = resolve(&c.ca_file.value);
@@ -1420,6 +1440,24 @@ routes:
         assert!(r.inspect.body && r.inspect.query);
         assert_eq!(c.listen.cert_file, Path::new("/etc/gw/tls/server.pem"));
         assert!(c.listen.http2);
+        assert_eq!(c.listen.http2_idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn http2_idle_timeout_is_bounded() {
+        let with = |v: &str| {
+            MINIMAL.replace(
+                "  key_file: tls/server.key\n",
+                &format!("  key_file: tls/server.key\n  http2_idle_timeout_ms: {v}\n"),
+            )
+        };
+        let c = parse(&with("1500")).unwrap();
+        assert_eq!(c.listen.http2_idle_timeout, Duration::from_millis(1500));
+        for bad in ["0", "99", "3600001"] {
+            let e = parse(&with(bad)).unwrap_err();
+            assert_eq!(e.field, "listen.http2_idle_timeout_ms", "{bad}: {e}");
+            assert!(e.message.contains("between 100 and 3600000"), "{e}");
+        }
     }
 
     #[test]

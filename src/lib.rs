@@ -11,7 +11,8 @@
 //! - [`admin`], [`metrics`], [`logging`]: observability;
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, verify);
 //! - [`tls`]: TLS 1.3-only provider, certificates, development CA;
-//! - [`server`]: wiring and lifecycle; [`demo`]: the sample EHR and demo setup;
+//! - [`server`]: wiring and lifecycle; [`preface`]: the HTTP/2 preface deadline;
+//!   [`demo`]: the sample EHR and demo setup;
 //! - [`yaml`]: YAML parsing with file:line:field errors.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod preface;
 pub mod proxy;
 pub mod reload;
 pub mod rules;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -145,6 +147,30 @@ pub fn config_hash(config: &GatewayConfig, rules: &RuleSet) -> String {
         .collect()
 }
 
+/// Concurrent streams one HTTP/2 connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Largest decoded request header list on HTTP/2 (SETTINGS_MAX_HEADER_LIST_SIZE). The h2 crate
+/// derives its CONTINUATION limit from it: 64 KiB / 16 KiB frames + 25% = 5 frames.
+pub const H2_MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+/// Streams the client resets before the gateway accepted them, per connection, before it is
+/// closed with GOAWAY ENHANCE_YOUR_CALM (the CVE-2023-44487 "rapid reset" guard).
+pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the gateway itself resets because the client sent something invalid, per
+/// connection, before GOAWAY ENHANCE_YOUR_CALM (the "MadeYouReset" guard, CVE-2025-8671).
+pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// The HTTP/2 limits of the listener. These are pingora 0.9's and h2 0.4's defaults today;
+/// they are set here explicitly so that an upgrade that changes a default cannot loosen them
+/// silently (tests/gateway/hostile_tls.rs checks each on the wire).
+fn h2_options() -> H2Options {
+    let mut o = H2Options::default();
+    o.max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_BYTES)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
+    o
+}
+
 /// Extra services the demo adds next to the gateway.
 pub struct Extra {
     /// Address for the built-in sample EHR, if it should run.
@@ -240,16 +266,24 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     };
     let gateway =
         Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone()).with_audit(audit.clone());
-    // The proxy app inside the request-head deadline (slowloris; see `crate::deadline`).
-    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
-    let mut proxy = Service::new(
-        "phi-gateway proxy".to_string(),
-        crate::deadline::HeadDeadline::new(
-            proxy,
-            prepared.snapshot.clone(),
-            prepared.metrics.clone(),
-        ),
+    // What `pingora::proxy::http_proxy_service_with_name` builds, plus the HTTP/2 limits,
+    // inside the request-head deadline (slowloris; see `crate::deadline`) and a deadline for
+    // the HTTP/2 preface around it (see `crate::preface`).
+    let mut http = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    http.handle_init_modules();
+    http.h2_options = Some(h2_options());
+    let mut options = HttpServerOptions::default();
+    // pingora's default is no idle timeout at all for HTTP/2 (HTTP/1.1 keep-alive gets 60 s):
+    // without one, idle HTTP/2 connections would pile up until file descriptors run out.
+    options.h2_idle_timeout = Some(config.listen.http2_idle_timeout);
+    http.server_options = Some(options);
+    let http = crate::deadline::HeadDeadline::new(
+        http,
+        prepared.snapshot.clone(),
+        prepared.metrics.clone(),
     );
+    let app = crate::preface::PrefaceGuard::new(http, config.listen.http2_idle_timeout);
+    let mut proxy = Service::new("phi-gateway proxy".to_string(), app);
     let listen = config.listen.address.to_string();
     proxy.add_tls_with_settings(&listen, None, tls);
     server.add_service(proxy);

@@ -10,6 +10,7 @@ mod audit_leaks;
 mod check;
 mod deploy;
 mod hostile;
+mod hostile_tls;
 mod leaks;
 mod lifecycle;
 mod limits;
