@@ -15,6 +15,8 @@
 mod carrier;
 mod classify;
 mod decode;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hl7;
 pub mod http;
 mod normalize;
