@@ -8,9 +8,13 @@ demo:
 	$(CARGO) run --release --locked -- demo
 
 ## The whole test suite: formatting, lints, unit and integration tests, the rule pack's own tests.
+## The fuzz targets (fuzz/, a workspace of its own) are formatted and linted too, without linking
+## libFuzzer and sharing ./target, so they keep compiling at the cost of a few seconds.
 test:
 	./.ci/setup test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) clippy --locked --manifest-path fuzz/Cargo.toml --no-default-features --all-targets --target-dir target -- -D warnings
 	$(CARGO) test --locked
 	$(CARGO) run --locked --quiet -- rules test rules

@@ -131,6 +131,28 @@ fn parse_json(text: &str) -> Result<Node<'_>, serde_json::Error> {
     Ok(node)
 }
 
+/// Every key and string value of a JSON document in document order (for the fuzz facade),
+/// or `None` when `text` does not parse.
+pub(crate) fn json_strings(text: &str) -> Option<Vec<String>> {
+    fn collect(node: &Node<'_>, out: &mut Vec<String>) {
+        match node {
+            Node::Str(s) => out.push(s.to_string()),
+            Node::Arr(items) => items.iter().for_each(|n| collect(n, out)),
+            Node::Obj(members) => {
+                for (k, v) in members {
+                    out.push(k.to_string());
+                    collect(v, out);
+                }
+            }
+            Node::Null | Node::Bool | Node::Num(_) => {}
+        }
+    }
+    let node = parse_json(text).ok()?;
+    let mut out = Vec::new();
+    collect(&node, &mut out);
+    Some(out)
+}
+
 /// How a payload is to be interpreted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Media {
@@ -421,7 +443,7 @@ fn mime_param(value: &str, name: &str) -> Option<String> {
 }
 
 /// Decodes quoted-printable (RFC 2045): `=XX` escapes and `=` soft line breaks.
-fn quoted_printable(body: &[u8]) -> Vec<u8> {
+pub(crate) fn quoted_printable(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     let mut i = 0;
     let hexv = |b: u8| char::from(b).to_digit(16);

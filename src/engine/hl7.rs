@@ -134,6 +134,11 @@ fn unescape(value: &str, d: Delims) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`unescape`] with the delimiters an `MSH` line declares (for the fuzz facade).
+pub(crate) fn unescape_with(msh: &str, value: &str) -> String {
+    unescape(value, Delims::from_msh(msh)).into_owned()
+}
+
 /// Scans every field of every segment of an ER7 message (or several, one after the other).
 pub(crate) fn scan_hl7(sc: &mut Scanner<'_>, text: &str, prefix: &str, chain: &[&'static str]) {
     let mut d = Delims::from_msh(text.trim_start_matches(['\r', '\n', ' ', '\t', '\u{feff}']));

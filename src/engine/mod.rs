@@ -16,6 +16,8 @@ mod carrier;
 mod classify;
 mod decode;
 pub(crate) mod fastpath;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hl7;
 pub mod http;
 mod normalize;

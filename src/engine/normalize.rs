@@ -47,7 +47,17 @@ impl OffsetMap {
         }
         let idx = self.anchors.partition_point(|(o, _)| *o <= out);
         match idx.checked_sub(1).and_then(|i| self.anchors.get(i)) {
-            Some((o, s)) => s + (out - o),
+            Some((o, s)) => {
+                let linear = s + (out - o);
+                // Between two anchors lies either unchanged text (same length on both sides,
+                // so this is exact) or one replaced character. A character that expanded
+                // (NFKC turns the 3-byte U+FDFA into 33 bytes) must not map past its own end,
+                // which for the last character is past the end of the input.
+                match self.anchors.get(idx) {
+                    Some((_, next)) => linear.min(*next),
+                    None => linear,
+                }
+            }
             None => out,
         }
     }
@@ -425,6 +435,20 @@ mod tests {
         assert_eq!(norm("536\u{00A0}22\u{202F}1234"), "536 22 1234");
         assert_eq!(norm("\u{FEFF}①"), "1");
         assert_eq!(norm("no change: é ü 中"), "no change: é ü 中");
+    }
+
+    #[test]
+    fn offsets_inside_an_expanded_character_stay_inside_it() {
+        // Found by the `decode_text` fuzz target: offsets inside the 33-byte NFKC expansion of
+        // U+FDFA (3 bytes) mapped up to 30 bytes past the end of the input.
+        for input in ["\u{FDFA}", "a \u{FDFA}", "\u{FDFA} b", "５\u{FDFA}６"] {
+            let (out, map) = normalize(input);
+            let map = map.expect("the text changed");
+            for i in 0..=out.len() {
+                assert!(map.to_source(i) <= input.len(), "{input:?}: offset {i}");
+            }
+            assert_eq!(map.to_source(out.len()), input.len(), "{input:?}");
+        }
     }
 
     #[test]

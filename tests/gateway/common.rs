@@ -318,6 +318,24 @@ impl Drop for RecordingUpstream {
     }
 }
 
+/// Asserts that exactly one complete `POST <path>` reached `up` and that its body is `body`,
+/// byte for byte (and its Content-Length, if any, says so).
+pub fn assert_forwarded_exactly(up: &RecordingUpstream, path: &str, body: &[u8]) {
+    let reqs = up.requests();
+    let matching: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.request_line().starts_with(&format!("POST {path} ")))
+        .collect();
+    assert_eq!(matching.len(), 1, "{}", up.describe());
+    let r = matching[0];
+    assert!(r.complete, "{}", up.describe());
+    assert_eq!(r.body.len(), body.len(), "forwarded body length differs");
+    assert!(r.body == body, "forwarded body differs from what was sent");
+    if let Some(cl) = r.header("content-length") {
+        assert_eq!(cl, body.len().to_string());
+    }
+}
+
 /// Reads more bytes into `buf`. `Ok(0)` = peer closed; `Err` = stop requested or I/O error.
 fn read_more(
     stream: &mut TcpStream,

@@ -19,6 +19,7 @@ mod monitor;
 mod mtls;
 mod phi;
 mod postgres;
+mod properties;
 mod reload;
 mod scan;
 mod tls;

@@ -105,22 +105,6 @@ async fn gzip_body_with_ssn_is_blocked() {
     assert_body_blocked(false, gz, Some("gzip")).await;
 }
 
-fn assert_forwarded_exactly(up: &RecordingUpstream, path: &str, body: &[u8]) {
-    let reqs = up.requests();
-    let matching: Vec<_> = reqs
-        .iter()
-        .filter(|r| r.request_line().starts_with(&format!("POST {path} ")))
-        .collect();
-    assert_eq!(matching.len(), 1, "{}", up.describe());
-    let r = matching[0];
-    assert!(r.complete, "{}", up.describe());
-    assert_eq!(r.body.len(), body.len(), "forwarded body length differs");
-    assert!(r.body == body, "forwarded body differs from what was sent");
-    if let Some(cl) = r.header("content-length") {
-        assert_eq!(cl, body.len().to_string());
-    }
-}
-
 /// Sends a small and a 100 KB clean body with Content-Length over HTTP/1.1 or HTTP/2 and
 /// checks the upstream received each one byte for byte.
 async fn clean_bodies_are_forwarded_exactly(h2: bool) {
