@@ -1,5 +1,5 @@
-# The README's two commands: `make demo` and `make test`.
-.PHONY: demo test lint
+# The README's two commands: `make demo` and `make test`; `make bench-load` is BENCHMARKS.md's.
+.PHONY: demo test lint bench-load
 CARGO ?= cargo
 
 ## Run the gateway with its built-in demo (sample EHR, dev CA, default rules).
@@ -18,3 +18,9 @@ test:
 	$(CARGO) clippy --locked --manifest-path fuzz/Cargo.toml --no-default-features --all-targets --target-dir target -- -D warnings
 	$(CARGO) test --locked
 	$(CARGO) run --locked --quiet -- rules test rules
+
+## Side-by-side load benchmark against nginx, nginx + ModSecurity + CRS and haproxy (BENCHMARKS.md).
+## About 30 minutes with the defaults; pass flags with BENCH_ARGS="--duration 2 --runs 1".
+bench-load:
+	./.ci/setup bench
+	CARGO=$(CARGO) benches/load/run $(BENCH_ARGS)
