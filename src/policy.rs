@@ -117,6 +117,10 @@ pub enum Reason {
     UpstreamTimeout,
     /// The upstream broke the exchange.
     UpstreamError,
+    /// The upstream answered while the request body was still held back for inspection. Its
+    /// answer cannot stand for a request the gateway has not decided on (it might carry PHI
+    /// and be refused), so it is dropped; the held body never reaches the upstream.
+    UpstreamEarlyResponse,
     /// The client sent something HTTP-invalid, or ambiguous framing (both Content-Length and
     /// Transfer-Encoding, a classic request-smuggling shape).
     BadRequest,
@@ -149,6 +153,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::UpstreamError => "upstream_error",
+            Reason::UpstreamEarlyResponse => "upstream_early_response",
             Reason::BadRequest => "bad_request",
             Reason::ClientTimeout => "client_timeout",
             Reason::UriTooLong => "uri_too_long",
@@ -172,7 +177,9 @@ impl Reason {
             Reason::ClientTimeout => 408,
             Reason::UriTooLong => 414,
             Reason::HeadersTooLarge => 431,
-            Reason::UpstreamUnavailable | Reason::UpstreamError => 502,
+            Reason::UpstreamUnavailable | Reason::UpstreamError | Reason::UpstreamEarlyResponse => {
+                502
+            }
             Reason::UpstreamTimeout => 504,
             Reason::InternalError => 500,
             // RFC 9112 §6.1: a transfer coding the server does not implement gets 501.
@@ -201,6 +208,9 @@ impl Reason {
             Reason::UpstreamUnavailable => "the upstream service is unavailable",
             Reason::UpstreamTimeout => "the upstream service did not answer in time",
             Reason::UpstreamError => "the upstream service failed",
+            Reason::UpstreamEarlyResponse => {
+                "the upstream service answered before the request body was inspected"
+            }
             Reason::BadRequest => "the request is not valid HTTP",
             Reason::ClientTimeout => "the request was not received in time",
             Reason::UriTooLong => "the request target exceeds the size limit",

@@ -173,6 +173,8 @@ pub struct Ctx {
     body_digest: Option<ring::digest::Context>,
     /// The audit record was written (or attempted) already.
     audit_done: bool,
+    /// Body bytes are held back and the verdict is not in yet.
+    body_pending: bool,
 }
 
 impl Ctx {
@@ -387,6 +389,9 @@ fn header_selected(selectors: &[String], name: &str) -> bool {
 fn classify_error(e: &Error) -> (u16, Reason) {
     use ErrorType::*;
     match e.etype() {
+        Custom(c) if *c == Reason::UpstreamEarlyResponse.as_str() => {
+            (502, Reason::UpstreamEarlyResponse)
+        }
         HTTPStatus(code) => {
             let reason = match code {
                 403 => Reason::PhiDetected,
@@ -788,6 +793,7 @@ impl ProxyHttp for Gateway {
             inspected: false,
             body_digest: None,
             audit_done: false,
+            body_pending: false,
         }
     }
 
@@ -803,7 +809,13 @@ impl ProxyHttp for Gateway {
                 ctx.fail_closed();
                 Reason::AuditUnavailable
             }
-            None => return Ok(false),
+            None => {
+                // A body that will be held back is pending from the start: the upstream could
+                // answer before the first body byte arrives (see `response_filter`).
+                ctx.body_pending = !session.is_body_empty()
+                    && ctx.route().is_some_and(|r| r.inspect.body);
+                return Ok(false);
+            }
         };
         // Drain up to the route's cap plus the same allowance the streaming path gives, so an
         // oversize upload still reads our 413. Unrouted requests get no allowance.
@@ -924,6 +936,7 @@ impl ProxyHttp for Gateway {
 
         let hold = route.inspect.body && !ctx.skip_body;
         if !hold {
+            ctx.body_pending = false;
             // Not inspected: stream through. An empty final chunk becomes None so pingora does
             // not write a second terminating chunk upstream (pingora#935).
             *body = chunk.filter(|c| !c.is_empty() || !end_of_stream);
@@ -946,9 +959,11 @@ impl ProxyHttp for Gateway {
             ctx.body.extend_from_slice(&c);
         }
         if !end_of_stream {
+            ctx.body_pending = true;
             *body = Some(Bytes::new()); // hold back; `None` here would end the upstream body
             return Ok(());
         }
+        ctx.body_pending = false;
 
         if ctx.body.is_empty() {
             return Ok(()); // bodiless request: nothing to inspect, and `None` stays `None`
@@ -980,6 +995,16 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
+        if ctx.body_pending {
+            // The upstream answered from the head alone while the body is still held back
+            // (e.g. a server that replies without reading). Passing that answer on would tell
+            // the client its request went through, and the audit record would say `allow`,
+            // for a body that may yet be refused: answer 502 instead (see `fail_to_proxy`).
+            return Err(Error::explain(
+                ErrorType::Custom(Reason::UpstreamEarlyResponse.as_str()),
+                "upstream answered before the request body was inspected",
+            ));
+        }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if self.audit.is_some() {
             let outcome = ctx.decision(None);
@@ -1039,7 +1064,10 @@ impl ProxyHttp for Gateway {
             });
             if matches!(
                 reason,
-                Reason::UpstreamTimeout | Reason::UpstreamUnavailable | Reason::UpstreamError
+                Reason::UpstreamTimeout
+                    | Reason::UpstreamUnavailable
+                    | Reason::UpstreamError
+                    | Reason::UpstreamEarlyResponse
             ) {
                 self.metrics
                     .upstream_errors

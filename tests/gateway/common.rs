@@ -171,6 +171,9 @@ pub enum UpstreamMode {
     TruncatedHeaders,
     /// Write a complete 200 header (`content-length: 64`) and 10 body bytes, then close (FIN).
     TruncatedBody,
+    /// Answer a complete 200 as soon as the request head arrives, before reading the body
+    /// (then keep recording what arrives), like nginx `return 200`.
+    AnswerBeforeBody,
 }
 
 /// The 10 body bytes the misbehaving modes send before they break the response.
@@ -480,6 +483,12 @@ fn serve_connection(
         if expect_continue && mode != UpstreamMode::Hang {
             let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        if mode == UpstreamMode::AnswerBeforeBody {
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{\"early\":true}\n",
+            );
+            let _ = stream.flush();
+        }
         // Body.
         loop {
             let used;
@@ -534,6 +543,9 @@ fn serve_connection(
         if let UpstreamMode::Slow(delay) = mode {
             thread::sleep(delay);
         }
+        if mode == UpstreamMode::AnswerBeforeBody {
+            continue; // answered already, from the head alone
+        }
         if misbehave(&mut stream, mode) {
             return;
         }
@@ -568,7 +580,10 @@ fn misbehave(stream: &mut TcpStream, mode: UpstreamMode) -> bool {
         ),
         UpstreamMode::TruncatedHeaders => ("HTTP/1.1 200 OK\r\ncontent-ty".to_string(), false),
         UpstreamMode::TruncatedBody => (format!("{head_200}{PARTIAL_BODY}"), false),
-        UpstreamMode::Answer | UpstreamMode::Hang | UpstreamMode::Slow(_) => return false,
+        UpstreamMode::Answer
+        | UpstreamMode::Hang
+        | UpstreamMode::Slow(_)
+        | UpstreamMode::AnswerBeforeBody => return false,
     };
     let _ = stream.write_all(bytes.as_bytes());
     let _ = stream.flush();

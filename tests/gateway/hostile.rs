@@ -1464,3 +1464,50 @@ fn upstream_breaking_inside_its_response_body_truncates_the_response() {
         assert_answers(&mut gw);
     }
 }
+
+/// Regression: an upstream that answers from the request head alone (nginx `return 200`)
+/// while the gateway still holds the body back used to have its 200 passed on, and the audit
+/// record said `allow`, for a body that carried an SSN. The answer must be a 502 with our
+/// body, the record an `error`, and the held body must never reach the upstream.
+#[test]
+fn upstream_answering_before_the_body_is_inspected_gets_502() {
+    let up = RecordingUpstream::start_with(UpstreamMode::AnswerBeforeBody);
+    let mut gw = Gateway::start(GatewayOpts::new(up.addr()));
+    for (body, what) in [
+        (ssn_patient().into_bytes(), "ssn"),
+        (clean_patient().into_bytes(), "clean"),
+    ] {
+        let req = post(
+            "/fhir/Patient",
+            &format!("early-{what}"),
+            "application/fhir+json",
+            "",
+            &body,
+        );
+        let split = req.len() - body.len();
+        let mut tls = connect(&gw);
+        tls.write_all(&req[..split]).expect("write head");
+        tls.flush().unwrap();
+        // Let the upstream see the head and answer before any body byte is sent.
+        std::thread::sleep(Duration::from_millis(400));
+        let _ = tls.write_all(&req[split..]);
+        let _ = tls.flush();
+        let x = read_exchange(&mut tls, Duration::from_millis(1500));
+        let r = x.only().refusal(502, "upstream_early_response");
+        assert!(!r.raw.contains("\"early\":true"), "{what}: upstream answer leaked: {}", r.raw);
+    }
+    up.quiesce();
+    for rec in up.requests() {
+        assert!(rec.body.is_empty(), "a held body reached the upstream: {}", up.describe());
+    }
+    let records = gw.audit_records();
+    for id in ["early-ssn", "early-clean"] {
+        let rec = records
+            .iter()
+            .find(|r| r.to_string().contains(id))
+            .unwrap_or_else(|| panic!("no audit record for {id}"));
+        assert_eq!(rec["decision"], "error", "{id}: {rec}");
+        assert_eq!(rec["reason"], "upstream_early_response", "{id}: {rec}");
+    }
+    assert_answers(&mut gw);
+}
