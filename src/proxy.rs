@@ -812,8 +812,8 @@ impl ProxyHttp for Gateway {
             None => {
                 // A body that will be held back is pending from the start: the upstream could
                 // answer before the first body byte arrives (see `response_filter`).
-                ctx.body_pending = !session.is_body_empty()
-                    && ctx.route().is_some_and(|r| r.inspect.body);
+                ctx.body_pending =
+                    !session.is_body_empty() && ctx.route().is_some_and(|r| r.inspect.body);
                 return Ok(false);
             }
         };

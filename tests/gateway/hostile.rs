@@ -1494,11 +1494,19 @@ fn upstream_answering_before_the_body_is_inspected_gets_502() {
         let _ = tls.flush();
         let x = read_exchange(&mut tls, Duration::from_millis(1500));
         let r = x.only().refusal(502, "upstream_early_response");
-        assert!(!r.raw.contains("\"early\":true"), "{what}: upstream answer leaked: {}", r.raw);
+        assert!(
+            !r.raw.contains("\"early\":true"),
+            "{what}: upstream answer leaked: {}",
+            r.raw
+        );
     }
     up.quiesce();
     for rec in up.requests() {
-        assert!(rec.body.is_empty(), "a held body reached the upstream: {}", up.describe());
+        assert!(
+            rec.body.is_empty(),
+            "a held body reached the upstream: {}",
+            up.describe()
+        );
     }
     let records = gw.audit_records();
     for id in ["early-ssn", "early-clean"] {
