@@ -340,14 +340,25 @@ async fn sigquit_hands_the_listeners_to_an_upgraded_process() {
     let signalled = Instant::now();
 
     let mut statuses = Vec::new();
+    let mut retried = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut old_exit = None;
     while Instant::now() < deadline {
         let t = signalled.elapsed();
+        // A connection the old process accepted in the instant its listeners stop (the end of
+        // pingora's fixed 5 s hand-over window) can be closed before any response byte: the
+        // client sees a closed connection, never a refused one. A GET retried once on a fresh
+        // connection must then succeed; a refused connect, or a failed retry, fails the test.
+        let first = get().await;
+        let result = match first {
+            Err(e) if !e.is_connect() && e.status().is_none() => {
+                retried.push(format!("at {t:?}: {e}"));
+                get().await
+            }
+            other => other,
+        };
         statuses.push(
-            get()
-                .await
-                .map_err(|e| format!("at {t:?} (old exited: {}): {e}", old_exit.is_some())),
+            result.map_err(|e| format!("at {t:?} (old exited: {}): {e}", old_exit.is_some())),
         );
         if old_exit.is_none() {
             old_exit = tokio::task::block_in_place(|| old.wait_exit(Duration::from_millis(50)));
@@ -356,6 +367,11 @@ async fn sigquit_hands_the_listeners_to_an_upgraded_process() {
         }
     }
     let failures: Vec<_> = statuses.iter().filter(|s| !matches!(s, Ok(200))).collect();
+    // At most the one cut-over instant, not a pattern of dropped connections.
+    assert!(
+        retried.len() <= 1,
+        "connections closed unanswered: {retried:?}"
+    );
     let new_alive = new.try_wait().unwrap().is_none();
     stop_child(&mut new, Duration::from_secs(5));
     assert!(
