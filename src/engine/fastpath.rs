@@ -486,11 +486,17 @@ struct Interned {
 }
 
 impl Interned {
-    const SLOTS: usize = 1 << 10;
+    /// Most slots: 16 KiB, enough for the distinct keys and short values of large bodies.
+    const MAX_SLOTS: usize = 1 << 10;
 
-    fn new() -> Interned {
+    /// Sized to the body (about one slot per 16 bytes, 64 to [`Interned::MAX_SLOTS`]), so a
+    /// small request does not clear 16 KiB for a handful of strings.
+    fn new(body_len: usize) -> Interned {
+        let slots = (body_len / 16)
+            .clamp(64, Interned::MAX_SLOTS)
+            .next_power_of_two();
         Interned {
-            slots: vec![(0, 0, 0); Interned::SLOTS],
+            slots: vec![(0, 0, 0); slots],
             len: 0,
         }
     }
@@ -502,7 +508,8 @@ impl Interned {
             return false;
         };
         let h = hash(tok);
-        let mask = Interned::SLOTS - 1;
+        let cap = self.slots.len();
+        let mask = cap - 1;
         let mut i = (h as usize) & mask;
         loop {
             let Some(slot) = self.slots.get_mut(i) else {
@@ -510,7 +517,7 @@ impl Interned {
             };
             let (sh, ss, se) = *slot;
             if se == 0 {
-                if self.len < Interned::SLOTS / 2 {
+                if self.len < cap / 2 {
                     if let (Ok(s), Ok(e)) = (u32::try_from(start), u32::try_from(end)) {
                         *slot = (h, s, e);
                         self.len += 1;
@@ -575,7 +582,7 @@ pub(crate) fn profile(
     let b = text.as_bytes();
     let mut seen = vec![false; kw.parts.len()];
     let mut tokens = Vec::new();
-    let mut known = Interned::new();
+    let mut known = Interned::new(b.len());
     // Container stack as bits (1 = object), deepest in bit 0.
     let (mut stack, mut depth) = (0u128, 0usize);
     let mut expect = Expect::Value;

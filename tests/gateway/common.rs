@@ -254,6 +254,14 @@ impl RecordingUpstream {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The request line of every request so far, in arrival order.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.request_line().to_string())
+            .collect()
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.lock().unwrap().connections

@@ -103,10 +103,9 @@ async fn assert_serves_normally(gw: &Gateway, up: &RecordingUpstream, tag: &str)
     // Only these two requests carry this tag (the attack's own requests are checked by each
     // test).
     let mine: Vec<String> = up
-        .requests()
-        .iter()
-        .filter(|r| r.request_line().contains(&format!("/fhir/Patient/{tag}-")))
-        .map(|r| r.request_line().to_string())
+        .request_lines()
+        .into_iter()
+        .filter(|l| l.contains(&format!("/fhir/Patient/{tag}-")))
         .collect();
     assert_eq!(
         mine,
@@ -1011,11 +1010,7 @@ async fn raw_h2_client_gets_200_and_sees_the_advertised_limits() {
         "{settings:?}"
     );
     up.quiesce();
-    let lines: Vec<String> = up
-        .requests()
-        .iter()
-        .map(|r| r.request_line().to_string())
-        .collect();
+    let lines = up.request_lines();
     assert_eq!(
         lines,
         ["GET /fhir/Patient/raw HTTP/1.1"],
@@ -1359,11 +1354,7 @@ async fn hostile_settings_are_connection_errors() {
 
     assert_bounded(&gw, before, "hostile SETTINGS");
     up.quiesce();
-    let lines: Vec<String> = up
-        .requests()
-        .iter()
-        .map(|r| r.request_line().to_string())
-        .collect();
+    let lines = up.request_lines();
     assert_eq!(
         lines,
         ["GET /fhir/Patient/max-settings HTTP/1.1"],
