@@ -12,13 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use phi_gateway::audit::{
-    keys, AuditLog, AuditSettings, FileSinkSettings, FsyncPolicy, Prepared, RecordInput, Redacted,
-    Submission, UserIdSource,
-};
-use phi_gateway::engine::{Engine, Limits};
-use phi_gateway::policy::{Decision, Mode};
-use phi_gateway::rules::RuleSet;
+use phi_gateway::audit::{keys, AuditLog, Prepared, RecordInput, Redacted, Submission};
+use phi_gateway::config::{AuditSettings, FileSinkSettings, FsyncPolicy, UserIdSource};
+use phi_gateway::engine::rules::RuleSet;
+use phi_gateway::engine::{Engine, Limits, Mode};
+use phi_gateway::verdict::Decision;
 
 fn input<'a>(clear: bool, path: &'a str) -> RecordInput<'a> {
     RecordInput {
@@ -69,7 +67,7 @@ fn bench(c: &mut Criterion) {
         postgres: None,
         ack_timeout: Duration::from_secs(5),
     };
-    let metrics = phi_gateway::metrics::Metrics::new().expect("metrics");
+    let metrics = phi_gateway::telemetry::Metrics::new().expect("metrics");
     let log =
         AuditLog::start(Prepared::load(settings).expect("prepared"), metrics).expect("audit log");
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use phi_gateway::engine::rules::RuleSet;
 use phi_gateway::engine::{Engine, Limits, Part};
-use phi_gateway::rules::RuleSet;
 
 /// A clean FHIR Observation bundle of roughly `size` bytes: codes, dates, versions and ids —
 /// the numbers and dates that make naive detectors fire.

@@ -1,38 +1,27 @@
 //! phi-gateway: a TLS 1.3-only reverse proxy that enforces audit headers and blocks
 //! unencrypted PHI before it reaches an EHR service.
 //!
-//! Module map (one job each):
-//! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`];
-//! - [`rules`]: rule YAML → compiled [`rules::RuleSet`];
-//! - [`engine`]: decoding, normalisation and scanning (pure: no pingora, no sockets);
-//! - [`policy`]: modes, decisions and reasons;
-//! - [`proxy`]: the pingora `ProxyHttp` implementation (thin); [`deadline`]: the request-head
-//!   deadline around it (slowloris);
-//! - [`admin`], [`metrics`], [`logging`]: observability;
-//! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, verify);
-//! - [`tls`]: TLS 1.3-only provider, certificates, development CA;
-//! - [`server`]: wiring and lifecycle; [`preface`]: the HTTP/2 preface deadline;
-//!   [`demo`]: the sample EHR and demo setup;
-//! - [`yaml`]: YAML parsing with file:line:field errors.
+//! The folders are the architecture. Each may use only the folders listed before it, so there
+//! are no import circles (`tests/layout.rs` checks it):
+//! - [`engine`]: detection: decoding, normalisation, the rule language and its compiler,
+//!   validators, scanning. Pure: no pingora, no tokio, no sockets.
+//! - [`telemetry`]: the Prometheus registry every capability counts into.
+//! - [`verdict`]: decisions and reasons, the vocabulary one request's outcome is recorded in.
+//! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`].
+//! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
+//! - [`gateway`]: the pingora hooks, the checks they call, the request snapshot, the listener
+//!   wrappers (TLS 1.3 only, head deadline, HTTP/2 preface deadline).
+//! - [`runtime`]: the process: build and run, reload, admin listener, logging, demo.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admin;
 pub mod audit;
 pub mod config;
-pub mod deadline;
-pub mod demo;
 pub mod engine;
-pub mod logging;
-pub mod metrics;
-pub mod policy;
-pub mod preface;
-pub mod proxy;
-pub mod reload;
-pub mod rules;
-pub mod server;
-pub mod tls;
-pub mod yaml;
+pub mod gateway;
+pub mod runtime;
+pub mod telemetry;
+pub mod verdict;
 
 /// Source revision baked in at build time (`PHI_GATEWAY_REVISION`), or `unknown`.
 pub const REVISION: &str = match option_env!("PHI_GATEWAY_REVISION") {

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use phi_gateway::{config, demo, logging, server, tls};
+use phi_gateway::config;
+use phi_gateway::gateway::{snapshot, tls};
+use phi_gateway::runtime::{demo, logging, server};
 
 /// Exit code for an invalid configuration, rule set or certificate (sysexits `EX_CONFIG`).
 const EXIT_CONFIG: u8 = 78;
@@ -304,7 +306,7 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match server::build(cfg) {
+    match snapshot::build(cfg) {
         Ok((snapshot, cert)) => {
             let c = &snapshot.config;
             let days_left = (cert.not_after_unix - now_unix()) / 86_400;
@@ -420,7 +422,7 @@ fn audit_verify(
 }
 
 fn rules_test(dirs: &[PathBuf]) -> ExitCode {
-    let rules = match phi_gateway::rules::RuleSet::load_dirs(dirs) {
+    let rules = match phi_gateway::engine::rules::RuleSet::load_dirs(dirs) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
@@ -478,8 +480,8 @@ struct ScanCli {
 }
 
 /// Loads the rules for `scan`: the given directories, else ./rules, else the built-in pack.
-fn scan_rules(dirs: &[PathBuf]) -> anyhow::Result<phi_gateway::rules::RuleSet> {
-    use phi_gateway::rules::RuleSet;
+fn scan_rules(dirs: &[PathBuf]) -> anyhow::Result<phi_gateway::engine::rules::RuleSet> {
+    use phi_gateway::engine::rules::RuleSet;
     if !dirs.is_empty() {
         return Ok(RuleSet::load_dirs(dirs)?);
     }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
+use phi_gateway::engine::rules::RuleSet;
 use phi_gateway::engine::{Engine, Limits, Part};
-use phi_gateway::rules::RuleSet;
 
 fn engine() -> Engine {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");

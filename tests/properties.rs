@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
+use phi_gateway::engine::rules::RuleSet;
 use phi_gateway::engine::{Engine, InspectError, Limits, Part, ScanOptions};
-use phi_gateway::rules::RuleSet;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use phi_gateway::engine::{Engine, Limits, Part, ScanOptions};
-use phi_gateway::rules::RuleSet;
+use phi_gateway::engine::rules::RuleSet;
 
 const BASE: &str = r#"rules:
   - id: base-ssn

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use phi_gateway::engine::{Engine, Limits, Part, ScanOptions};
-use phi_gateway::rules::RuleSet;
+use phi_gateway::engine::rules::RuleSet;
 
 /// The engine over the built-in default rule pack (the same text as `rules/`), compiled on
 /// first use: compiling it per input would cost more than the scan.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let sources: Vec<(PathBuf, String)> = phi_gateway::demo::DEFAULT_PACK
+        let sources: Vec<(PathBuf, String)> = phi_gateway::runtime::demo::DEFAULT_PACK
             .iter()
             .map(|(name, text)| (PathBuf::from(*name), (*text).to_string()))
             .collect();

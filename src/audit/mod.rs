@@ -27,7 +27,10 @@ use std::time::Duration;
 
 pub use record::{AuditRecord, Fingerprinter, Redacted};
 
-use crate::metrics::Metrics;
+use crate::config::{
+    is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
+};
+use crate::telemetry::Metrics;
 
 /// Anything that goes wrong in the audit subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -64,97 +67,6 @@ pub enum AuditError {
     /// The writer thread could not be started.
     #[error("cannot start the audit writer: {0}")]
     Thread(String),
-}
-
-/// When the writer calls `fdatasync`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FsyncPolicy {
-    /// After every record; the proxy releases a response only once its record is durable.
-    EveryRecord,
-    /// At most this long after a record was written.
-    Batched(Duration),
-}
-
-/// File sink settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileSinkSettings {
-    /// Audit directory (segments and checkpoints).
-    pub dir: PathBuf,
-    /// fsync policy.
-    pub fsync: FsyncPolicy,
-    /// Rotate a segment before it would exceed this size.
-    pub segment_max_bytes: u64,
-    /// Rotate a segment older than this.
-    pub segment_max_age: Duration,
-    /// Checkpoint after this many records.
-    pub checkpoint_every_records: u64,
-    /// Checkpoint (or heartbeat) at least this often.
-    pub checkpoint_interval: Duration,
-    /// Bounded queue between the request path and the writer.
-    pub queue_capacity: usize,
-}
-
-/// Where `user_id` comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UserIdSource {
-    /// No identity source: every record says `anonymous`.
-    None,
-    /// A header set by a trusted identity proxy in front of the gateway.
-    Header(String),
-    /// The subject of the client certificate (mutual TLS, `listen.client_auth`).
-    ClientCert,
-}
-
-/// PostgreSQL sink settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PostgresSettings {
-    /// libpq-style connection string (`host=/run/postgresql dbname=audit user=gateway`).
-    pub url: String,
-    /// Most records per INSERT.
-    pub batch_size: usize,
-    /// Longest a record waits for its batch.
-    pub batch_interval: Duration,
-    /// Records buffered for PostgreSQL before the sink counts as failed.
-    pub queue_capacity: usize,
-    /// Backoff after a failed insert: starts here, doubles up to `retry_max_backoff`.
-    pub retry_initial_backoff: Duration,
-    /// Backoff ceiling.
-    pub retry_max_backoff: Duration,
-}
-
-/// The validated `audit:` section.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditSettings {
-    /// File sink (always on when the audit trail is enabled).
-    pub file: FileSinkSettings,
-    /// Ed25519 checkpoint signing key (outside `file.dir`).
-    pub signing_key_file: PathBuf,
-    /// HMAC key for fingerprints (outside `file.dir`).
-    pub fingerprint_key_file: PathBuf,
-    /// Identity source.
-    pub user_id: UserIdSource,
-    /// Optional PostgreSQL sink.
-    pub postgres: Option<PostgresSettings>,
-    /// How long a request waits for its record's durability ack (`fsync: every_record`).
-    pub ack_timeout: Duration,
-}
-
-/// Whether `path` is (or would be) inside `dir`, after resolving symlinks where possible.
-pub fn is_inside(path: &Path, dir: &Path) -> bool {
-    let canon = |p: &Path| {
-        std::fs::canonicalize(p).unwrap_or_else(|_| {
-            // Not created yet: canonicalise the parent.
-            match (p.parent(), p.file_name()) {
-                (Some(parent), Some(name)) => std::fs::canonicalize(parent)
-                    .map(|c| c.join(name))
-                    .unwrap_or_else(|_| p.to_path_buf()),
-                _ => p.to_path_buf(),
-            }
-        })
-    };
-    canon(path).starts_with(canon(dir))
 }
 
 /// Keys and settings loaded and checked, nothing started (used by `check` and `run`).
@@ -506,7 +418,7 @@ pub struct RecordInput<'a> {
     /// Route name or `unmatched`.
     pub route: &'a str,
     /// Route mode.
-    pub mode: Option<crate::policy::Mode>,
+    pub mode: Option<crate::engine::Mode>,
     /// HTTP method.
     pub method: &'a str,
     /// Raw path (percent-encoded).
@@ -514,9 +426,9 @@ pub struct RecordInput<'a> {
     /// Store the resource id in clear (true) or as a fingerprint.
     pub resource_in_clear: bool,
     /// Decision.
-    pub decision: crate::policy::Decision,
+    pub decision: crate::verdict::Decision,
     /// Reason.
-    pub reason: Option<crate::policy::Reason>,
+    pub reason: Option<crate::verdict::Reason>,
     /// Rule ids (sorted, unique).
     pub rule_ids: Vec<String>,
     /// Finding locations.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{AuditError, AuditRecord, PostgresSettings};
-use crate::metrics::Metrics;
+use crate::telemetry::Metrics;
 
 /// Schema and indexes, applied idempotently when the sink connects (also in docs/audit.md).
 pub const SCHEMA: &str = "\

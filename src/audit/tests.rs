@@ -79,7 +79,7 @@ fn trail(n: u64) -> Trail {
 }
 
 fn run(settings: &AuditSettings, n: u64) {
-    let metrics = crate::metrics::Metrics::new().unwrap();
+    let metrics = crate::telemetry::Metrics::new().unwrap();
     let log = AuditLog::start(Prepared::load(settings.clone()).unwrap(), metrics).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -281,7 +281,7 @@ fn crash_tail_is_reported_but_not_invalid() {
     let settings = settings(tmp.path(), 1 << 20);
     let log = AuditLog::start(
         Prepared::load(settings.clone()).unwrap(),
-        crate::metrics::Metrics::new().unwrap(),
+        crate::telemetry::Metrics::new().unwrap(),
     )
     .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -329,7 +329,7 @@ fn heartbeats_are_written_without_traffic() {
     s.file.checkpoint_interval = Duration::from_millis(200);
     let log = AuditLog::start(
         Prepared::load(s.clone()).unwrap(),
-        crate::metrics::Metrics::new().unwrap(),
+        crate::telemetry::Metrics::new().unwrap(),
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(900));
@@ -352,7 +352,7 @@ fn one_writer_per_directory() {
     let tmp = tempfile::tempdir().unwrap();
     keys::generate(&tmp.path().join("keys"), &tmp.path().join("pub.pem")).unwrap();
     let s = settings(tmp.path(), 1 << 20);
-    let m = crate::metrics::Metrics::new().unwrap();
+    let m = crate::telemetry::Metrics::new().unwrap();
     let first = AuditLog::start(Prepared::load(s.clone()).unwrap(), m.clone()).unwrap();
     let e = AuditLog::start(Prepared::load(s.clone()).unwrap(), m.clone()).unwrap_err();
     assert!(e.to_string().contains("another process is writing"), "{e}");
@@ -480,7 +480,7 @@ fn full_queue_is_refused_and_counted_never_blocks() {
     let mut s = settings(tmp.path(), 1 << 20);
     s.file.queue_capacity = 2;
     s.file.fsync = FsyncPolicy::Batched(Duration::from_millis(10));
-    let metrics = crate::metrics::Metrics::new().unwrap();
+    let metrics = crate::telemetry::Metrics::new().unwrap();
     let log = AuditLog::start(Prepared::load(s).unwrap(), metrics.clone()).unwrap();
     let release = log.stall();
     // Let the writer pick up the stall message so the queue is empty again.
@@ -518,7 +518,7 @@ fn segments_rotate_by_age_and_stay_chained() {
     s.file.segment_max_age = Duration::from_millis(100);
     let log = AuditLog::start(
         Prepared::load(s.clone()).unwrap(),
-        crate::metrics::Metrics::new().unwrap(),
+        crate::telemetry::Metrics::new().unwrap(),
     )
     .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

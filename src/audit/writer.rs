@@ -23,7 +23,7 @@ use super::chain::{
 };
 use super::record::{hex, AuditRecord};
 use super::{AuditError, FileSinkSettings, FsyncPolicy, Msg, SinkStatus};
-use crate::metrics::Metrics;
+use crate::telemetry::Metrics;
 
 struct OpenSegment {
     name: String,

@@ -20,19 +20,22 @@ pub(crate) mod fastpath;
 pub mod fuzzing;
 mod hl7;
 pub mod http;
+mod mode;
 mod normalize;
+pub mod rules;
 mod scan;
+pub mod source;
 pub(crate) mod validate;
 
 pub use classify::{classify_value, ValueClass};
+pub use mode::Mode;
 
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
-use crate::policy::Mode;
-use crate::rules::{Category, RuleSet, Severity};
+use crate::engine::rules::{Category, RuleSet, Severity};
 
 use carrier::{ct_param, media_type, scan_form, scan_header, scan_payload, Base};
 use scan::{FieldCtx, Loc, PartKind, Scanner, Segment};

@@ -20,11 +20,11 @@ use super::normalize::{
     xml_entity_decode, OffsetMap,
 };
 use super::{Explanation, Finding, InspectError, Limits, NearMiss, Scan, ScanOptions};
-use crate::policy::Mode;
-use crate::rules::{
+use crate::engine::rules::{
     fingerprint, glob_match, mask_value, Boundary, CompiledContext, CompiledPattern, CompiledRule,
     RuleSet, CONTEXT_FLOOR,
 };
+use crate::engine::Mode;
 
 /// Most nested heuristic decodings (base64 inside base64 …) tried on one segment.
 const MAX_VARIANT_DEPTH: usize = 2;

@@ -1164,7 +1164,7 @@ const STRUCT_RULES: &str = r#"rules:
 "#;
 
 fn struct_engine() -> Engine {
-    let fp = crate::rules::value_fingerprint("1245-319-599");
+    let fp = crate::engine::rules::value_fingerprint("1245-319-599");
     custom(&STRUCT_RULES.replace("FP_TEST", &fp))
 }
 

@@ -709,7 +709,7 @@ fn install_rules(dest: &Path) {
         }
     }
     if copied == 0 {
-        phi_gateway::demo::write_default_pack(dest).unwrap();
+        phi_gateway::runtime::demo::write_default_pack(dest).unwrap();
     }
 }
 
@@ -719,7 +719,7 @@ impl GatewayFiles {
             .prefix("phi-gw-test-")
             .tempdir()
             .unwrap();
-        phi_gateway::tls::generate_dev_ca(dir.path()).expect("dev CA");
+        phi_gateway::gateway::tls::generate_dev_ca(dir.path()).expect("dev CA");
         install_rules(&dir.path().join("rules"));
         let port = free_port();
         let mut admin_port = free_port();

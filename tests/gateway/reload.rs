@@ -157,7 +157,7 @@ async fn certificate_rotation_applies_to_new_handshakes() {
     let gw = Gateway::start(opts(&up));
     let old_ca = gw.ca_pem_path();
     let next = tempfile::tempdir().unwrap();
-    phi_gateway::tls::generate_dev_ca(next.path()).unwrap();
+    phi_gateway::gateway::tls::generate_dev_ca(next.path()).unwrap();
     let new_ca = next.path().join("ca.pem");
 
     let status = |ca: PathBuf| {

@@ -17,14 +17,13 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
-use crate::admin::{AdminApp, Health};
 use crate::config::GatewayConfig;
-use crate::engine::Engine;
-use crate::metrics::Metrics;
-use crate::proxy::{Gateway, Snapshot};
-use crate::reload::{Reloader, Trigger};
-use crate::rules::RuleSet;
-use crate::tls::{LoadedCert, SwappableCert};
+use crate::gateway::proxy::Gateway;
+use crate::gateway::snapshot::{build, BuildError, Snapshot};
+use crate::gateway::tls::{LoadedCert, SwappableCert};
+use crate::runtime::admin::{AdminApp, Health};
+use crate::runtime::reload::{Reloader, Trigger};
+use crate::telemetry::Metrics;
 
 /// Anything that stops the gateway from starting. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +31,13 @@ use crate::tls::{LoadedCert, SwappableCert};
 pub enum StartError {
     /// The configuration file is invalid.
     #[error("{0}")]
-    Config(#[from] crate::yaml::SourceError),
+    Config(#[from] crate::engine::source::SourceError),
     /// The rules are invalid.
     #[error("{0}")]
-    Rules(#[from] crate::rules::RuleError),
+    Rules(#[from] crate::engine::rules::RuleError),
     /// A certificate or key is unusable.
     #[error("{0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::gateway::tls::TlsError),
     /// pingora rejected the listener settings.
     #[error("cannot configure the TLS listener: {0}")]
     Listener(String),
@@ -67,6 +66,16 @@ pub enum StartError {
     },
 }
 
+impl From<BuildError> for StartError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Config(e) => StartError::Config(e),
+            BuildError::Rules(e) => StartError::Rules(e),
+            BuildError::Tls(e) => StartError::Tls(e),
+        }
+    }
+}
+
 /// Everything needed to start, already validated.
 pub struct Prepared {
     /// The request snapshot requests start on; a reload swaps it.
@@ -77,23 +86,6 @@ pub struct Prepared {
     pub metrics: Metrics,
     /// Audit keys loaded and checked (`None` when the config has no `audit:` section).
     pub audit: Option<crate::audit::Prepared>,
-}
-
-/// Loads rules (the base directory and its overlays), certificate and upstream CAs for
-/// `config` without binding anything. Start-up and every reload go through here, so both
-/// accept and reject exactly the same files.
-pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), StartError> {
-    let rules = RuleSet::load_dirs(&config.rule_dirs())?;
-    crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
-    let cert = crate::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
-    if let Some(c) = &config.listen.client_auth {
-        // Parsed here so `check` and a reload reject a bad CA file too; `run` builds the
-        // verifier it installs from the same file.
-        crate::tls::client_verifier(&c.ca_file, c.required)?;
-    }
-    let engine = Engine::new(Arc::new(rules));
-    let snapshot = Snapshot::new(config, engine)?;
-    Ok((snapshot, cert))
 }
 
 /// Loads and checks the audit keys of the `audit:` section, if any. Only start-up does this:
@@ -129,22 +121,6 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, StartError> {
         metrics,
         audit,
     })
-}
-
-/// A hex SHA-256 over the configuration file and the rule set digest: the "config version"
-/// that logs (and later audit records) carry.
-pub fn config_hash(config: &GatewayConfig, rules: &RuleSet) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    if let Ok(bytes) = std::fs::read(&config.source) {
-        ctx.update(&bytes);
-    }
-    ctx.update(rules.digest().as_bytes());
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Concurrent streams one HTTP/2 connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -183,7 +159,7 @@ pub struct Extra {
 /// exit), SIGQUIT (pingora upgrade). SIGHUP, `POST /reload` and the file watch reload the
 /// configuration in place. Blocks the calling thread.
 pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
-    crate::tls::install_tls13_only_provider()?;
+    crate::gateway::tls::install_tls13_only_provider()?;
     let snapshot = prepared.snapshot.load_full();
     let config = &snapshot.config;
 
@@ -240,11 +216,13 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     // The paths stay empty: the certificate comes from our resolver, never from pingora's
     // file loading (which panics on a bad file).
     // The callback records the client certificate's subject (mutual TLS) for the audit trail.
-    let mut tls = TlsSettings::with_callbacks(Box::new(crate::tls::PeerIdentity))
+    let mut tls = TlsSettings::with_callbacks(Box::new(crate::gateway::tls::PeerIdentity))
         .map_err(|e| StartError::Listener(e.to_string()))?;
     tls.set_cert_resolver(resolver.clone());
     if let Some(c) = &config.listen.client_auth {
-        tls.set_client_cert_verifier(crate::tls::client_verifier(&c.ca_file, c.required)?);
+        tls.set_client_cert_verifier(crate::gateway::tls::client_verifier(
+            &c.ca_file, c.required,
+        )?);
     }
     if config.listen.http2 {
         tls.enable_h2();
@@ -277,12 +255,12 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     // without one, idle HTTP/2 connections would pile up until file descriptors run out.
     options.h2_idle_timeout = Some(config.listen.http2_idle_timeout);
     http.server_options = Some(options);
-    let http = crate::deadline::HeadDeadline::new(
+    let http = crate::gateway::deadline::HeadDeadline::new(
         http,
         prepared.snapshot.clone(),
         prepared.metrics.clone(),
     );
-    let app = crate::preface::PrefaceGuard::new(http, config.listen.http2_idle_timeout);
+    let app = crate::gateway::preface::PrefaceGuard::new(http, config.listen.http2_idle_timeout);
     let mut proxy = Service::new("phi-gateway proxy".to_string(), app);
     let listen = config.listen.address.to_string();
     proxy.add_tls_with_settings(&listen, None, tls);
@@ -309,12 +287,14 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         server.add_service(svc);
     }
     if let Some(addr) = extra.sample_ehr {
-        let mut svc = Service::new("sample EHR".to_string(), crate::demo::SampleEhr);
+        let mut svc = Service::new("sample EHR".to_string(), crate::runtime::demo::SampleEhr);
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
     if config.reload.watch {
-        if let Err(e) = crate::reload::spawn_watch(reloader.clone(), config.reload.watch_interval) {
+        if let Err(e) =
+            crate::runtime::reload::spawn_watch(reloader.clone(), config.reload.watch_interval)
+        {
             tracing::error!(error = %e, "cannot start the file watch; SIGHUP and POST /reload still work");
         }
     }

@@ -6,7 +6,7 @@
 //! re-check anything, and nothing binds a port before this has succeeded (the linkerd2-proxy
 //! rule). Unknown keys are errors: a typo must never silently disable a check.
 //!
-//! Every error names the file, the line and the field (see [`crate::yaml::SourceError`]).
+//! Every error names the file, the line and the field (see [`crate::engine::source::SourceError`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,8 +15,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::Mode;
-use crate::yaml::{SourceError, Spanned};
+mod audit;
+
+pub use audit::{
+    is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
+};
+
+use crate::engine::rules::RuleSet;
+use crate::engine::source::{SourceError, Spanned};
+use crate::engine::Mode;
 
 /// Default header every route requires unless configured otherwise.
 pub const DEFAULT_AUDIT_HEADER: &str = "x-hipaa-audit-id";
@@ -323,7 +330,7 @@ pub struct GatewayConfig {
     /// Routes in match order (first match wins).
     pub routes: Vec<Route>,
     /// The audit trail; `None` when the `audit:` section is absent or `enabled: false`.
-    pub audit: Option<crate::audit::AuditSettings>,
+    pub audit: Option<crate::config::AuditSettings>,
 }
 
 /// Downstream TLS listener settings.
@@ -641,6 +648,22 @@ pub enum Dns {
     Skip,
 }
 
+/// A hex SHA-256 over the configuration file and the rule set digest: the "config version"
+/// that logs (and later audit records) carry.
+pub fn config_hash(config: &GatewayConfig, rules: &RuleSet) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    if let Ok(bytes) = std::fs::read(&config.source) {
+        ctx.update(&bytes);
+    }
+    ctx.update(rules.digest().as_bytes());
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Loads and validates a configuration file. Relative paths inside it are resolved against
 /// the file's directory, so a config can be moved together with its certs and rules.
 /// Upstream host names are resolved once, here.
@@ -650,7 +673,7 @@ pub fn load(file: &Path) -> Result<GatewayConfig, SourceError> {
 
 /// [`load`], choosing whether upstream host names are resolved.
 pub fn load_with(file: &Path, dns: Dns) -> Result<GatewayConfig, SourceError> {
-    let raw: RawConfig = crate::yaml::load(file)?;
+    let raw: RawConfig = crate::engine::source::load(file)?;
     let base = file
         .parent()
         .map(Path::to_path_buf)
@@ -1059,8 +1082,8 @@ fn validate_audit(
     resolve: &dyn Fn(&Path) -> PathBuf,
     a: &RawAudit,
     mutual_tls: bool,
-) -> Result<crate::audit::AuditSettings, SourceError> {
-    use crate::audit::{FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource};
+) -> Result<crate::config::AuditSettings, SourceError> {
+    use crate::config::{FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource};
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let num = |v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64, f: &str| {
         bounded(v.as_ref(), default, min, max).map_err(|(s, m)| err(s, &format!("audit.{f}"), m))
@@ -1175,7 +1198,7 @@ fn validate_audit(
         (&a.signing_key_file, "audit.signing_key_file"),
         (&a.fingerprint_key_file, "audit.fingerprint_key_file"),
     ] {
-        if crate::audit::is_inside(&resolve(&key.value), &dir) {
+        if crate::config::is_inside(&resolve(&key.value), &dir) {
             return Err(err(
                 key,
                 field,
@@ -1186,7 +1209,7 @@ fn validate_audit(
             ));
         }
     }
-    Ok(crate::audit::AuditSettings {
+    Ok(crate::config::AuditSettings {
         file: FileSinkSettings {
             dir,
             fsync,
@@ -1242,7 +1265,7 @@ pub fn check_rule_overrides(
 ) -> Result<(), SourceError> {
     // Re-read the file to locate the offending key: overrides are rare, so this costs nothing
     // on the happy path and keeps `Route` free of span bookkeeping.
-    let raw: RawConfig = crate::yaml::load(&cfg.source)?;
+    let raw: RawConfig = crate::engine::source::load(&cfg.source)?;
     for (i, r) in raw.routes.iter().enumerate() {
         for (id, mode) in &r.rule_overrides {
             if !known(id) {
@@ -1377,7 +1400,7 @@ mod tests {
 
     fn parse_with(text: &str, dns: Dns) -> Result<GatewayConfig, SourceError> {
         let file = Path::new("/etc/gw/gateway.yaml");
-        let raw: RawConfig = crate::yaml::parse(file, text)?;
+        let raw: RawConfig = crate::engine::source::parse(file, text)?;
         validate(file, Path::new("/etc/gw"), raw, dns)
     }
 
@@ -1557,11 +1580,11 @@ routes:
         let a = c.audit.unwrap();
         assert_eq!(
             a.file.fsync,
-            crate::audit::FsyncPolicy::Batched(Duration::from_millis(20))
+            crate::config::FsyncPolicy::Batched(Duration::from_millis(20))
         );
         assert_eq!(
             a.user_id,
-            crate::audit::UserIdSource::Header("x-authenticated-user".into())
+            crate::config::UserIdSource::Header("x-authenticated-user".into())
         );
         assert_eq!(c.routes[0].audit.resource_id, ResourceIdMode::Clear);
         assert!(!c.routes[0].audit.fail_closed);
@@ -1598,7 +1621,7 @@ routes:
     #[test]
     fn documented_example_uses_only_known_keys() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.yaml");
-        let raw: RawConfig = crate::yaml::load(&file).unwrap();
+        let raw: RawConfig = crate::engine::source::load(&file).unwrap();
         let a = raw
             .audit
             .expect("deploy/gateway.yaml documents the audit section");

@@ -1,6 +1,6 @@
 //! Hot reload of the configuration, the rules and the listener certificate.
 //!
-//! A reload runs the same steps as start-up ([`crate::server::build`]): parse, validate,
+//! A reload runs the same steps as start-up ([`crate::gateway::snapshot::build`]): parse, validate,
 //! compile, load the certificate. Only when every step has succeeded does it swap, in this
 //! order: the certificate resolver (next handshakes), then the request snapshot (next
 //! requests). Requests in flight keep the `Arc<Snapshot>` they loaded in `new_ctx`, so they
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::metrics::Metrics;
-use crate::proxy::Snapshot;
-use crate::server::StartError;
-use crate::tls::SwappableCert;
+use crate::gateway::snapshot::Snapshot;
+use crate::gateway::tls::SwappableCert;
+use crate::runtime::server::StartError;
+use crate::telemetry::Metrics;
 
 /// What asked for a reload (logged with the result).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl Reloader {
         }
     }
 
-    fn build(&self) -> Result<(Snapshot, crate::tls::LoadedCert), ReloadError> {
+    fn build(&self) -> Result<(Snapshot, crate::gateway::tls::LoadedCert), ReloadError> {
         let config = crate::config::load(&self.config_file).map_err(StartError::from)?;
         if let Some(field) = config.restart_required_change(&self.current.load().config) {
             return Err(ReloadError::RestartRequired {
@@ -167,7 +167,7 @@ impl Reloader {
                 field,
             });
         }
-        Ok(crate::server::build(config)?)
+        Ok(crate::gateway::snapshot::build(config).map_err(StartError::from)?)
     }
 }
 

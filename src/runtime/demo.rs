@@ -136,14 +136,17 @@ routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    
 /// The default rule pack, embedded so `demo` works from any directory. A test keeps this list
 /// identical to the files in `rules/`.
 pub const DEFAULT_PACK: &[(&str, &str)] = &[
-    ("contact.yaml", include_str!("../rules/contact.yaml")),
-    ("financial.yaml", include_str!("../rules/financial.yaml")),
+    ("contact.yaml", include_str!("../../rules/contact.yaml")),
+    ("financial.yaml", include_str!("../../rules/financial.yaml")),
     (
         "identifiers.yaml",
-        include_str!("../rules/identifiers.yaml"),
+        include_str!("../../rules/identifiers.yaml"),
     ),
-    ("records.yaml", include_str!("../rules/records.yaml")),
-    ("structural.yaml", include_str!("../rules/structural.yaml")),
+    ("records.yaml", include_str!("../../rules/records.yaml")),
+    (
+        "structural.yaml",
+        include_str!("../../rules/structural.yaml"),
+    ),
 ];
 
 /// Writes the embedded default pack into `dir` and returns it.
@@ -257,7 +260,7 @@ mod tests {
     #[test]
     fn default_pack_loads_and_its_inline_tests_pass() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-        let rules = crate::rules::RuleSet::load_dir(&dir).unwrap();
+        let rules = crate::engine::rules::RuleSet::load_dir(&dir).unwrap();
         assert!(rules.len() >= 7);
         let failures = rules.run_inline_tests();
         assert!(failures.is_empty(), "{failures:#?}");

@@ -27,8 +27,8 @@ use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
-use crate::metrics::Metrics;
-use crate::proxy::Snapshot;
+use crate::gateway::snapshot::Snapshot;
+use crate::telemetry::Metrics;
 
 /// pingora's HTTP/1 keep-alive idle time: `apps/mod.rs` calls `set_keepalive(Some(60))` on
 /// every fresh connection and a reused one inherits it.

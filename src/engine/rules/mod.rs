@@ -16,10 +16,10 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::engine::source::{SourceError, Spanned};
 use crate::engine::validate::Validator;
+pub use crate::engine::Mode;
 use crate::engine::{Limits, Part};
-pub use crate::policy::Mode;
-use crate::yaml::{SourceError, Spanned};
 
 /// HIPAA Safe Harbor identifier categories, 45 CFR 164.514(b)(2)(i)(A)–(R).
 ///
@@ -670,7 +670,8 @@ impl RuleSet {
             // Ids defined in this layer: duplicates within one layer are always errors.
             let mut this_layer: HashMap<String, (PathBuf, usize)> = HashMap::new();
             for (file, text) in layer {
-                let raw: RawFile = crate::yaml::parse(file, text).map_err(without_span_segments)?;
+                let raw: RawFile =
+                    crate::engine::source::parse(file, text).map_err(without_span_segments)?;
                 if raw.rules.is_empty() && raw.disable.is_empty() {
                     return Err(SourceError::file_level(
                         file,

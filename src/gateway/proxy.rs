@@ -2,7 +2,7 @@
 //!
 //! For each request it routes, checks the audit headers, asks the engine for findings in the
 //! query and configured headers, holds the body back (bounded) until it is complete, asks the
-//! engine again, asks [`crate::policy`] for a verdict, then forwards or answers. Every outcome
+//! engine again, asks [`crate::verdict`] for a verdict, then forwards or answers. Every outcome
 //! ends in one [`Outcome`] that feeds both the access log and the metrics in `logging`.
 //!
 //! Hook order (pingora 0.9, no cache): `request_filter` → `upstream_peer` → connect →
@@ -30,90 +30,18 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::audit::{AuditLog, RecordInput, Redacted};
-use crate::config::{GatewayConfig, ResourceIdMode, Route};
-use crate::engine::{Engine, InspectError, Part, ScanOptions};
-use crate::metrics::Metrics;
-use crate::policy::{effective_matches, Decision, Match, Mode, Reason};
+use crate::config::{ResourceIdMode, Route};
+use crate::engine::Mode;
+use crate::engine::{InspectError, Part, ScanOptions};
+use crate::gateway::snapshot::Snapshot;
+use crate::telemetry::Metrics;
+use crate::verdict::{effective_matches, Decision, Match, Reason};
 
 /// Extra body bytes we read and discard after the cap is exceeded, so the client can finish
 /// sending and read our 413 instead of seeing a connection reset. Past this we answer anyway.
 const DRAIN_AFTER_LIMIT: u64 = 4 * 1024 * 1024;
 /// How long we wait for a client to finish sending a body we already decided to refuse.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Everything a request needs, immutable once built. Requests hold an `Arc` to the snapshot
-/// they started with, so a reload can swap it without affecting requests in flight.
-pub struct Snapshot {
-    /// Validated configuration.
-    pub config: GatewayConfig,
-    /// Compiled rules.
-    pub engine: Engine,
-    /// Engine limits derived from the configuration.
-    pub limits: crate::engine::Limits,
-    /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
-    peers: Vec<HttpPeer>,
-    /// Hash of the configuration file and rules (`config_version` in logs and audit records),
-    /// logged at start and on every reload.
-    pub config_version: String,
-}
-
-impl Snapshot {
-    /// Builds peers from the configuration. Fails only on unreadable upstream CA files.
-    pub fn new(config: GatewayConfig, engine: Engine) -> Result<Self, crate::tls::TlsError> {
-        let mut peers = Vec::with_capacity(config.upstreams.len());
-        for u in &config.upstreams {
-            let (tls, sni) = match &u.tls {
-                Some(t) => (true, t.sni.clone()),
-                None => (false, String::new()),
-            };
-            // A SocketAddr never triggers DNS, so `HttpPeer::new` cannot panic here (pingora#570).
-            let mut peer = HttpPeer::new(u.address, tls, sni);
-            peer.options.connection_timeout = Some(u.timeouts.connect);
-            peer.options.total_connection_timeout = Some(u.timeouts.connect.saturating_mul(2));
-            peer.options.read_timeout = Some(u.timeouts.read);
-            peer.options.write_timeout = Some(u.timeouts.write);
-            peer.options.idle_timeout = Some(u.timeouts.idle);
-            if let Some(t) = &u.tls {
-                peer.options.verify_cert = true;
-                peer.options.verify_hostname = t.verify_hostname;
-                if let Some(ca) = &t.ca_file {
-                    peer.options.ca = Some(load_ca(ca)?);
-                }
-            }
-            peers.push(peer);
-        }
-        let limits = crate::engine::Limits {
-            max_decoded_bytes: config.limits.max_decoded_bytes,
-            max_expansion_ratio: config.limits.max_expansion_ratio,
-            max_json_depth: config.limits.max_json_depth,
-            ..crate::engine::Limits::default()
-        };
-        let config_version = crate::server::config_hash(&config, engine.rules());
-        Ok(Self {
-            config,
-            engine,
-            limits,
-            peers,
-            config_version,
-        })
-    }
-}
-
-/// Loads a CA bundle for an upstream. Each certificate is parsed before pingora wraps it,
-/// because pingora's wrapper panics on DER it cannot parse.
-fn load_ca(
-    path: &std::path::Path,
-) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, crate::tls::TlsError> {
-    Ok(crate::tls::read_ca_certs(path)?
-        .into_iter()
-        .map(|der| {
-            pingora::utils::tls::WrappedX509::new(
-                der.as_ref().to_vec(),
-                pingora::utils::tls::parse_x509,
-            )
-        })
-        .collect())
-}
 
 /// The proxy application.
 pub struct Gateway {
@@ -480,11 +408,11 @@ impl Gateway {
         let route = ctx.route();
         let req = session.req_header();
         let user_header = match audit.user_id_source() {
-            crate::audit::UserIdSource::Header(h) => header_value(session, h),
-            crate::audit::UserIdSource::ClientCert => session
+            crate::config::UserIdSource::Header(h) => header_value(session, h),
+            crate::config::UserIdSource::ClientCert => session
                 .digest()
                 .and_then(|d| d.ssl_digest.as_ref())
-                .and_then(|t| t.extension.get::<crate::tls::ClientIdentity>())
+                .and_then(|t| t.extension.get::<crate::gateway::tls::ClientIdentity>())
                 .map(|id| Redacted::new(id.subject.clone())),
             _ => None,
         };
@@ -573,7 +501,7 @@ impl Gateway {
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .map(|d| d.version.to_string());
-        if version.as_deref() != Some(crate::tls::TLS13) {
+        if version.as_deref() != Some(crate::gateway::tls::TLS13) {
             ctx.block(Reason::TlsVersionNotAllowed);
             return Some(Reason::TlsVersionNotAllowed);
         }
@@ -775,7 +703,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         // pingora calls this right after parsing a request head: disarm the head deadline.
-        crate::deadline::head_complete();
+        crate::gateway::deadline::head_complete();
         self.metrics.in_flight.inc();
         Ctx {
             request_id: uuid::Uuid::new_v4().to_string(),
@@ -1156,7 +1084,7 @@ impl ProxyHttp for Gateway {
         _session: &Session,
         _ctx: &Ctx,
     ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
-        Some(Box::new(crate::deadline::KeptAlive))
+        Some(Box::new(crate::gateway::deadline::KeptAlive))
     }
 
     /// Our own refusals are logged by `logging` as decisions, not as errors.

@@ -5,52 +5,7 @@
 //! not in the proxy) means the `scan` command, rule tests and the proxy agree on what would be
 //! blocked.
 
-use std::fmt;
-
-use serde::Deserialize;
-
-/// How a rule or a route acts on what it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Mode {
-    /// Findings block the request.
-    #[default]
-    Enforce,
-    /// Findings are logged and counted exactly like a block (`would_block`), and the request is
-    /// forwarded untouched.
-    Monitor,
-    /// The rule is not evaluated.
-    Off,
-}
-
-impl Mode {
-    /// The mode that results from applying `self` inside a scope whose mode is `outer`: the
-    /// weaker of the two wins (`off` < `monitor` < `enforce`), so a monitor route never
-    /// blocks and an `off` rule never fires.
-    pub fn within(self, outer: Mode) -> Mode {
-        match (self, outer) {
-            (Mode::Off, _) | (_, Mode::Off) => Mode::Off,
-            (Mode::Monitor, _) | (_, Mode::Monitor) => Mode::Monitor,
-            (Mode::Enforce, Mode::Enforce) => Mode::Enforce,
-        }
-    }
-
-    /// The lowercase name used in configs, metrics labels and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Monitor => "monitor",
-            Mode::Off => "off",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::engine::Mode;
 
 /// What the gateway did with a request. Exactly one per request; feeds logs and metrics from
 /// the same value so they can never disagree.
@@ -328,10 +283,11 @@ mod yaml_tests {
         struct M {
             mode: Mode,
         }
-        let m: M = crate::yaml::parse(std::path::Path::new("x.yaml"), "mode: off\n").unwrap();
+        let m: M =
+            crate::engine::source::parse(std::path::Path::new("x.yaml"), "mode: off\n").unwrap();
         assert_eq!(m.mode, Mode::Off);
-        let e =
-            crate::yaml::parse::<M>(std::path::Path::new("x.yaml"), "mode: block\n").unwrap_err();
+        let e = crate::engine::source::parse::<M>(std::path::Path::new("x.yaml"), "mode: block\n")
+            .unwrap_err();
         assert_eq!(e.field, "mode", "{e}");
     }
 }

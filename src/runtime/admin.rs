@@ -15,8 +15,8 @@ use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::metrics::Metrics;
-use crate::reload::{Reloader, Trigger};
+use crate::runtime::reload::{Reloader, Trigger};
+use crate::telemetry::Metrics;
 
 /// Readiness as seen by `/readyz`.
 #[derive(Debug, Default)]

@@ -1,0 +1,13 @@
+//! The gateway: pingora's hooks and the checks and verdict they call, the request snapshot,
+//! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
+//! deadline).
+//!
+//! The hooks stay thin: each asks the engine, the verdict and the audit trail, and turns the
+//! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`;
+//! never `runtime` (the process wiring builds the gateway, not the other way round).
+
+pub mod deadline;
+pub mod preface;
+pub mod proxy;
+pub mod snapshot;
+pub mod tls;

@@ -1,0 +1,122 @@
+//! The state a request runs on: a validated configuration, the compiled rules and the
+//! upstream peers, built in one place ([`build`]) that start-up, `check`, reload and the admin
+//! listener all use. Requests hold an `Arc` to the snapshot they started with.
+
+use std::sync::Arc;
+
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::GatewayConfig;
+use crate::engine::rules::{RuleError, RuleSet};
+use crate::engine::source::SourceError;
+use crate::engine::Engine;
+use crate::gateway::tls::{LoadedCert, TlsError};
+
+/// Why a configuration cannot become a [`Snapshot`]. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration file is invalid.
+    #[error("{0}")]
+    Config(#[from] SourceError),
+    /// The rules are invalid.
+    #[error("{0}")]
+    Rules(#[from] RuleError),
+    /// A certificate or key is unusable.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Loads rules (the base directory and its overlays), certificate and upstream CAs for
+/// `config` without binding anything. Start-up and every reload go through here, so both
+/// accept and reject exactly the same files.
+pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), BuildError> {
+    let rules = RuleSet::load_dirs(&config.rule_dirs())?;
+    crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
+    let cert = crate::gateway::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
+    if let Some(c) = &config.listen.client_auth {
+        // Parsed here so `check` and a reload reject a bad CA file too; `run` builds the
+        // verifier it installs from the same file.
+        crate::gateway::tls::client_verifier(&c.ca_file, c.required)?;
+    }
+    let engine = Engine::new(Arc::new(rules));
+    let snapshot = Snapshot::new(config, engine)?;
+    Ok((snapshot, cert))
+}
+
+/// Everything a request needs, immutable once built. Requests hold an `Arc` to the snapshot
+/// they started with, so a reload can swap it without affecting requests in flight.
+pub struct Snapshot {
+    /// Validated configuration.
+    pub config: GatewayConfig,
+    /// Compiled rules.
+    pub engine: Engine,
+    /// Engine limits derived from the configuration.
+    pub limits: crate::engine::Limits,
+    /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
+    pub(crate) peers: Vec<HttpPeer>,
+    /// Hash of the configuration file and rules (`config_version` in logs and audit records),
+    /// logged at start and on every reload.
+    pub config_version: String,
+}
+
+impl Snapshot {
+    /// Builds peers from the configuration. Fails only on unreadable upstream CA files.
+    pub fn new(
+        config: GatewayConfig,
+        engine: Engine,
+    ) -> Result<Self, crate::gateway::tls::TlsError> {
+        let mut peers = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
+            let (tls, sni) = match &u.tls {
+                Some(t) => (true, t.sni.clone()),
+                None => (false, String::new()),
+            };
+            // A SocketAddr never triggers DNS, so `HttpPeer::new` cannot panic here (pingora#570).
+            let mut peer = HttpPeer::new(u.address, tls, sni);
+            peer.options.connection_timeout = Some(u.timeouts.connect);
+            peer.options.total_connection_timeout = Some(u.timeouts.connect.saturating_mul(2));
+            peer.options.read_timeout = Some(u.timeouts.read);
+            peer.options.write_timeout = Some(u.timeouts.write);
+            peer.options.idle_timeout = Some(u.timeouts.idle);
+            if let Some(t) = &u.tls {
+                peer.options.verify_cert = true;
+                peer.options.verify_hostname = t.verify_hostname;
+                if let Some(ca) = &t.ca_file {
+                    peer.options.ca = Some(load_ca(ca)?);
+                }
+            }
+            peers.push(peer);
+        }
+        let limits = crate::engine::Limits {
+            max_decoded_bytes: config.limits.max_decoded_bytes,
+            max_expansion_ratio: config.limits.max_expansion_ratio,
+            max_json_depth: config.limits.max_json_depth,
+            ..crate::engine::Limits::default()
+        };
+        let config_version = crate::config::config_hash(&config, engine.rules());
+        Ok(Self {
+            config,
+            engine,
+            limits,
+            peers,
+            config_version,
+        })
+    }
+}
+
+/// Loads a CA bundle for an upstream. Each certificate is parsed before pingora wraps it,
+/// because pingora's wrapper panics on DER it cannot parse.
+fn load_ca(
+    path: &std::path::Path,
+) -> Result<Arc<[pingora::utils::tls::WrappedX509]>, crate::gateway::tls::TlsError> {
+    Ok(crate::gateway::tls::read_ca_certs(path)?
+        .into_iter()
+        .map(|der| {
+            pingora::utils::tls::WrappedX509::new(
+                der.as_ref().to_vec(),
+                pingora::utils::tls::parse_x509,
+            )
+        })
+        .collect())
+}
