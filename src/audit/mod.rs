@@ -8,9 +8,13 @@
 //! - [`verify`]: `phi-gateway audit verify`;
 //! - [`keys`]: `phi-gateway audit keygen` and key loading.
 //!
-//! The writer is process-global: it is started once by `server::run` and is not part of the
-//! reloadable request snapshot. Per-route choices (fingerprint or clear resource ids, fail
-//! closed or open) live in the route configuration.
+//! The writer is process-global: it is started once by `runtime::server::run` and is not part
+//! of the reloadable request snapshot. Per-route choices (fingerprint or clear resource ids,
+//! fail closed or open) live in the route configuration.
+//!
+//! May use `engine` (probing free-text fields for PHI), `telemetry`, `verdict` and `config`
+//! (its settings are validated there); never `gateway` or `runtime`: the proxy hands records
+//! in, the trail never reaches back.
 
 pub mod chain;
 pub mod keys;

@@ -340,16 +340,25 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
 }
 
 /// pingora binds its listeners inside `run`, with no callback; readiness must not be claimed
-/// before then. Poll the listen address (just verified free, so what answers is us) and flip
-/// `/readyz` once it accepts.
+/// before then. Watch for the listen address to be in the kernel's LISTEN state (just
+/// verified free, so what listens is us) and flip `/readyz` once it is.
+///
+/// Regression (issue 14): this used to *connect* to the listener and hang up, which pingora
+/// logs as an ERROR `Downstream handshake error … tls handshake eof` at every start. Reading
+/// `/proc/net/tcp{,6}` makes no connection; only where that table cannot be read (not
+/// Linux) does it fall back to connecting.
 fn mark_ready_when_listening(health: Arc<Health>, addr: std::net::SocketAddr) {
     let spawned = std::thread::Builder::new()
         .name("readiness".into())
         .spawn(move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while std::time::Instant::now() < deadline {
-                let probe = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
-                if probe.is_ok() {
+                let up = match is_listening(addr) {
+                    Some(up) => up,
+                    None => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                        .is_ok(),
+                };
+                if up {
                     health.set_ready(true);
                     tracing::info!(listen = %addr, "ready");
                     return;
@@ -361,6 +370,58 @@ fn mark_ready_when_listening(health: Arc<Health>, addr: std::net::SocketAddr) {
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the readiness probe; staying not ready");
     }
+}
+
+/// Whether this process holds a TCP socket listening on exactly `addr`, from the kernel's
+/// socket table and this process's descriptors; `None` when the table cannot be read.
+fn is_listening(addr: std::net::SocketAddr) -> Option<bool> {
+    let table = match addr {
+        std::net::SocketAddr::V4(_) => "/proc/net/tcp",
+        std::net::SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let inodes = listening_inodes(&text, addr);
+    if inodes.is_empty() {
+        return Some(false);
+    }
+    // The table is per network namespace: make sure the socket is ours (an upgrade receives
+    // its listeners over a socket, so they are ours too once handed over).
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Some(true);
+    };
+    Some(fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
+    }))
+}
+
+/// The inodes of the sockets listening on exactly `addr` in a `/proc/net/tcp{,6}` table:
+/// `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …`, with the
+/// local address as hex words in host byte order and `st` `0A` for LISTEN.
+fn listening_inodes(table: &str, addr: std::net::SocketAddr) -> Vec<u64> {
+    const LISTEN: &str = "0A";
+    let want_ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    let matches = |line: &str| -> Option<u64> {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (cols.get(1)?, cols.get(3)?, cols.get(9)?);
+        let (ip_hex, port_hex) = local.split_once(':')?;
+        if *state != LISTEN || u16::from_str_radix(port_hex, 16).ok()? != addr.port() {
+            return None;
+        }
+        // Each 32-bit word is printed as a native-endian integer.
+        let mut ip = Vec::with_capacity(16);
+        for word in ip_hex.as_bytes().chunks(8) {
+            let w = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+            ip.extend_from_slice(&w.to_ne_bytes());
+        }
+        (ip == want_ip).then(|| inode.parse().ok()).flatten()
+    };
+    table.lines().skip(1).filter_map(matches).collect()
 }
 
 /// pingora's graceful shutdown is an unconditional `sleep(grace_period_seconds)` after the
@@ -509,4 +570,34 @@ pub fn fresh_data_dir() -> std::io::Result<PathBuf> {
     ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_inodes;
+
+    fn listens_in_table(table: &str, addr: std::net::SocketAddr) -> bool {
+        !listening_inodes(table, addr).is_empty()
+    }
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:20FB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+";
+
+    #[test]
+    fn finds_a_listening_socket_by_exact_address() {
+        // 0100007F is 127.0.0.1 as a little-endian word; 20FB is port 8443.
+        if cfg!(target_endian = "little") {
+            assert!(listens_in_table(TCP, "127.0.0.1:8443".parse().unwrap()));
+        }
+        assert!(!listens_in_table(TCP, "127.0.0.2:8443".parse().unwrap()));
+        assert!(!listens_in_table(TCP, "127.0.0.1:8444".parse().unwrap()));
+        // Established, not listening.
+        assert!(!listens_in_table(TCP, "127.0.0.1:8080".parse().unwrap()));
+        assert!(!listens_in_table(
+            "garbage\nnot a table",
+            "127.0.0.1:1".parse().unwrap()
+        ));
+    }
 }

@@ -1,4 +1,6 @@
-//! Prometheus metrics.
+//! Prometheus metrics: the one registry every capability counts into and the admin listener
+//! renders. A leaf: it uses no other folder, so `gateway`, `audit` and `runtime` can all hold
+//! a [`Metrics`] handle without an import circle.
 //!
 //! All metrics live in one [`Registry`] owned by [`Metrics`] (not the crate-global default),
 //! so two gateways in one process never share counters. We use the `prometheus` crate through

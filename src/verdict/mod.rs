@@ -1,9 +1,12 @@
-//! Modes and verdicts: turns findings into a decision.
+//! Verdicts: decisions and reasons, and the rule that turns findings into a decision.
 //!
 //! The engine reports *what* it found; this module decides *what to do about it*, combining the
 //! route's mode, the rule's own mode and per-route rule overrides. Keeping the decision here (and
 //! not in the proxy) means the `scan` command, rule tests and the proxy agree on what would be
 //! blocked.
+//!
+//! Below `audit` and `gateway` because both speak this vocabulary (one decision per request
+//! feeds the audit record, the metrics and the log line); it uses only `engine` (for `Mode`).
 
 use crate::engine::Mode;
 

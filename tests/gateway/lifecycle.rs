@@ -421,3 +421,61 @@ fn upgrade_with_an_audit_trail_is_refused_with_exit_78() {
         Some((200, _))
     ));
 }
+
+/// Regression (issue 14): the gateway logged an ERROR `Downstream handshake error … tls
+/// handshake eof` at every start, because its readiness probe connected to its own TLS
+/// listener and hung up. Nothing the gateway does by itself may log at ERROR: start it, wait
+/// for `/readyz` without touching the TLS port, serve one clean request, stop it, and read
+/// every log line.
+#[test]
+fn a_normal_start_and_request_log_no_error() {
+    let up = RecordingUpstream::start();
+    let files = GatewayFiles::new(&GatewayOpts::new(up.addr()));
+    let log_path = files.dir.path().join("run.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .arg("run")
+        .arg("--config")
+        .arg(&files.config)
+        .current_dir(files.dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::fs::File::create(files.dir.path().join("run.err")).unwrap())
+        .spawn()
+        .expect("spawn phi-gateway");
+    let logs = || {
+        let read = |n: &str| std::fs::read_to_string(files.dir.path().join(n)).unwrap_or_default();
+        format!("{}{}", read("run.err"), read("run.log"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(http_get(files.admin_port, "/readyz"), Some((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 20 s\n{}",
+            logs()
+        );
+        thread::sleep(Duration::from_millis(30));
+    }
+    let r = curl(
+        &files.ca_pem_path(),
+        &[
+            "-H",
+            &format!("{AUDIT}: start-1"),
+            &format!("https://localhost:{}/fhir/Patient/1", files.port),
+        ],
+    );
+    assert_eq!(r.status, 200, "clean request: {r:?}\n{}", logs());
+    thread::sleep(Duration::from_millis(300));
+    stop_child(&mut child, Duration::from_secs(5));
+    let logs = logs();
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "ERROR lines at start-up:\n{}",
+        errors.join("\n")
+    );
+    assert!(logs.contains("\"ready\""), "no ready line:\n{logs}");
+}
