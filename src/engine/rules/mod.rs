@@ -7,147 +7,24 @@
 //! compilation, the keyword and hotword automata — happens once here, so the per-request engine
 //! only runs precompiled matchers. See `docs/rules.md` for the language reference.
 
+mod model;
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::validate::Validator;
 pub use crate::engine::Mode;
 use crate::engine::{Limits, Part};
-
-/// HIPAA Safe Harbor identifier categories, 45 CFR 164.514(b)(2)(i)(A)–(R).
-///
-/// Rules carry the letter so audit records and reports speak the regulation's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[non_exhaustive]
-pub enum Category {
-    /// Names.
-    A,
-    /// Geographic subdivisions smaller than a state.
-    B,
-    /// Dates (except year) related to an individual; ages over 89.
-    C,
-    /// Telephone numbers.
-    D,
-    /// Fax numbers.
-    E,
-    /// E-mail addresses.
-    F,
-    /// Social Security numbers.
-    G,
-    /// Medical record numbers.
-    H,
-    /// Health plan beneficiary numbers.
-    I,
-    /// Account numbers.
-    J,
-    /// Certificate/license numbers.
-    K,
-    /// Vehicle identifiers and serial numbers.
-    L,
-    /// Device identifiers and serial numbers.
-    M,
-    /// URLs.
-    N,
-    /// IP addresses.
-    O,
-    /// Biometric identifiers.
-    P,
-    /// Full-face photographs and comparable images.
-    Q,
-    /// Any other unique identifying number, characteristic or code.
-    R,
-}
-
-impl Category {
-    /// The Safe Harbor letter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::A => "A",
-            Category::B => "B",
-            Category::C => "C",
-            Category::D => "D",
-            Category::E => "E",
-            Category::F => "F",
-            Category::G => "G",
-            Category::H => "H",
-            Category::I => "I",
-            Category::J => "J",
-            Category::K => "K",
-            Category::L => "L",
-            Category::M => "M",
-            Category::N => "N",
-            Category::O => "O",
-            Category::P => "P",
-            Category::Q => "Q",
-            Category::R => "R",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How bad a finding of this rule is; drives alerting, not blocking (that is [`Mode`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Severity {
-    /// Low.
-    Low,
-    /// Medium.
-    Medium,
-    /// High.
-    High,
-    /// Critical.
-    Critical,
-}
-
-impl Severity {
-    /// The lowercase name used in YAML, logs and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The descriptive part of a rule, as shown in findings, listings and audit records.
-#[derive(Debug, Clone)]
-pub struct RuleInfo {
-    /// Unique id, `^[a-z0-9][a-z0-9-]{1,63}$`.
-    pub id: String,
-    /// One-line description for humans.
-    pub description: String,
-    /// Safe Harbor category.
-    pub category: Category,
-    /// Severity.
-    pub severity: Severity,
-    /// The rule's own mode; `off` rules are never evaluated.
-    pub mode: Mode,
-    /// The file the rule was loaded from.
-    pub file: PathBuf,
-    /// 1-based line of the rule in `file`.
-    pub line: usize,
-}
+pub use model::{Category, RuleInfo, Severity};
+use model::{RawContext, RawException, RawFile, RawPattern, RawRule, RawTestCase};
 
 /// One inline test (`tests.match` / `tests.no_match`) that did not behave as declared.
 ///
@@ -365,7 +242,7 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    fn everywhere() -> Scope {
+    pub(crate) fn everywhere() -> Scope {
         Scope {
             query: true,
             body: true,
@@ -522,7 +399,7 @@ pub(crate) struct CompiledRule {
     pub(crate) exceptions: Vec<Exception>,
     /// `require_encrypted`: values at the rule's `where` fields must be ciphertext.
     pub(crate) encryption: Option<EncryptionReq>,
-    tests: Vec<InlineTest>,
+    pub(crate) tests: Vec<InlineTest>,
 }
 
 /// What `require_encrypted` accepts.
@@ -544,18 +421,19 @@ impl EncryptionReq {
 }
 
 /// Envelope formats the classifier recognises.
-const ENCRYPTION_FORMATS: &[&str] = &["jwe", "pgp", "age", "vault", "sops", "aws-esdk", "tink"];
+pub(crate) const ENCRYPTION_FORMATS: &[&str] =
+    &["jwe", "pgp", "age", "vault", "sops", "aws-esdk", "tink"];
 
 #[derive(Debug)]
-struct InlineTest {
-    expect_match: bool,
-    line: usize,
-    input: TestInput,
-    route: Option<String>,
+pub(crate) struct InlineTest {
+    pub(crate) expect_match: bool,
+    pub(crate) line: usize,
+    pub(crate) input: TestInput,
+    pub(crate) route: Option<String>,
 }
 
 #[derive(Debug)]
-enum TestInput {
+pub(crate) enum TestInput {
     Text(String),
     Body {
         body: String,
@@ -596,17 +474,17 @@ impl TestInput {
 
 /// A compiled, immutable rule set. Cheap to share (`Arc<RuleSet>`), `Send + Sync`.
 pub struct RuleSet {
-    infos: Vec<RuleInfo>,
-    compiled: Vec<CompiledRule>,
-    index: HashMap<String, usize>,
+    pub(crate) infos: Vec<RuleInfo>,
+    pub(crate) compiled: Vec<CompiledRule>,
+    pub(crate) index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
-    keywords: Option<(AhoCorasick, Vec<usize>)>,
+    pub(crate) keywords: Option<(AhoCorasick, Vec<usize>)>,
     /// The same keywords split into fragments for the whole-body one-pass profile.
-    keyword_index: crate::engine::fastpath::KeywordIndex,
+    pub(crate) keyword_index: crate::engine::fastpath::KeywordIndex,
     /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
     /// a segment runs one set match, then only the rules with a pattern that matched.
-    prefilter: Option<Prefilter>,
-    digest: String,
+    pub(crate) prefilter: Option<Prefilter>,
+    pub(crate) digest: String,
 }
 
 /// The multi-pattern prefilter and, per rule, the indices of its patterns in the set.
@@ -800,7 +678,6 @@ impl RuleSet {
         set.prefilter = build_prefilter(&set.compiled);
         Ok(set)
     }
-
     /// Number of rules (including `off` rules).
     pub fn len(&self) -> usize {
         self.infos.len()
@@ -842,7 +719,6 @@ impl RuleSet {
     pub fn digest(&self) -> &str {
         &self.digest
     }
-
     /// Runs every rule's inline tests through the real engine; empty = all pass.
     ///
     /// Each test is scanned with only its own rule enabled (also when the rule is `off`, so
@@ -1030,7 +906,6 @@ impl RuleSet {
         }
         Ok((files.len(), failures))
     }
-
     pub(crate) fn compiled(&self) -> &[CompiledRule] {
         &self.compiled
     }
@@ -1054,7 +929,7 @@ impl RuleSet {
 
 /// Builds the pattern prefilter. Patterns that would make the combined automaton too big are
 /// left out (their rules then run unfiltered), so the set never changes what is found.
-fn build_prefilter(rules: &[CompiledRule]) -> Option<Prefilter> {
+pub(crate) fn build_prefilter(rules: &[CompiledRule]) -> Option<Prefilter> {
     let mut sources = Vec::new();
     let mut by_rule = Vec::with_capacity(rules.len());
     for rule in rules {
@@ -1087,7 +962,7 @@ fn build_prefilter(rules: &[CompiledRule]) -> Option<Prefilter> {
 }
 
 /// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name.
-fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RuleError> {
+pub(crate) fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RuleError> {
     let dir_err = |source| RuleError::Dir {
         dir: dir.to_path_buf(),
         source,
@@ -1176,158 +1051,6 @@ fn digest(sources: &[(PathBuf, String)]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// YAML model. Everything denies unknown fields: a typo must fail the load, not silently disable
-// a detector.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    rules: Vec<Spanned<RawRule>>,
-    /// Rule ids (from earlier rule directories) to switch off.
-    #[serde(default)]
-    disable: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    id: Spanned<String>,
-    description: String,
-    category: Category,
-    severity: Severity,
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default)]
-    keywords: Vec<Spanned<String>>,
-    #[serde(default)]
-    patterns: Option<Spanned<Vec<Spanned<RawPattern>>>>,
-    #[serde(default)]
-    validators: Vec<Spanned<String>>,
-    #[serde(default)]
-    context: Option<Spanned<RawContext>>,
-    #[serde(default)]
-    min_score: Option<Spanned<f64>>,
-    #[serde(default, rename = "where")]
-    scope: Option<Spanned<Vec<Spanned<String>>>>,
-    #[serde(default)]
-    exceptions: Vec<Spanned<RawException>>,
-    #[serde(default)]
-    require_encrypted: Option<Spanned<RawEncryption>>,
-    /// Replace the rule with the same id from an earlier rule directory.
-    #[serde(default, rename = "override")]
-    override_rule: bool,
-    #[serde(default)]
-    tests: Option<RawTests>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEncryption {
-    #[serde(default)]
-    formats: Vec<Spanned<String>>,
-    #[serde(default)]
-    enc: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawException {
-    name: String,
-    #[serde(default)]
-    routes: Vec<String>,
-    #[serde(default)]
-    fields: Vec<Spanned<String>>,
-    #[serde(default)]
-    values: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPattern {
-    #[serde(default)]
-    name: Option<String>,
-    regex: Spanned<String>,
-    score: Spanned<f64>,
-    #[serde(default)]
-    boundary: Boundary,
-    #[serde(default)]
-    same_separators: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawContext {
-    words: Spanned<Vec<Spanned<String>>>,
-    #[serde(default)]
-    window_before: Option<Spanned<u64>>,
-    #[serde(default)]
-    window_after: Option<Spanned<u64>>,
-    #[serde(default)]
-    boost: Option<Spanned<f64>>,
-    #[serde(default)]
-    required: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTests {
-    #[serde(default, rename = "match")]
-    should_match: Vec<Spanned<RawTestCase>>,
-    #[serde(default)]
-    no_match: Vec<Spanned<RawTestCase>>,
-}
-
-/// A test case: a plain string (scanned as [`Part::Text`]) or an object naming the part.
-#[derive(Debug)]
-enum RawTestCase {
-    Text(String),
-    Object(RawTestObject),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTestObject {
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    content_type: Option<String>,
-    #[serde(default)]
-    query: Option<String>,
-    /// A header line, `name: value`.
-    #[serde(default)]
-    header: Option<String>,
-    /// The route the request is on (for `route:` scopes and exceptions).
-    #[serde(default)]
-    route: Option<String>,
-}
-
-impl<'de> Deserialize<'de> for RawTestCase {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CaseVisitor;
-        impl<'de> Visitor<'de> for CaseVisitor {
-            type Value = RawTestCase;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a map with text, body (+ content_type), query or header")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTestCase, E> {
-                Ok(RawTestCase::Text(v.to_string()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<RawTestCase, E> {
-                Ok(RawTestCase::Text(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawTestCase, A::Error> {
-                RawTestObject::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawTestCase::Object)
-            }
-        }
-        deserializer.deserialize_any(CaseVisitor)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Validation and compilation.
 
 /// Default characters of text before a match searched for hotwords.
@@ -1341,7 +1064,7 @@ const DEFAULT_BOOST: f64 = 0.35;
 pub(crate) const CONTEXT_FLOOR: f32 = 0.4;
 const DEFAULT_MIN_SCORE: f64 = 0.5;
 
-fn location<T>(s: &Spanned<T>) -> (usize, usize) {
+pub(crate) fn location<T>(s: &Spanned<T>) -> (usize, usize) {
     (s.referenced.line() as usize, s.referenced.column() as usize)
 }
 
@@ -1483,7 +1206,7 @@ fn compile_pattern(
 /// Whether a regex can never consume `"` and has no look-around assertions (see
 /// [`CompiledPattern::quote_free`]). Anything the parser does not accept counts as not
 /// quote-free.
-fn quote_free(src: &str) -> bool {
+pub(crate) fn quote_free(src: &str) -> bool {
     use regex_syntax::hir::{Class, Hir, HirKind};
     fn ok(h: &Hir) -> bool {
         match h.kind() {
@@ -1798,7 +1521,7 @@ fn compile_test(
     })
 }
 
-fn compile_rule(
+pub(crate) fn compile_rule(
     file: &Path,
     i: usize,
     spanned: Spanned<RawRule>,
@@ -1977,6 +1700,3 @@ fn compile_rule(
     };
     Ok((info, compiled, keywords))
 }
-
-#[cfg(test)]
-mod tests;

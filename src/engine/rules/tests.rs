@@ -178,8 +178,8 @@ fn minimal_rule_and_metadata() {
 #[test]
 fn digest_depends_on_names_and_bytes() {
     let a = load(MINIMAL).expect("loads");
-    let b = RuleSet::from_sources(&[(PathBuf::from("u.yaml"), MINIMAL.to_string())])
-        .expect("loads");
+    let b =
+        RuleSet::from_sources(&[(PathBuf::from("u.yaml"), MINIMAL.to_string())]).expect("loads");
     assert_ne!(a.digest(), b.digest());
     assert_eq!(a.digest(), load(MINIMAL).expect("loads").digest());
 }
@@ -301,9 +301,8 @@ fn value_errors() {
 
 #[test]
 fn docs_example_loads_and_passes() {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
-            .expect("docs/rules.md");
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+        .expect("docs/rules.md");
     // The "Complete example" section's block.
     let section = doc.find("## Complete example").expect("section");
     let start = section
@@ -324,9 +323,8 @@ fn docs_example_loads_and_passes() {
 /// The layering and `require_encrypted` examples of docs/rules.md load as written.
 #[test]
 fn docs_layering_and_encryption_examples_load() {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
-            .expect("docs/rules.md");
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules.md"))
+        .expect("docs/rules.md");
     let block_after = |heading: &str| -> String {
         let at = doc.find(heading).expect("heading");
         let rest = doc.get(at..).unwrap_or("");
