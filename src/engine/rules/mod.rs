@@ -7,6 +7,8 @@
 //! compilation, the keyword and hotword automata — happens once here, so the per-request engine
 //! only runs precompiled matchers. See `docs/rules.md` for the language reference.
 
+mod fingerprint;
+mod glob;
 mod model;
 #[cfg(test)]
 mod tests;
@@ -23,6 +25,9 @@ use crate::engine::source::{SourceError, Spanned};
 use crate::engine::validate::Validator;
 pub use crate::engine::Mode;
 use crate::engine::{Limits, Part};
+pub use fingerprint::value_fingerprint;
+pub(crate) use fingerprint::{fingerprint, mask_value};
+pub(crate) use glob::glob_match;
 pub use model::{Category, RuleInfo, Severity};
 use model::{RawContext, RawException, RawFile, RawPattern, RawRule, RawTestCase};
 
@@ -218,7 +223,8 @@ pub(crate) struct CompiledContext {
     pub(crate) window_after: usize,
     pub(crate) boost: f32,
     pub(crate) required: bool,
-    /// The first hotword, as written (lowercased); see [`RuleSet::context_probes`].
+    /// The first hotword, as written (lowercased); see
+    /// [`RuleSet::context_probes`](crate::engine::rules::RuleSet::context_probes).
     pub(crate) first_word: String,
 }
 
@@ -282,108 +288,6 @@ pub(crate) struct Exception {
     pub(crate) values: Vec<String>,
 }
 
-/// Glob match where `*` matches any run of characters (including none) and everything else
-/// matches itself. Linear in practice; used for routes, content types and field selectors.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    // Fast paths (this runs for every structural rule on every FHIR value): no `*` is plain
-    // equality; otherwise the literal prefix and suffix must match, and one `*` is then enough.
-    let Some(first) = pattern.find('*') else {
-        return pattern == text;
-    };
-    let last = pattern.rfind('*').unwrap_or(first);
-    let (prefix, suffix) = (
-        pattern.get(..first).unwrap_or(""),
-        pattern.get(last + 1..).unwrap_or(""),
-    );
-    if text.len() < prefix.len() + suffix.len()
-        || !text.starts_with(prefix)
-        || !text.ends_with(suffix)
-    {
-        return false;
-    }
-    if first == last {
-        return true;
-    }
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
-}
-
-/// Key for value fingerprints. Fingerprints let an exception name one value without writing
-/// it down; the key is public, so a fingerprint of a short number can be brute-forced — treat
-/// rule files with `values:` as sensitive (docs/rules.md).
-const FINGERPRINT_KEY: &[u8] = b"phi-gateway exception fingerprint v1";
-
-/// `hmac-sha256:<32 hex>` over the value's letters and digits, uppercased, so that
-/// `536-22-1234` and `536221234` have the same fingerprint.
-pub(crate) fn fingerprint(value: &str) -> String {
-    let canon: String = value
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_uppercase)
-        .collect();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, FINGERPRINT_KEY);
-    let tag = ring::hmac::sign(&key, canon.as_bytes());
-    let hex: String = tag
-        .as_ref()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("hmac-sha256:{hex}")
-}
-
-/// The fingerprint `exceptions.values` expects for `value` (after the engine's
-/// normalisation: letters and digits only, uppercased).
-pub fn value_fingerprint(value: &str) -> String {
-    fingerprint(value)
-}
-
-/// A value's shape for reports: digits become `#`, letters `x`, at most 40 characters.
-pub(crate) fn mask_value(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(40)
-        .map(|c| {
-            if c.is_numeric() {
-                '#'
-            } else if c.is_alphabetic() {
-                'x'
-            } else if c.is_control() {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    if value.chars().count() > 40 {
-        out.push('…');
-    }
-    out
-}
-
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
     pub(crate) patterns: Vec<CompiledPattern>,
@@ -392,7 +296,8 @@ pub(crate) struct CompiledRule {
     pub(crate) min_score: f32,
     pub(crate) scope: Scope,
     pub(crate) has_keywords: bool,
-    /// The first keyword, as written (lowercased); see [`RuleSet::context_probes`].
+    /// The first keyword, as written (lowercased); see
+    /// [`RuleSet::context_probes`](crate::engine::rules::RuleSet::context_probes).
     pub(crate) first_keyword: Option<String>,
     /// No segment with fewer ASCII digits can produce a finding (derived from validators).
     pub(crate) min_digits: usize,

@@ -242,7 +242,8 @@ pub(crate) struct RawTests {
     pub(crate) no_match: Vec<Spanned<RawTestCase>>,
 }
 
-/// A test case: a plain string (scanned as [`Part::Text`]) or an object naming the part.
+/// A test case: a plain string (scanned as [`Part::Text`](crate::engine::Part::Text)) or an
+/// object naming the part.
 #[derive(Debug)]
 pub(crate) enum RawTestCase {
     Text(String),
