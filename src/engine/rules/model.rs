@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::Boundary;
+use super::compiled::Boundary;
 use crate::engine::source::Spanned;
 use crate::engine::Mode;
 

@@ -1,4 +1,6 @@
+use super::compile::{quote_free, ENCRYPTION_FORMATS};
 use super::*;
+use crate::engine::validate::Validator;
 
 #[test]
 fn quote_free_patterns() {
