@@ -10,7 +10,7 @@ use super::compiled::{
     CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, Scope,
 };
 use super::model::{RawContext, RawException, RawPattern, RawRule, RawTestCase, RuleInfo};
-use super::{InlineTest, TestInput};
+use super::selftest::{InlineTest, TestInput};
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::validate::Validator;
 

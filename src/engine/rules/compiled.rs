@@ -6,7 +6,7 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use serde::Deserialize;
 
 use super::glob::glob_match;
-use super::InlineTest;
+use super::selftest::InlineTest;
 use crate::engine::validate::Validator;
 
 /// Which characters may not touch a matched value (checked in code, see `docs/rules.md`).
@@ -79,7 +79,7 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    pub(crate) fn everywhere() -> Scope {
+    pub(super) fn everywhere() -> Scope {
         Scope {
             query: true,
             body: true,
@@ -135,7 +135,7 @@ pub(crate) struct CompiledRule {
     pub(crate) exceptions: Vec<Exception>,
     /// `require_encrypted`: values at the rule's `where` fields must be ciphertext.
     pub(crate) encryption: Option<EncryptionReq>,
-    pub(crate) tests: Vec<InlineTest>,
+    pub(super) tests: Vec<InlineTest>,
 }
 
 /// What `require_encrypted` accepts.

@@ -1,6 +1,11 @@
+use std::path::{Path, PathBuf};
+
 use super::compile::{quote_free, ENCRYPTION_FORMATS};
+use super::load::read_dir_sources;
 use super::*;
+use crate::engine::source::SourceError;
 use crate::engine::validate::Validator;
+use crate::engine::{Limits, Part};
 
 #[test]
 fn quote_free_patterns() {
