@@ -1,0 +1,99 @@
+//! [`RuleSet`]: the compiled, immutable rule set the engine scans with, and its accessors.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aho_corasick::AhoCorasick;
+
+use super::compiled::{CompiledRule, Prefilter};
+use super::model::RuleInfo;
+
+/// A compiled, immutable rule set. Cheap to share (`Arc<RuleSet>`), `Send + Sync`.
+pub struct RuleSet {
+    pub(super) infos: Vec<RuleInfo>,
+    pub(super) compiled: Vec<CompiledRule>,
+    pub(super) index: HashMap<String, usize>,
+    /// One automaton over every rule's `keywords`, and the rule owning each pattern.
+    pub(super) keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// The same keywords split into fragments for the whole-body one-pass profile.
+    pub(super) keyword_index: crate::engine::fastpath::KeywordIndex,
+    /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
+    /// a segment runs one set match, then only the rules with a pattern that matched.
+    pub(super) prefilter: Option<Prefilter>,
+    pub(super) digest: String,
+}
+
+impl RuleSet {
+    /// Number of rules (including `off` rules).
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Whether the set holds no rules.
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// Rules in load order.
+    pub fn rules(&self) -> impl Iterator<Item = &RuleInfo> {
+        self.infos.iter()
+    }
+
+    /// One word per rule that needs one nearby: the first `context.words` entry, or else the
+    /// first of its `keywords`. The audit trail uses them to ask whether a value *could* be PHI
+    /// under any rule's context before it stores that value in clear (an 8-digit resource id
+    /// is an MRN next to `mrn`).
+    pub fn context_probes(&self) -> Vec<&str> {
+        self.compiled
+            .iter()
+            .filter_map(|r| {
+                r.context
+                    .as_ref()
+                    .map(|c| c.first_word.as_str())
+                    .or(r.first_keyword.as_deref())
+            })
+            .collect()
+    }
+
+    /// A rule by id.
+    pub fn get(&self, id: &str) -> Option<&RuleInfo> {
+        self.index.get(id).and_then(|&i| self.infos.get(i))
+    }
+
+    /// Hex SHA-256 over each source's file name and bytes, in load order (each length-prefixed,
+    /// so moving bytes between name and content changes the digest). Feeds the config version.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    pub(crate) fn compiled(&self) -> &[CompiledRule] {
+        &self.compiled
+    }
+
+    pub(crate) fn infos(&self) -> &[RuleInfo] {
+        &self.infos
+    }
+
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
+    }
+
+    pub(crate) fn keyword_index(&self) -> &crate::engine::fastpath::KeywordIndex {
+        &self.keyword_index
+    }
+
+    pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
+        self.keywords.as_ref()
+    }
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field(
+                "rules",
+                &self.infos.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            )
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
