@@ -1,4 +1,9 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::routing::strip_port;
 use super::*;
+use crate::engine::Mode;
 
 fn parse(text: &str) -> Result<GatewayConfig, SourceError> {
     parse_with(text, Dns::Resolve)
