@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::audit::validate_audit;
-use super::raw::RawConfig;
+use super::raw::{
+    RawAdmin, RawConfig, RawLimits, RawListen, RawLogging, RawReload, RawRoute, RawRouteDefaults,
+    RawServer, RawUpstream,
+};
 use super::{
     ClientAuth, Dns, GatewayConfig, Inspect, Limits, Listen, Logging, Reload, Route, RouteAudit,
     Server, Timeouts, Upstream, UpstreamTls, DEFAULT_AUDIT_HEADER, DEFAULT_AUDIT_HEADER_MAX_LENGTH,
@@ -17,13 +20,14 @@ use super::{
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::Mode;
 
+/// Raw → validated, one section at a time in this order; the first error is returned.
+/// Relative paths are resolved against `base` (the file's directory).
 pub(super) fn validate(
     file: &Path,
     base: &Path,
     raw: RawConfig,
     dns: Dns,
 ) -> Result<GatewayConfig, SourceError> {
-    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let resolve = |p: &Path| -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
@@ -32,22 +36,64 @@ pub(super) fn validate(
         }
     };
 
+    let listen = validate_listen(file, &resolve, &raw.listen)?;
+    let admin = validate_admin(file, &raw.admin, &listen)?;
+    let server = validate_server(file, &resolve, raw.server)?;
+    let logging = validate_logging(raw.logging);
+    let reload = validate_reload(file, &raw.reload)?;
+    let limits = validate_limits(file, &raw.limits)?;
+    let upstreams = validate_upstreams(file, &resolve, &raw.upstreams, dns)?;
+    let routes = validate_routes(file, &raw.defaults, &raw.routes, &upstreams)?;
+
+    let audit = match &raw.audit {
+        Some(a) if a.enabled => Some(validate_audit(
+            file,
+            &resolve,
+            a,
+            listen.client_auth.is_some(),
+        )?),
+        _ => None,
+    };
+
+    Ok(GatewayConfig {
+        audit,
+        source: file.to_path_buf(),
+        listen,
+        admin,
+        rules_dir: resolve(&raw.rules.dir.value),
+        rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
+        server,
+        logging,
+        reload,
+        limits,
+        upstreams,
+        routes,
+    })
+}
+
+/// `listen:`: the TLS listener, its HTTP/2 idle timeout and mutual TLS.
+fn validate_listen(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    raw: &RawListen,
+) -> Result<Listen, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let listen = Listen {
-        address: parse_socket_addr(&raw.listen.address.value)
-            .map_err(|m| err(&raw.listen.address, "listen.address", m))?,
-        cert_file: resolve(&raw.listen.cert_file.value),
-        key_file: resolve(&raw.listen.key_file.value),
-        http2: raw.listen.http2,
+        address: parse_socket_addr(&raw.address.value)
+            .map_err(|m| err(&raw.address, "listen.address", m))?,
+        cert_file: resolve(&raw.cert_file.value),
+        key_file: resolve(&raw.key_file.value),
+        http2: raw.http2,
         http2_idle_timeout: Duration::from_millis(
             bounded(
-                raw.listen.http2_idle_timeout_ms.as_ref(),
+                raw.http2_idle_timeout_ms.as_ref(),
                 DEFAULT_HTTP2_IDLE_TIMEOUT_MS,
                 100,
                 3_600_000,
             )
             .map_err(|(s, m)| err(s, "listen.http2_idle_timeout_ms", m))?,
         ),
-        client_auth: match &raw.listen.client_auth {
+        client_auth: match &raw.client_auth {
             Some(c) => {
                 let ca_file = resolve(&c.ca_file.value);
                 if !ca_file.is_file() {
@@ -65,14 +111,24 @@ pub(super) fn validate(
             None => None,
         },
     };
-    let admin = match &raw.admin {
+    Ok(listen)
+}
+
+/// `admin:`: the admin listener, on an address of its own.
+fn validate_admin(
+    file: &Path,
+    raw: &Option<RawAdmin>,
+    listen: &Listen,
+) -> Result<Option<SocketAddr>, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
+    let admin = match raw {
         Some(a) => Some(
             parse_socket_addr(&a.address.value).map_err(|m| err(&a.address, "admin.address", m))?,
         ),
         None => None,
     };
     if admin == Some(listen.address) {
-        if let Some(a) = &raw.admin {
+        if let Some(a) = raw {
             return Err(err(
                 &a.address,
                 "admin.address",
@@ -80,8 +136,17 @@ pub(super) fn validate(
             ));
         }
     }
+    Ok(admin)
+}
 
-    let threads = match &raw.server.threads {
+/// `server:`: process settings handed to pingora.
+fn validate_server(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    raw: RawServer,
+) -> Result<Server, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
+    let threads = match &raw.threads {
         Some(t) if t.value == 0 || t.value > 256 => {
             return Err(err(t, "server.threads", "must be between 1 and 256".into()))
         }
@@ -92,85 +157,97 @@ pub(super) fn validate(
     };
     let server = Server {
         threads,
-        grace_period_seconds: bounded(raw.server.grace_period_seconds.as_ref(), 10, 0, 3600)
+        grace_period_seconds: bounded(raw.grace_period_seconds.as_ref(), 10, 0, 3600)
             .map_err(|(s, m)| err(s, "server.grace_period_seconds", m))?,
         graceful_shutdown_timeout_seconds: bounded(
-            raw.server.graceful_shutdown_timeout_seconds.as_ref(),
+            raw.graceful_shutdown_timeout_seconds.as_ref(),
             5,
             0,
             600,
         )
         .map_err(|(s, m)| err(s, "server.graceful_shutdown_timeout_seconds", m))?,
-        shutdown_delay_seconds: bounded(raw.server.shutdown_delay_seconds.as_ref(), 0, 0, 600)
+        shutdown_delay_seconds: bounded(raw.shutdown_delay_seconds.as_ref(), 0, 0, 600)
             .map_err(|(s, m)| err(s, "server.shutdown_delay_seconds", m))?,
         pid_file: raw
-            .server
             .pid_file
             .map(|p| resolve(&p))
             .unwrap_or_else(|| std::env::temp_dir().join("phi-gateway.pid")),
         upgrade_sock: raw
-            .server
             .upgrade_sock
             .map(|p| resolve(&p))
             .unwrap_or_else(|| std::env::temp_dir().join("phi-gateway-upgrade.sock")),
     };
+    Ok(server)
+}
 
-    let logging = Logging {
-        format: raw.logging.format,
-        level: raw.logging.level.unwrap_or_else(|| "info".to_string()),
-    };
+/// `logging:`: format and filter (nothing to reject beyond what serde refuses).
+fn validate_logging(raw: RawLogging) -> Logging {
+    Logging {
+        format: raw.format,
+        level: raw.level.unwrap_or_else(|| "info".to_string()),
+    }
+}
 
+/// `reload:`: the file watch.
+fn validate_reload(file: &Path, raw: &RawReload) -> Result<Reload, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let reload = Reload {
-        watch: raw.reload.watch.unwrap_or(true),
+        watch: raw.watch.unwrap_or(true),
         watch_interval: Duration::from_millis(
-            bounded(raw.reload.watch_interval_ms.as_ref(), 1000, 100, 600_000)
+            bounded(raw.watch_interval_ms.as_ref(), 1000, 100, 600_000)
                 .map_err(|(s, m)| err(s, "reload.watch_interval_ms", m))?,
         ),
     };
+    Ok(reload)
+}
 
+/// `limits:`: engine decoding limits and request size and time limits.
+fn validate_limits(file: &Path, raw: &RawLimits) -> Result<Limits, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let limits = Limits {
         max_decoded_bytes: bounded(
-            raw.limits.max_decoded_bytes.as_ref(),
+            raw.max_decoded_bytes.as_ref(),
             16 * 1024 * 1024,
             1024,
             1 << 32,
         )
         .map_err(|(s, m)| err(s, "limits.max_decoded_bytes", m))?
             as usize,
-        max_expansion_ratio: bounded(raw.limits.max_expansion_ratio.as_ref(), 100, 1, 100_000)
+        max_expansion_ratio: bounded(raw.max_expansion_ratio.as_ref(), 100, 1, 100_000)
             .map_err(|(s, m)| err(s, "limits.max_expansion_ratio", m))?,
-        max_json_depth: bounded(
-            raw.limits.max_json_depth.as_ref().map(widen).as_ref(),
-            64,
-            1,
-            128,
-        )
-        .map_err(|(s, m)| err(s, "limits.max_json_depth", m))? as usize,
+        max_json_depth: bounded(raw.max_json_depth.as_ref().map(widen).as_ref(), 64, 1, 128)
+            .map_err(|(s, m)| err(s, "limits.max_json_depth", m))? as usize,
         // 8 KiB is what nginx (`large_client_header_buffers`) and most EHR servers accept in a
         // request line; 64 KiB is as far as pingora's URI type goes (longer ones get its 400).
-        max_uri_bytes: bounded(raw.limits.max_uri_bytes.as_ref(), 8 * 1024, 256, 64 * 1024)
+        max_uri_bytes: bounded(raw.max_uri_bytes.as_ref(), 8 * 1024, 256, 64 * 1024)
             .map_err(|(s, m)| err(s, "limits.max_uri_bytes", m))? as usize,
         // pingora stops reading a head at about 1 MiB (and 256 headers) with its own 400.
-        max_header_bytes: bounded(
-            raw.limits.max_header_bytes.as_ref(),
-            64 * 1024,
-            1024,
-            1024 * 1024,
-        )
-        .map_err(|(s, m)| err(s, "limits.max_header_bytes", m))? as usize,
+        max_header_bytes: bounded(raw.max_header_bytes.as_ref(), 64 * 1024, 1024, 1024 * 1024)
+            .map_err(|(s, m)| err(s, "limits.max_header_bytes", m))?
+            as usize,
         header_timeout: Duration::from_millis(
-            bounded(raw.limits.header_timeout_ms.as_ref(), 30_000, 100, 600_000)
+            bounded(raw.header_timeout_ms.as_ref(), 30_000, 100, 600_000)
                 .map_err(|(s, m)| err(s, "limits.header_timeout_ms", m))?,
         ),
         body_timeout: Duration::from_millis(
-            bounded(raw.limits.body_timeout_ms.as_ref(), 60_000, 100, 3_600_000)
+            bounded(raw.body_timeout_ms.as_ref(), 60_000, 100, 3_600_000)
                 .map_err(|(s, m)| err(s, "limits.body_timeout_ms", m))?,
         ),
     };
+    Ok(limits)
+}
 
+/// `upstreams:`: names, addresses (resolved per `dns`), TLS and timeouts; at least one.
+fn validate_upstreams(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    raw: &[RawUpstream],
+    dns: Dns,
+) -> Result<Vec<Upstream>, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let mut upstreams = Vec::new();
     let mut upstream_names = HashSet::new();
-    for (i, u) in raw.upstreams.iter().enumerate() {
+    for (i, u) in raw.iter().enumerate() {
         let at = |f: &str| format!("upstreams[{i}].{f}");
         check_name(&u.name.value).map_err(|m| err(&u.name, &at("name"), m))?;
         if !upstream_names.insert(u.name.value.clone()) {
@@ -232,11 +309,21 @@ pub(super) fn validate(
             "at least one upstream is required",
         ));
     }
+    Ok(upstreams)
+}
 
-    let d = &raw.defaults;
+/// `routes:` (over `defaults:`): each route's upstream, mode, limits, audit headers and
+/// inspection; a route that an earlier one shadows is an error; at least one.
+fn validate_routes(
+    file: &Path,
+    d: &RawRouteDefaults,
+    raw: &[RawRoute],
+    upstreams: &[Upstream],
+) -> Result<Vec<Route>, SourceError> {
+    let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let mut routes = Vec::new();
     let mut route_names = HashSet::new();
-    for (i, r) in raw.routes.iter().enumerate() {
+    for (i, r) in raw.iter().enumerate() {
         let at = |f: &str| format!("routes[{i}].{f}");
         check_name(&r.name.value).map_err(|m| err(&r.name, &at("name"), m))?;
         if !route_names.insert(r.name.value.clone()) {
@@ -386,31 +473,7 @@ pub(super) fn validate(
             "at least one route is required",
         ));
     }
-
-    let audit = match &raw.audit {
-        Some(a) if a.enabled => Some(validate_audit(
-            file,
-            &resolve,
-            a,
-            listen.client_auth.is_some(),
-        )?),
-        _ => None,
-    };
-
-    Ok(GatewayConfig {
-        audit,
-        source: file.to_path_buf(),
-        listen,
-        admin,
-        rules_dir: resolve(&raw.rules.dir.value),
-        rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
-        server,
-        logging,
-        reload,
-        limits,
-        upstreams,
-        routes,
-    })
+    Ok(routes)
 }
 
 /// Checks rule ids named in `rule_overrides` against the loaded rule set, so a typo in an
