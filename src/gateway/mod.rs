@@ -6,8 +6,12 @@
 //! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`;
 //! never `runtime` (the process wiring builds the gateway, not the other way round).
 
+mod answer;
+mod checks;
+mod ctx;
 pub mod deadline;
 pub mod preface;
 pub mod proxy;
+mod record;
 pub mod snapshot;
 pub mod tls;

@@ -16,6 +16,10 @@
 //! emit it in one piece or fail with an `HTTPStatus` error. On a block the upstream has seen
 //! the (already inspected) header and zero body bytes, then the connection closes, so it
 //! receives an incomplete request it must discard.
+//!
+//! The hooks are here, in the order pingora calls them; the per-request state is in `ctx`,
+//! the checks they run in `checks`, the answers they give in `answer`, the audit record in
+//! `record`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,683 +28,27 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
-use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorType};
 
-use crate::audit::{AuditLog, RecordInput, Redacted};
-use crate::config::{ResourceIdMode, Route};
+use crate::audit::AuditLog;
 use crate::engine::Mode;
-use crate::engine::{InspectError, Part, ScanOptions};
+use crate::gateway::answer::{
+    classify_error, drain_bounded, refuse, DRAIN_AFTER_LIMIT, DRAIN_TIMEOUT,
+};
+pub use crate::gateway::ctx::Ctx;
+use crate::gateway::ctx::Outcome;
 use crate::gateway::snapshot::Snapshot;
 use crate::telemetry::Metrics;
-use crate::verdict::{effective_matches, Decision, Match, Reason};
-
-/// Extra body bytes we read and discard after the cap is exceeded, so the client can finish
-/// sending and read our 413 instead of seeing a connection reset. Past this we answer anyway.
-const DRAIN_AFTER_LIMIT: u64 = 4 * 1024 * 1024;
-/// How long we wait for a client to finish sending a body we already decided to refuse.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The proxy application.
-pub struct Gateway {
-    /// The current snapshot. A reload stores a new one; each request loads it once in
-    /// `new_ctx` and keeps that `Arc` to the end, so requests in flight finish on the
-    /// configuration and rules they started with.
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    metrics: Metrics,
-    /// The process-global audit trail (not part of the reloadable snapshot).
-    audit: Option<Arc<AuditLog>>,
-}
-
-impl Gateway {
-    /// Creates the proxy over a swappable snapshot.
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Self {
-        Self {
-            snapshot,
-            metrics,
-            audit: None,
-        }
-    }
-
-    /// Records every decision in `audit`.
-    pub fn with_audit(mut self, audit: Option<Arc<AuditLog>>) -> Self {
-        self.audit = audit;
-        self
-    }
-}
-
-/// What happened to one request; the single source for logs and metrics.
-#[derive(Debug, Clone)]
-struct Outcome {
-    decision: Decision,
-    reason: Option<Reason>,
-}
-
-/// Per-request state.
-pub struct Ctx {
-    request_id: String,
-    started: Instant,
-    snapshot: Arc<Snapshot>,
-    route: Option<usize>,
-    /// Held-back body.
-    body: BytesMut,
-    /// Body bytes seen so far (including discarded ones after the cap).
-    body_seen: u64,
-    /// The body exceeded the cap; we are draining it before answering 413.
-    oversize: bool,
-    drain_started: Option<Instant>,
-    /// Body inspection was skipped (monitor route with an undecodable body).
-    skip_body: bool,
-    matches: Vec<Match>,
-    outcome: Option<Outcome>,
-    inspection: Duration,
-    inspected: bool,
-    /// SHA-256 over the request body bytes received (for the audit record).
-    body_digest: Option<ring::digest::Context>,
-    /// The audit record was written (or attempted) already.
-    audit_done: bool,
-    /// Body bytes are held back and the verdict is not in yet.
-    body_pending: bool,
-}
-
-impl Ctx {
-    fn route(&self) -> Option<&Route> {
-        self.route.and_then(|i| self.snapshot.config.routes.get(i))
-    }
-
-    fn route_name(&self) -> &str {
-        self.route().map(|r| r.name.as_str()).unwrap_or("unmatched")
-    }
-
-    /// Records a would-block (monitor) reason; the first reason is kept for the log.
-    fn would_block(&mut self, reason: Reason) {
-        if self.outcome.is_none() {
-            self.outcome = Some(Outcome {
-                decision: Decision::WouldBlock,
-                reason: Some(reason),
-            });
-        }
-    }
-
-    fn block(&mut self, reason: Reason) {
-        self.outcome = Some(Outcome {
-            decision: Decision::Block,
-            reason: Some(reason),
-        });
-    }
-
-    /// Applies a violation according to the route mode: enforce blocks, monitor records.
-    /// Returns true when the request must be answered now.
-    fn violation(&mut self, reason: Reason, mode: Mode) -> bool {
-        if mode == Mode::Enforce {
-            self.block(reason);
-            true
-        } else {
-            self.would_block(reason);
-            false
-        }
-    }
-
-    /// Folds engine findings into the request's matches; returns the strongest mode seen.
-    fn absorb(&mut self, scan: crate::engine::Scan) -> Option<Mode> {
-        let route = self.route()?;
-        let new = effective_matches(
-            scan.findings
-                .iter()
-                .map(|f| (f.rule_id.as_str(), f.mode, f.location.as_str())),
-            route.mode,
-            &route.rule_overrides,
-        );
-        let strongest = new.iter().map(|m| m.mode).min();
-        self.matches.extend(new);
-        strongest
-    }
-
-    /// The decision so far; `e` is the error pingora ended the request with, if any.
-    fn decision(&self, e: Option<&Error>) -> Outcome {
-        match (&self.outcome, e) {
-            (Some(o), _) => o.clone(),
-            (None, Some(err)) => Outcome {
-                decision: Decision::Error,
-                reason: Some(classify_error(err).1),
-            },
-            (None, None) => Outcome {
-                decision: Decision::Allow,
-                reason: None,
-            },
-        }
-    }
-
-    fn fail_closed(&mut self) {
-        self.outcome = Some(Outcome {
-            decision: Decision::FailClosed,
-            reason: Some(Reason::AuditUnavailable),
-        });
-    }
-
-    fn rule_ids(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self.matches.iter().map(|m| m.rule.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-}
-
-/// The JSON error body. Built by hand from fixed strings and ids we generated or loaded, so
-/// it can never echo anything the client sent.
-fn error_body(reason: Reason, request_id: &str, rules: &[&str]) -> Bytes {
-    let mut s = format!(
-        "{{\"error\":\"{}\",\"reason\":\"{}\",\"request_id\":\"{}\"",
-        reason.message(),
-        reason.as_str(),
-        request_id
-    );
-    if !rules.is_empty() {
-        s.push_str(",\"rules\":[");
-        for (i, r) in rules.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            // Rule ids are validated at load ([a-z0-9-]), so they need no escaping.
-            s.push('"');
-            s.push_str(r);
-            s.push('"');
-        }
-        s.push(']');
-    }
-    s.push_str("}\n");
-    Bytes::from(s)
-}
-
-async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingora::Result<()> {
-    // A proxied response whose head already went out (the upstream broke mid-body) cannot be
-    // turned into an error any more: writing one would splice our JSON into that body, inside
-    // its declared length. Closing the connection short of that length is the only honest
-    // signal left, and pingora does that once we return.
-    if session
-        .response_written()
-        .is_some_and(|r| !r.status.is_informational())
-    {
-        session.set_keepalive(None);
-        return Ok(());
-    }
-    let rules = if reason == Reason::PhiDetected {
-        ctx.rule_ids()
-    } else {
-        Vec::new()
-    };
-    let body = error_body(reason, &ctx.request_id, &rules);
-    let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-    resp.insert_header("cache-control", "no-store")?;
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
-}
-
-/// Reads and discards a request body we are refusing before it was read, bounded in bytes and
-/// time, so the client receives our answer instead of a reset: closing a socket with unread
-/// data makes the kernel send RST, which can destroy the response in flight (nginx's
-/// "lingering close" solves the same problem). Bodies declared larger than `limit` are not
-/// drained; neither are bodies behind `Expect: 100-continue`, whose client waits for our answer
-/// before sending anything.
-async fn drain_bounded(session: &mut Session, limit: u64) {
-    let headers = &session.req_header().headers;
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let expects_continue = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue || declared.is_some_and(|n| n > limit) || declared == Some(0) {
-        return;
-    }
-    let drain = async {
-        let mut seen = 0u64;
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            seen = seen.saturating_add(chunk.len() as u64);
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-}
-
-/// Why an audit header value is unacceptable, if it is.
-fn audit_header_problem<'a>(
-    values: &mut impl Iterator<Item = &'a http::HeaderValue>,
-    max_len: usize,
-) -> Option<Reason> {
-    let first = values.next();
-    let Some(v) = first else {
-        return Some(Reason::MissingAuditHeader);
-    };
-    if values.next().is_some() {
-        // Two values: which one would the auditor trust? Refuse the ambiguity.
-        return Some(Reason::MalformedAuditHeader);
-    }
-    let b = v.as_bytes();
-    let token_ok = !b.is_empty()
-        && b.len() <= max_len
-        && b.iter().all(|&c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    b'-' | b'_' | b'.' | b':' | b'/' | b'@' | b'+' | b'=' | b'~' | b'#'
-                )
-        });
-    (!token_ok).then_some(Reason::MalformedAuditHeader)
-}
-
-/// The stronger of two optional modes (`enforce` beats `monitor`).
-fn stronger(a: Option<Mode>, b: Option<Mode>) -> Option<Mode> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
-fn header_selected(selectors: &[String], name: &str) -> bool {
-    selectors.iter().any(|s| match s.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => s == name,
-    })
-}
-
-fn classify_error(e: &Error) -> (u16, Reason) {
-    use ErrorType::*;
-    match e.etype() {
-        Custom(c) if *c == Reason::UpstreamEarlyResponse.as_str() => {
-            (502, Reason::UpstreamEarlyResponse)
-        }
-        HTTPStatus(code) => {
-            let reason = match code {
-                403 => Reason::PhiDetected,
-                413 => Reason::BodyTooLarge,
-                503 => Reason::AuditUnavailable,
-                415 => Reason::UnsupportedContentEncoding,
-                400 => Reason::UndecodableBody,
-                408 => Reason::ClientTimeout,
-                _ => Reason::InternalError,
-            };
-            (*code, reason)
-        }
-        _ => match e.esource() {
-            ErrorSource::Upstream => match e.etype() {
-                ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-                    (504, Reason::UpstreamTimeout)
-                }
-                ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
-                | InvalidCert | HandshakeError | BindError | SocketError => {
-                    (502, Reason::UpstreamUnavailable)
-                }
-                _ => (502, Reason::UpstreamError),
-            },
-            ErrorSource::Downstream => match e.etype() {
-                WriteError | ReadError | ConnectionClosed => (0, Reason::BadRequest),
-                // A body read that waited `limits.body_timeout` for the next byte.
-                ReadTimedout => (408, Reason::ClientTimeout),
-                _ => (400, Reason::BadRequest),
-            },
-            ErrorSource::Internal | ErrorSource::Unset => (500, Reason::InternalError),
-        },
-    }
-}
-
-/// Whether the raw HTTP/1 head carried a `Content-Length` line. pingora drops Content-Length
-/// when Transfer-Encoding is present (RFC 9112 §6.3) before any hook runs, so only the raw
-/// bytes still show that the client sent both.
-fn raw_head_has_content_length(session: &Session) -> bool {
-    let Some(h1) = session.as_http1() else {
-        return false;
-    };
-    let raw = h1.get_headers_raw_bytes();
-    // httparse accepts bare LF line ends too, so split on LF; the request line never matches.
-    raw.split(|&b| b == b'\n').any(|line| {
-        line.get(..15)
-            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length:"))
-    })
-}
-
-/// The first value of a header, as a [`Redacted`] string (lossy for non-UTF-8 bytes).
-fn header_value(session: &Session, name: &str) -> Option<Redacted<String>> {
-    session
-        .req_header()
-        .headers
-        .get(name)
-        .map(|v| Redacted::new(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-}
-
-impl Gateway {
-    /// A fail-closed route must not go on when the audit trail cannot take its record.
-    fn audit_refuses(&self, ctx: &Ctx) -> bool {
-        match (&self.audit, ctx.route()) {
-            (Some(a), Some(r)) => r.audit.fail_closed && !a.accepting(),
-            _ => false,
-        }
-    }
-
-    /// Writes the request's audit record, once, from the same decision that feeds the access
-    /// log and metrics. With `fsync: every_record` this waits until the record is durable.
-    /// Returns false when the trail could not take it.
-    async fn audit(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-        outcome: &Outcome,
-        status: u16,
-        bytes_out: Option<u64>,
-    ) -> bool {
-        let Some(audit) = &self.audit else {
-            return true;
-        };
-        if ctx.audit_done {
-            return true;
-        }
-        ctx.audit_done = true;
-        let route = ctx.route();
-        let req = session.req_header();
-        let user_header = match audit.user_id_source() {
-            crate::config::UserIdSource::Header(h) => header_value(session, h),
-            crate::config::UserIdSource::ClientCert => session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_ref())
-                .and_then(|t| t.extension.get::<crate::gateway::tls::ClientIdentity>())
-                .map(|id| Redacted::new(id.subject.clone())),
-            _ => None,
-        };
-        let input = RecordInput {
-            request_id: &ctx.request_id,
-            route: ctx.route_name(),
-            mode: route.map(|r| r.mode),
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            resource_in_clear: route.is_some_and(|r| r.audit.resource_id == ResourceIdMode::Clear),
-            decision: outcome.decision,
-            reason: outcome.reason,
-            rule_ids: ctx.rule_ids().into_iter().map(String::from).collect(),
-            field_paths: {
-                let mut l: Vec<String> = ctx.matches.iter().map(|m| m.location.clone()).collect();
-                l.sort_unstable();
-                l.dedup();
-                l
-            },
-            status,
-            bytes_in: ctx.body_seen,
-            bytes_out,
-            tls_version: session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_ref())
-                .map(|d| d.version.to_string()),
-            config_version: &ctx.snapshot.config_version,
-            body_sha256: ctx
-                .body_digest
-                .clone()
-                .map(|d| crate::audit::record::hex(d.finish().as_ref())),
-            ip_address: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string()),
-            user_agent: header_value(session, http::header::USER_AGENT.as_str()),
-            audit_header: route
-                .and_then(|r| r.audit_headers.first())
-                .and_then(|h| header_value(session, h)),
-            user_header,
-        };
-        let record = audit.build(&ctx.snapshot.engine, &ctx.snapshot.limits, input);
-        audit.record(record).await
-    }
-
-    /// Answers with our JSON error, after recording the decision. The refusal stands even if
-    /// the audit trail fails to take the record (nothing was forwarded); the failure is
-    /// counted in `phi_gateway_audit_write_errors_total`.
-    async fn answer(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        reason: Reason,
-    ) -> pingora::Result<()> {
-        let outcome = ctx.decision(None);
-        let rules = if reason == Reason::PhiDetected {
-            ctx.rule_ids()
-        } else {
-            Vec::new()
-        };
-        let len = error_body(reason, &ctx.request_id, &rules).len() as u64;
-        self.audit(session, ctx, &outcome, reason.status(), Some(len))
-            .await;
-        write_error(session, ctx, reason).await
-    }
-
-    /// Scans one request part and folds the findings into `ctx`, timing the engine.
-    fn inspect(&self, ctx: &mut Ctx, part: &Part<'_>) -> Result<Option<Mode>, InspectError> {
-        let start = Instant::now();
-        // The route name scopes `route:` rules and exceptions.
-        let options = ScanOptions::route(ctx.route().map(|r| r.name.as_str()));
-        let result = ctx
-            .snapshot
-            .engine
-            .scan_with(part, &ctx.snapshot.limits, &options);
-        ctx.inspection += start.elapsed();
-        ctx.inspected = true;
-        Ok(ctx.absorb(result?))
-    }
-
-    /// Runs the header-time checks. Returns `Some(reason)` when the request must be refused now.
-    fn check_request_head(&self, session: &Session, ctx: &mut Ctx) -> Option<Reason> {
-        // Defence in depth: the listener's crypto provider cannot negotiate anything but
-        // TLS 1.3, but if that ever regressed this refuses the request anyway.
-        let version = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .map(|d| d.version.to_string());
-        if version.as_deref() != Some(crate::gateway::tls::TLS13) {
-            ctx.block(Reason::TlsVersionNotAllowed);
-            return Some(Reason::TlsVersionNotAllowed);
-        }
-
-        let req = session.req_header();
-        let host = req.uri.host().or_else(|| {
-            req.headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-        let snapshot = ctx.snapshot.clone();
-        let Some((idx, route)) = snapshot.config.route_for(host, req.uri.path()) else {
-            ctx.block(Reason::NoRoute);
-            return Some(Reason::NoRoute);
-        };
-        ctx.route = Some(idx);
-
-        // Transfer codings other than `chunked` (`gzip, chunked`, `identity, chunked` on two
-        // lines, ...): pingora de-chunks such a body but leaves the other coding on it, so the
-        // engine would scan gzip bytes as text (a PHI bypass), and it rewrites the header to
-        // plain `chunked` upstream, which then gets coded bytes it was not told about.
-        let mut codings = req
-            .headers
-            .get_all(http::header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(|t| t.trim_ascii())
-            .filter(|t| !t.is_empty());
-        let first = codings.next();
-        if first.is_some()
-            && (!first.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
-                || codings.next().is_some())
-        {
-            ctx.block(Reason::UnsupportedTransferEncoding);
-            return Some(Reason::UnsupportedTransferEncoding);
-        }
-        // RFC 9112 §6.3: a request with both Transfer-Encoding and Content-Length "ought to be
-        // handled as an error" — it is the CL.TE / TE.CL smuggling shape. pingora would frame
-        // it by Transfer-Encoding and close afterwards; we refuse it outright, so the upstream
-        // never sees a request whose length two parsers could disagree about.
-        if req.headers.contains_key(http::header::TRANSFER_ENCODING)
-            && raw_head_has_content_length(session)
-        {
-            ctx.block(Reason::BadRequest);
-            return Some(Reason::BadRequest);
-        }
-        // Size limits on the head, checked before the engine scans any of it. pingora alone
-        // would accept a request line up to 64 KiB and headers up to about 1 MiB.
-        let limits = &snapshot.config.limits;
-        if req.raw_path().len() > limits.max_uri_bytes {
-            ctx.block(Reason::UriTooLong);
-            return Some(Reason::UriTooLong);
-        }
-        let header_bytes: usize = req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
-        if header_bytes > limits.max_header_bytes {
-            ctx.block(Reason::HeadersTooLarge);
-            return Some(Reason::HeadersTooLarge);
-        }
-
-        // Declared body size: refuse before connecting upstream. Monitor routes too: the cap
-        // protects memory, it is not a policy choice.
-        let declared = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > route.max_body_bytes) {
-            ctx.block(Reason::BodyTooLarge);
-            return Some(Reason::BodyTooLarge);
-        }
-
-        for name in &route.audit_headers {
-            let mut values = req.headers.get_all(name.as_str()).iter();
-            if let Some(reason) = audit_header_problem(&mut values, route.audit_header_max_length) {
-                if ctx.violation(reason, route.mode) {
-                    return Some(reason);
-                }
-            }
-        }
-
-        if route.inspect.body {
-            if let Some(ce) = req.headers.get(http::header::CONTENT_ENCODING) {
-                let ok = ce
-                    .to_str()
-                    .map(crate::engine::content_encoding_supported)
-                    .unwrap_or(false);
-                if !ok {
-                    ctx.skip_body = true;
-                    if ctx.violation(Reason::UnsupportedContentEncoding, route.mode) {
-                        return Some(Reason::UnsupportedContentEncoding);
-                    }
-                }
-            }
-        }
-
-        let mut strongest: Option<Mode> = None;
-        if route.inspect.query {
-            if let Ok(m) = self.inspect(ctx, &Part::Path(req.uri.path())) {
-                strongest = stronger(strongest, m);
-            }
-            if let Some(q) = req.uri.query() {
-                match self.inspect(ctx, &Part::Query(q)) {
-                    Ok(m) => strongest = stronger(strongest, m),
-                    Err(_) => {
-                        if ctx.violation(Reason::UndecodableBody, route.mode) {
-                            return Some(Reason::UndecodableBody);
-                        }
-                    }
-                }
-            }
-        }
-        for (name, value) in req.headers.iter() {
-            let name = name.as_str();
-            let wanted = route.audit_headers.iter().any(|a| a == name)
-                || header_selected(&route.inspect.headers, name);
-            if !wanted {
-                continue;
-            }
-            if let Ok(m) = self.inspect(
-                ctx,
-                &Part::Header {
-                    name,
-                    value: value.as_bytes(),
-                },
-            ) {
-                strongest = stronger(strongest, m);
-            }
-        }
-        match strongest {
-            Some(Mode::Enforce) => {
-                ctx.block(Reason::PhiDetected);
-                Some(Reason::PhiDetected)
-            }
-            Some(_) => {
-                ctx.would_block(Reason::PhiDetected);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Scans the complete body. Returns the reason to refuse, if any.
-    fn check_body(
-        &self,
-        ctx: &mut Ctx,
-        content_type: Option<&str>,
-        content_encoding: Option<&str>,
-    ) -> Option<Reason> {
-        let snapshot = ctx.snapshot.clone();
-        let route = ctx.route.and_then(|i| snapshot.config.routes.get(i))?;
-        let body = std::mem::take(&mut ctx.body);
-        let result = self.inspect(
-            ctx,
-            &Part::Body {
-                content_type,
-                content_encoding,
-                bytes: &body,
-            },
-        );
-        ctx.body = body;
-        let reason = match result {
-            Ok(Some(Mode::Enforce)) => Reason::PhiDetected,
-            Ok(Some(_)) => {
-                ctx.would_block(Reason::PhiDetected);
-                return None;
-            }
-            Ok(None) => return None,
-            Err(InspectError::UnsupportedEncoding { .. } | InspectError::TooManyLayers) => {
-                Reason::UnsupportedContentEncoding
-            }
-            Err(InspectError::DecodedTooLarge { .. } | InspectError::ExpansionRatio { .. }) => {
-                Reason::DecodedBodyTooLarge
-            }
-            Err(InspectError::Corrupt { .. }) => Reason::UndecodableBody,
-        };
-        // Decoding limits protect memory and the upstream, so they hold in monitor mode too;
-        // everything else follows the route's mode.
-        if reason == Reason::DecodedBodyTooLarge || route.mode == Mode::Enforce {
-            ctx.block(reason);
-            Some(reason)
-        } else {
-            ctx.would_block(reason);
-            None
-        }
-    }
-}
-
-fn refuse(reason: Reason) -> pingora::BError {
-    Error::explain(ErrorType::HTTPStatus(reason.status()), reason.as_str())
-}
+use crate::verdict::{Decision, Reason};
 
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
+    /// Runs first, once per request, right after pingora has parsed the request head: the
+    /// request's state, on the snapshot current at this moment.
     fn new_ctx(&self) -> Ctx {
         // pingora calls this right after parsing a request head: disarm the head deadline.
         crate::gateway::deadline::head_complete();
@@ -756,6 +104,7 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
+    /// Runs after `request_filter` let the request through, before connecting upstream.
     /// Chooses the upstream. Runs again on a retry, so the held-back body is reset here
     /// (pingora replays its retry buffer through `request_body_filter`).
     async fn upstream_peer(
@@ -776,6 +125,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Runs once the upstream connection is up, before the request header is written to it.
     /// Adds the request id and forwarding headers; replaces client-supplied copies so the
     /// upstream can trust them.
     async fn upstream_request_filter(
@@ -809,7 +159,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Called per body chunk. Holds the body back until it is complete, enforces the cap while
+    /// Runs per body chunk (and at end of stream), after the request header went upstream.
+    /// Holds the body back until it is complete, enforces the cap while
     /// streaming, then inspects and releases (or refuses) it in one piece.
     async fn request_body_filter(
         &self,
@@ -913,6 +264,7 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Runs when the upstream's response header arrives, before it is sent to the client.
     /// Tags every proxied response with the request id, so a client can quote it.
     /// Also writes the audit record before the response is released: with
     /// `fsync: every_record` a client never holds a response whose record is not on disk, and
@@ -953,6 +305,8 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Runs when a request fails at any point (a refusal of ours, pingora's parser, the
+    /// upstream), before `logging`.
     /// Answers every failure with our JSON body and request id. The body is built from fixed
     /// text only: nothing from the request or the upstream is echoed.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -1012,6 +366,20 @@ impl ProxyHttp for Gateway {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// Runs after `fail_to_proxy`: whether pingora logs the error.
+    /// Our own refusals are logged by `logging` as decisions, not as errors.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        matches!(error.etype(), ErrorType::HTTPStatus(_))
+    }
+
+    /// Runs whenever pingora logs an error of its own (after `fail_to_proxy`, and on upstream
+    /// I/O errors it retries or gives up on).
+    /// What pingora prints next to its own error logs. The default includes the path and query
+    /// string, which can hold PHI; ours holds only ids.
+    fn request_summary(&self, _session: &Session, ctx: &Ctx) -> String {
+        format!("request_id={} route={}", ctx.request_id, ctx.route_name())
     }
 
     /// Runs once per request at the very end: the one place logs and metrics are written.
@@ -1077,6 +445,7 @@ impl ProxyHttp for Gateway {
         );
     }
 
+    /// Runs after `logging`, only when the HTTP/1 connection is kept alive for another request.
     /// Marks a connection kept alive after this request, so the head deadline of the next
     /// request on it allows for the keep-alive wait (see [`crate::deadline`]).
     fn persist_connection_context(
@@ -1086,60 +455,35 @@ impl ProxyHttp for Gateway {
     ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
         Some(Box::new(crate::gateway::deadline::KeptAlive))
     }
+}
 
-    /// Our own refusals are logged by `logging` as decisions, not as errors.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
-        matches!(error.etype(), ErrorType::HTTPStatus(_))
+/// The proxy application.
+pub struct Gateway {
+    /// The current snapshot. A reload stores a new one; each request loads it once in
+    /// `new_ctx` and keeps that `Arc` to the end, so requests in flight finish on the
+    /// configuration and rules they started with.
+    pub(super) snapshot: Arc<ArcSwap<Snapshot>>,
+    pub(super) metrics: Metrics,
+    /// The process-global audit trail (not part of the reloadable snapshot).
+    pub(super) audit: Option<Arc<AuditLog>>,
+}
+
+impl Gateway {
+    /// Creates the proxy over a swappable snapshot.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Self {
+        Self {
+            snapshot,
+            metrics,
+            audit: None,
+        }
     }
 
-    /// What pingora prints next to its own error logs. The default includes the path and query
-    /// string, which can hold PHI; ours holds only ids.
-    fn request_summary(&self, _session: &Session, ctx: &Ctx) -> String {
-        format!("request_id={} route={}", ctx.request_id, ctx.route_name())
+    /// Records every decision in `audit`.
+    pub fn with_audit(mut self, audit: Option<Arc<AuditLog>>) -> Self {
+        self.audit = audit;
+        self
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_body_is_valid_json_without_request_data() {
-        let b = error_body(Reason::PhiDetected, "abc", &["us-ssn", "email"]);
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-        assert_eq!(v["reason"], "phi_detected");
-        assert_eq!(v["rules"][1], "email");
-        let b = error_body(Reason::MissingAuditHeader, "abc", &[]);
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-        assert!(v.get("rules").is_none());
-    }
-
-    #[test]
-    fn audit_header_format() {
-        let mut h = http::HeaderMap::new();
-        let check = |h: &http::HeaderMap| audit_header_problem(&mut h.get_all("x-a").iter(), 16);
-        assert_eq!(check(&h), Some(Reason::MissingAuditHeader));
-        h.insert("x-a", http::HeaderValue::from_static("ticket-42:alice"));
-        assert_eq!(check(&h), None);
-        h.insert("x-a", http::HeaderValue::from_static(""));
-        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
-        h.insert("x-a", http::HeaderValue::from_static("has space"));
-        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
-        h.insert("x-a", http::HeaderValue::from_static("aaaaaaaaaaaaaaaaa"));
-        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
-        h.insert("x-a", http::HeaderValue::from_static("one"));
-        h.append("x-a", http::HeaderValue::from_static("two"));
-        assert_eq!(check(&h), Some(Reason::MalformedAuditHeader));
-    }
-
-    #[test]
-    fn encodings_and_header_selectors() {
-        use crate::engine::content_encoding_supported as ok;
-        assert!(ok("gzip") && ok("gzip, br") && ok("GZIP") && ok("x-gzip, zstd, identity"));
-        assert!(!ok("compress") && !ok("gzip, lzma"));
-        let sel = vec!["referer".to_string(), "x-patient-*".to_string()];
-        assert!(header_selected(&sel, "x-patient-name"));
-        assert!(header_selected(&sel, "referer"));
-        assert!(!header_selected(&sel, "x-other"));
-    }
-}
+mod tests;

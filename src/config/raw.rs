@@ -1,0 +1,254 @@
+//! The configuration as written in YAML: serde types that mirror `gateway.yaml` key for key.
+//! Every struct refuses unknown keys (`deny_unknown_fields`), so a typo is an error instead of
+//! a silently missing check. Nothing here is validated; [`super::validate`] turns these into
+//! the types of [`super::model`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{LogFormat, ResourceIdMode};
+use crate::engine::source::Spanned;
+use crate::engine::Mode;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) listen: RawListen,
+    #[serde(default)]
+    pub(super) admin: Option<RawAdmin>,
+    pub(super) rules: RawRules,
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) logging: RawLogging,
+    #[serde(default)]
+    pub(super) reload: RawReload,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) defaults: RawRouteDefaults,
+    #[serde(default)]
+    pub(super) audit: Option<RawAudit>,
+    pub(super) upstreams: Vec<RawUpstream>,
+    pub(super) routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    pub(super) address: Spanned<String>,
+    pub(super) cert_file: Spanned<PathBuf>,
+    pub(super) key_file: Spanned<PathBuf>,
+    #[serde(default = "yes")]
+    pub(super) http2: bool,
+    pub(super) http2_idle_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientAuth {
+    pub(super) ca_file: Spanned<PathBuf>,
+    #[serde(default = "yes")]
+    pub(super) required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRules {
+    pub(super) dir: Spanned<PathBuf>,
+    /// Site rule directories layered over `dir`, in order (override or disable by id).
+    #[serde(default)]
+    pub(super) overlays: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) threads: Option<Spanned<usize>>,
+    pub(super) grace_period_seconds: Option<Spanned<u64>>,
+    pub(super) graceful_shutdown_timeout_seconds: Option<Spanned<u64>>,
+    pub(super) shutdown_delay_seconds: Option<Spanned<u64>>,
+    pub(super) pid_file: Option<PathBuf>,
+    pub(super) upgrade_sock: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogging {
+    #[serde(default)]
+    pub(super) format: LogFormat,
+    pub(super) level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub(super) watch: Option<bool>,
+    pub(super) watch_interval_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) max_decoded_bytes: Option<Spanned<u64>>,
+    pub(super) max_expansion_ratio: Option<Spanned<u64>>,
+    pub(super) max_json_depth: Option<Spanned<usize>>,
+    pub(super) max_uri_bytes: Option<Spanned<u64>>,
+    pub(super) max_header_bytes: Option<Spanned<u64>>,
+    pub(super) header_timeout_ms: Option<Spanned<u64>>,
+    pub(super) body_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    #[serde(default = "yes")]
+    pub(super) enabled: bool,
+    pub(super) dir: Spanned<PathBuf>,
+    pub(super) signing_key_file: Spanned<PathBuf>,
+    pub(super) fingerprint_key_file: Spanned<PathBuf>,
+    #[serde(default)]
+    pub(super) user_id: Option<RawUserId>,
+    #[serde(default)]
+    pub(super) fsync: Option<Spanned<RawFsync>>,
+    pub(super) fsync_interval_ms: Option<Spanned<u64>>,
+    pub(super) queue_capacity: Option<Spanned<u64>>,
+    pub(super) segment_max_bytes: Option<Spanned<u64>>,
+    pub(super) segment_max_age_seconds: Option<Spanned<u64>>,
+    pub(super) checkpoint_every_records: Option<Spanned<u64>>,
+    pub(super) checkpoint_interval_seconds: Option<Spanned<u64>>,
+    pub(super) ack_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawFsync {
+    EveryRecord,
+    Batched,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawUserIdSource {
+    None,
+    Header,
+    ClientCert,
+    Jwt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUserId {
+    pub(super) source: Spanned<RawUserIdSource>,
+    #[serde(default)]
+    pub(super) header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPostgres {
+    pub(super) url: Spanned<String>,
+    pub(super) batch_size: Option<Spanned<u64>>,
+    pub(super) batch_interval_ms: Option<Spanned<u64>>,
+    pub(super) queue_capacity: Option<Spanned<u64>>,
+    pub(super) retry_initial_backoff_ms: Option<Spanned<u64>>,
+    pub(super) retry_max_backoff_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouteAudit {
+    #[serde(default)]
+    pub(super) resource_id: Option<ResourceIdMode>,
+    #[serde(default)]
+    pub(super) fail_closed: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouteDefaults {
+    #[serde(default)]
+    pub(super) audit: Option<RawRouteAudit>,
+    pub(super) mode: Option<Spanned<Mode>>,
+    pub(super) max_body_bytes: Option<Spanned<u64>>,
+    pub(super) audit_headers: Option<Vec<Spanned<String>>>,
+    pub(super) audit_header_max_length: Option<Spanned<usize>>,
+    pub(super) inspect: Option<RawInspect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) name: Spanned<String>,
+    pub(super) address: Spanned<String>,
+    #[serde(default)]
+    pub(super) tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    pub(super) timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub(super) sni: Spanned<String>,
+    #[serde(default)]
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default = "yes")]
+    pub(super) verify_hostname: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTimeouts {
+    pub(super) connect_ms: Option<Spanned<u64>>,
+    pub(super) read_ms: Option<Spanned<u64>>,
+    pub(super) write_ms: Option<Spanned<u64>>,
+    pub(super) idle_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) path_prefix: Option<Spanned<String>>,
+    pub(super) upstream: Spanned<String>,
+    pub(super) mode: Option<Spanned<Mode>>,
+    pub(super) max_body_bytes: Option<Spanned<u64>>,
+    pub(super) audit_headers: Option<Vec<Spanned<String>>>,
+    pub(super) audit_header_max_length: Option<Spanned<usize>>,
+    pub(super) inspect: Option<RawInspect>,
+    #[serde(default)]
+    pub(super) rule_overrides: BTreeMap<String, Spanned<Mode>>,
+    #[serde(default)]
+    pub(super) audit: Option<RawRouteAudit>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInspect {
+    #[serde(default = "yes")]
+    pub(super) query: bool,
+    #[serde(default = "yes")]
+    pub(super) body: bool,
+    #[serde(default)]
+    pub(super) headers: Vec<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,295 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::routing::strip_port;
+use super::*;
+use crate::engine::Mode;
+
+fn parse(text: &str) -> Result<GatewayConfig, SourceError> {
+    parse_with(text, Dns::Resolve)
+}
+
+fn parse_with(text: &str, dns: Dns) -> Result<GatewayConfig, SourceError> {
+    let file = Path::new("/etc/gw/gateway.yaml");
+    let raw: RawConfig = crate::engine::source::parse(file, text)?;
+    validate(file, Path::new("/etc/gw"), raw, dns)
+}
+
+#[test]
+fn skipping_dns_still_checks_the_address_form() {
+    let named = MINIMAL.replace(
+        "address: 127.0.0.1:8080",
+        "address: ehr.hospital.invalid:8080",
+    );
+    let c = parse_with(&named, Dns::Skip).unwrap();
+    assert_eq!(
+        c.upstreams[0].address,
+        SocketAddr::from(([0, 0, 0, 0], 8080))
+    );
+    // An IP address is kept as written either way.
+    let c = parse_with(MINIMAL, Dns::Skip).unwrap();
+    assert_eq!(
+        c.upstreams[0].address,
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    );
+    for bad in [
+        "ehr.hospital.invalid",
+        "ehr.hospital.invalid:http",
+        "ehr_host:80",
+        ":80",
+        "-ehr:80",
+    ] {
+        let text = MINIMAL.replace("address: 127.0.0.1:8080", &format!("address: \"{bad}\""));
+        let e = parse_with(&text, Dns::Skip).unwrap_err();
+        assert_eq!(e.field, "upstreams[0].address", "{bad}: {e}");
+    }
+    // Resolving is the default, and `.invalid` never resolves (RFC 6761).
+    let e = parse(&named).unwrap_err();
+    assert!(e.message.contains("cannot resolve"), "{e}");
+}
+
+const MINIMAL: &str = "\
+listen:
+  address: 127.0.0.1:8443
+  cert_file: tls/server.pem
+  key_file: tls/server.key
+rules:
+  dir: rules
+upstreams:
+  - name: ehr
+    address: 127.0.0.1:8080
+routes:
+  - name: fhir
+    path_prefix: /fhir/
+    upstream: ehr
+";
+
+#[test]
+fn minimal_config_gets_safe_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    let r = &c.routes[0];
+    assert_eq!(r.mode, Mode::Enforce);
+    assert_eq!(r.audit_headers, vec![DEFAULT_AUDIT_HEADER]);
+    assert_eq!(r.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert!(r.inspect.body && r.inspect.query);
+    assert_eq!(c.listen.cert_file, Path::new("/etc/gw/tls/server.pem"));
+    assert!(c.listen.http2);
+    assert_eq!(c.listen.http2_idle_timeout, Duration::from_secs(60));
+}
+
+#[test]
+fn http2_idle_timeout_is_bounded() {
+    let with = |v: &str| {
+        MINIMAL.replace(
+            "  key_file: tls/server.key\n",
+            &format!("  key_file: tls/server.key\n  http2_idle_timeout_ms: {v}\n"),
+        )
+    };
+    let c = parse(&with("1500")).unwrap();
+    assert_eq!(c.listen.http2_idle_timeout, Duration::from_millis(1500));
+    for bad in ["0", "99", "3600001"] {
+        let e = parse(&with(bad)).unwrap_err();
+        assert_eq!(e.field, "listen.http2_idle_timeout_ms", "{bad}: {e}");
+        assert!(e.message.contains("between 100 and 3600000"), "{e}");
+    }
+}
+
+#[test]
+fn request_limits_have_defaults_and_bounds() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.limits.max_uri_bytes, 8 * 1024);
+    assert_eq!(c.limits.max_header_bytes, 64 * 1024);
+    assert_eq!(c.limits.header_timeout, Duration::from_secs(30));
+    assert_eq!(c.limits.body_timeout, Duration::from_secs(60));
+    let text = format!("{MINIMAL}limits:\n  header_timeout_ms: 1500\n  max_uri_bytes: 4096\n");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.limits.header_timeout, Duration::from_millis(1500));
+    assert_eq!(c.limits.max_uri_bytes, 4096);
+    for (field, bad) in [
+        ("max_uri_bytes", "100000"),
+        ("max_header_bytes", "10"),
+        ("header_timeout_ms", "0"),
+        ("body_timeout_ms", "99999999"),
+    ] {
+        let e = parse(&format!("{MINIMAL}limits:\n  {field}: {bad}\n")).unwrap_err();
+        assert_eq!(e.field, format!("limits.{field}"), "{e}");
+    }
+}
+
+#[test]
+fn rule_overlays_are_layered_after_the_base_directory() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.rule_dirs(), vec![PathBuf::from("/etc/gw/rules")]);
+    let text = MINIMAL.replace(
+        "  dir: rules\n",
+        "  dir: rules\n  overlays: [site, /opt/more]\n",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.rule_dirs(),
+        vec![
+            PathBuf::from("/etc/gw/rules"),
+            PathBuf::from("/etc/gw/site"),
+            PathBuf::from("/opt/more")
+        ]
+    );
+}
+
+#[test]
+fn typo_names_line_and_field() {
+    let text = MINIMAL.replace(
+        "    upstream: ehr\n",
+        "    upstream: ehr\n    max_body_byte: 10\n",
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.line, 14, "{e}");
+    assert!(e.message.contains("max_body_byte"), "{e}");
+    assert!(e.to_string().contains("gateway.yaml:14:"), "{e}");
+}
+
+#[test]
+fn unknown_upstream_names_the_line() {
+    let text = MINIMAL.replace("    upstream: ehr\n", "    upstream: ehrr\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (13, "routes[0].upstream"),
+        "{e}"
+    );
+    assert!(e.message.contains("known: ehr"), "{e}");
+}
+
+#[test]
+fn route_mode_off_is_rejected_with_advice() {
+    let text = MINIMAL.replace("    upstream: ehr\n", "    upstream: ehr\n    mode: off\n");
+    let e = parse(&text).unwrap_err();
+    assert!(e.message.contains("rule_overrides"), "{e}");
+}
+
+#[test]
+fn bad_values_are_located() {
+    let text = MINIMAL.replace("127.0.0.1:8443", "localhost:eighty");
+    assert_eq!(parse(&text).unwrap_err().field, "listen.address");
+    let text = MINIMAL.replace("path_prefix: /fhir/", "path_prefix: fhir");
+    assert_eq!(parse(&text).unwrap_err().field, "routes[0].path_prefix");
+    let text = MINIMAL.replace("name: fhir", "name: \"fhir route\"");
+    assert_eq!(parse(&text).unwrap_err().field, "routes[0].name");
+}
+
+const AUDIT: &str = "audit:\n  dir: /var/log/phi-gateway/audit\n  signing_key_file: /etc/gw/keys/audit-signing.key\n  fingerprint_key_file: /etc/gw/keys/audit-fingerprint.key\n";
+
+#[test]
+fn audit_section_defaults_and_route_choices() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.audit.is_none(), "no section: no audit trail");
+    assert!(c.routes[0].audit.fail_closed);
+    assert_eq!(c.routes[0].audit.resource_id, ResourceIdMode::Fingerprint);
+    let text = format!(
+        "{MINIMAL}    audit:\n      resource_id: clear\n      fail_closed: false\n{AUDIT}  fsync: batched\n  fsync_interval_ms: 20\n  user_id:\n    source: header\n    header: X-Authenticated-User\n"
+    );
+    let c = parse(&text).unwrap();
+    let a = c.audit.unwrap();
+    assert_eq!(
+        a.file.fsync,
+        crate::config::FsyncPolicy::Batched(Duration::from_millis(20))
+    );
+    assert_eq!(
+        a.user_id,
+        crate::config::UserIdSource::Header("x-authenticated-user".into())
+    );
+    assert_eq!(c.routes[0].audit.resource_id, ResourceIdMode::Clear);
+    assert!(!c.routes[0].audit.fail_closed);
+}
+
+#[test]
+fn audit_errors_name_line_and_field() {
+    let text = format!("{MINIMAL}{AUDIT}  user_id:\n    source: client_cert\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "audit.user_id.source", "{e}");
+    assert_eq!(e.line, GatewayFilesLine::of(&text, "client_cert"), "{e}");
+    let text = format!("{MINIMAL}{AUDIT}  queue_capacity: 0\n");
+    assert_eq!(parse(&text).unwrap_err().field, "audit.queue_capacity");
+    let text = format!("{MINIMAL}{AUDIT}  fsync: sometimes\n");
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("fsync"), "{e}");
+    let text = MINIMAL.to_string()
+        + &AUDIT.replace(
+            "/etc/gw/keys/audit-signing.key",
+            "/var/log/phi-gateway/audit/k.key",
+        );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "audit.signing_key_file", "{e}");
+    assert!(e.message.contains("inside the audit directory"), "{e}");
+}
+
+struct GatewayFilesLine;
+impl GatewayFilesLine {
+    fn of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+}
+
+#[test]
+fn documented_example_uses_only_known_keys() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.yaml");
+    let raw: RawConfig = crate::engine::source::load(&file).unwrap();
+    let a = raw
+        .audit
+        .expect("deploy/gateway.yaml documents the audit section");
+    assert!(a.enabled);
+    assert!(raw.defaults.audit.is_some());
+}
+
+#[test]
+fn shadowed_route_is_an_error() {
+    let text =
+        format!("{MINIMAL}  - name: patients\n    path_prefix: /fhir/Patient\n    upstream: ehr\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "routes[1].name", "{e}");
+    assert!(e.message.contains("never match"), "{e}");
+}
+
+#[test]
+fn route_matching_honours_host_and_prefix_in_order() {
+    let text = format!(
+        "{MINIMAL}  - name: admin-api\n    host: Admin.Example.org\n    upstream: ehr\n  - name: rest\n    upstream: ehr\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.route_for(Some("x:8443"), "/fhir/Patient").unwrap().1.name,
+        "fhir"
+    );
+    assert_eq!(
+        c.route_for(Some("admin.example.org:8443"), "/x")
+            .unwrap()
+            .1
+            .name,
+        "admin-api"
+    );
+    assert_eq!(c.route_for(Some("other"), "/x").unwrap().1.name, "rest");
+    assert_eq!(strip_port("[::1]:8443"), "::1");
+}
+
+#[test]
+fn encoded_or_dotted_paths_route_like_their_normal_form() {
+    let text = MINIMAL.replace(
+        "  - name: fhir\n    path_prefix: /fhir/\n    upstream: ehr\n",
+        "  - name: patients\n    path_prefix: /public/patients\n    upstream: ehr\n    mode: enforce\n  - name: public\n    path_prefix: /public/\n    upstream: ehr\n    mode: monitor\n",
+    );
+    let c = parse(&text).unwrap();
+    for p in [
+        "/public/patients/1",
+        "/public/%70atients/1",
+        "/public/./patients/1",
+        "/public//patients/1",
+        "/public/x/../patients/1",
+        "/public/%2E/patients/1",
+        "/public\\patients/1",
+    ] {
+        assert_eq!(c.route_for(None, p).unwrap().1.name, "patients", "{p}");
+    }
+    assert_eq!(c.route_for(None, "/public/other").unwrap().1.name, "public");
+    assert_eq!(routing_path("/fhir/"), "/fhir/");
+    assert_eq!(routing_path("/a/%2e%2e/b/"), "/b/");
+    assert_eq!(routing_path("/.."), "/");
+}

@@ -1,0 +1,131 @@
+//! Per-request state: the [`Ctx`] every hook receives, and the [`Outcome`] it ends in (the
+//! single source for the access log, the metrics and the audit record).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use pingora::Error;
+
+use crate::config::Route;
+use crate::engine::Mode;
+use crate::gateway::answer::classify_error;
+use crate::gateway::snapshot::Snapshot;
+use crate::verdict::{effective_matches, Decision, Match, Reason};
+
+/// What happened to one request; the single source for logs and metrics.
+#[derive(Debug, Clone)]
+pub(super) struct Outcome {
+    pub(super) decision: Decision,
+    pub(super) reason: Option<Reason>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub(super) request_id: String,
+    pub(super) started: Instant,
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) route: Option<usize>,
+    /// Held-back body.
+    pub(super) body: BytesMut,
+    /// Body bytes seen so far (including discarded ones after the cap).
+    pub(super) body_seen: u64,
+    /// The body exceeded the cap; we are draining it before answering 413.
+    pub(super) oversize: bool,
+    pub(super) drain_started: Option<Instant>,
+    /// Body inspection was skipped (monitor route with an undecodable body).
+    pub(super) skip_body: bool,
+    pub(super) matches: Vec<Match>,
+    pub(super) outcome: Option<Outcome>,
+    pub(super) inspection: Duration,
+    pub(super) inspected: bool,
+    /// SHA-256 over the request body bytes received (for the audit record).
+    pub(super) body_digest: Option<ring::digest::Context>,
+    /// The audit record was written (or attempted) already.
+    pub(super) audit_done: bool,
+    /// Body bytes are held back and the verdict is not in yet.
+    pub(super) body_pending: bool,
+}
+
+impl Ctx {
+    pub(super) fn route(&self) -> Option<&Route> {
+        self.route.and_then(|i| self.snapshot.config.routes.get(i))
+    }
+
+    pub(super) fn route_name(&self) -> &str {
+        self.route().map(|r| r.name.as_str()).unwrap_or("unmatched")
+    }
+
+    /// Records a would-block (monitor) reason; the first reason is kept for the log.
+    pub(super) fn would_block(&mut self, reason: Reason) {
+        if self.outcome.is_none() {
+            self.outcome = Some(Outcome {
+                decision: Decision::WouldBlock,
+                reason: Some(reason),
+            });
+        }
+    }
+
+    pub(super) fn block(&mut self, reason: Reason) {
+        self.outcome = Some(Outcome {
+            decision: Decision::Block,
+            reason: Some(reason),
+        });
+    }
+
+    /// Applies a violation according to the route mode: enforce blocks, monitor records.
+    /// Returns true when the request must be answered now.
+    pub(super) fn violation(&mut self, reason: Reason, mode: Mode) -> bool {
+        if mode == Mode::Enforce {
+            self.block(reason);
+            true
+        } else {
+            self.would_block(reason);
+            false
+        }
+    }
+
+    /// Folds engine findings into the request's matches; returns the strongest mode seen.
+    pub(super) fn absorb(&mut self, scan: crate::engine::Scan) -> Option<Mode> {
+        let route = self.route()?;
+        let new = effective_matches(
+            scan.findings
+                .iter()
+                .map(|f| (f.rule_id.as_str(), f.mode, f.location.as_str())),
+            route.mode,
+            &route.rule_overrides,
+        );
+        let strongest = new.iter().map(|m| m.mode).min();
+        self.matches.extend(new);
+        strongest
+    }
+
+    /// The decision so far; `e` is the error pingora ended the request with, if any.
+    pub(super) fn decision(&self, e: Option<&Error>) -> Outcome {
+        match (&self.outcome, e) {
+            (Some(o), _) => o.clone(),
+            (None, Some(err)) => Outcome {
+                decision: Decision::Error,
+                reason: Some(classify_error(err).1),
+            },
+            (None, None) => Outcome {
+                decision: Decision::Allow,
+                reason: None,
+            },
+        }
+    }
+
+    pub(super) fn fail_closed(&mut self) {
+        self.outcome = Some(Outcome {
+            decision: Decision::FailClosed,
+            reason: Some(Reason::AuditUnavailable),
+        });
+    }
+
+    pub(super) fn rule_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.matches.iter().map(|m| m.rule.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
