@@ -1,0 +1,180 @@
+use super::*;
+
+fn kw(list: &[&[&str]]) -> KeywordIndex {
+    KeywordIndex::new(
+        &list
+            .iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn needs_of_rule_patterns() {
+    let n = Needs::of_regex("(?P<value>[0-9]{3}[- .][0-9]{2}[- .][0-9]{4})");
+    assert_eq!((n.digits, n.upper, n.max_len), (9, 0, Some(11)));
+    let n = Needs::of_regex("(?P<value>[A-Z][A-Z9][0-9]{7})");
+    assert_eq!((n.digits, n.upper, n.max_len), (7, 1, Some(9)));
+    // Case-insensitive letters are not upper case; unbounded repetitions have no length.
+    let n = Needs::of_regex("(?i)mrn[ :]{0,3}[A-Z0-9-]*[0-9]");
+    assert_eq!((n.digits, n.upper, n.max_len), (1, 0, None));
+    // Alternation takes the weaker branch.
+    let n = Needs::of_regex("[0-9]{9}|x[0-9]");
+    assert_eq!(n.digits, 1);
+    assert_eq!(Needs::of_regex("("), Needs::NONE);
+}
+
+fn admitted(f: &TokenFilter, tok: &[u8]) -> Vec<bool> {
+    let d = tok.iter().filter(|c| c.is_ascii_digit()).count();
+    let u = tok.iter().filter(|c| c.is_ascii_uppercase()).count();
+    let mut out = vec![true; f.rules.len()];
+    f.admits(tok, d, u, &mut Vec::new(), &mut out);
+    out
+}
+
+#[test]
+fn window_admission() {
+    let ssn = Needs::of_regex("[0-9]{3}-?[0-9]{2}-?[0-9]{4}");
+    let f = TokenFilter::new(vec![vec![(ssn, 0)]]);
+    // Nine digits in a window of eleven.
+    assert_eq!(admitted(&f, b"id 123-45-6789 x"), [true]);
+    // Twelve digits in all, but never nine within eleven bytes.
+    assert_eq!(admitted(&f, b"2024-03-01T10:01:00Z"), [false]);
+    assert_eq!(admitted(&f, b"20240301"), [false]);
+    // The validator's need raises the digit count.
+    let strict = TokenFilter::new(vec![vec![(Needs::of_regex("[0-9]{3,}"), 9)]]);
+    assert_eq!(admitted(&strict, b"12345678"), [false]);
+    assert_eq!(admitted(&strict, b"123456789"), [true]);
+    // Upper-case needs are windowed too; each rule gets its own answer.
+    let two = Needs::of_regex("[A-Z]{2}[0-9]{7}");
+    let f = TokenFilter::new(vec![vec![(two, 0)], vec![(ssn, 0)], vec![(Needs::NONE, 0)]]);
+    assert_eq!(admitted(&f, b"x AB1234567 y"), [true, false, true]);
+    assert_eq!(admitted(&f, b"A 1234567 B"), [false, false, true]);
+    assert_eq!(admitted(&f, b"123-45-6789"), [false, true, true]);
+    let none = TokenFilter::new(vec![vec![]]);
+    assert_eq!(admitted(&none, b"123"), [false]);
+}
+
+#[test]
+fn keywords_found_case_insensitively_and_by_words() {
+    let ix = kw(&[&["ip"], &["medical record", "mrn"], &["@"], &["vehicle"]]);
+    let p = profile(
+        r#"{"Note":"The MEDICAL team","x":["Record","a@b"]}"#,
+        64,
+        0,
+        &ix,
+    )
+    .expect("plain");
+    assert_eq!(p.keywords, vec![false, true, true, false]);
+    let p = profile(r#"{"zip":"x"}"#, 64, 0, &ix).expect("plain");
+    assert_eq!(p.keywords, vec![true, false, false, false]);
+    // A keyword with digits defeats the index: every keyword rule counts as present.
+    let ix = kw(&[&["x1"], &[]]);
+    let p = profile(r#"{"a":"b"}"#, 64, 0, &ix).expect("plain");
+    assert_eq!(p.keywords, vec![true, true]);
+}
+
+#[test]
+fn grammar_is_validated() {
+    let ix = kw(&[]);
+    for ok in [
+        r#"{}"#,
+        r#"[]"#,
+        r#" {"a" : [1, -2.5, true, false, null, {"b":[]}]} "#,
+        r#""s""#,
+        "12",
+    ] {
+        assert!(profile(ok, 64, 0, &ix).is_some(), "{ok}");
+    }
+    for bad in [
+        "",
+        "{",
+        "}",
+        r#"{"a"}"#,
+        r#"{"a":}"#,
+        r#"{"a":1,}"#,
+        r#"[1,]"#,
+        r#"[1 2]"#,
+        r#"{"a":1]"#,
+        r#"[1}"#,
+        r#"{1:2}"#,
+        r#"{"a":1} x"#,
+        r#"{"a":1}{}"#,
+        "[tru]",
+        "[nul]",
+        "[01]",
+        "[1.]",
+        "[-]",
+        "[1e5]",
+        "[-0]",
+        "[1.50]",
+        "[1234567890123456789]",
+        "[\"a\u{1}\"]",
+        r#"["a\"b"]"#,
+        "[\"caf\u{e9}\"]",
+        r#"["100%41"]"#,
+        r#"["&#65;"]"#,
+        r#"{"ciphertext":"x"}"#,
+        r#"["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"]"#,
+        r#"["am9obiBzbWl0aA=="]"#,
+    ] {
+        assert!(profile(bad, 64, 0, &ix).is_none(), "{bad:?}");
+    }
+    // Depth: the limit, and serde_json's own limit, are respected.
+    let deep = format!("{}{}", "[".repeat(10), "]".repeat(10));
+    assert!(profile(&deep, 64, 0, &ix).is_some());
+    assert!(profile(&deep, 10, 0, &ix).is_none());
+    let deeper = format!("{}{}", "[".repeat(120), "]".repeat(120));
+    assert!(profile(&deeper, 1000, 0, &ix).is_none());
+}
+
+#[test]
+fn string_scan_agrees_with_a_byte_loop() {
+    let samples: Vec<Vec<u8>> = vec![
+        b"abc\"".to_vec(),
+        b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ abcxyz@#%&\"tail".to_vec(),
+        b"12345678\"".to_vec(),
+        b"1234567\"89\"".to_vec(),
+        b"AZ09az/:-[]{}`@~\x7f\x1f rest\"".to_vec(),
+        b"tab\there and more bytes\"".to_vec(),
+        b"back\\slash\"".to_vec(),
+        b"no closing quote at all".to_vec(),
+        b"\"".to_vec(),
+        "caf\u{e9} cr\u{e8}me\"".as_bytes().to_vec(),
+    ];
+    for s in &samples {
+        for lead in 0..3 {
+            let mut b = vec![b'x'; lead];
+            b.extend_from_slice(s);
+            let want = b.iter().position(|&c| c == b'"').map(|end| {
+                let t = &b[lead..end];
+                let flags = t.iter().fold(0u8, |f, &c| f | byte_flags(c));
+                (
+                    end,
+                    t.iter().filter(|c| c.is_ascii_digit()).count(),
+                    t.iter().filter(|c| c.is_ascii_uppercase()).count(),
+                    flags,
+                )
+            });
+            let got = string_at(&b, lead);
+            // Non-ASCII may end the scan early; otherwise the answers are identical.
+            if got.is_none() && s.iter().any(|&c| c >= 0x80) {
+                continue;
+            }
+            assert_eq!(got, want, "{:?} at {lead}", String::from_utf8_lossy(s));
+        }
+    }
+}
+
+#[test]
+fn tokens_kept_by_digit_count() {
+    let ix = kw(&[]);
+    let text = r#"{"id":"obs-1","v":"100000007","n":123456789,"d":"2024"}"#;
+    let p = profile(text, 64, 4, &ix).expect("plain");
+    let toks: Vec<&str> = p
+        .tokens
+        .iter()
+        .map(|t| &text[t.start as usize..t.end as usize])
+        .collect();
+    assert_eq!(toks, vec!["100000007", "123456789", "2024"]);
+}

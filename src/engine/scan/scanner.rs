@@ -1,0 +1,423 @@
+//! The per-part scanning state ([`Scanner`]) and the per-segment loop: which rules are
+//! eligible for the part, the decoded variants of a segment (percent, XML entities, base64),
+//! and narrowing rules by field selectors.
+
+use std::collections::HashMap;
+
+use regex::CaptureLocations;
+
+use super::findings::{explanation, MAX_FINDINGS_PER_RULE};
+use super::matching::{best_per_cluster, source_offset, Candidate};
+use super::segment::{selector_matches, PartKind, Segment};
+use crate::engine::normalize::{
+    base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
+    xml_entity_decode, OffsetMap,
+};
+use crate::engine::rules::{glob_match, RuleSet};
+use crate::engine::Mode;
+use crate::engine::{Finding, InspectError, Limits, NearMiss, ScanOptions};
+
+/// Most nested heuristic decodings (base64 inside base64 …) tried on one segment.
+const MAX_VARIANT_DEPTH: usize = 2;
+
+/// Per-request scanning state. Not shared between requests.
+pub(crate) struct Scanner<'r> {
+    pub(super) rules: &'r RuleSet,
+    pub(crate) limits: &'r Limits,
+    pub(super) route: Option<String>,
+    pub(super) explain: bool,
+    /// Whether field selectors (`json:`, `fhir:`, `hl7:`, …) narrow rules for this part.
+    pub(super) narrowable: bool,
+    pub(super) depth: usize,
+    pub(super) near: Vec<NearMiss>,
+    /// Whether any eligible rule has `require_encrypted`.
+    pub(super) any_encryption: bool,
+    /// Per rule: whether one of its keywords occurs anywhere in the raw body. Only set when
+    /// every plain segment is a verbatim substring of the body (see [`Scanner::body_keywords`]).
+    pub(super) kw_in_body: Option<Vec<bool>>,
+    /// Whether any eligible keyword rule has a keyword in the body (when `kw_in_body` is set).
+    pub(super) kw_any_in_body: bool,
+
+    /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
+    /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
+    /// one hash lookup.
+    pub(super) sel_cache: HashMap<String, usize>,
+    /// Rows of `sel_cache`: per rule, whether its selectors match that address.
+    pub(super) sel_rows: Vec<Vec<bool>>,
+    /// Rules evaluated for this part, in load order.
+    pub(super) eligible: Vec<usize>,
+    /// Per eligible slot, the facts the per-segment loop checks first (kept contiguous so the
+    /// common "nothing to do" case never touches the large compiled rules).
+    pub(super) quick: Vec<Quick>,
+    /// Fewest digits any keyword-free, selector-free eligible rule needs (`usize::MAX`: none).
+    pub(super) min_plain_digits: usize,
+    /// Whether some eligible rule has field selectors.
+    pub(super) any_structural: bool,
+    /// Whether some eligible rule has `json:`/`form:`/… field selectors.
+    pub(super) any_structural_addr: bool,
+    /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
+    pub(super) slots: Vec<Vec<CaptureLocations>>,
+    pub(super) any_keywords: bool,
+    pub(super) findings: HashMap<(String, usize), Finding>,
+    /// Findings recorded so far, per rule index.
+    pub(super) per_rule: Vec<usize>,
+    pub(super) encrypted: Vec<String>,
+    /// Set when a carrier could not be inspected completely; turns the scan into an error.
+    pub(super) error: Option<InspectError>,
+    pub(super) kw_hit: Vec<bool>,
+    pub(super) ctx_buf: String,
+    pub(super) ctx_ready: bool,
+    pub(super) cands: Vec<Candidate>,
+}
+
+impl<'r> Scanner<'r> {
+    /// `only`: restrict to one rule and evaluate it even if its mode is `off` (inline tests).
+    pub(crate) fn new(
+        rules: &'r RuleSet,
+        part: PartKind<'_>,
+        only: Option<usize>,
+        limits: &'r Limits,
+        options: &ScanOptions<'_>,
+    ) -> Scanner<'r> {
+        let route = options.route;
+        let eligible: Vec<usize> = rules
+            .compiled()
+            .iter()
+            .zip(rules.infos())
+            .enumerate()
+            .filter(|(i, (rule, info))| {
+                let wanted = match only {
+                    Some(o) => o == *i,
+                    None => info.mode != Mode::Off,
+                };
+                // Inline tests without a route exercise route-scoped rules too.
+                let route_ok = (only.is_some() && route.is_none()) || rule.scope.route(route);
+                wanted
+                    && route_ok
+                    && match part {
+                        PartKind::Query => rule.scope.query,
+                        PartKind::Body(ct) => rule.scope.body && rule.scope.content_type(ct),
+                        PartKind::Header(name) => rule.scope.header(name),
+                        // Field selectors need structure; free text has none.
+                        PartKind::Text => rule.scope.fields.is_empty(),
+                    }
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let slots = eligible
+            .iter()
+            .filter_map(|&i| rules.compiled().get(i))
+            .map(|r| {
+                r.patterns
+                    .iter()
+                    .map(|p| p.regex.capture_locations())
+                    .collect()
+            })
+            .collect();
+        let any_keywords = eligible
+            .iter()
+            .filter_map(|&i| rules.compiled().get(i))
+            .any(|r| r.has_keywords);
+        let quick: Vec<Quick> = eligible
+            .iter()
+            .filter_map(|&i| {
+                rules.compiled().get(i).map(|r| Quick {
+                    rule: i,
+                    min_digits: r.min_digits,
+                    keywords: r.has_keywords,
+                    structural: !r.scope.fields.is_empty(),
+                    needs_addr: r.scope.needs_addr,
+                })
+            })
+            .collect();
+        let min_plain_digits = quick
+            .iter()
+            .filter(|q| !q.keywords && !q.structural)
+            .map(|q| q.min_digits)
+            .min()
+            .unwrap_or(usize::MAX);
+        let any_structural = quick.iter().any(|q| q.structural);
+        let any_structural_addr = quick.iter().any(|q| q.structural && q.needs_addr);
+        Scanner {
+            any_structural_addr,
+            quick,
+            min_plain_digits,
+            any_structural,
+            rules,
+            limits,
+            route: route.map(str::to_string),
+            explain: options.explain,
+            narrowable: matches!(part, PartKind::Body(_)),
+            any_encryption: eligible
+                .iter()
+                .filter_map(|&i| rules.compiled().get(i))
+                .any(|r| r.encryption.is_some()),
+            depth: 0,
+            near: Vec::new(),
+            kw_in_body: None,
+            kw_any_in_body: true,
+
+            sel_cache: HashMap::new(),
+            sel_rows: Vec::new(),
+            eligible,
+            slots,
+            any_keywords,
+            findings: HashMap::new(),
+            per_rule: vec![0; rules.len()],
+            encrypted: Vec::new(),
+            error: None,
+            kw_hit: vec![false; rules.len()],
+            ctx_buf: String::new(),
+            ctx_ready: false,
+            cands: Vec::new(),
+        }
+    }
+
+    /// Whether any rule is evaluated at all (lets carriers skip work).
+    pub(crate) fn active(&self) -> bool {
+        !self.eligible.is_empty()
+    }
+
+    /// Records a location whose value is encrypted (JWE).
+    pub(crate) fn encrypted(&mut self, location: String) {
+        if !self.encrypted.contains(&location) {
+            self.encrypted.push(location);
+        }
+    }
+
+    /// Marks the scan as incomplete (first error wins).
+    pub(crate) fn fail(&mut self, error: InspectError) {
+        self.error.get_or_insert(error);
+    }
+
+    /// Scans a segment, and once more percent-decoded if it still contains `%XX` escapes
+    /// (double encoding, or percent-encoding inside JSON / headers / text).
+    pub(crate) fn segment(&mut self, seg: &Segment<'_>) {
+        if !self.active() || self.trivially_clean(seg) {
+            return;
+        }
+        self.ctx_ready = false;
+        self.variant(seg, seg.text, None, seg.chain);
+        if has_percent_escape(seg.text) {
+            let (mut decoded, map) = percent_decode(seg.text);
+            let mut chain = seg.chain.to_vec();
+            chain.push("percent");
+            self.variant(seg, &decoded, Some(&map), &chain);
+            // Double (and triple) encoding: `%2535` → `%35` → `5`. Offsets of later rounds
+            // are mapped through the first round only (approximate, never out of range).
+            for _ in 0..2 {
+                if !has_percent_escape(&decoded) {
+                    break;
+                }
+                decoded = percent_decode(&decoded).0;
+                chain.push("percent");
+                self.variant(seg, &decoded, Some(&OffsetMap::constant(0)), &chain);
+            }
+        }
+        if has_entity(seg.text) {
+            let (decoded, map) = xml_entity_decode(seg.text);
+            let mut chain = seg.chain.to_vec();
+            chain.push("xml-ncr");
+            self.variant(seg, &decoded, Some(&map), &chain);
+        }
+        if self.depth < MAX_VARIANT_DEPTH {
+            self.base64_variants(seg);
+        }
+    }
+
+    pub(super) fn variant(
+        &mut self,
+        seg: &Segment<'_>,
+        raw: &str,
+        pmap: Option<&OffsetMap>,
+        chain: &[&'static str],
+    ) {
+        let (text, nmap) = normalize(raw);
+        let text: &str = &text;
+        let digits = text.bytes().filter(u8::is_ascii_digit).count();
+        let rules = self.rules;
+        // Plain JSON segments of a body whose keywords were counted once (body_keywords).
+        let body_kw = match &self.kw_in_body {
+            Some(present)
+                if pmap.is_none()
+                    && chain
+                        .iter()
+                        .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd" | "json")) =>
+            {
+                Some(present)
+            }
+            _ => None,
+        };
+        let needs_keywords = self.any_keywords
+            && self.quick.iter().any(|q| {
+                q.keywords
+                    && digits >= q.min_digits
+                    && body_kw.is_none_or(|p| p.get(q.rule).copied().unwrap_or(true))
+            });
+        // Fast exit for the common case: too few digits for any plain rule, no keyword rule in
+        // play, and no structural rule that could apply here.
+        let structural_possible = self.any_structural
+            && self.narrowable
+            && (seg.sel.is_some() || (self.any_structural_addr && seg.loc_addressable()));
+        if digits < self.min_plain_digits && !needs_keywords && !structural_possible {
+            return;
+        }
+        if needs_keywords {
+            self.keyword_prefilter(text, &seg.ctx);
+        } else if self.any_keywords {
+            self.kw_hit.iter_mut().for_each(|h| *h = false);
+        }
+        let mut addr: Option<Option<String>> = None;
+        // The structural address's row in `sel_rows`, looked up once per segment.
+        let mut sel_row: Option<Option<usize>> = None;
+        // One multi-pattern pass decides which rules' regexes can match at all.
+        let mut set_hits: Option<regex::SetMatches> = None;
+        let prefilter = rules.prefilter();
+        for slot in 0..self.quick.len() {
+            let Some(&q) = self.quick.get(slot) else {
+                continue;
+            };
+            let ri = q.rule;
+            if digits < q.min_digits
+                || (q.keywords && !self.kw_hit.get(ri).copied().unwrap_or(false))
+                || (q.structural
+                    && self.narrowable
+                    && seg.sel.is_none()
+                    && !(q.needs_addr && seg.loc_addressable()))
+            {
+                continue;
+            }
+            let Some(rule) = rules.compiled().get(ri) else {
+                continue;
+            };
+            if self.per_rule.get(ri).copied().unwrap_or(0) >= MAX_FINDINGS_PER_RULE {
+                continue;
+            }
+            if let Some(pf) = prefilter {
+                if let Some(Some(idx)) = pf.by_rule.get(ri) {
+                    let hits = set_hits.get_or_insert_with(|| pf.set.matches(text));
+                    if !idx.iter().any(|&k| hits.matched(k)) {
+                        continue;
+                    }
+                }
+            }
+            if self.narrowable && !rule.scope.fields.is_empty() {
+                // `fhir:`/`hl7:` selectors only need the borrowed structural address; the
+                // rendered location (an allocation) only when `json:`/`form:`/… are used.
+                let hit = if rule.scope.needs_addr {
+                    let a = addr.get_or_insert_with(|| seg.loc.address());
+                    rule.scope
+                        .fields
+                        .iter()
+                        .any(|f| selector_matches(f, a.as_deref(), seg.sel))
+                } else {
+                    let row = *sel_row.get_or_insert_with(|| self.sel_row(seg.sel));
+                    row.and_then(|r| self.sel_rows.get(r))
+                        .and_then(|r| r.get(ri).copied())
+                        .unwrap_or(false)
+                };
+                if !hit {
+                    continue;
+                }
+            }
+            self.match_rule(slot, rule, text, seg, chain, nmap.as_ref(), pmap);
+            if self.cands.is_empty() {
+                continue;
+            }
+            let best = best_per_cluster(&mut self.cands);
+            for cand in best {
+                let offset = source_offset(cand.start, nmap.as_ref(), pmap);
+                let location = seg.loc.render(offset);
+                let value = text.get(cand.start..cand.end).unwrap_or("");
+                let a = addr.get_or_insert_with(|| seg.loc.address());
+                if let Some(name) = self.exception(rule, value, a.as_deref(), seg.sel) {
+                    self.near_miss(
+                        ri,
+                        &location,
+                        format!("exception `{name}` applied"),
+                        value,
+                        chain,
+                    );
+                    continue;
+                }
+                let explain = self.explain.then(|| explanation(rule, &cand, value));
+                self.record(ri, location, chain, cand.score, explain);
+            }
+        }
+    }
+
+    /// Decodes base64 runs of 12+ characters found in free text (a base64 SSN is 12) and
+    /// scans the decoded text when it is readable; the run's offset is reported.
+    fn base64_variants(&mut self, seg: &Segment<'_>) {
+        for (start, end) in base64_runs(seg.text) {
+            let Some(run) = seg.text.get(start..end) else {
+                continue;
+            };
+            let Some(decoded) = decode_base64_text(run) else {
+                continue;
+            };
+            let mut chain = seg.chain.to_vec();
+            chain.push("base64");
+            self.depth += 1;
+            let inner = Segment {
+                text: &decoded,
+                loc: seg.loc,
+                ctx: seg.ctx,
+                chain: &chain,
+                sel: seg.sel,
+            };
+            // Offsets inside decoded text point at the start of the run.
+            let map = OffsetMap::constant(start);
+            self.ctx_ready = false;
+            self.variant(&inner, &decoded, Some(&map), &chain);
+            if self.depth < MAX_VARIANT_DEPTH {
+                self.base64_variants(&inner);
+            }
+            self.depth -= 1;
+        }
+    }
+
+    /// Whether any rule's `fhir:`/`hl7:` selectors match this structural address.
+    pub(super) fn sel_any(&mut self, sel: Option<&str>) -> bool {
+        self.sel_row(sel)
+            .and_then(|r| self.sel_rows.get(r))
+            .is_some_and(|row| row.iter().any(|b| *b))
+    }
+
+    /// The row of `sel_rows` for a structural address (computed on first sight; at most 4096
+    /// distinct addresses are cached per scan, beyond that rows are recomputed into slot 0 of a
+    /// scratch row).
+    fn sel_row(&mut self, sel: Option<&str>) -> Option<usize> {
+        let s = sel?;
+        if let Some(&i) = self.sel_cache.get(s) {
+            return Some(i);
+        }
+        let row: Vec<bool> = self
+            .rules
+            .compiled()
+            .iter()
+            .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
+            .collect();
+        // Rows `0..sel_cache.len()` are cached; anything after is the scratch row.
+        self.sel_rows.truncate(self.sel_cache.len());
+        self.sel_rows.push(row);
+        let i = self.sel_rows.len() - 1;
+        // Only short paths are cached: keys are client-chosen, and caching long ones would let
+        // one request pin memory proportional to path length times distinct paths.
+        if self.sel_cache.len() < 4096 && s.len() <= 256 {
+            self.sel_cache.insert(s.to_string(), i);
+        }
+        Some(i)
+    }
+}
+
+/// Per-slot summary of an eligible rule.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Quick {
+    pub(super) rule: usize,
+    pub(super) min_digits: usize,
+    pub(super) keywords: bool,
+    pub(super) structural: bool,
+    /// Structural with `json:`/`form:`/… selectors (needs the rendered location).
+    pub(super) needs_addr: bool,
+}

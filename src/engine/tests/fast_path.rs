@@ -1,0 +1,162 @@
+//! The body-level shortcuts and the whole-body clean check, which must agree with the full
+//! walk.
+
+use super::*;
+
+#[test]
+fn body_level_shortcuts_keep_anchored_rules_and_exponents() {
+    let e = custom(
+        "rules:
+  - id: whole-value
+    description: d
+    category: R
+    severity: low
+    where: [body]
+    patterns:
+      - regex: '^[0-9]{3}$'
+        score: 0.9
+    tests:
+      match: [{ body: '{\"a\":\"123\"}', content_type: application/json }]
+      no_match: [{ body: '{\"a\":\"1234\"}', content_type: application/json }]
+",
+    );
+    let s = ok(e.scan(
+        &Part::Body {
+            content_type: Some("application/json"),
+            content_encoding: None,
+            bytes: br#"{"a":"123","b":"x"}"#,
+        },
+        &Limits::default(),
+    ));
+    assert_eq!(rule_hits(&s, "whole-value"), 1, "{:?}", hits(&s));
+    // A number in exponent form renders with more digits than the body shows.
+    let s = json(r#"{"ssn":5.36221234e8}"#);
+    assert_eq!(rule_hits(&s, "us-ssn"), 1, "{:?}", hits(&s));
+    // A clean body: nothing (the shortcut path).
+    assert!(json(CLEAN_JSON).findings.is_empty());
+}
+
+/// A clean FHIR Observation bundle like the scan bench's: 9-digit versions, timestamps, UUIDs.
+fn clean_bundle(entries: usize) -> String {
+    let items: Vec<String> = (0..entries)
+        .map(|i| {
+            format!(
+                r#"{{"fullUrl":"urn:uuid:6b1f0c2e-{i:04}-4c1d-9a3e-0a6f5d2c{i:04}","resource":{{"resourceType":"Observation","id":"obs-{i}","meta":{{"versionId":"{v}","lastUpdated":"2024-03-0{d}T10:00:00Z"}},"status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}}]}},"valueQuantity":{{"value":{val},"unit":"beats/minute"}}}}}}"#,
+                v = 100_000_000 + i * 7,
+                d = 1 + i % 9,
+                val = 60 + i % 40,
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+/// Whether the whole-body clean check alone accepts `doc` (so the walk is skipped).
+fn fast_path_clean(doc: &str) -> bool {
+    let rules = engine().rules();
+    let limits = Limits::default();
+    let options = ScanOptions::default();
+    let mut sc = scan::Scanner::new(
+        rules,
+        scan::PartKind::Body(Some("application/fhir+json")),
+        None,
+        &limits,
+        &options,
+    );
+    sc.json_body_clean(doc)
+}
+
+/// (rule, location, chain) of a body scan with the whole-body clean check (default options) and
+/// without it (explain mode always walks the document).
+fn fast_and_full(doc: &str) -> (Scan, Vec<(String, String, String)>, Vec<String>) {
+    let part = Part::Body {
+        content_type: Some("application/fhir+json"),
+        content_encoding: None,
+        bytes: doc.as_bytes(),
+    };
+    let limits = Limits::default();
+    let fast = match engine().scan(&part, &limits) {
+        Ok(s) => s,
+        Err(e) => panic!("scan failed: {e}"),
+    };
+    let full = match engine().scan_with(&part, &limits, &ScanOptions::default().explained(true)) {
+        Ok(s) => s,
+        Err(e) => panic!("scan failed: {e}"),
+    };
+    (fast, hits(&full), full.encrypted)
+}
+
+#[test]
+fn whole_body_check_skips_clean_fhir() {
+    let doc = clean_bundle(40);
+    assert!(fast_path_clean(&doc), "clean bundle takes the fast path");
+    let (fast, full, enc) = fast_and_full(&doc);
+    assert!(fast.findings.is_empty() && full.is_empty() && enc.is_empty());
+}
+
+#[test]
+fn whole_body_check_agrees_with_full_walk() {
+    let clean = clean_bundle(3);
+    let inject = |entry: &str| {
+        let mut d = clean.clone();
+        d.truncate(d.len() - 2);
+        d.push(',');
+        d.push_str(entry);
+        d.push_str("]}");
+        d
+    };
+    let jwe_token = jwe();
+    let jws_token = jws(r#"{"ssn":"536-22-1234"}"#);
+    let cases = [
+        // PHI the plain rules find anywhere: strings, numbers, keys.
+        inject(r#"{"note":"SSN 536-22-1234"}"#),
+        inject(r#"{"n":536221234,"label":"ssn"}"#),
+        // A multi-word hotword spanning two keys of the field context.
+        inject(r#"{"security":{"social":536221234}}"#),
+        inject(r#"{"536-22-1234":true}"#),
+        inject(r#"{"pan":"4526 0181 5908 3012"}"#),
+        inject(r#"{"pan":4526018159083012}"#),
+        // Numbers that do not print back verbatim must take the full path.
+        inject(r#"{"ssn":5.36221234e8}"#),
+        inject(r#"{"ssn":536221234.0}"#),
+        // Keywords, context and structure.
+        inject(r#"{"email":"jane.roe@synthetic-clinic.org"}"#),
+        inject(r#"{"mrn":"MRN 12345678"}"#),
+        inject(r#"{"resourceType":"Patient","birthDate":"1984-07-12"}"#),
+        inject(
+            r#"{"resourceType":"Patient","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"536221234"}]}"#,
+        ),
+        inject(r#"{"resourceType":"Patient","name":[{"family":"Roe","given":["Jane"]}]}"#),
+        // Encodings the walker decodes.
+        inject(r#"{"note":"536%2D22%2D1234"}"#),
+        inject(r#"{"note":"\u0035\u0033\u0036-22-1234"}"#),
+        inject(&format!(r#"{{"note":"{}"}}"#, b64(b"SSN 536-22-1234"))),
+        inject(&format!(
+            r#"{{"resourceType":"Binary","data":"{}"}}"#,
+            b64(b"SSN 536-22-1234")
+        )),
+        inject(&format!(r#"{{"token":"{jws_token}"}}"#)),
+        inject(&format!(r#"{{"secret":"{jwe_token}"}}"#)),
+        inject(r#"{"x":"ｓｓｎ ５３６-２２-１２３４"}"#),
+        // Deeper than the walker goes: also scanned as text.
+        format!("{}\"536-22-1234\"{}", "[".repeat(70), "]".repeat(70)),
+        // Not JSON after all: scanned as text.
+        r#"{"note":"SSN 536-22-1234""#.to_string(),
+    ];
+    for doc in &cases {
+        let (fast, full, enc) = fast_and_full(doc);
+        assert_eq!(hits(&fast), full, "{doc}");
+        assert_eq!(fast.encrypted, enc, "{doc}");
+        if !full.is_empty() || !enc.is_empty() {
+            assert!(!fast_path_clean(doc), "claimed clean: {doc}");
+        }
+    }
+    assert!(!fast_and_full(&cases[0]).1.is_empty());
+    assert!(
+        !fast_and_full(&cases[2]).1.is_empty(),
+        "social security across keys"
+    );
+}
