@@ -27,7 +27,6 @@ mod set;
 #[cfg(test)]
 mod tests;
 
-pub use crate::engine::Mode;
 pub use fingerprint::value_fingerprint;
 pub use load::RuleError;
 pub use model::{Category, RuleInfo, Severity};

@@ -5,6 +5,7 @@ use super::load::read_dir_sources;
 use super::*;
 use crate::engine::source::SourceError;
 use crate::engine::validate::Validator;
+use crate::engine::Mode;
 use crate::engine::{Limits, Part};
 
 #[test]
