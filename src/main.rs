@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use phi_gateway::config;
-use phi_gateway::gateway::{snapshot, tls};
+use phi_gateway::gateway::{self, tls};
 use phi_gateway::runtime::{demo, logging, server};
 
 /// Exit code for an invalid configuration, rule set or certificate (sysexits `EX_CONFIG`).
@@ -306,7 +306,7 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match snapshot::build(cfg) {
+    match gateway::build(cfg) {
         Ok((snapshot, cert)) => {
             let c = &snapshot.config;
             let days_left = (cert.not_after_unix - now_unix()) / 86_400;

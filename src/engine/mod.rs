@@ -4,13 +4,19 @@
 //! any thread, the CLI and the rule tests get exactly the proxy's behaviour, and a finding can be
 //! reproduced from the request alone. The pipeline per part is
 //!
-//! 1. undo `Content-Encoding` under decompression-bomb limits ([`decode`]),
+//! 1. undo `Content-Encoding` under decompression-bomb limits (`decode`),
 //! 2. pick a carrier (JSON, form, query, header, JOSE token, text) and split the input into
-//!    segments with field context ([`carrier`]),
-//! 3. normalise Unicode look-alikes and percent-escapes ([`normalize`]),
-//! 4. match, validate and score every enabled rule ([`scan`], [`validate`]).
+//!    segments with field context (`carrier/`),
+//! 3. normalise Unicode look-alikes and percent-escapes (`normalize`),
+//! 4. match, validate and score every enabled rule (`scan/`, `validate/`).
 //!
 //! Findings carry rule ids, log-safe locations and the decode chain — never the matched text.
+//!
+//! The rule language lives here too ([`rules`]: model, compiler, layering, the `rules test`
+//! runner), with the YAML span parser it is written in ([`source`], which `config` reuses for
+//! gateway.yaml). The engine is the bottom of the crate: it uses no other folder, and nothing
+//! in it names pingora, tokio or `std::net` (`tests/layout.rs` fails the build otherwise), so
+//! the proxy, `phi-gateway scan` and `rules test` all run exactly this code.
 
 mod carrier;
 mod classify;

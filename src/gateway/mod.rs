@@ -9,9 +9,14 @@
 mod answer;
 mod checks;
 mod ctx;
-pub mod deadline;
-pub mod preface;
-pub mod proxy;
+mod deadline;
+mod preface;
+mod proxy;
 mod record;
-pub mod snapshot;
+mod snapshot;
 pub mod tls;
+
+pub use deadline::HeadDeadline;
+pub use preface::PrefaceGuard;
+pub use proxy::Gateway;
+pub use snapshot::{build, BuildError, Snapshot};

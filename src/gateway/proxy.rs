@@ -3,7 +3,7 @@
 //! For each request it routes, checks the audit headers, asks the engine for findings in the
 //! query and configured headers, holds the body back (bounded) until it is complete, asks the
 //! engine again, asks [`crate::verdict`] for a verdict, then forwards or answers. Every outcome
-//! ends in one [`Outcome`] that feeds both the access log and the metrics in `logging`.
+//! ends in one `Outcome` that feeds both the access log and the metrics in `logging`.
 //!
 //! Hook order (pingora 0.9, no cache): `request_filter` → `upstream_peer` → connect →
 //! `upstream_request_filter` → request header written upstream → `request_body_filter` per
@@ -447,7 +447,7 @@ impl ProxyHttp for Gateway {
 
     /// Runs after `logging`, only when the HTTP/1 connection is kept alive for another request.
     /// Marks a connection kept alive after this request, so the head deadline of the next
-    /// request on it allows for the keep-alive wait (see [`crate::deadline`]).
+    /// request on it allows for the keep-alive wait (see [`crate::gateway::deadline`]).
     fn persist_connection_context(
         &self,
         _session: &Session,

@@ -2,7 +2,8 @@
 //! server until a signal, hot reload, the admin listener (health, metrics, reload), logging,
 //! and the built-in demo.
 //!
-//! The top of the crate: it may use every other folder, and none of them may use it.
+//! The top of the crate: it may use every other folder, and none of them may use it. Its
+//! modules are public because the binary (`src/main.rs`) drives each of them.
 
 pub mod admin;
 pub mod demo;

@@ -1,6 +1,6 @@
 //! Hot reload of the configuration, the rules and the listener certificate.
 //!
-//! A reload runs the same steps as start-up ([`crate::gateway::snapshot::build`]): parse, validate,
+//! A reload runs the same steps as start-up ([`crate::gateway::build`]): parse, validate,
 //! compile, load the certificate. Only when every step has succeeded does it swap, in this
 //! order: the certificate resolver (next handshakes), then the request snapshot (next
 //! requests). Requests in flight keep the `Arc<Snapshot>` they loaded in `new_ctx`, so they
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::gateway::snapshot::Snapshot;
 use crate::gateway::tls::SwappableCert;
+use crate::gateway::Snapshot;
 use crate::runtime::server::StartError;
 use crate::telemetry::Metrics;
 
@@ -167,7 +167,7 @@ impl Reloader {
                 field,
             });
         }
-        Ok(crate::gateway::snapshot::build(config).map_err(StartError::from)?)
+        Ok(crate::gateway::build(config).map_err(StartError::from)?)
     }
 }
 

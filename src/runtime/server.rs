@@ -18,9 +18,9 @@ use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownS
 use pingora::services::listening::Service;
 
 use crate::config::GatewayConfig;
-use crate::gateway::proxy::Gateway;
-use crate::gateway::snapshot::{build, BuildError, Snapshot};
 use crate::gateway::tls::{LoadedCert, SwappableCert};
+use crate::gateway::Gateway;
+use crate::gateway::{build, BuildError, Snapshot};
 use crate::runtime::admin::{AdminApp, Health};
 use crate::runtime::reload::{Reloader, Trigger};
 use crate::telemetry::Metrics;
@@ -255,12 +255,12 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     // without one, idle HTTP/2 connections would pile up until file descriptors run out.
     options.h2_idle_timeout = Some(config.listen.http2_idle_timeout);
     http.server_options = Some(options);
-    let http = crate::gateway::deadline::HeadDeadline::new(
+    let http = crate::gateway::HeadDeadline::new(
         http,
         prepared.snapshot.clone(),
         prepared.metrics.clone(),
     );
-    let app = crate::gateway::preface::PrefaceGuard::new(http, config.listen.http2_idle_timeout);
+    let app = crate::gateway::PrefaceGuard::new(http, config.listen.http2_idle_timeout);
     let mut proxy = Service::new("phi-gateway proxy".to_string(), app);
     let listen = config.listen.address.to_string();
     proxy.add_tls_with_settings(&listen, None, tls);

@@ -850,6 +850,22 @@ routes:
     }
 }
 
+/// Spawns `phi-gateway run` on `files`' config, in its directory, with no `RUST_LOG`, and
+/// returns at once (no readiness wait).
+pub fn spawn_run(files: &GatewayFiles, stdout: std::fs::File, stderr: std::fs::File) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .arg("run")
+        .arg("--config")
+        .arg(&files.config)
+        .current_dir(files.dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn phi-gateway")
+}
+
 /// A running `phi-gateway run` child process.
 pub struct Gateway {
     pub files: GatewayFiles,
@@ -862,17 +878,7 @@ impl Gateway {
         let files = GatewayFiles::new(&opts);
         let stdout = std::fs::File::create(files.dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(files.dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
-            .arg("run")
-            .arg("--config")
-            .arg(&files.config)
-            .current_dir(files.dir.path())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn phi-gateway");
+        let child = spawn_run(&files, stdout, stderr);
         let mut gw = Gateway {
             files,
             child: Some(child),

@@ -991,7 +991,7 @@ impl RawH2 {
 }
 
 /// A normal GET over a fresh raw connection gets a 200 (the raw client itself works), and
-/// the gateway advertises the HTTP/2 limits src/server.rs sets.
+/// the gateway advertises the HTTP/2 limits src/runtime/server.rs sets.
 #[tokio::test]
 async fn raw_h2_client_gets_200_and_sees_the_advertised_limits() {
     let up = RecordingUpstream::start();
@@ -1483,7 +1483,7 @@ async fn idle_http2_connection_is_closed_after_the_idle_timeout() {
 
 /// pingora runs the h2 handshake without a timeout, so a client that negotiates h2 and never
 /// sends the 24-byte preface would hold its connection forever (observed: still open after
-/// 75 s before the fix). The gateway's preface deadline (src/preface.rs, the same
+/// 75 s before the fix). The gateway's preface deadline (src/gateway/preface.rs, the same
 /// `listen.http2_idle_timeout_ms`) closes it: a silent client and one that trickles the
 /// preface a byte every 250 ms are both cut off after the timeout, never answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -432,17 +432,11 @@ fn a_normal_start_and_request_log_no_error() {
     let up = RecordingUpstream::start();
     let files = GatewayFiles::new(&GatewayOpts::new(up.addr()));
     let log_path = files.dir.path().join("run.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
-        .arg("run")
-        .arg("--config")
-        .arg(&files.config)
-        .current_dir(files.dir.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log_path).unwrap())
-        .stderr(std::fs::File::create(files.dir.path().join("run.err")).unwrap())
-        .spawn()
-        .expect("spawn phi-gateway");
+    let mut child = spawn_run(
+        &files,
+        std::fs::File::create(&log_path).unwrap(),
+        std::fs::File::create(files.dir.path().join("run.err")).unwrap(),
+    );
     let logs = || {
         let read = |n: &str| std::fs::read_to_string(files.dir.path().join(n)).unwrap_or_default();
         format!("{}{}", read("run.err"), read("run.log"))
