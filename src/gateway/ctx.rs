@@ -52,6 +52,12 @@ impl Ctx {
         self.route.and_then(|i| self.snapshot.config.routes.get(i))
     }
 
+    /// The route's per-request metric handles (the last entry is `unmatched`'s).
+    pub(super) fn route_handles(&self) -> Option<&crate::telemetry::RouteHandles> {
+        let i = self.route.unwrap_or(self.snapshot.config.routes.len());
+        self.snapshot.route_metrics.get(i)
+    }
+
     pub(super) fn route_name(&self) -> &str {
         self.route().map(|r| r.name.as_str()).unwrap_or("unmatched")
     }

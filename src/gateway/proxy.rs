@@ -397,16 +397,31 @@ impl ProxyHttp for Gateway {
         let route = ctx.route_name();
         let decision = outcome.decision.as_str();
         let m = &self.metrics;
-        m.requests.with_label_values(&[route, decision]).inc();
+        // Handles resolved once per route and label value (telemetry::RouteHandles).
+        let handles = ctx.route_handles();
+        let elapsed = ctx.started.elapsed();
+        match handles {
+            Some(h) => h.request(m, decision, elapsed.as_secs_f64()),
+            None => {
+                m.requests.with_label_values(&[route, decision]).inc();
+                m.request_duration
+                    .with_label_values(&[route, decision])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         if outcome.reason == Some(Reason::ClientTimeout) {
             m.client_timeouts.with_label_values(&["body"]).inc();
         }
         if let (Some(reason), Decision::Block | Decision::WouldBlock) =
             (outcome.reason, outcome.decision)
         {
-            m.rejections
-                .with_label_values(&[route, reason.as_str()])
-                .inc();
+            match handles {
+                Some(h) => h.rejection(m, reason.as_str()),
+                None => m
+                    .rejections
+                    .with_label_values(&[route, reason.as_str()])
+                    .inc(),
+            }
         }
         let mut seen: Vec<(&str, Mode)> = ctx
             .matches
@@ -420,10 +435,6 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[rule, mode.as_str()])
                 .inc();
         }
-        let elapsed = ctx.started.elapsed();
-        m.request_duration
-            .with_label_values(&[route, decision])
-            .observe(elapsed.as_secs_f64());
         if ctx.inspected {
             m.inspection_duration.observe(ctx.inspection.as_secs_f64());
         }

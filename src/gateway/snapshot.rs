@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub limits: crate::engine::Limits,
     /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
     pub(crate) peers: Vec<HttpPeer>,
+    /// Per-request metric handles, one per route and a last one for `unmatched`.
+    pub(crate) route_metrics: Vec<crate::telemetry::RouteHandles>,
     /// Hash of the configuration file and rules (`config_version` in logs and audit records),
     /// logged at start and on every reload.
     pub config_version: String,
@@ -95,11 +97,16 @@ impl Snapshot {
             ..crate::engine::Limits::default()
         };
         let config_version = crate::config::config_hash(&config, engine.rules());
+        let route_metrics = (config.routes.iter().map(|r| r.name.as_str()))
+            .chain(["unmatched"])
+            .map(crate::telemetry::RouteHandles::new)
+            .collect();
         Ok(Self {
             config,
             engine,
             limits,
             peers,
+            route_metrics,
             config_version,
         })
     }
