@@ -84,7 +84,73 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// About `size` bytes of log lines as other systems write them: access-log lines, application
+/// text lines with ids, durations and timestamps, and JSON Lines records; one synthetic SSN in
+/// every 1,000 lines.
+fn log_lines(size: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(size + 256);
+    let mut i = 0u64;
+    while out.len() < size {
+        let line = match i % 4 {
+            0 => format!(
+                "10.0.{}.{} - - [02/Jan/2026:03:{:02}:{:02} +0000] \"GET /fhir/Observation?patient=obs-{i}&_count=50 HTTP/1.1\" 200 {} \"-\" \"ehr-client/2.{}\"",
+                i % 250, (i * 7) % 250, i % 60, (i * 13) % 60, 1000 + i % 9000, i % 10
+            ),
+            1 => format!(
+                "2026-01-02T03:04:{:02}.{:03}Z INFO  [worker-{}] request {i:08x} handled in {} ms (order {}, batch {})",
+                i % 60, i % 1000, i % 16, i % 900, 100_000 + i * 3, i % 77
+            ),
+            2 => format!(
+                r#"{{"ts":"2026-01-02T03:04:{:02}Z","level":"info","msg":"observation stored","resource":"Observation/obs-{i}","version":{},"latency_ms":{}}}"#,
+                i % 60, 1 + i % 9, i % 500
+            ),
+            _ if i % 1000 == 3 => format!(
+                r#"{{"ts":"2026-01-02T03:04:{:02}Z","level":"error","msg":"lookup failed","member":{{"ssn":"536-22-1234"}}}}"#,
+                i % 60
+            ),
+            _ => format!(
+                "2026-01-02T03:04:{:02}Z WARN  retrying upstream call {} of 3 after {} ms",
+                i % 60, 1 + i % 3, 50 * (1 + i % 3)
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+        i += 1;
+    }
+    out.into_bytes()
+}
+
+/// `scan --lines` over generated logs: MB/s of a log scan with the default pack.
+fn bench_lines(c: &mut Criterion) {
+    use phi_gateway::runtime::cli::lines::{scan_lines, LinesArgs, DEFAULT_MAX_LINE_BYTES};
+    let engine = engine();
+    let logs = log_lines(4 << 20);
+    let args = LinesArgs {
+        name: "bench.log".into(),
+        route: None,
+        json: false,
+        max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+    };
+    let mut group = c.benchmark_group("scan_lines");
+    group.throughput(Throughput::Bytes(logs.len() as u64));
+    group.sample_size(10);
+    group.bench_function("mixed_logs_4MiB", |b| {
+        b.iter(|| {
+            let mut input = std::io::Cursor::new(&logs[..]);
+            let summary = scan_lines(
+                &engine,
+                &mut input,
+                &mut std::io::sink(),
+                &mut std::io::sink(),
+                &args,
+            );
+            black_box(summary.map(|s| s.findings))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_lines);
 
 /// `SCAN_ITERS=N cargo bench --bench scan` scans the clean 64 KiB document N times and exits
 /// without criterion: a fixed amount of work for `perf stat -e instructions` or valgrind's

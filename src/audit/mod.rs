@@ -466,8 +466,8 @@ pub struct RecordInput<'a> {
     pub tls_version: Option<String>,
     /// Config version hash.
     pub config_version: &'a str,
-    /// Body SHA-256.
-    pub body_sha256: Option<String>,
+    /// Hex HMAC-SHA256 of the body under the fingerprint key ([`Fingerprinter::body_context`]).
+    pub body_hmac: Option<String>,
     /// Client IP.
     pub ip_address: Option<String>,
     /// Raw `User-Agent`.
@@ -626,7 +626,7 @@ impl AuditLog {
             bytes_out: input.bytes_out,
             tls_version: input.tls_version,
             config_version: input.config_version.to_string(),
-            body_sha256: input.body_sha256,
+            body_hmac: input.body_hmac,
             seq: 0,
             prev_hash: String::new(),
         }

@@ -57,7 +57,7 @@ fn sample(i: u64) -> AuditRecord {
         bytes_out: Some(2),
         tls_version: Some("TLSv1_3".into()),
         config_version: "abc".into(),
-        body_sha256: None,
+        body_hmac: None,
         seq: 0,
         prev_hash: String::new(),
     }

@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub rules_dir: PathBuf,
     /// Site rule directories layered over `rules_dir` (`rules.overlays`).
     pub rules_overlays: Vec<PathBuf>,
+    /// `rules.fingerprint_key_file`, when set (see [`GatewayConfig::fingerprint_key_file`]).
+    pub rules_fingerprint_key_file: Option<PathBuf>,
     /// Process settings handed to pingora.
     pub server: Server,
     /// Operational logging.
@@ -298,6 +300,17 @@ impl GatewayConfig {
             .into_iter()
             .find(|(_, changed)| *changed)
             .map(|(f, _)| f)
+    }
+
+    /// The secret key for rule-exception fingerprints: `rules.fingerprint_key_file`, else
+    /// `audit.fingerprint_key_file`, else none (then exceptions by `values` never apply and
+    /// a rule set that has any is refused).
+    pub fn fingerprint_key_file(&self) -> Option<&std::path::Path> {
+        self.rules_fingerprint_key_file.as_deref().or_else(|| {
+            self.audit
+                .as_ref()
+                .map(|a| a.fingerprint_key_file.as_path())
+        })
     }
 
     /// The rule directories in load order: `rules.dir`, then each of `rules.overlays`.

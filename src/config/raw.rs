@@ -69,6 +69,9 @@ pub(super) struct RawRules {
     /// Site rule directories layered over `dir`, in order (override or disable by id).
     #[serde(default)]
     pub(super) overlays: Vec<PathBuf>,
+    /// Secret key for `exceptions.values` fingerprints; default `audit.fingerprint_key_file`.
+    #[serde(default)]
+    pub(super) fingerprint_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -179,6 +179,28 @@ fn bad_values_are_located() {
 const AUDIT: &str = "audit:\n  dir: /var/log/phi-gateway/audit\n  signing_key_file: /etc/gw/keys/audit-signing.key\n  fingerprint_key_file: /etc/gw/keys/audit-fingerprint.key\n";
 
 #[test]
+fn fingerprint_key_defaults_to_the_audit_key_and_can_be_overridden() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.fingerprint_key_file(), None, "no audit, no override: no key");
+    let with_audit = format!("{MINIMAL}{AUDIT}");
+    let c = parse(&with_audit).unwrap();
+    assert_eq!(
+        c.fingerprint_key_file(),
+        Some(Path::new("/etc/gw/keys/audit-fingerprint.key"))
+    );
+    let text = with_audit.replace(
+        "  dir: rules\n",
+        "  dir: rules\n  fingerprint_key_file: keys/rules-fingerprint.key\n",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.fingerprint_key_file(),
+        Some(Path::new("/etc/gw/keys/rules-fingerprint.key")),
+        "relative to the config file, and it wins over the audit key"
+    );
+}
+
+#[test]
 fn audit_section_defaults_and_route_choices() {
     let c = parse(MINIMAL).unwrap();
     assert!(c.audit.is_none(), "no section: no audit trail");

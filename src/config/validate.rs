@@ -62,6 +62,7 @@ pub(super) fn validate(
         admin,
         rules_dir: resolve(&raw.rules.dir.value),
         rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
+        rules_fingerprint_key_file: raw.rules.fingerprint_key_file.as_deref().map(&resolve),
         server,
         logging,
         reload,

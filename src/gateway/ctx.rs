@@ -39,8 +39,9 @@ pub struct Ctx {
     pub(super) outcome: Option<Outcome>,
     pub(super) inspection: Duration,
     pub(super) inspected: bool,
-    /// SHA-256 over the request body bytes received (for the audit record).
-    pub(super) body_digest: Option<ring::digest::Context>,
+    /// HMAC-SHA256 (fingerprint key) over the request body bytes received, for the audit
+    /// record's `body_hmac`; only kept when there is an audit trail.
+    pub(super) body_digest: Option<ring::hmac::Context>,
     /// The audit record was written (or attempted) already.
     pub(super) audit_done: bool,
     /// Body bytes are held back and the verdict is not in yet.

@@ -180,9 +180,9 @@ impl ProxyHttp for Gateway {
         let chunk = body.take();
         let len = chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
         ctx.body_seen = ctx.body_seen.saturating_add(len);
-        if let Some(c) = chunk.as_ref().filter(|c| !c.is_empty()) {
+        if let (Some(c), Some(audit)) = (chunk.as_ref().filter(|c| !c.is_empty()), &self.audit) {
             ctx.body_digest
-                .get_or_insert_with(|| ring::digest::Context::new(&ring::digest::SHA256))
+                .get_or_insert_with(|| audit.fingerprinter().body_context())
                 .update(c);
         }
 

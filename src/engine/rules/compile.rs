@@ -7,8 +7,9 @@ use aho_corasick::{AhoCorasickBuilder, MatchKind};
 use regex::RegexBuilder;
 
 use super::compiled::{
-    CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, Scope,
+    CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, ExceptionValue, Scope,
 };
+use super::fingerprint::{parse_fingerprint, ParsedFingerprint};
 use super::model::{RawContext, RawException, RawPattern, RawRule, RawTestCase, RuleInfo};
 use super::selftest::{InlineTest, TestInput};
 use crate::engine::source::{SourceError, Spanned};
@@ -511,19 +512,43 @@ fn compile_exception(
             ));
         }
     }
+    let mut values = Vec::with_capacity(e.values.len());
     for (k, v) in e.values.iter().enumerate() {
-        let ok = v
-            .value
-            .strip_prefix("hmac-sha256:")
-            .is_some_and(|h| h.len() == 32 && h.bytes().all(|c| c.is_ascii_hexdigit()));
-        if !ok {
-            return Err(err_at(
-                file,
-                v,
-                format!("{field}.values[{k}]"),
-                "values are fingerprints `hmac-sha256:<32 hex digits>` as printed by \
-                 `phi-gateway scan --explain`, never the value itself",
-            ));
+        let text = v.value.trim().to_ascii_lowercase();
+        let at = format!("{field}.values[{k}]");
+        match parse_fingerprint(&text) {
+            ParsedFingerprint::Keyed { key_id } => {
+                let (line, column) = location(v);
+                values.push(ExceptionValue {
+                    key_id: key_id.to_string(),
+                    fingerprint: text.clone(),
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                    field: at,
+                });
+            }
+            ParsedFingerprint::Legacy => {
+                return Err(err_at(
+                    file,
+                    v,
+                    at,
+                    "this fingerprint has no key id: it was made with the public key of \
+                     earlier versions and can be reversed by trying every value; recompute it \
+                     with `phi-gateway scan --explain --fingerprint-key KEY_FILE` \
+                     (`hmac-sha256:<key id>:<32 hex digits>`)",
+                ));
+            }
+            ParsedFingerprint::Invalid => {
+                return Err(err_at(
+                    file,
+                    v,
+                    at,
+                    "values are fingerprints `hmac-sha256:<key id>:<32 hex digits>` as printed \
+                     by `phi-gateway scan --explain --fingerprint-key KEY_FILE`, never the value \
+                     itself",
+                ));
+            }
         }
     }
     Ok(Exception {
@@ -534,11 +559,7 @@ fn compile_exception(
             .iter()
             .map(|f| f.value.trim().to_string())
             .collect(),
-        values: e
-            .values
-            .iter()
-            .map(|v| v.value.to_ascii_lowercase())
-            .collect(),
+        values,
     })
 }
 

@@ -116,7 +116,21 @@ pub(crate) struct Exception {
     pub(crate) name: String,
     pub(crate) routes: Vec<String>,
     pub(crate) fields: Vec<String>,
-    pub(crate) values: Vec<String>,
+    pub(crate) values: Vec<ExceptionValue>,
+}
+
+/// One `exceptions.values` fingerprint, with where it was written (checked against the
+/// deployment key by [`RuleSet::with_fingerprint_key`](super::RuleSet::with_fingerprint_key)).
+#[derive(Debug, Clone)]
+pub(crate) struct ExceptionValue {
+    /// `hmac-sha256:<key id>:<hex>`, lowercase.
+    pub(crate) fingerprint: String,
+    /// The key id part.
+    pub(crate) key_id: String,
+    pub(crate) file: std::path::PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) field: String,
 }
 
 #[derive(Debug)]

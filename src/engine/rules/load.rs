@@ -70,6 +70,7 @@ impl RuleSet {
             prefilter: None,
             keyword_index: Default::default(),
             digest: digest(&all),
+            fingerprint_key: None,
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
         let mut disabled: Vec<(PathBuf, usize, usize, String, String)> = Vec::new();

@@ -340,7 +340,8 @@ impl<'r> Scanner<'r> {
                     );
                     continue;
                 }
-                let explain = self.explain.then(|| explanation(rule, &cand, value));
+                let key = self.rules.fingerprint_key();
+                let explain = self.explain.then(|| explanation(rule, key, &cand, value));
                 self.record(ri, location, chain, cand.score, explain);
             }
         }
