@@ -20,6 +20,7 @@ mod mtls;
 mod phi;
 mod postgres;
 mod properties;
+mod protocol;
 mod reload;
 mod scan;
 mod tls;
