@@ -745,11 +745,23 @@ fn demo_deploy_and_kubernetes_inspect_every_header_and_refuse_upgrades() {
             .iter()
             .find(|r| r.name == "fhir")
             .unwrap_or_else(|| panic!("{what}: no fhir route"));
-        for name in ["x-patient-ssn", "x-member-id", "cookie", "referer", "authorization"] {
-            assert!(fhir.inspect.header_selected(name), "{what}: {name} not inspected");
+        for name in [
+            "x-patient-ssn",
+            "x-member-id",
+            "cookie",
+            "referer",
+            "authorization",
+        ] {
+            assert!(
+                fhir.inspect.header_selected(name),
+                "{what}: {name} not inspected"
+            );
         }
         for name in phi_gateway::config::SKIPPED_HEADERS {
-            assert!(!fhir.inspect.header_selected(name), "{what}: {name} inspected");
+            assert!(
+                !fhir.inspect.header_selected(name),
+                "{what}: {name} inspected"
+            );
         }
         assert!(!fhir.allow_upgrade, "{what}: upgrades allowed");
     }

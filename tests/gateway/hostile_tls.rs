@@ -1715,7 +1715,11 @@ fn http2_request_trailers_are_refused_when_declared_and_never_forwarded() {
     let reqs = up.requests();
     assert_eq!(reqs.len(), 1, "{}", up.describe());
     assert_eq!(reqs[0].body, body.as_bytes(), "{}", up.describe());
-    let seen = format!("{}{}", reqs[0].head, String::from_utf8_lossy(&reqs[0].raw_body));
+    let seen = format!(
+        "{}{}",
+        reqs[0].head,
+        String::from_utf8_lossy(&reqs[0].raw_body)
+    );
     assert!(
         !seen.contains(SSN) && !seen.to_ascii_lowercase().contains("x-patient-ssn"),
         "the trailer reached the upstream:\n{seen}"

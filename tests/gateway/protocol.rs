@@ -26,7 +26,10 @@ async fn every_header_and_cookie_is_inspected_by_default() {
     for (name, value) in [
         ("x-patient-ssn", SSN_DIGITS.to_string()),
         ("x-member-ssn", SSN.to_string()),
-        ("cookie", format!("session=8f2a9c1e77; ssn={SSN_DIGITS}; theme=dark")),
+        (
+            "cookie",
+            format!("session=8f2a9c1e77; ssn={SSN_DIGITS}; theme=dark"),
+        ),
         ("cookie", format!("pt_ssn=\"{}\"", SSN.replace('-', "%2D"))),
     ] {
         let r = expect_refusal(
@@ -37,7 +40,11 @@ async fn every_header_and_cookie_is_inspected_by_default() {
             "phi_detected",
         )
         .await;
-        assert!(!r.raw.contains(SSN_DIGITS) && !r.raw.contains(SSN), "{}", r.raw);
+        assert!(
+            !r.raw.contains(SSN_DIGITS) && !r.raw.contains(SSN),
+            "{}",
+            r.raw
+        );
         up.assert_untouched(&format!("PHI in {name}"));
     }
     // A request with the headers real clients send, identifiers included where they are not
@@ -45,12 +52,18 @@ async fn every_header_and_cookie_is_inspected_by_default() {
     let resp = c
         .get(gw.url("/fhir/Patient?_count=10"))
         .header(AUDIT, "hdr-clean")
-        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        )
         .header("accept", "application/fhir+json, application/json;q=0.9")
         .header("accept-language", "en-US,en;q=0.5")
         .header("cache-control", "no-cache")
         .header("referer", "https://portal.example.org/patients?page=2")
-        .header("cookie", "session=8f2a9c1e77d04b1c; csrftoken=Zq3v9x; theme=dark")
+        .header(
+            "cookie",
+            "session=8f2a9c1e77d04b1c; csrftoken=Zq3v9x; theme=dark",
+        )
         .header("authorization", "Bearer 2YotnFZFEjr1zCsicMWpAA")
         .header("x-correlation-id", "536221234")
         .header(
@@ -84,7 +97,10 @@ fn chunked_trailers_are_refused_when_declared_and_never_forwarded() {
             body.len()
         )
     };
-    let x = send(&gw, chunked("trailer: x-patient-ssn, x-member-id\r\n").as_bytes());
+    let x = send(
+        &gw,
+        chunked("trailer: x-patient-ssn, x-member-id\r\n").as_bytes(),
+    );
     x.only().refusal(400, "trailers_not_allowed");
     up.assert_untouched("a chunked request declaring trailers");
 
@@ -95,7 +111,11 @@ fn chunked_trailers_are_refused_when_declared_and_never_forwarded() {
     assert_eq!(reqs.len(), 1, "{}", up.describe());
     assert!(reqs[0].complete, "{}", up.describe());
     assert_eq!(reqs[0].body, body.as_bytes(), "{}", up.describe());
-    let seen = format!("{}{}", reqs[0].head, String::from_utf8_lossy(&reqs[0].raw_body));
+    let seen = format!(
+        "{}{}",
+        reqs[0].head,
+        String::from_utf8_lossy(&reqs[0].raw_body)
+    );
     assert!(
         !seen.contains(SSN) && !seen.contains(SSN_DIGITS),
         "a trailer value reached the upstream:\n{seen}"
@@ -129,7 +149,11 @@ fn upgrade_is_refused_before_the_upstream_unless_allowed() {
     // `Connection: upgrade` without an Upgrade header is the same request in disguise.
     let x = send(
         &gw,
-        format!("{}connection: keep-alive, Upgrade\r\n\r\n", head("GET", "/fhir/ws", "ws-2", "")).as_bytes(),
+        format!(
+            "{}connection: keep-alive, Upgrade\r\n\r\n",
+            head("GET", "/fhir/ws", "ws-2", "")
+        )
+        .as_bytes(),
     );
     x.only().refusal(403, "upgrade_not_allowed");
     up.assert_untouched("an upgrade request");
@@ -267,7 +291,8 @@ fn pipelined_requests_are_each_answered_in_order() {
     let up = RecordingUpstream::start();
     let gw = Gateway::start(GatewayOpts::new(up.addr()));
     let body = clean_patient();
-    let mut bytes = format!("{}\r\n", head("GET", "/fhir/Patient/pipe-1", "pipe-1", "")).into_bytes();
+    let mut bytes =
+        format!("{}\r\n", head("GET", "/fhir/Patient/pipe-1", "pipe-1", "")).into_bytes();
     bytes.extend(
         format!(
             "{}content-length: {}\r\n\r\n{body}",
@@ -306,9 +331,22 @@ fn pipelined_requests_are_each_answered_in_order() {
 fn a_refusal_in_a_pipeline_closes_the_connection_after_its_answer() {
     let up = RecordingUpstream::start();
     let gw = Gateway::start(GatewayOpts::new(up.addr()));
-    let mut bytes = format!("{}\r\n", head("GET", "/fhir/Patient/pipe-ok", "pipe-a", "")).into_bytes();
-    bytes.extend(format!("{}\r\n", head("GET", &format!("/fhir/Patient?ssn={SSN}"), "pipe-b", "")).into_bytes());
-    bytes.extend(format!("{}\r\n", head("GET", "/fhir/Patient/pipe-after", "pipe-c", "")).into_bytes());
+    let mut bytes =
+        format!("{}\r\n", head("GET", "/fhir/Patient/pipe-ok", "pipe-a", "")).into_bytes();
+    bytes.extend(
+        format!(
+            "{}\r\n",
+            head("GET", &format!("/fhir/Patient?ssn={SSN}"), "pipe-b", "")
+        )
+        .into_bytes(),
+    );
+    bytes.extend(
+        format!(
+            "{}\r\n",
+            head("GET", "/fhir/Patient/pipe-after", "pipe-c", "")
+        )
+        .into_bytes(),
+    );
     let mut tls = connect(&gw);
     tls.write_all(&bytes).unwrap();
     tls.flush().unwrap();
@@ -317,7 +355,9 @@ fn a_refusal_in_a_pipeline_closes_the_connection_after_its_answer() {
     assert_eq!(x.responses[0].status, 200, "{}", x.text());
     x.responses[1].refusal(403, "phi_detected");
     assert_eq!(
-        x.responses[1].header("connection").map(str::to_ascii_lowercase),
+        x.responses[1]
+            .header("connection")
+            .map(str::to_ascii_lowercase),
         Some("close".to_string()),
         "{}",
         x.text()

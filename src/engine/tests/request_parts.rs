@@ -79,11 +79,7 @@ fn cookies_are_pairs_and_the_cookie_name_is_context() {
         name: "cookie",
         value: b"session=8f2a9c1e; ssn=536221234; theme=dark",
     });
-    assert!(
-        has(&s, "us-ssn", "header:cookie:ssn", ""),
-        "{:?}",
-        hits(&s)
-    );
+    assert!(has(&s, "us-ssn", "header:cookie:ssn", ""), "{:?}", hits(&s));
     let s = scan(Part::Header {
         name: "cookie",
         value: b"pt_ssn=\"536%2D22%2D1234\"",

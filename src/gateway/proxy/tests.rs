@@ -1,5 +1,5 @@
-use crate::gateway::answer::error_body;
 use crate::config::Inspect;
+use crate::gateway::answer::error_body;
 use crate::gateway::checks::audit_header_problem;
 use crate::verdict::Reason;
 
