@@ -95,9 +95,8 @@ impl ProxyHttp for Gateway {
             None => {
                 // A body that will be held back is pending from the start: the upstream could
                 // answer before the first body byte arrives (see `response_filter`).
-                ctx.body_pending = !ctx.tunnel
-                    && !session.is_body_empty()
-                    && ctx.route().is_some_and(|r| r.inspect.body);
+                ctx.body_pending =
+                    !session.is_body_empty() && ctx.route().is_some_and(|r| r.inspect.body);
                 return Ok(false);
             }
         };
@@ -213,10 +212,12 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
 
-        if ctx.tunnel {
-            // An allowed upgrade: after the 101 these are tunnel bytes, relayed as they come
-            // (uninspected, documented so); no hold-back and no whole-body deadline, only the
-            // per-read idle timeout. pingora#935: never an empty final chunk.
+        if ctx.tunnel && session.was_upgraded() {
+            // An allowed upgrade after the upstream's 101: these are tunnel bytes, relayed as
+            // they come (uninspected, documented so); no hold-back and no whole-body deadline,
+            // only the per-read idle timeout. A body sent *with* the upgrade request, before
+            // any 101, is still held back and inspected below. pingora#935: never an empty
+            // final chunk.
             ctx.body_pending = false;
             *body = chunk.filter(|c| !c.is_empty() || !end_of_stream);
             return Ok(());
