@@ -46,6 +46,10 @@ pub struct Ctx {
     pub(super) audit_done: bool,
     /// Body bytes are held back and the verdict is not in yet.
     pub(super) body_pending: bool,
+    /// An `Upgrade` request on a route with `allow_upgrade: true`: once the upstream answers
+    /// 101 the connection is an uninspected tunnel (no hold-back, no error bytes of ours).
+    /// Until then (a body sent with the request) everything is inspected as usual.
+    pub(super) tunnel: bool,
 }
 
 impl Ctx {

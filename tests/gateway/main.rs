@@ -21,6 +21,7 @@ mod mtls;
 mod phi;
 mod postgres;
 mod properties;
+mod protocol;
 mod reload;
 mod scan;
 mod scan_lines;
