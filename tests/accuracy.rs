@@ -970,7 +970,7 @@ fn class_cases() -> Vec<ClassCase> {
         })
     };
     // Class 1 positives: identifier field names in every style × carriers.
-    let names: &[(&[&str], &str, fn(&mut Lcg) -> String)] = &[
+    let names: &[(&[&str], &str, Gen)] = &[
         (&["social", "security", "number"], "us-ssn", |r| {
             gen_ssn(r).replace('-', "")
         }),
