@@ -321,6 +321,9 @@ impl Walker<'_, '_> {
     }
 }
 
+/// Most sibling values kept as the field context of an object's members.
+const MAX_SIBLINGS: usize = 16;
+
 /// The FHIR-ish sibling values that describe what an object's `value` is: `system` (Identifier
 /// and ContactPoint) and `type` (a string, or a CodeableConcept's text and first codings).
 fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>) {
@@ -329,8 +332,21 @@ fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>)
         _ => None,
     };
     for (k, v) in members {
+        // Duplicate keys are kept, so a client can repeat `type` a hundred thousand times:
+        // every member's context would then copy them all (context is capped per segment,
+        // but building it per member of a huge object is still members × siblings).
+        if out.len() >= MAX_SIBLINGS {
+            break;
+        }
         match (k.as_ref(), v) {
             ("system" | "type", Node::Str(s)) => out.push(s),
+            // Legacy name/value pairs (`{"field": "SocialSecurityNumber", "value": …}`,
+            // FHIR `Parameters.parameter.name`): the name says what the value is.
+            ("name" | "label" | "field" | "fieldName" | "key" | "attribute", Node::Str(s))
+                if s.len() <= 64 =>
+            {
+                out.push(s)
+            }
             ("type", Node::Obj(t)) => {
                 for (k2, v2) in t {
                     match (k2.as_ref(), v2) {

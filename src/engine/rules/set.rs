@@ -18,6 +18,12 @@ pub struct RuleSet {
     pub(super) index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     pub(super) keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// The automaton the whole-body keyword pass runs on raw JSON: every keyword, a multi-word
+    /// one by its longest word only. Field context splits key names into words
+    /// (`medicalRecordNumber` → `medical record number`), so a multi-word keyword can match a
+    /// segment's context while the phrase occurs nowhere in the raw body; each of its words
+    /// still does (case-insensitively), which is what this automaton checks.
+    pub(super) body_keywords: Option<(AhoCorasick, Vec<usize>)>,
     /// The same keywords split into fragments for the whole-body one-pass profile.
     pub(super) keyword_index: crate::engine::fastpath::KeywordIndex,
     /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
@@ -134,6 +140,11 @@ impl RuleSet {
 
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
+    }
+
+    /// See [`RuleSet::body_keywords`] (the field).
+    pub(crate) fn body_keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
+        self.body_keywords.as_ref()
     }
 }
 

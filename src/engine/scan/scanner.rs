@@ -2,7 +2,7 @@
 //! eligible for the part, the decoded variants of a segment (percent, XML entities, base64),
 //! and narrowing rules by field selectors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use regex::CaptureLocations;
 
@@ -62,6 +62,9 @@ pub(crate) struct Scanner<'r> {
     /// Findings recorded so far, per rule index.
     pub(super) per_rule: Vec<usize>,
     pub(super) encrypted: Vec<String>,
+    /// The locations in `encrypted`, for constant-time de-duplication: a body can hold tens of
+    /// thousands of encrypted values, and a list search per value made that quadratic.
+    pub(super) encrypted_seen: HashSet<String>,
     /// Set when a carrier could not be inspected completely; turns the scan into an error.
     pub(super) error: Option<InspectError>,
     pub(super) kw_hit: Vec<bool>,
@@ -165,6 +168,7 @@ impl<'r> Scanner<'r> {
             findings: HashMap::new(),
             per_rule: vec![0; rules.len()],
             encrypted: Vec::new(),
+            encrypted_seen: HashSet::new(),
             error: None,
             kw_hit: vec![false; rules.len()],
             ctx_buf: String::new(),
@@ -180,7 +184,8 @@ impl<'r> Scanner<'r> {
 
     /// Records a location whose value is encrypted (JWE).
     pub(crate) fn encrypted(&mut self, location: String) {
-        if !self.encrypted.contains(&location) {
+        if !self.encrypted_seen.contains(&location) {
+            self.encrypted_seen.insert(location.clone());
             self.encrypted.push(location);
         }
     }

@@ -17,6 +17,7 @@ mod fhir;
 mod hl7;
 mod jose;
 mod json;
+mod legacy;
 mod mechanics;
 mod multipart;
 mod request_parts;
