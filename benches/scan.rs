@@ -150,7 +150,6 @@ fn bench_lines(c: &mut Criterion) {
     group.finish();
 }
 
-
 /// Adversarial inputs a client can send (issue 14): each must cost per byte within a small
 /// factor of the clean FHIR reference of about the same size (docs/performance.md says the
 /// factor). Each input is built here; none holds PHI.

@@ -207,7 +207,11 @@ const AUDIT: &str = "audit:\n  dir: /var/log/phi-gateway/audit\n  signing_key_fi
 #[test]
 fn fingerprint_key_defaults_to_the_audit_key_and_can_be_overridden() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.fingerprint_key_file(), None, "no audit, no override: no key");
+    assert_eq!(
+        c.fingerprint_key_file(),
+        None,
+        "no audit, no override: no key"
+    );
     let with_audit = format!("{MINIMAL}{AUDIT}");
     let c = parse(&with_audit).unwrap();
     assert_eq!(
