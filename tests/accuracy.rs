@@ -1019,10 +1019,12 @@ struct TypeRow {
     excepted: usize,
 }
 
-/// Scans every example of the package; returns per-file (name, resource type, findings).
-fn scan_fhir_package(
-    dir: &Path,
-) -> Vec<(String, String, serde_json::Value, Vec<(String, String)>)> {
+/// One scanned example: file name, resource type, the parsed document, (rule, location) of
+/// every finding.
+type ScannedExample = (String, String, serde_json::Value, Vec<(String, String)>);
+
+/// Scans every example of the package.
+fn scan_fhir_package(dir: &Path) -> Vec<ScannedExample> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("package dir")
         .flatten()
