@@ -437,6 +437,17 @@ fn compile_scope(
                     }
                     scope.content_types.push(ct.trim().to_ascii_lowercase());
                     continue;
+                } else if let Some(l) = v.strip_prefix("fhir-limit:") {
+                    // A limit, like content-type and route: it adds no part.
+                    let l = l.trim();
+                    if l.is_empty() {
+                        return Err(bad(
+                            "`fhir-limit:` needs a FHIR address glob (`Patient.*`, `*.note.text`)"
+                                .into(),
+                        ));
+                    }
+                    scope.fhir_limits.push(format!("fhir:{l}"));
+                    continue;
                 } else if let Some(r) = v.strip_prefix("route:") {
                     if r.trim().is_empty() {
                         return Err(bad("`route:` needs a route name glob".into()));
@@ -450,8 +461,8 @@ fn compile_scope(
                     return Err(bad(format!(
                         "unknown part `{v}`; expected one of: query, body, header, \
                          header:<name>, json:<pointer>, fhir:<Resource.path>, hl7:<SEG-n>, \
-                         form:<field>, multipart:<part>, content-type:<type>, route:<name> \
-                         (`*` is a wildcard)"
+                         form:<field>, multipart:<part>, content-type:<type>, route:<name>, \
+                         fhir-limit:<Resource.path> (`*` is a wildcard)"
                     )));
                 }
             }
@@ -466,7 +477,7 @@ fn compile_scope(
         // Field selectors address the body.
         scope.body = true;
     } else if !parts {
-        // Only content types / routes: every part.
+        // Only content types / routes / FHIR limits: every part.
         scope.query = true;
         scope.body = true;
         scope.all_headers = true;

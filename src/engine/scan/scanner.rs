@@ -8,7 +8,7 @@ use regex::CaptureLocations;
 
 use super::findings::{explanation, MAX_FINDINGS_PER_RULE};
 use super::matching::{best_per_cluster, source_offset, Candidate};
-use super::segment::{selector_matches, PartKind, Segment};
+use super::segment::{safe_segment, selector_matches, PartKind, Segment};
 use crate::engine::normalize::{
     base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
     xml_entity_decode, OffsetMap,
@@ -325,8 +325,18 @@ impl<'r> Scanner<'r> {
                     continue;
                 }
             }
+            // `fhir-limit:` scopes: a FHIR value outside the listed resources and elements is
+            // not looked at (explained as a near miss).
+            let limited_out = self.narrowable && !rule.scope.fhir_allows(seg.sel);
+            if limited_out && !self.explain {
+                continue;
+            }
             self.match_rule(slot, rule, text, seg, chain, nmap.as_ref(), pmap);
             if self.cands.is_empty() {
+                continue;
+            }
+            if limited_out {
+                self.limited_near_misses(ri, text, seg, chain, nmap.as_ref(), pmap);
                 continue;
             }
             let best = best_per_cluster(&mut self.cands);
@@ -349,6 +359,30 @@ impl<'r> Scanner<'r> {
                 let explain = self.explain.then(|| explanation(rule, key, &cand, value));
                 self.record(ri, location, chain, cand.score, explain);
             }
+        }
+    }
+
+    /// Near misses for candidates of a rule whose `fhir-limit:` scope excludes the segment's
+    /// FHIR address (explain mode only).
+    fn limited_near_misses(
+        &mut self,
+        ri: usize,
+        text: &str,
+        seg: &Segment<'_>,
+        chain: &[&'static str],
+        nmap: Option<&OffsetMap>,
+        pmap: Option<&OffsetMap>,
+    ) {
+        let resource = seg
+            .sel
+            .and_then(|s| s.strip_prefix("fhir:"))
+            .and_then(|s| s.split('.').next())
+            .map_or("?", safe_segment);
+        let reason = format!("outside the rule's `fhir-limit:` scope (in a FHIR {resource})");
+        for cand in best_per_cluster(&mut std::mem::take(&mut self.cands)) {
+            let location = seg.loc.render(source_offset(cand.start, nmap, pmap));
+            let value = text.get(cand.start..cand.end).unwrap_or("");
+            self.near_miss(ri, &location, reason.clone(), value, chain);
         }
     }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use super::classify::tests::{b64, jwe, jws};
 use super::*;
 
+mod contact_scope;
 mod encodings;
 mod fast_path;
 mod fhir;
