@@ -187,13 +187,13 @@ impl Walker<'_, '_> {
                     self.too_deep = true;
                     return;
                 }
-                let mut extra = Vec::new();
-                siblings(members, &mut extra);
                 // A FHIR resource starts a new structural path: `fhir:Patient.name.family`.
                 let resource = members.iter().find_map(|(k, v)| match (k.as_ref(), v) {
                     ("resourceType", Node::Str(rt)) if safe_name(rt) => Some(rt.as_ref()),
                     _ => None,
                 });
+                let mut extra = Vec::new();
+                siblings(members, &mut extra, resource.is_none());
                 let saved = resource.map(|rt| std::mem::replace(fhir, format!("fhir:{rt}")));
                 if is_jwe_json(members) {
                     self.sc.encrypted(
@@ -326,7 +326,11 @@ const MAX_SIBLINGS: usize = 16;
 
 /// The FHIR-ish sibling values that describe what an object's `value` is: `system` (Identifier
 /// and ContactPoint) and `type` (a string, or a CodeableConcept's text and first codings).
-fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>) {
+///
+/// `pairs`: whether the name of a name/value pair counts too. Not in a FHIR resource's own
+/// members: a SearchParameter or StructureDefinition is *named* `birthdate` or `ssn`, and
+/// that says nothing about its `date` or `version`.
+fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>, pairs: bool) {
     let strings = |node: &'n Node<'_>| match node {
         Node::Str(s) => Some(s.as_ref()),
         _ => None,
@@ -343,7 +347,7 @@ fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>)
             // Legacy name/value pairs (`{"field": "SocialSecurityNumber", "value": …}`,
             // FHIR `Parameters.parameter.name`): the name says what the value is.
             ("name" | "label" | "field" | "fieldName" | "key" | "attribute", Node::Str(s))
-                if s.len() <= 64 =>
+                if pairs && s.len() <= 64 =>
             {
                 out.push(s)
             }

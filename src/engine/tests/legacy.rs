@@ -45,6 +45,9 @@ fn split_keys_do_not_invent_context() {
         r#"{"mrnCount":12}"#,
         r#"{"dateOfService":"2023-06-15"}"#,
         r#"{"resourceType":"Patient","birthDate":"1961-06-15"}"#,
+        // A conformance resource named for an identifier is not that identifier.
+        r#"{"resourceType":"SearchParameter","name":"birthdate","date":"2019-11-01"}"#,
+        r#"{"resourceType":"Patient","_birthDate":{"extension":[{"valueDateTime":"1961-06-15T10:00:00Z"}]}}"#,
     ] {
         let s = json(doc);
         let h: Vec<_> = hits(&s)
