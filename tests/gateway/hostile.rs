@@ -10,52 +10,52 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-pub(crate) type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
 // === raw HTTP/1.1 exchanges ===
 
 /// One HTTP/1.1 response as the client received it.
 #[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
 impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// Asserts one of the gateway's JSON refusals (request id in body and header).
-    pub(crate) fn refusal(&self, status: u16, reason: &str) -> Refusal {
+    fn refusal(&self, status: u16, reason: &str) -> Refusal {
         check_refusal(self.status, &self.headers, &self.text(), status, reason)
     }
 }
 
 /// Everything one connection returned.
 #[derive(Debug)]
-pub(crate) struct Exchange {
-    pub(crate) raw: Vec<u8>,
-    pub(crate) responses: Vec<Response>,
+struct Exchange {
+    raw: Vec<u8>,
+    responses: Vec<Response>,
     /// The gateway closed the connection (FIN, close_notify or reset).
-    pub(crate) closed: bool,
+    closed: bool,
 }
 
 impl Exchange {
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         String::from_utf8_lossy(&self.raw).into_owned()
     }
 
     /// The single response on this connection.
-    pub(crate) fn only(&self) -> &Response {
+    fn only(&self) -> &Response {
         assert_eq!(
             self.responses.len(),
             1,
@@ -121,13 +121,13 @@ fn parse_responses(raw: &[u8]) -> Vec<Response> {
 }
 
 /// Opens a TLS 1.3 connection to the gateway.
-pub(crate) fn connect(gw: &Gateway) -> Tls {
+fn connect(gw: &Gateway) -> Tls {
     tls_stream(&gw.ca_pem_path(), gw.port())
 }
 
 /// Reads until the gateway closes the connection, or until `idle` passes without a byte once
 /// at least one complete response arrived; at most [`TIMEOUT`].
-pub(crate) fn read_exchange(tls: &mut Tls, idle: Duration) -> Exchange {
+fn read_exchange(tls: &mut Tls, idle: Duration) -> Exchange {
     tls.sock
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -165,7 +165,7 @@ pub(crate) fn read_exchange(tls: &mut Tls, idle: Duration) -> Exchange {
 }
 
 /// Sends `request` on a fresh connection and reads what comes back.
-pub(crate) fn send(gw: &Gateway, request: &[u8]) -> Exchange {
+fn send(gw: &Gateway, request: &[u8]) -> Exchange {
     let mut tls = connect(gw);
     tls.write_all(request).expect("write request");
     tls.flush().unwrap();
@@ -173,7 +173,7 @@ pub(crate) fn send(gw: &Gateway, request: &[u8]) -> Exchange {
 }
 
 /// The head of a request on the enforcing `fhir` route, up to (not including) the blank line.
-pub(crate) fn head(method: &str, path: &str, audit: &str, extra: &str) -> String {
+fn head(method: &str, path: &str, audit: &str, extra: &str) -> String {
     format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{AUDIT}: {audit}\r\ncontent-type: application/fhir+json\r\n{extra}"
     )
