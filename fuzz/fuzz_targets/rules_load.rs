@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use phi_gateway::engine::{Engine, Limits, Part, ScanOptions};
 use phi_gateway::engine::rules::RuleSet;
+use phi_gateway::engine::{Engine, Limits, Part, ScanOptions};
 
 const BASE: &str = r#"rules:
   - id: base-ssn

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use phi_gateway::engine::{Engine, Limits, Part, ScanOptions};
 use phi_gateway::engine::rules::RuleSet;
+use phi_gateway::engine::{Engine, Limits, Part, ScanOptions};
 
 /// The engine over the built-in default rule pack (the same text as `rules/`), compiled on
 /// first use: compiling it per input would cost more than the scan.
