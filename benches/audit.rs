@@ -35,7 +35,7 @@ fn input<'a>(clear: bool, path: &'a str) -> RecordInput<'a> {
         bytes_out: Some(512),
         tls_version: Some("TLSv1_3".into()),
         config_version: "0123456789abcdef",
-        body_sha256: None,
+        body_hmac: None,
         ip_address: Some("10.1.2.3".into()),
         user_agent: Some(Redacted::new(
             "Mozilla/5.0 (X11; Linux x86_64) ehr-portal/4.2.1".into(),

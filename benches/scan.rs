@@ -84,7 +84,169 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// About `size` bytes of log lines as other systems write them: access-log lines, application
+/// text lines with ids, durations and timestamps, and JSON Lines records; one synthetic SSN in
+/// every 1,000 lines.
+fn log_lines(size: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(size + 256);
+    let mut i = 0u64;
+    while out.len() < size {
+        let line = match i % 4 {
+            0 => format!(
+                "10.0.{}.{} - - [02/Jan/2026:03:{:02}:{:02} +0000] \"GET /fhir/Observation?patient=obs-{i}&_count=50 HTTP/1.1\" 200 {} \"-\" \"ehr-client/2.{}\"",
+                i % 250, (i * 7) % 250, i % 60, (i * 13) % 60, 1000 + i % 9000, i % 10
+            ),
+            1 => format!(
+                "2026-01-02T03:04:{:02}.{:03}Z INFO  [worker-{}] request {i:08x} handled in {} ms (order {}, batch {})",
+                i % 60, i % 1000, i % 16, i % 900, 100_000 + i * 3, i % 77
+            ),
+            2 => format!(
+                r#"{{"ts":"2026-01-02T03:04:{:02}Z","level":"info","msg":"observation stored","resource":"Observation/obs-{i}","version":{},"latency_ms":{}}}"#,
+                i % 60, 1 + i % 9, i % 500
+            ),
+            _ if i % 1000 == 3 => format!(
+                r#"{{"ts":"2026-01-02T03:04:{:02}Z","level":"error","msg":"lookup failed","member":{{"ssn":"536-22-1234"}}}}"#,
+                i % 60
+            ),
+            _ => format!(
+                "2026-01-02T03:04:{:02}Z WARN  retrying upstream call {} of 3 after {} ms",
+                i % 60, 1 + i % 3, 50 * (1 + i % 3)
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+        i += 1;
+    }
+    out.into_bytes()
+}
+
+/// `scan --lines` over generated logs: MB/s of a log scan with the default pack.
+fn bench_lines(c: &mut Criterion) {
+    use phi_gateway::runtime::cli::lines::{scan_lines, LinesArgs, DEFAULT_MAX_LINE_BYTES};
+    let engine = engine();
+    let logs = log_lines(4 << 20);
+    let args = LinesArgs {
+        name: "bench.log".into(),
+        route: None,
+        json: false,
+        max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+    };
+    let mut group = c.benchmark_group("scan_lines");
+    group.throughput(Throughput::Bytes(logs.len() as u64));
+    group.sample_size(10);
+    group.bench_function("mixed_logs_4MiB", |b| {
+        b.iter(|| {
+            let mut input = std::io::Cursor::new(&logs[..]);
+            let summary = scan_lines(
+                &engine,
+                &mut input,
+                &mut std::io::sink(),
+                &mut std::io::sink(),
+                &args,
+            );
+            black_box(summary.map(|s| s.findings))
+        })
+    });
+    group.finish();
+}
+
+/// Adversarial inputs a client can send (issue 14): each must cost per byte within a small
+/// factor of the clean FHIR reference of about the same size (docs/performance.md says the
+/// factor). Each input is built here; none holds PHI.
+fn adversarial_inputs() -> Vec<(&'static str, String, Vec<u8>)> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let json = "application/json".to_string();
+    let mut out = Vec::new();
+    // 40,000 distinct `vault:v1:` values (about 2 MB): was quadratic de-duplication.
+    let mut d = String::from("{\"v\":[");
+    for i in 0..40_000 {
+        if i > 0 {
+            d.push(',');
+        }
+        d.push_str(&format!(
+            "\"vault:v1:{}\"",
+            b64(&format!("synthetic-ciphertext-{i:08}"))
+        ));
+    }
+    d.push_str("]}");
+    out.push(("vault_values_40k", json.clone(), d.into_bytes()));
+    // A 60 KB boundary over a 2 MB body of near-miss delimiters: was O(body × boundary).
+    let boundary = "b".repeat(60_000);
+    let filler = format!("--{}\r\n", "b".repeat(59_999)).repeat(33);
+    let m = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n{filler}\r\n--{boundary}--\r\n");
+    out.push((
+        "boundary_60KB",
+        format!("multipart/form-data; boundary={boundary}"),
+        m.into_bytes(),
+    ));
+    // 10,000 small parts.
+    let mut m = String::new();
+    for i in 0..10_000 {
+        m.push_str(&format!(
+            "--B\r\nContent-Disposition: form-data; name=\"field{i}\"\r\n\r\nvalue {i}\r\n"
+        ));
+    }
+    m.push_str("--B--\r\n");
+    out.push((
+        "parts_10k",
+        "multipart/form-data; boundary=B".to_string(),
+        m.into_bytes(),
+    ));
+    // 100,000 keys in one object, with repeated `type` siblings (context copied per member).
+    let mut d = String::from("{");
+    for i in 0..100_000 {
+        d.push_str(&format!("\"type\":\"t{}\",\"key{i}\":\"v\",", i % 7));
+    }
+    d.push_str("\"end\":1}");
+    out.push(("keys_100k", json.clone(), d.into_bytes()));
+    // 100,000 legacy keys whose split words are hotword-like (`memberSocialNote`), values with
+    // digits: every key is split and searched.
+    let mut d = String::from("{");
+    for i in 0..50_000 {
+        d.push_str(&format!(
+            "\"memberSocialNote{i}\":\"ref {i:09}\",\"ptRecordCount{i}\":{i},"
+        ));
+    }
+    d.push_str("\"end\":1}");
+    out.push(("legacy_keys_100k", json, d.into_bytes()));
+    out
+}
+
+fn adversarial(c: &mut Criterion) {
+    let engine = engine();
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("adversarial");
+    group.sample_size(10);
+    let reference = clean_fhir(2 << 20);
+    group.throughput(Throughput::Bytes(reference.len() as u64));
+    group.bench_function("reference_fhir_json_2MiB", |b| {
+        b.iter(|| {
+            let part = Part::Body {
+                content_type: Some("application/fhir+json"),
+                content_encoding: None,
+                bytes: &reference,
+            };
+            black_box(engine.scan(&part, &limits).map(|s| s.findings.len()))
+        })
+    });
+    for (name, ct, doc) in adversarial_inputs() {
+        group.throughput(Throughput::Bytes(doc.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let part = Part::Body {
+                    content_type: Some(&ct),
+                    content_encoding: None,
+                    bytes: &doc,
+                };
+                black_box(engine.scan(&part, &limits).map(|s| s.findings.len()))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_lines, adversarial);
 
 /// `SCAN_ITERS=N cargo bench --bench scan` scans the clean 64 KiB document N times and exits
 /// without criterion: a fixed amount of work for `perf stat -e instructions` or valgrind's

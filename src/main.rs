@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use phi_gateway::config;
 use phi_gateway::gateway::{self, tls};
-use phi_gateway::runtime::{demo, logging, server};
+use phi_gateway::runtime::{cli, demo, logging, server};
 
 /// Exit code for an invalid configuration, rule set or certificate (sysexits `EX_CONFIG`).
 const EXIT_CONFIG: u8 = 78;
@@ -102,13 +102,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Scan one body or raw HTTP request for PHI, as the gateway would.
+    /// Scan one body or raw HTTP request for PHI, as the gateway would; or, with --lines, a
+    /// log file line by line.
     ///
     /// Prints one line per finding (or one JSON object per line with --json) with the rule,
     /// Safe Harbor category, location (JSON pointer, field name or byte offset) and decode
     /// chain. Matched values are never printed: only their shape (`###-##-####`). --explain
-    /// adds the pattern, validator results, context word, score and value fingerprint, plus
-    /// near misses (why a candidate did not fire: checksum failed, no context, exception).
+    /// adds the pattern, validator results, context word and score, plus near misses (why a
+    /// candidate did not fire: checksum failed, no context, exception).
+    ///
+    /// Fingerprints (for `exceptions.values` in rule files) are printed by --explain only with
+    /// --fingerprint-key, the deployment's secret key (`rules.fingerprint_key_file`, by default
+    /// `audit.fingerprint_key_file`): a fingerprint under a known key is reversed by trying
+    /// every value of its shape, so there is no built-in key.
+    ///
+    /// --lines FILE|- reads a log (plain text or JSON Lines) as a stream and scans each line on
+    /// its own; a JSON line is walked as JSON, so its keys give the context. Each finding is
+    /// `FILE:LINE  rule  category (severity)  location  shape`. Lines over --max-line-bytes are
+    /// scanned as text in overlapping pieces (noted on stderr), so memory stays bounded. A
+    /// summary (lines, bytes, findings, MB/s) goes to stderr.
     ///
     /// Exit codes, like grep: 0 clean, 1 findings, 2 error.
     Scan {
@@ -134,8 +146,20 @@ enum Command {
         explain: bool,
         /// The input is a raw HTTP/1.1 request (request line, headers, body); the path,
         /// query, headers and body are all scanned.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "lines")]
         http: bool,
+        /// The input is a log: scan it line by line (plain text and JSON Lines) and report
+        /// `FILE:LINE` for each finding.
+        #[arg(long)]
+        lines: bool,
+        /// With --lines: the longest piece of one line scanned at once, in bytes; longer
+        /// lines are scanned in overlapping pieces.
+        #[arg(long, value_name = "BYTES", default_value_t = phi_gateway::runtime::cli::lines::DEFAULT_MAX_LINE_BYTES, requires = "lines")]
+        max_line_bytes: usize,
+        /// The deployment's fingerprint key file (PEM, as written by `audit keygen`). Without
+        /// it no fingerprint is printed and exceptions by `values` do not apply.
+        #[arg(long, value_name = "FILE")]
+        fingerprint_key: Option<PathBuf>,
         /// Input file, or `-` for standard input.
         #[arg(value_name = "FILE", default_value = "-")]
         file: PathBuf,
@@ -209,6 +233,10 @@ enum RulesCommand {
         /// Rule directories, layered in order (later ones override or disable earlier rules).
         #[arg(default_value = "rules", value_name = "DIR")]
         dirs: Vec<PathBuf>,
+        /// The deployment's fingerprint key file, for rules with exceptions by `values`
+        /// (their tests cannot pass without it).
+        #[arg(long, value_name = "FILE")]
+        fingerprint_key: Option<PathBuf>,
     },
 }
 
@@ -238,8 +266,25 @@ fn main() -> ExitCode {
             }
         },
         Command::Rules {
-            command: RulesCommand::Test { dirs },
-        } => rules_test(&dirs),
+            command:
+                RulesCommand::Test {
+                    dirs,
+                    fingerprint_key,
+                },
+        } => match cli::rules_test(&dirs, fingerprint_key.as_deref()) {
+            Ok(report) => {
+                print!("{}", report.text);
+                if report.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Command::Audit {
             command: AuditCommand::Keygen { keys_dir, pubkey },
         } => audit_keygen(&keys_dir, &pubkey),
@@ -261,9 +306,12 @@ fn main() -> ExitCode {
             json,
             explain,
             http,
+            lines,
+            max_line_bytes,
+            fingerprint_key,
             file,
         } => {
-            let opts = ScanCli {
+            let args = cli::scan::ScanArgs {
                 content_type,
                 content_encoding,
                 route,
@@ -271,11 +319,22 @@ fn main() -> ExitCode {
                 explain,
                 http,
             };
-            match scan_cmd(&rules, &file, &opts) {
+            let result = if lines {
+                scan_lines(
+                    &rules,
+                    fingerprint_key.as_deref(),
+                    &file,
+                    args,
+                    max_line_bytes,
+                )
+            } else {
+                scan_body(&rules, fingerprint_key.as_deref(), &file, &args)
+            };
+            match result {
                 Ok(true) => ExitCode::from(1),
                 Ok(false) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("phi-gateway scan: {e:#}");
+                    eprintln!("phi-gateway scan: {e}");
                     ExitCode::from(2)
                 }
             }
@@ -421,222 +480,71 @@ fn audit_verify(
     }
 }
 
-fn rules_test(dirs: &[PathBuf]) -> ExitCode {
-    let rules = match phi_gateway::engine::rules::RuleSet::load_dirs(dirs) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let mut failures = rules.run_inline_tests();
-    let mut fixtures = 0;
-    for dir in dirs {
-        let fx_dir = dir.join("tests");
-        if fx_dir.is_dir() {
-            match rules.run_fixtures(&fx_dir) {
-                Ok((n, f)) => {
-                    fixtures += n;
-                    failures.extend(f);
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            }
-        }
+/// `scan FILE`: one body or request; `Ok(true)` when there were findings.
+fn scan_body(
+    rules: &[PathBuf],
+    key: Option<&Path>,
+    file: &Path,
+    args: &cli::scan::ScanArgs,
+) -> Result<bool, cli::CliError> {
+    let rules = cli::load_rules(rules, key)?;
+    if let Some(note) = cli::missing_key_note(&rules) {
+        eprintln!("{note}");
     }
-    for f in &failures {
-        println!("FAIL {f}");
-    }
-    let lint = rules.lint();
-    for l in &lint {
-        println!("LINT {l}");
-    }
-    let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    println!(
-        "{}: {} rules, {} fixture file(s), {} failed test(s), {} lint problem(s)",
-        names.join(" + "),
-        rules.len(),
-        fixtures,
-        failures.len(),
-        lint.len()
-    );
-    if failures.is_empty() && lint.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// Options of `phi-gateway scan` besides the rules and the input.
-struct ScanCli {
-    content_type: Option<String>,
-    content_encoding: Option<String>,
-    route: Option<String>,
-    json: bool,
-    explain: bool,
-    http: bool,
-}
-
-/// Loads the rules for `scan`: the given directories, else ./rules, else the built-in pack.
-fn scan_rules(dirs: &[PathBuf]) -> anyhow::Result<phi_gateway::engine::rules::RuleSet> {
-    use phi_gateway::engine::rules::RuleSet;
-    if !dirs.is_empty() {
-        return Ok(RuleSet::load_dirs(dirs)?);
-    }
-    if Path::new("rules").is_dir() {
-        return Ok(RuleSet::load_dir(Path::new("rules"))?);
-    }
-    let sources: Vec<(PathBuf, String)> = demo::DEFAULT_PACK
-        .iter()
-        .map(|(name, text)| {
-            (
-                PathBuf::from(format!("<built-in>/{name}")),
-                text.to_string(),
-            )
-        })
-        .collect();
-    Ok(RuleSet::from_sources(&sources)?)
-}
-
-/// Runs `scan`; `Ok(true)` when there were findings.
-fn scan_cmd(rule_dirs: &[PathBuf], file: &Path, o: &ScanCli) -> anyhow::Result<bool> {
-    use phi_gateway::engine::{http, Engine, Limits, Part, ScanOptions};
-    use std::io::Read as _;
-    let rules = scan_rules(rule_dirs)?;
-    let engine = Engine::new(std::sync::Arc::new(rules));
-    let mut input = Vec::new();
-    if file == Path::new("-") {
-        std::io::stdin()
-            .read_to_end(&mut input)
-            .context("cannot read standard input")?;
-    } else {
-        input = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    }
-    let limits = Limits::default();
-    let options = ScanOptions::route(o.route.as_deref()).explained(o.explain);
-    let scan = if o.http {
-        let req = http::parse_request(&input)
-            .with_context(|| format!("{}: not a raw HTTP/1.1 request", file.display()))?;
-        engine.scan_request(&req, &limits, &options)?
-    } else {
-        let part = Part::Body {
-            content_type: o.content_type.as_deref(),
-            content_encoding: o.content_encoding.as_deref(),
-            bytes: &input,
-        };
-        engine.scan_with(&part, &limits, &options)?
-    };
-    let mut out = String::new();
-    for f in &scan.findings {
-        if o.json {
-            let mut obj = serde_json::json!({
-                "rule": f.rule_id,
-                "category": f.category.as_str(),
-                "severity": f.severity.as_str(),
-                "mode": f.mode.to_string(),
-                "location": f.location,
-                "decode_chain": f.decode_chain,
-                "score": (f64::from(f.score) * 100.0).round() / 100.0,
-            });
-            if let (Some(x), Some(map)) = (&f.explain, obj.as_object_mut()) {
-                map.insert("value".into(), x.masked.clone().into());
-                map.insert("pattern".into(), x.pattern.clone().into());
-                map.insert(
-                    "base_score".into(),
-                    ((f64::from(x.base_score) * 100.0).round() / 100.0).into(),
-                );
-                map.insert(
-                    "validators".into(),
-                    serde_json::Value::Object(
-                        x.validators
-                            .iter()
-                            .map(|(n, ok)| (n.to_string(), (*ok).into()))
-                            .collect(),
-                    ),
-                );
-                map.insert(
-                    "context".into(),
-                    match &x.context {
-                        Some((w, place)) => serde_json::json!({"word": w, "found_in": place}),
-                        None => serde_json::Value::Null,
-                    },
-                );
-                map.insert("fingerprint".into(), x.fingerprint.clone().into());
-            }
-            out.push_str(&obj.to_string());
-            out.push('\n');
-        } else {
-            out.push_str(&format!(
-                "{}\t{}\t{} ({})\tscore {:.2}\tchain {}\n",
-                f.location,
-                f.rule_id,
-                f.category,
-                f.severity,
-                f.score,
-                if f.decode_chain.is_empty() {
-                    "-".to_string()
-                } else {
-                    f.decode_chain.join(">")
-                }
-            ));
-            if let Some(x) = &f.explain {
-                let validators: Vec<String> = x
-                    .validators
-                    .iter()
-                    .map(|(n, ok)| format!("{n} {}", if *ok { "passed" } else { "failed" }))
-                    .collect();
-                out.push_str(&format!(
-                    "    value {}  pattern {} (base {:.2})  validators: {}  context: {}  fingerprint {}\n",
-                    x.masked,
-                    x.pattern,
-                    x.base_score,
-                    if validators.is_empty() { "none".to_string() } else { validators.join(", ") },
-                    match &x.context {
-                        Some((w, place)) => format!("`{w}` in {place}"),
-                        None => "none".to_string(),
-                    },
-                    x.fingerprint
-                ));
-            }
-        }
-    }
-    for n in &scan.near_misses {
-        if o.json {
-            let obj = serde_json::json!({
-                "near_miss": true,
-                "rule": n.rule_id,
-                "location": n.location,
-                "decode_chain": n.decode_chain,
-                "value": n.masked,
-                "reason": n.reason,
-            });
-            out.push_str(&obj.to_string());
-            out.push('\n');
-        } else {
-            out.push_str(&format!(
-                "near miss\t{}\t{}\t{}: {}\n",
-                n.location, n.rule_id, n.masked, n.reason
-            ));
-        }
-    }
-    if !o.json {
-        for loc in &scan.encrypted {
-            out.push_str(&format!("encrypted\t{loc}\n"));
-        }
-        out.push_str(&format!(
-            "{} finding(s){}\n",
-            scan.findings.len(),
-            if o.explain {
-                format!(", {} near miss(es)", scan.near_misses.len())
-            } else {
-                String::new()
-            }
-        ));
-    }
+    let engine = phi_gateway::engine::Engine::new(std::sync::Arc::new(rules));
+    let input = cli::scan::read_input(file)?;
+    let (out, found) = cli::scan::scan(&engine, &input, file, args)?;
     print!("{out}");
-    Ok(!scan.findings.is_empty())
+    Ok(found)
+}
+
+/// `scan --lines FILE`: a log, line by line; `Ok(true)` when there were findings.
+fn scan_lines(
+    rules: &[PathBuf],
+    key: Option<&Path>,
+    file: &Path,
+    args: cli::scan::ScanArgs,
+    max_line_bytes: usize,
+) -> Result<bool, cli::CliError> {
+    use std::io::{BufReader, Write as _};
+    let rules = cli::load_rules(rules, key)?;
+    if let Some(note) = cli::missing_key_note(&rules) {
+        eprintln!("{note}");
+    }
+    let engine = phi_gateway::engine::Engine::new(std::sync::Arc::new(rules));
+    let name = if file == Path::new("-") {
+        "(standard input)".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let mut input: Box<dyn std::io::BufRead> = if file == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(file).map_err(|source| cli::CliError::Read {
+            what: name.clone(),
+            source,
+        })?;
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
+    let line_args = cli::lines::LinesArgs {
+        name,
+        route: args.route,
+        json: args.json,
+        max_line_bytes,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = cli::lines::scan_lines(
+        &engine,
+        &mut input,
+        &mut out,
+        &mut std::io::stderr(),
+        &line_args,
+    );
+    out.flush().map_err(cli::CliError::Write)?;
+    let summary = summary?;
+    eprintln!("{}", summary.render(&line_args.name));
+    Ok(summary.findings > 0)
 }
 
 fn run(path: &Path, upgrade: bool) -> ExitCode {

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Fetches the CC0 FHIR R4 example package (hl7.fhir.r4.examples 4.0.1, ~19 MB) with npm and
-# unpacks it under target/fhir-examples, for the full negative run of the accuracy suite:
+# unpacks it under target/fhir-examples, for the accuracy suite's full-package run
+# (`.ci/setup test` calls it when the package is missing; tests/accuracy.rs finds it there):
 #
 #   tests/fetch-fhir-examples.sh
-#   PHI_GATEWAY_FHIR_EXAMPLES=target/fhir-examples/package cargo test --release --test accuracy -- --nocapture
+#   cargo test --test accuracy fhir_r4_package -- --nocapture
 set -eu
 cd "$(dirname "$0")/.."
 command -v npm >/dev/null 2>&1 || { echo "npm is required (apt-get install npm)" >&2; exit 1; }
@@ -15,4 +16,4 @@ if [ ! -d package ]; then
   tar xzf hl7.fhir.r4.examples-4.0.1.tgz
 fi
 echo "$(ls package | wc -l) files in $(pwd)/package"
-echo "run: PHI_GATEWAY_FHIR_EXAMPLES=$(pwd)/package cargo test --release --test accuracy -- --nocapture"
+echo "run: cargo test --test accuracy fhir_r4_package -- --nocapture"

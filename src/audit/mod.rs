@@ -4,6 +4,7 @@
 //!   [`record::Fingerprinter`] pair that keeps raw request values out of it;
 //! - [`chain`]: the on-disk format (segments, checkpoints, what is signed);
 //! - `writer`: the dedicated writer thread behind a bounded queue (file sink);
+//! - `handoff`: that queue, which wakes the writer once per batch, not per record;
 //! - [`postgres`]: the optional PostgreSQL sink beside the file sink;
 //! - [`verify`]: `phi-gateway audit verify`;
 //! - [`keys`]: `phi-gateway audit keygen` and key loading.
@@ -17,6 +18,7 @@
 //! in, the trail never reaches back.
 
 pub mod chain;
+mod handoff;
 pub mod keys;
 pub mod postgres;
 pub mod record;
@@ -25,7 +27,6 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -192,7 +193,7 @@ pub enum Submission {
 
 /// The running audit trail: the request path's handle to the writer.
 pub struct AuditLog {
-    tx: SyncSender<Msg>,
+    queue: Arc<handoff::Handoff>,
     status: Arc<SinkStatus>,
     fingerprinter: Fingerprinter,
     user_id: UserIdSource,
@@ -263,13 +264,21 @@ impl AuditLog {
             metrics.clone(),
             forward,
         )?;
-        let (tx, rx) = sync_channel(settings.file.queue_capacity);
+        let interval = match settings.file.fsync {
+            FsyncPolicy::Batched(every) => Some(every),
+            FsyncPolicy::EveryRecord => None,
+        };
+        let queue = Arc::new(handoff::Handoff::new(
+            settings.file.queue_capacity,
+            interval,
+        ));
+        let rx = queue.clone();
         let join = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| AuditError::Thread(e.to_string()))?;
         Ok(Arc::new(Self {
-            tx,
+            queue,
             status,
             fingerprinter: Fingerprinter::new(&fingerprint_key),
             user_id: settings.user_id.clone(),
@@ -309,7 +318,8 @@ impl AuditLog {
         &self.fingerprinter
     }
 
-    /// Queues a record without blocking.
+    /// Queues a record without blocking. With `fsync: batched` this wakes the writer only
+    /// once per batch (see `handoff`), so the request path pays no thread switch for it.
     pub fn submit(&self, record: AuditRecord) -> Submission {
         let (ack, rx) = if self.every_record {
             let (t, r) = tokio::sync::oneshot::channel();
@@ -318,18 +328,21 @@ impl AuditLog {
             (None, None)
         };
         self.status.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Record(Box::new(record), ack)) {
+        match self
+            .queue
+            .push_record(Msg::Record(Box::new(record), ack), self.every_record)
+        {
             Ok(()) => {
                 self.metrics
                     .audit_queue_depth
                     .set(self.status.queue_depth.load(Ordering::Relaxed) as i64);
                 Submission::Queued(rx)
             }
-            Err(e) => {
+            Err((refused, _)) => {
                 self.status.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                let kind = match e {
-                    TrySendError::Full(_) => "queue_full",
-                    TrySendError::Disconnected(_) => "writer_gone",
+                let kind = match refused {
+                    handoff::Refused::Full => "queue_full",
+                    handoff::Refused::WriterGone => "writer_gone",
                 };
                 tracing::error!(sink = "file", kind, "audit record dropped");
                 self.metrics
@@ -362,11 +375,17 @@ impl AuditLog {
         }
     }
 
+    /// Tests: how often a submitted record woke the writer.
+    #[cfg(test)]
+    pub(crate) fn writer_wakeups(&self) -> u64 {
+        self.queue.wakeups()
+    }
+
     /// Tests: stalls the writer until the returned sender is dropped.
     #[cfg(test)]
     pub(crate) fn stall(&self) -> std::sync::mpsc::Sender<()> {
         let (t, r) = std::sync::mpsc::channel();
-        let _ = self.tx.send(Msg::Stall(r));
+        let _ = self.queue.push_control(Msg::Stall(r));
         t
     }
 
@@ -374,7 +393,7 @@ impl AuditLog {
     #[cfg(test)]
     pub(crate) fn abort(&self) {
         if let Some(join) = self.join.lock().ok().and_then(|mut g| g.take()) {
-            let _ = self.tx.send(Msg::Abort);
+            let _ = self.queue.push_control(Msg::Abort);
             let _ = join.join();
         }
     }
@@ -388,19 +407,11 @@ impl AuditLog {
         // The queue drains in front of the shutdown message. Bounded: a writer stuck on a dead
         // disk must not keep the process from exiting.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut msg = Msg::Shutdown(done_tx);
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
-                    msg = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => {
-                    tracing::error!("audit writer did not accept the shutdown; exiting without a final checkpoint");
-                    return;
-                }
-            }
+        if self.queue.push_control(Msg::Shutdown(done_tx)).is_err() {
+            tracing::error!(
+                "audit writer did not accept the shutdown; exiting without a final checkpoint"
+            );
+            return;
         }
         if done_rx
             .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
@@ -410,6 +421,14 @@ impl AuditLog {
         } else {
             tracing::error!("audit writer did not finish within 30 s; exiting without waiting");
         }
+    }
+}
+
+impl Drop for AuditLog {
+    /// Dropped without [`AuditLog::shutdown`]: the writer writes what is queued, its final
+    /// checkpoint, and stops (what a dropped channel sender used to signal).
+    fn drop(&mut self) {
+        self.queue.close_senders();
     }
 }
 
@@ -447,8 +466,8 @@ pub struct RecordInput<'a> {
     pub tls_version: Option<String>,
     /// Config version hash.
     pub config_version: &'a str,
-    /// Body SHA-256.
-    pub body_sha256: Option<String>,
+    /// Hex HMAC-SHA256 of the body under the fingerprint key ([`Fingerprinter::body_context`]).
+    pub body_hmac: Option<String>,
     /// Client IP.
     pub ip_address: Option<String>,
     /// Raw `User-Agent`.
@@ -607,7 +626,7 @@ impl AuditLog {
             bytes_out: input.bytes_out,
             tls_version: input.tls_version,
             config_version: input.config_version.to_string(),
-            body_sha256: input.body_sha256,
+            body_hmac: input.body_hmac,
             seq: 0,
             prev_hash: String::new(),
         }

@@ -54,6 +54,14 @@ impl Fingerprinter {
         }
     }
 
+    /// A running HMAC over the request body (`body_hmac`): fed chunk by chunk as the body
+    /// arrives, finished when the record is built. Keyed like the fingerprints, because a
+    /// plain SHA-256 of a small templated body (a Patient with one identifier) is reversed
+    /// by hashing every value of the identifier.
+    pub fn body_context(&self) -> ring::hmac::Context {
+        ring::hmac::Context::with_key(&self.key)
+    }
+
     /// `hmac-sha256:<hex>` of the value; the only way a [`Redacted`] value reaches a record
     /// when it is not released in clear.
     pub fn fingerprint(&self, value: &Redacted<String>) -> String {
@@ -135,8 +143,10 @@ pub struct AuditRecord {
     pub tls_version: Option<String>,
     /// Hash of the effective configuration and rules.
     pub config_version: String,
-    /// Hex SHA-256 of the request body as received, when a body was held for inspection.
-    pub body_sha256: Option<String>,
+    /// Hex HMAC-SHA256 of the request body as received, keyed with the fingerprint key, when
+    /// the request had a body. Matches a document in hand to its record for whoever holds
+    /// the key; an unkeyed hash of a small body could be reversed by enumeration.
+    pub body_hmac: Option<String>,
     /// Monotonic sequence number across segments (assigned by the writer).
     pub seq: u64,
     /// Hex SHA-256 of the previous record's line bytes (assigned by the writer).

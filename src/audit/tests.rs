@@ -57,7 +57,7 @@ fn sample(i: u64) -> AuditRecord {
         bytes_out: Some(2),
         tls_version: Some("TLSv1_3".into()),
         config_version: "abc".into(),
-        body_sha256: None,
+        body_hmac: None,
         seq: 0,
         prev_hash: String::new(),
     }
@@ -581,4 +581,99 @@ fn torn_first_record_of_a_segment_is_cut_at_restart() {
             .contains("\"torn_tail\":{\"segment\":\"segment-000000000005.jsonl\",\"bytes\":14}"),
         "{last_startup}"
     );
+}
+
+/// Regression (issue 13): was one writer wake-up (two thread switches) per record even with
+/// `fsync: batched`, where nobody waits for the record. A steady stream of records now wakes
+/// the writer about once per batch, and every record still lands in the chain, in order.
+#[test]
+fn batched_records_wake_the_writer_per_batch_not_per_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keys::generate(&tmp.path().join("keys"), &tmp.path().join("pub.pem")).unwrap();
+    let public = keys::load_public_key(&keys.public_key).unwrap();
+    let mut s = settings(tmp.path(), 1 << 20);
+    s.file.fsync = FsyncPolicy::Batched(Duration::from_millis(50));
+    s.file.checkpoint_every_records = 1000;
+    s.file.queue_capacity = 4096;
+    let log = AuditLog::start(
+        Prepared::load(s.clone()).unwrap(),
+        crate::telemetry::Metrics::new().unwrap(),
+    )
+    .unwrap();
+    // About 20 records per millisecond for 100 ms: a request stream, not one burst.
+    let n = 2000u64;
+    for i in 0..n {
+        assert!(matches!(log.submit(sample(i)), Submission::Queued(None)));
+        if i % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let wakeups = log.writer_wakeups();
+    log.shutdown();
+    assert!(
+        wakeups * 10 < n,
+        "{wakeups} wake-ups for {n} records: the writer is woken per record"
+    );
+    let t = Trail {
+        dir: tmp.path().join("audit"),
+        _tmp: tmp,
+        public,
+        settings: s,
+    };
+    let r = t.verify();
+    assert!(r.valid, "{}", r.render());
+    assert_eq!(r.seq_range, Some((1, n)));
+    let ids: Vec<String> = t
+        .segments()
+        .iter()
+        .flat_map(|seg| t.lines(seg))
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap()["request_id"].to_string())
+        .collect();
+    let want: Vec<String> = (0..n).map(|i| format!("\"req-{i}\"")).collect();
+    assert_eq!(ids, want, "records out of order or missing");
+}
+
+/// Regression (issue 13): `fsync: every_record` is group commit with one wake-up per group:
+/// records that arrive while the writer is busy are written under one fdatasync and each is
+/// acknowledged (true) only after it, without a wake-up of their own.
+#[test]
+fn every_record_acks_a_group_after_one_wakeup() {
+    let tmp = tempfile::tempdir().unwrap();
+    keys::generate(&tmp.path().join("keys"), &tmp.path().join("pub.pem")).unwrap();
+    let mut s = settings(tmp.path(), 1 << 20);
+    s.file.checkpoint_every_records = 1000;
+    let log = AuditLog::start(
+        Prepared::load(s).unwrap(),
+        crate::telemetry::Metrics::new().unwrap(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The writer is busy (stalled) while 32 requests hand in their records.
+    let release = log.stall();
+    std::thread::sleep(Duration::from_millis(50));
+    let before = log.writer_wakeups();
+    let rxs: Vec<_> = (0..32)
+        .map(|i| match log.submit(sample(i)) {
+            Submission::Queued(Some(rx)) => rx,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(log.writer_wakeups(), before, "a busy writer is not woken");
+    drop(release);
+    let acks: Vec<bool> = rt.block_on(async {
+        let mut v = Vec::new();
+        for rx in rxs {
+            v.push(rx.await.unwrap_or(false));
+        }
+        v
+    });
+    assert!(acks.iter().all(|&a| a), "{acks:?}");
+    // Each acknowledged record is in the file.
+    let text =
+        std::fs::read_to_string(tmp.path().join("audit").join(chain::segment_name(1))).unwrap();
+    assert_eq!(text.lines().count(), 32);
+    log.shutdown();
 }

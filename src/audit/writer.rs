@@ -1,16 +1,17 @@
 //! The file sink: a dedicated thread that appends records to JSON Lines segments, chains them,
 //! rotates segments and writes signed checkpoints.
 //!
-//! The request path only ever calls `try_send` on a bounded queue; it never touches the disk.
-//! With `fsync: every_record` the writer answers each record with a durability ack after
-//! `fdatasync`, which the proxy awaits (asynchronously) before it releases the response, so a
-//! client never holds a response whose record is not on disk.
+//! The request path only ever pushes onto a bounded queue (`handoff`, woken once per batch);
+//! it never touches the disk. The writer takes the queue in batches, chains and serialises the
+//! batch's records into one buffer and appends it with one write. With `fsync: every_record`
+//! the writer answers each record with a durability ack after the batch's one `fdatasync`
+//! (group commit), which the proxy awaits (asynchronously) before it releases the response, so
+//! a client never holds a response whose record is not on disk.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use super::chain::{
     signed_message, CheckpointBody, CheckpointReason, CheckpointSignature, TornTail,
     CHECKPOINT_FORMAT, GENESIS,
 };
+use super::handoff::{Handoff, Taken};
 use super::record::{hex, AuditRecord};
 use super::{AuditError, FileSinkSettings, FsyncPolicy, Msg, SinkStatus};
 use crate::telemetry::Metrics;
@@ -33,6 +35,7 @@ struct OpenSegment {
 }
 
 /// Where the chain stands.
+#[derive(Clone)]
 struct ChainState {
     /// Last seq written (0 before the first record ever).
     seq: u64,
@@ -69,12 +72,24 @@ pub(super) struct FileWriter {
     _lock: File,
     /// An fdatasync failed during the current group: none of its records is acknowledged.
     sync_failed: bool,
+    /// Lines chained and serialised but not yet written (see [`Pending`]).
+    pending: Pending,
+}
+
+/// Records of the current batch that are chained and serialised into `buf` but not yet
+/// appended: one write per batch instead of one per record. Flushed before anything that
+/// needs them on disk (rotation, a checkpoint) and at the end of the batch; if the write
+/// fails, the chain goes back to where it stood before them and none of them is acknowledged.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// Batch positions of the records in `buf`, with the records (for the PostgreSQL sink).
+    records: Vec<(usize, AuditRecord)>,
+    /// The chain and `since_ckpt` before the first of them.
+    before: Option<(ChainState, u64)>,
 }
 
 type Ack = tokio::sync::oneshot::Sender<bool>;
-
-/// Most records written under one fdatasync.
-const GROUP_COMMIT_MAX: usize = 256;
 
 pub(crate) fn now_rfc3339() -> String {
     use time::format_description::well_known::Rfc3339;
@@ -280,65 +295,91 @@ impl FileWriter {
             forward,
             _lock: lock,
             sync_failed: false,
+            pending: Pending::default(),
         };
         w.checkpoint(CheckpointReason::Startup, torn)?;
         Ok(w)
     }
 
     /// The writer loop: runs until a shutdown message or until every sender is gone.
-    pub(super) fn run(mut self, rx: Receiver<Msg>) {
-        let mut next: Option<Msg> = None;
+    pub(super) fn run(mut self, queue: Arc<Handoff>) {
+        // However the loop ends (even by a panic), later records are refused, not queued for
+        // nobody.
+        struct Gone(Arc<Handoff>);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                self.0.writer_gone();
+            }
+        }
+        let _gone = Gone(queue.clone());
+        let batched = matches!(self.settings.fsync, FsyncPolicy::Batched(_));
+        let mut msgs: Vec<Msg> = Vec::new();
+        let mut batch: Vec<(Box<AuditRecord>, Option<Ack>)> = Vec::new();
+        let mut linger = false;
         loop {
-            let msg = match next.take() {
-                Some(m) => Ok(m),
-                None => rx.recv_timeout(self.next_deadline()),
-            };
-            match msg {
-                Ok(Msg::Record(record, ack)) => {
-                    // Group commit: take what else is already queued, write it all, fdatasync
-                    // once, then acknowledge each record. Every record is still on disk before
-                    // its ack; a burst costs one fsync instead of one per record.
-                    let mut batch = vec![(record, ack)];
-                    while batch.len() < GROUP_COMMIT_MAX {
-                        match rx.try_recv() {
-                            Ok(Msg::Record(r, a)) => batch.push((r, a)),
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
+            let mut timeout = self.next_deadline();
+            if linger {
+                timeout = timeout.min(queue.linger());
+            }
+            let (taken, records) = queue.take(&mut msgs, timeout, linger);
+            match taken {
+                Taken::Timeout => {
+                    linger = false;
+                    self.tick();
+                    continue;
+                }
+                Taken::Disconnected => {
+                    self.close(CheckpointReason::Shutdown);
+                    if let Some(f) = self.forward.take() {
+                        f.shutdown();
+                    }
+                    return;
+                }
+                Taken::Messages => {}
+            }
+            // Traffic is flowing: with `fsync: batched` nobody waits for these records, so the
+            // next ones may accumulate for a moment before the writer takes them.
+            linger = batched && records > 0;
+            for msg in msgs.drain(..) {
+                if let Msg::Record(record, ack) = msg {
+                    batch.push((record, ack));
+                    continue;
+                }
+                // Everything queued before a control message is written first.
+                if !batch.is_empty() {
+                    self.write_batch(&mut batch);
+                }
+                match msg {
+                    Msg::Record(..) => {}
+                    Msg::Shutdown(done) => {
+                        self.close(CheckpointReason::Shutdown);
+                        if let Some(f) = self.forward.take() {
+                            f.shutdown();
                         }
+                        let _ = done.send(());
+                        return;
                     }
-                    self.write_batch(batch);
-                }
-                Ok(Msg::Shutdown(done)) => {
-                    // Everything queued before the shutdown message has been written.
-                    self.close(CheckpointReason::Shutdown);
-                    if let Some(f) = self.forward.take() {
-                        f.shutdown();
+                    #[cfg(test)]
+                    Msg::Abort => return,
+                    #[cfg(test)]
+                    Msg::Stall(until) => {
+                        let _ = until.recv();
                     }
-                    let _ = done.send(());
-                    return;
-                }
-                #[cfg(test)]
-                Ok(Msg::Abort) => return,
-                #[cfg(test)]
-                Ok(Msg::Stall(until)) => {
-                    let _ = until.recv();
-                }
-                Err(RecvTimeoutError::Timeout) => self.tick(),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.close(CheckpointReason::Shutdown);
-                    if let Some(f) = self.forward.take() {
-                        f.shutdown();
-                    }
-                    return;
                 }
             }
+            if !batch.is_empty() {
+                self.write_batch(&mut batch);
+            }
+            // Under steady load the wait above may never time out: keep the periodic work
+            // (batched fsync, checkpoints, age rotation) on schedule anyway.
+            self.tick();
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<(Box<AuditRecord>, Option<Ack>)>) {
+    /// Writes a group of records (at most the queue's capacity): chained and serialised into
+    /// one buffer, appended with one write (more only around a rotation or checkpoint), one
+    /// fdatasync with `fsync: every_record`, then every ack.
+    fn write_batch(&mut self, batch: &mut Vec<(Box<AuditRecord>, Option<Ack>)>) {
         self.status
             .queue_depth
             .fetch_sub(batch.len(), Ordering::Relaxed);
@@ -346,16 +387,18 @@ impl FileWriter {
             .audit_queue_depth
             .set(self.status.queue_depth.load(Ordering::Relaxed) as i64);
         self.sync_failed = false;
+        let mut ok = vec![false; batch.len()];
         let mut acks = Vec::with_capacity(batch.len());
-        for (record, ack) in batch {
-            let ok = self.write_record(*record);
-            acks.push((ok, ack));
+        for (i, (record, ack)) in batch.drain(..).enumerate() {
+            self.write_record(i, *record, &mut ok);
+            acks.push(ack);
         }
+        self.flush(&mut ok);
         if self.settings.fsync == FsyncPolicy::EveryRecord && self.dirty {
             self.sync();
         }
         let durable = !self.sync_failed;
-        for (ok, ack) in acks {
+        for (ok, ack) in ok.into_iter().zip(acks) {
             if let Some(ack) = ack {
                 let _ = ack.send(ok && durable);
             }
@@ -401,11 +444,16 @@ impl FileWriter {
     }
 
     fn fail(&self, kind: &str, e: &AuditError) {
+        self.fail_n(kind, e, 1);
+    }
+
+    /// A failure that cost `records` records (a failed write of a batch costs all of them).
+    fn fail_n(&self, kind: &str, e: &AuditError, records: u64) {
         tracing::error!(sink = "file", kind, error = %e, "audit write failed");
         self.metrics
             .audit_write_errors
             .with_label_values(&["file", kind])
-            .inc();
+            .inc_by(records);
         self.status.set_file_error(Some(format!("{kind}: {e}")));
     }
 
@@ -428,65 +476,124 @@ impl FileWriter {
         }
     }
 
-    fn write_record(&mut self, mut record: AuditRecord) -> bool {
-        match self.try_write(&mut record) {
+    /// Chains and serialises one record of the batch (position `i`) into the pending buffer.
+    /// `ok[i]` turns true once its line is written.
+    fn write_record(&mut self, i: usize, mut record: AuditRecord, ok: &mut [bool]) {
+        match self.try_write(&mut record, ok) {
             Ok(()) => {
-                self.status.set_file_error(None);
-                self.metrics
-                    .audit_records
-                    .with_label_values(&["file"])
-                    .inc();
-                if let Some(f) = &self.forward {
-                    f.send(&record);
-                }
+                self.pending.records.push((i, record));
                 if self.since_ckpt >= self.settings.checkpoint_every_records {
-                    if let Err(e) = self.checkpoint(CheckpointReason::Records, None) {
-                        self.fail("checkpoint", &e);
+                    // A checkpoint vouches only for records on disk: write them first.
+                    if self.flush(ok) {
+                        if let Err(e) = self.checkpoint(CheckpointReason::Records, None) {
+                            self.fail("checkpoint", &e);
+                        }
                     }
                 }
-                true
             }
-            Err(e) => {
-                self.fail("write", &e);
-                false
-            }
+            Err(e) => self.fail("write", &e),
         }
     }
 
-    fn try_write(&mut self, record: &mut AuditRecord) -> Result<(), AuditError> {
+    fn try_write(&mut self, record: &mut AuditRecord, ok: &mut [bool]) -> Result<(), AuditError> {
         record.seq = self.chain.seq + 1;
         record.prev_hash = self.chain.last_hash.clone();
         let line = serde_json::to_vec(&*record).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let pending = self.pending.buf.len() as u64;
         let needs_rotation = self.open.as_ref().is_some_and(|s| {
-            (s.bytes > 0 && s.bytes + line.len() as u64 + 1 > self.settings.segment_max_bytes)
+            let used = s.bytes + pending;
+            (used > 0 && used + line.len() as u64 + 1 > self.settings.segment_max_bytes)
                 || s.opened.elapsed() >= self.settings.segment_max_age
         });
         if needs_rotation {
+            // The lines before this one belong to the segment being closed.
+            if !self.flush(ok) {
+                return Err(AuditError::Resume(
+                    "the batch before could not be written".into(),
+                ));
+            }
             self.rotate()?;
         }
         if self.open.is_none() {
             self.open_segment(record.seq)?;
         }
-        let Some(seg) = self.open.as_mut() else {
+        let Some(seg) = self.open.as_ref() else {
             return Err(AuditError::Resume("no open segment".into()));
         };
-        let mut buf = line.clone();
-        buf.push(b'\n');
-        let path = self.dir.join(&seg.name);
-        if let Err(source) = seg.file.write_all(&buf) {
-            // Cut a partial line off again so the chain stays parseable.
-            let _ = seg.file.set_len(seg.bytes);
-            return Err(AuditError::Io { path, source });
+        if self.pending.before.is_none() {
+            self.pending.before = Some((self.chain.clone(), self.since_ckpt));
         }
-        // fdatasync happens once per group (`write_batch`) or per interval (`tick`).
-        self.dirty = true;
-        seg.bytes += buf.len() as u64;
+        self.pending.buf.extend_from_slice(&line);
+        self.pending.buf.push(b'\n');
         self.chain.seq = record.seq;
         self.chain.last_hash = line_hash(&line);
-        self.chain.segment = Some((seg.name.clone(), segment_first(&seg.name)));
+        if self
+            .chain
+            .segment
+            .as_ref()
+            .is_none_or(|(name, _)| *name != seg.name)
+        {
+            self.chain.segment = Some((seg.name.clone(), segment_first(&seg.name)));
+        }
         self.chain.segment_closed = false;
         self.since_ckpt += 1;
         Ok(())
+    }
+
+    /// Appends the pending lines with one write. On failure the partial write is cut off
+    /// again (so the chain stays parseable), the chain goes back to where it stood before
+    /// them, and none of them counts as written. Returns whether the write succeeded.
+    fn flush(&mut self, ok: &mut [bool]) -> bool {
+        let Some((before, since_before)) = self.pending.before.take() else {
+            return true;
+        };
+        let buf = std::mem::take(&mut self.pending.buf);
+        let records = std::mem::take(&mut self.pending.records);
+        let result = match self.open.as_mut() {
+            Some(seg) => match seg.file.write_all(&buf) {
+                Ok(()) => {
+                    seg.bytes += buf.len() as u64;
+                    Ok(())
+                }
+                Err(source) => {
+                    let _ = seg.file.set_len(seg.bytes);
+                    Err(AuditError::Io {
+                        path: self.dir.join(&seg.name),
+                        source,
+                    })
+                }
+            },
+            None => Err(AuditError::Resume("no open segment".into())),
+        };
+        // Keep the buffer's allocation for the next batch.
+        self.pending.buf = buf;
+        self.pending.buf.clear();
+        match result {
+            Ok(()) => {
+                // fdatasync happens once per group (`write_batch`) or per interval (`tick`).
+                self.dirty = true;
+                self.status.set_file_error(None);
+                self.metrics
+                    .audit_records
+                    .with_label_values(&["file"])
+                    .inc_by(records.len() as u64);
+                for (i, record) in &records {
+                    if let Some(ok) = ok.get_mut(*i) {
+                        *ok = true;
+                    }
+                    if let Some(f) = &self.forward {
+                        f.send(record);
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                self.chain = before;
+                self.since_ckpt = since_before;
+                self.fail_n("write", &e, records.len() as u64);
+                false
+            }
+        }
     }
 
     fn open_segment(&mut self, first_seq: u64) -> Result<(), AuditError> {
@@ -535,6 +642,9 @@ impl FileWriter {
         torn_tail: Option<TornTail>,
     ) -> Result<(), AuditError> {
         use std::os::unix::fs::OpenOptionsExt as _;
+        // Every caller writes the pending lines first; a checkpoint must not vouch for lines
+        // that are not in the file.
+        debug_assert!(self.pending.before.is_none());
         // Records a checkpoint vouches for must be on disk before it is.
         if self.dirty {
             self.sync();

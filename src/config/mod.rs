@@ -34,6 +34,7 @@ pub use model::{
     ClientAuth, GatewayConfig, Inspect, Limits, Listen, LogFormat, Logging, Reload, ResourceIdMode,
     Route, RouteAudit, Server, Timeouts, Upstream, UpstreamTls, DEFAULT_AUDIT_HEADER,
     DEFAULT_AUDIT_HEADER_MAX_LENGTH, DEFAULT_HTTP2_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES,
+    SKIPPED_HEADERS,
 };
 pub use routing::routing_path;
 pub use validate::check_rule_overrides;

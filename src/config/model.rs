@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub rules_dir: PathBuf,
     /// Site rule directories layered over `rules_dir` (`rules.overlays`).
     pub rules_overlays: Vec<PathBuf>,
+    /// `rules.fingerprint_key_file`, when set (see [`GatewayConfig::fingerprint_key_file`]).
+    pub rules_fingerprint_key_file: Option<PathBuf>,
     /// Process settings handed to pingora.
     pub server: Server,
     /// Operational logging.
@@ -198,6 +200,30 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// Request headers never scanned when a wildcard selects them (`inspect.headers: ["*"]`, the
+/// default): framing and routing headers pingora or the gateway consume (`content-length`,
+/// `transfer-encoding`, `host`, `connection` and the other hop-by-hop ones), headers the
+/// gateway replaces before forwarding (`x-request-id`, `x-forwarded-for`,
+/// `x-forwarded-proto`), and W3C trace context (`traceparent`, `tracestate`: fixed-format ids).
+/// A header named exactly in `inspect.headers` is scanned anyway, and the route's audit
+/// headers always are (their value goes into the audit record).
+pub const SKIPPED_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+    "expect",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "traceparent",
+    "tracestate",
+];
+
 /// What a route inspects.
 #[derive(Debug, Clone)]
 pub struct Inspect {
@@ -205,8 +231,38 @@ pub struct Inspect {
     pub query: bool,
     /// Scan the body.
     pub body: bool,
-    /// Request headers to scan (lowercase). A trailing `*` matches a prefix.
+    /// Request headers to scan (lowercase). A trailing `*` matches a prefix; `*` alone (the
+    /// default) selects every header.
     pub headers: Vec<String>,
+    /// Headers a wildcard selector does not select: [`SKIPPED_HEADERS`] plus the route's
+    /// `skip_headers` (lowercase, a trailing `*` matches a prefix).
+    pub skip_headers: Vec<String>,
+}
+
+impl Inspect {
+    /// The default: query, body and every header but [`SKIPPED_HEADERS`].
+    pub fn everything() -> Self {
+        Inspect {
+            query: true,
+            body: true,
+            headers: vec!["*".to_string()],
+            skip_headers: SKIPPED_HEADERS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Whether the (lowercase) request header `name` is scanned. An exact selector always
+    /// selects; a wildcard selects unless a skip entry matches.
+    pub fn header_selected(&self, name: &str) -> bool {
+        let matches = |s: &String, name: &str| match s.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => s == name,
+        };
+        if self.headers.iter().any(|s| s == name) {
+            return true;
+        }
+        self.headers.iter().any(|s| matches(s, name))
+            && !self.skip_headers.iter().any(|s| matches(s, name))
+    }
 }
 
 /// A validated route.
@@ -234,6 +290,9 @@ pub struct Route {
     pub rule_overrides: BTreeMap<String, Mode>,
     /// Audit choices for this route.
     pub audit: RouteAudit,
+    /// Relay `Upgrade` requests (WebSocket) as uninspected tunnels; refused with 403
+    /// `upgrade_not_allowed` otherwise.
+    pub allow_upgrade: bool,
 }
 
 /// A route's audit choices.
@@ -298,6 +357,17 @@ impl GatewayConfig {
             .into_iter()
             .find(|(_, changed)| *changed)
             .map(|(f, _)| f)
+    }
+
+    /// The secret key for rule-exception fingerprints: `rules.fingerprint_key_file`, else
+    /// `audit.fingerprint_key_file`, else none (then exceptions by `values` never apply and
+    /// a rule set that has any is refused).
+    pub fn fingerprint_key_file(&self) -> Option<&std::path::Path> {
+        self.rules_fingerprint_key_file.as_deref().or_else(|| {
+            self.audit
+                .as_ref()
+                .map(|a| a.fingerprint_key_file.as_path())
+        })
     }
 
     /// The rule directories in load order: `rules.dir`, then each of `rules.overlays`.

@@ -69,6 +69,9 @@ pub(super) struct RawRules {
     /// Site rule directories layered over `dir`, in order (override or disable by id).
     #[serde(default)]
     pub(super) overlays: Vec<PathBuf>,
+    /// Secret key for `exceptions.values` fingerprints; default `audit.fingerprint_key_file`.
+    #[serde(default)]
+    pub(super) fingerprint_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,6 +189,7 @@ pub(super) struct RawRouteDefaults {
     pub(super) audit_headers: Option<Vec<Spanned<String>>>,
     pub(super) audit_header_max_length: Option<Spanned<usize>>,
     pub(super) inspect: Option<RawInspect>,
+    pub(super) allow_upgrade: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +240,8 @@ pub(super) struct RawRoute {
     pub(super) rule_overrides: BTreeMap<String, Spanned<Mode>>,
     #[serde(default)]
     pub(super) audit: Option<RawRouteAudit>,
+    /// Relay `Upgrade` requests (WebSocket) as uninspected tunnels. Default: refuse them.
+    pub(super) allow_upgrade: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,8 +251,12 @@ pub(super) struct RawInspect {
     pub(super) query: bool,
     #[serde(default = "yes")]
     pub(super) body: bool,
+    /// Absent: every header but the built-in skip list (`["*"]`).
     #[serde(default)]
-    pub(super) headers: Vec<Spanned<String>>,
+    pub(super) headers: Option<Vec<Spanned<String>>>,
+    /// Site additions to the built-in skip list (names, a trailing `*` for a prefix).
+    #[serde(default)]
+    pub(super) skip_headers: Vec<Spanned<String>>,
 }
 
 fn yes() -> bool {

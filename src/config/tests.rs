@@ -77,6 +77,32 @@ fn minimal_config_gets_safe_defaults() {
     assert_eq!(c.listen.http2_idle_timeout, Duration::from_secs(60));
 }
 
+/// Regression (issue 14): was "only headers named in `inspect.headers` are scanned, none by
+/// default"; now every header but the documented skip list, narrower on request.
+#[test]
+fn every_header_is_inspected_by_default_and_routes_can_narrow_it() {
+    let c = parse(MINIMAL).unwrap();
+    let r = &c.routes[0];
+    assert_eq!(r.inspect.headers, vec!["*"]);
+    assert!(r.inspect.header_selected("x-patient-ssn") && r.inspect.header_selected("cookie"));
+    assert!(!r.inspect.header_selected("traceparent"));
+    assert!(!r.allow_upgrade);
+    let with = |ins: &str| format!("{MINIMAL}    allow_upgrade: true\n    inspect:\n{ins}");
+    let c = parse(&with("      headers: [referer, x-patient-*]\n")).unwrap();
+    let r = &c.routes[0];
+    assert!(r.allow_upgrade);
+    assert!(r.inspect.header_selected("x-patient-mrn") && !r.inspect.header_selected("cookie"));
+    let c = parse(&with("      skip_headers: [x-b3-*, X-Session]\n")).unwrap();
+    let r = &c.routes[0];
+    assert!(!r.inspect.header_selected("x-b3-spanid") && !r.inspect.header_selected("x-session"));
+    assert!(r.inspect.header_selected("x-member-id"));
+    // An empty list scans no header at all (besides the audit headers).
+    let c = parse(&with("      headers: []\n")).unwrap();
+    assert!(!c.routes[0].inspect.header_selected("x-patient-ssn"));
+    let e = parse(&with("      skip_headers: [\"bad header\"]\n")).unwrap_err();
+    assert_eq!(e.field, "routes[0].inspect.skip_headers[0]", "{e}");
+}
+
 #[test]
 fn http2_idle_timeout_is_bounded() {
     let with = |v: &str| {
@@ -177,6 +203,32 @@ fn bad_values_are_located() {
 }
 
 const AUDIT: &str = "audit:\n  dir: /var/log/phi-gateway/audit\n  signing_key_file: /etc/gw/keys/audit-signing.key\n  fingerprint_key_file: /etc/gw/keys/audit-fingerprint.key\n";
+
+#[test]
+fn fingerprint_key_defaults_to_the_audit_key_and_can_be_overridden() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.fingerprint_key_file(),
+        None,
+        "no audit, no override: no key"
+    );
+    let with_audit = format!("{MINIMAL}{AUDIT}");
+    let c = parse(&with_audit).unwrap();
+    assert_eq!(
+        c.fingerprint_key_file(),
+        Some(Path::new("/etc/gw/keys/audit-fingerprint.key"))
+    );
+    let text = with_audit.replace(
+        "  dir: rules\n",
+        "  dir: rules\n  fingerprint_key_file: keys/rules-fingerprint.key\n",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.fingerprint_key_file(),
+        Some(Path::new("/etc/gw/keys/rules-fingerprint.key")),
+        "relative to the config file, and it wins over the audit key"
+    );
+}
 
 #[test]
 fn audit_section_defaults_and_route_choices() {

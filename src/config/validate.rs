@@ -62,6 +62,7 @@ pub(super) fn validate(
         admin,
         rules_dir: resolve(&raw.rules.dir.value),
         rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
+        rules_fingerprint_key_file: raw.rules.fingerprint_key_file.as_deref().map(&resolve),
         server,
         logging,
         reload,
@@ -407,24 +408,20 @@ fn validate_routes(
             as usize;
         let inspect = match r.inspect.as_ref().or(d.inspect.as_ref()) {
             Some(ins) => {
-                let mut headers = Vec::new();
-                for (j, h) in ins.headers.iter().enumerate() {
-                    let name = h.value.strip_suffix('*').unwrap_or(&h.value);
-                    check_header_name(name)
-                        .map_err(|m| err(h, &format!("{}[{j}]", at("inspect.headers")), m))?;
-                    headers.push(h.value.to_ascii_lowercase());
+                let mut inspect = Inspect::everything();
+                inspect.query = ins.query;
+                inspect.body = ins.body;
+                if let Some(list) = &ins.headers {
+                    inspect.headers = header_selectors(list, &at("inspect.headers"))
+                        .map_err(|(h, f, m)| err(h, &f, m))?;
                 }
-                Inspect {
-                    query: ins.query,
-                    body: ins.body,
-                    headers,
-                }
+                inspect.skip_headers.extend(
+                    header_selectors(&ins.skip_headers, &at("inspect.skip_headers"))
+                        .map_err(|(h, f, m)| err(h, &f, m))?,
+                );
+                inspect
             }
-            None => Inspect {
-                query: true,
-                body: true,
-                headers: Vec::new(),
-            },
+            None => Inspect::everything(),
         };
         let rule_overrides = r
             .rule_overrides
@@ -462,6 +459,7 @@ fn validate_routes(
             inspect,
             rule_overrides,
             audit,
+            allow_upgrade: r.allow_upgrade.or(d.allow_upgrade).unwrap_or(false),
         });
     }
     if routes.is_empty() {
@@ -547,6 +545,22 @@ fn check_name(name: &str) -> Result<(), String> {
         // Names become metric labels, so they must be short and plain.
         Err("must be 1-64 characters of letters, digits, `-` and `_`".into())
     }
+}
+
+/// A list of header selectors (a name, `prefix*`, or `*` for every header), lowercased.
+fn header_selectors<'a>(
+    list: &'a [Spanned<String>],
+    field: &str,
+) -> Result<Vec<String>, (&'a Spanned<String>, String, String)> {
+    let mut out = Vec::new();
+    for (j, h) in list.iter().enumerate() {
+        let name = h.value.strip_suffix('*').unwrap_or(&h.value);
+        if !(name.is_empty() && h.value == "*") {
+            check_header_name(name).map_err(|m| (h, format!("{field}[{j}]"), m))?;
+        }
+        out.push(h.value.to_ascii_lowercase());
+    }
+    Ok(out)
 }
 
 pub(super) fn check_header_name(name: &str) -> Result<(), String> {

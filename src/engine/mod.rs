@@ -236,8 +236,9 @@ pub struct Explanation {
     pub context: Option<(String, &'static str)>,
     /// The value with letters as `x` and digits as `#` (shape only, never the value).
     pub masked: String,
-    /// Keyed fingerprint of the value (`hmac-sha256:<hex>`), usable in `exceptions.values`.
-    pub fingerprint: String,
+    /// Fingerprint of the value under the deployment key (`hmac-sha256:<key id>:<hex>`),
+    /// usable in `exceptions.values`; `None` when the rule set has no fingerprint key.
+    pub fingerprint: Option<String>,
 }
 
 /// A candidate that matched a rule's pattern but was rejected, with the reason.

@@ -50,10 +50,11 @@ async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingor
     // turned into an error any more: writing one would splice our JSON into that body, inside
     // its declared length. Closing the connection short of that length is the only honest
     // signal left, and pingora does that once we return.
-    if session
-        .response_written()
-        .is_some_and(|r| !r.status.is_informational())
-    {
+    // A 101 is informational too, but after it the connection is an upgraded tunnel: the
+    // same holds (no HTTP bytes of ours inside someone else's protocol).
+    if session.response_written().is_some_and(|r| {
+        !r.status.is_informational() || r.status == http::StatusCode::SWITCHING_PROTOCOLS
+    }) {
         session.set_keepalive(None);
         return Ok(());
     }

@@ -47,11 +47,16 @@ fn stronger(a: Option<Mode>, b: Option<Mode>) -> Option<Mode> {
     }
 }
 
-pub(super) fn header_selected(selectors: &[String], name: &str) -> bool {
-    selectors.iter().any(|s| match s.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => s == name,
-    })
+/// Whether the request asks to switch protocols: an `Upgrade` header (HTTP/1.1; pingora
+/// relays a 101 and then copies bytes both ways), or `Connection: upgrade` without one.
+pub(super) fn is_upgrade(req: &pingora::http::RequestHeader) -> bool {
+    req.headers.contains_key(http::header::UPGRADE)
+        || req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Whether the raw HTTP/1 head carried a `Content-Length` line. pingora drops Content-Length
@@ -139,6 +144,23 @@ impl Gateway {
             ctx.block(Reason::BadRequest);
             return Some(Reason::BadRequest);
         }
+        // Trailer fields come after the body, where pingora 0.9 does not hand them to any hook
+        // (HTTP/1.1 trailers are parsed and discarded, HTTP/2 trailing HEADERS are never read),
+        // so they cannot be inspected. A request that announces them is refused; undeclared
+        // ones are dropped on the way, never forwarded (docs/hostile-input.md, "Trailers").
+        if req.headers.contains_key(http::header::TRAILER) {
+            ctx.block(Reason::TrailersNotAllowed);
+            return Some(Reason::TrailersNotAllowed);
+        }
+        // An upgrade turns the connection into a tunnel nothing can inspect: refused before
+        // any upstream connection unless the route allows tunnels explicitly.
+        if is_upgrade(req) {
+            if !route.allow_upgrade {
+                ctx.block(Reason::UpgradeNotAllowed);
+                return Some(Reason::UpgradeNotAllowed);
+            }
+            ctx.tunnel = true;
+        }
         // Size limits on the head, checked before the engine scans any of it. pingora alone
         // would accept a request line up to 64 KiB and headers up to about 1 MiB.
         let limits = &snapshot.config.limits;
@@ -211,7 +233,7 @@ impl Gateway {
         for (name, value) in req.headers.iter() {
             let name = name.as_str();
             let wanted = route.audit_headers.iter().any(|a| a == name)
-                || header_selected(&route.inspect.headers, name);
+                || route.inspect.header_selected(name);
             if !wanted {
                 continue;
             }

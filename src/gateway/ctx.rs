@@ -39,17 +39,28 @@ pub struct Ctx {
     pub(super) outcome: Option<Outcome>,
     pub(super) inspection: Duration,
     pub(super) inspected: bool,
-    /// SHA-256 over the request body bytes received (for the audit record).
-    pub(super) body_digest: Option<ring::digest::Context>,
+    /// HMAC-SHA256 (fingerprint key) over the request body bytes received, for the audit
+    /// record's `body_hmac`; only kept when there is an audit trail.
+    pub(super) body_digest: Option<ring::hmac::Context>,
     /// The audit record was written (or attempted) already.
     pub(super) audit_done: bool,
     /// Body bytes are held back and the verdict is not in yet.
     pub(super) body_pending: bool,
+    /// An `Upgrade` request on a route with `allow_upgrade: true`: once the upstream answers
+    /// 101 the connection is an uninspected tunnel (no hold-back, no error bytes of ours).
+    /// Until then (a body sent with the request) everything is inspected as usual.
+    pub(super) tunnel: bool,
 }
 
 impl Ctx {
     pub(super) fn route(&self) -> Option<&Route> {
         self.route.and_then(|i| self.snapshot.config.routes.get(i))
+    }
+
+    /// The route's per-request metric handles (the last entry is `unmatched`'s).
+    pub(super) fn route_handles(&self) -> Option<&crate::telemetry::RouteHandles> {
+        let i = self.route.unwrap_or(self.snapshot.config.routes.len());
+        self.snapshot.route_metrics.get(i)
     }
 
     pub(super) fn route_name(&self) -> &str {

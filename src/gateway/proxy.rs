@@ -70,6 +70,7 @@ impl ProxyHttp for Gateway {
             body_digest: None,
             audit_done: false,
             body_pending: false,
+            tunnel: false,
         }
     }
 
@@ -79,6 +80,12 @@ impl ProxyHttp for Gateway {
         // pingora waits up to 60 s for each body read; a client that stalls mid-body gets
         // `limits.body_timeout` instead (request_body_filter bounds the total time too).
         session.set_read_timeout(Some(ctx.snapshot.config.limits.body_timeout));
+        // HTTP/1.1 pipelining (RFC 9112 §9.3.2): a client may send the next request before it
+        // has read this response. pingora's default answers the first, then closes and drops
+        // the rest unanswered; with this on, each request on the connection is read, inspected
+        // and answered in order, one after the other (every one passes through these hooks).
+        // A refusal still closes the connection after its answer (`Connection: close`).
+        session.set_pipelining_enabled(true);
         let reason = match self.check_request_head(session, ctx) {
             Some(reason) => reason,
             None if self.audit_refuses(ctx) => {
@@ -180,9 +187,9 @@ impl ProxyHttp for Gateway {
         let chunk = body.take();
         let len = chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
         ctx.body_seen = ctx.body_seen.saturating_add(len);
-        if let Some(c) = chunk.as_ref().filter(|c| !c.is_empty()) {
+        if let (Some(c), Some(audit)) = (chunk.as_ref().filter(|c| !c.is_empty()), &self.audit) {
             ctx.body_digest
-                .get_or_insert_with(|| ring::digest::Context::new(&ring::digest::SHA256))
+                .get_or_insert_with(|| audit.fingerprinter().body_context())
                 .update(c);
         }
 
@@ -202,6 +209,17 @@ impl ProxyHttp for Gateway {
                 return Err(refuse(Reason::BodyTooLarge));
             }
             *body = Some(Bytes::new()); // keep reading, forward nothing
+            return Ok(());
+        }
+
+        if ctx.tunnel && session.was_upgraded() {
+            // An allowed upgrade after the upstream's 101: these are tunnel bytes, relayed as
+            // they come (uninspected, documented so); no hold-back and no whole-body deadline,
+            // only the per-read idle timeout. A body sent *with* the upgrade request, before
+            // any 101, is still held back and inspected below. pingora#935: never an empty
+            // final chunk.
+            ctx.body_pending = false;
+            *body = chunk.filter(|c| !c.is_empty() || !end_of_stream);
             return Ok(());
         }
 
@@ -286,6 +304,13 @@ impl ProxyHttp for Gateway {
             ));
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if ctx.tunnel && resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // Allowed, and recorded as what it is: a tunnel nobody inspects from here on.
+            ctx.outcome = Some(Outcome {
+                decision: Decision::Allow,
+                reason: Some(Reason::UpgradeTunnel),
+            });
+        }
         if self.audit.is_some() {
             let outcome = ctx.decision(None);
             let bytes_out = resp
@@ -310,6 +335,17 @@ impl ProxyHttp for Gateway {
     /// Answers every failure with our JSON body and request id. The body is built from fixed
     /// text only: nothing from the request or the upstream is echoed.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if session
+            .response_written()
+            .is_some_and(|r| r.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        {
+            // The connection is a tunnel now: whatever ended it (an idle timeout, a reset), no
+            // HTTP answer of ours may be written into it. The tunnel's record stands.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let (code, classified) = match classify_error(e) {
             // pingora's upstream read timer also runs while the client is still uploading.
             // The upstream cannot answer a request it has not fully received (and we hold the
@@ -397,16 +433,31 @@ impl ProxyHttp for Gateway {
         let route = ctx.route_name();
         let decision = outcome.decision.as_str();
         let m = &self.metrics;
-        m.requests.with_label_values(&[route, decision]).inc();
+        // Handles resolved once per route and label value (telemetry::RouteHandles).
+        let handles = ctx.route_handles();
+        let elapsed = ctx.started.elapsed();
+        match handles {
+            Some(h) => h.request(m, decision, elapsed.as_secs_f64()),
+            None => {
+                m.requests.with_label_values(&[route, decision]).inc();
+                m.request_duration
+                    .with_label_values(&[route, decision])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         if outcome.reason == Some(Reason::ClientTimeout) {
             m.client_timeouts.with_label_values(&["body"]).inc();
         }
         if let (Some(reason), Decision::Block | Decision::WouldBlock) =
             (outcome.reason, outcome.decision)
         {
-            m.rejections
-                .with_label_values(&[route, reason.as_str()])
-                .inc();
+            match handles {
+                Some(h) => h.rejection(m, reason.as_str()),
+                None => m
+                    .rejections
+                    .with_label_values(&[route, reason.as_str()])
+                    .inc(),
+            }
         }
         let mut seen: Vec<(&str, Mode)> = ctx
             .matches
@@ -420,10 +471,6 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[rule, mode.as_str()])
                 .inc();
         }
-        let elapsed = ctx.started.elapsed();
-        m.request_duration
-            .with_label_values(&[route, decision])
-            .observe(elapsed.as_secs_f64());
         if ctx.inspected {
             m.inspection_duration.observe(ctx.inspection.as_secs_f64());
         }

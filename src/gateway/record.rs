@@ -79,10 +79,10 @@ impl Gateway {
                 .and_then(|d| d.ssl_digest.as_ref())
                 .map(|d| d.version.to_string()),
             config_version: &ctx.snapshot.config_version,
-            body_sha256: ctx
+            body_hmac: ctx
                 .body_digest
                 .clone()
-                .map(|d| crate::audit::record::hex(d.finish().as_ref())),
+                .map(|d| crate::audit::record::hex(d.sign().as_ref())),
             ip_address: session
                 .client_addr()
                 .and_then(|a| a.as_inet())

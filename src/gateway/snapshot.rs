@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::GatewayConfig;
-use crate::engine::rules::{RuleError, RuleSet};
+use crate::engine::rules::{FingerprintKey, RuleError, RuleSet};
 use crate::engine::source::SourceError;
 use crate::engine::Engine;
 use crate::gateway::tls::{LoadedCert, TlsError};
@@ -25,13 +25,42 @@ pub enum BuildError {
     /// A certificate or key is unusable.
     #[error("{0}")]
     Tls(#[from] TlsError),
+    /// The fingerprint key file is unusable.
+    #[error("{0}")]
+    FingerprintKey(#[from] crate::audit::AuditError),
+    /// The rules hold exceptions by value but no fingerprint key is configured.
+    #[error(
+        "{config}: the rules hold {count} exception fingerprint(s) (`exceptions.values`) but no \
+         fingerprint key is configured: set `rules.fingerprint_key_file` or \
+         `audit.fingerprint_key_file`",
+        config = config.display()
+    )]
+    NoFingerprintKey {
+        /// The configuration file.
+        config: std::path::PathBuf,
+        /// How many fingerprints.
+        count: usize,
+    },
 }
 
 /// Loads rules (the base directory and its overlays), certificate and upstream CAs for
 /// `config` without binding anything. Start-up and every reload go through here, so both
 /// accept and reject exactly the same files.
 pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), BuildError> {
-    let rules = RuleSet::load_dirs(&config.rule_dirs())?;
+    let mut rules = RuleSet::load_dirs(&config.rule_dirs())?;
+    match config.fingerprint_key_file() {
+        Some(file) => {
+            let secret = crate::audit::keys::load_fingerprint_key(file)?;
+            rules = rules.with_fingerprint_key(FingerprintKey::new(&secret))?;
+        }
+        None if rules.value_exceptions() > 0 => {
+            return Err(BuildError::NoFingerprintKey {
+                config: config.source.clone(),
+                count: rules.value_exceptions(),
+            })
+        }
+        None => {}
+    }
     crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
     let cert = crate::gateway::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
     if let Some(c) = &config.listen.client_auth {
@@ -55,6 +84,8 @@ pub struct Snapshot {
     pub limits: crate::engine::Limits,
     /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
     pub(crate) peers: Vec<HttpPeer>,
+    /// Per-request metric handles, one per route and a last one for `unmatched`.
+    pub(crate) route_metrics: Vec<crate::telemetry::RouteHandles>,
     /// Hash of the configuration file and rules (`config_version` in logs and audit records),
     /// logged at start and on every reload.
     pub config_version: String,
@@ -95,11 +126,16 @@ impl Snapshot {
             ..crate::engine::Limits::default()
         };
         let config_version = crate::config::config_hash(&config, engine.rules());
+        let route_metrics = (config.routes.iter().map(|r| r.name.as_str()))
+            .chain(["unmatched"])
+            .map(crate::telemetry::RouteHandles::new)
+            .collect();
         Ok(Self {
             config,
             engine,
             limits,
             peers,
+            route_metrics,
             config_version,
         })
     }

@@ -122,7 +122,7 @@ server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_se
 logging:\n  format: text\n  level: info\n\
 upstreams:\n  - name: sample-ehr\n    address: \"{upstream}\"\n\
 audit:\n  dir: {audit_dir}\n  signing_key_file: {keys_dir}/{signing}\n  fingerprint_key_file: {keys_dir}/{fingerprint}\n  fsync: every_record\n  checkpoint_interval_seconds: 60\n\
-routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      headers: [referer]\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
+routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      # every header except the built-in skip list (framing, x-request-id, traceparent, ...)\n      headers: [\"*\"]\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
         audit_dir = AUDIT_DIR,
         keys_dir = KEYS_DIR,
         signing = SIGNING_KEY,

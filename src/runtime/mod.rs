@@ -1,11 +1,12 @@
 //! The process: building everything from a validated configuration, running the pingora
 //! server until a signal, hot reload, the admin listener (health, metrics, reload), logging,
-//! and the built-in demo.
+//! the built-in demo, and the implementations of the `scan` and `rules test` commands (`cli`).
 //!
 //! The top of the crate: it may use every other folder, and none of them may use it. Its
 //! modules are public because the binary (`src/main.rs`) drives each of them.
 
 pub mod admin;
+pub mod cli;
 pub mod demo;
 pub mod logging;
 pub mod reload;

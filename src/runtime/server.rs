@@ -54,6 +54,9 @@ pub enum StartError {
     /// The audit trail cannot be started (keys, directory, an earlier run's state).
     #[error("audit: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// The snapshot cannot be built for another reason (the fingerprint key).
+    #[error("{0}")]
+    Snapshot(BuildError),
     /// An address cannot be bound (in use, or not a local address).
     #[error("cannot bind {what} address {addr}: {source}")]
     Bind {
@@ -72,6 +75,7 @@ impl From<BuildError> for StartError {
             BuildError::Config(e) => StartError::Config(e),
             BuildError::Rules(e) => StartError::Rules(e),
             BuildError::Tls(e) => StartError::Tls(e),
+            other => StartError::Snapshot(other),
         }
     }
 }

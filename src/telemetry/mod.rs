@@ -239,9 +239,135 @@ impl Metrics {
     }
 }
 
+/// Label values one route's per-request series can take that are kept resolved: the five
+/// decisions and the reasons with room to spare; anything past that falls back to a lookup.
+const SLOTS: usize = 32;
+
+/// Handles of one label dimension, resolved on first use of each value and kept.
+struct Slots<M> {
+    slots: [std::sync::OnceLock<(&'static str, M)>; SLOTS],
+}
+
+impl<M> Default for Slots<M> {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| std::sync::OnceLock::new()),
+        }
+    }
+}
+
+impl<M> Slots<M> {
+    /// Runs `f` on the handle for `key`, resolving it with `make` the first time.
+    fn with(&self, key: &'static str, make: impl Fn() -> M, f: impl FnOnce(&M)) {
+        for slot in &self.slots {
+            let (k, m) = match slot.get() {
+                Some(v) => v,
+                None => slot.get_or_init(|| (key, make())),
+            };
+            if *k == key {
+                return f(m);
+            }
+        }
+        f(&make());
+    }
+}
+
+/// The per-request series of one route (`requests_total`, `request_duration_seconds`,
+/// `rejections_total`), resolved once per label value and then kept, so the request path
+/// does no label hashing or registry lookup. Held by the request snapshot, one per route (and
+/// one for `unmatched`); a reload builds new ones, which resolve to the same series. The
+/// series exist only once counted, exactly as with `with_label_values` per request.
+pub struct RouteHandles {
+    route: String,
+    requests: Slots<IntCounter>,
+    durations: Slots<Histogram>,
+    rejections: Slots<IntCounter>,
+}
+
+impl std::fmt::Debug for RouteHandles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteHandles")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteHandles {
+    /// Handles for the route named `route` (resolved lazily against the [`Metrics`] passed to
+    /// each call; a snapshot is only ever used with one).
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.to_string(),
+            requests: Slots::default(),
+            durations: Slots::default(),
+            rejections: Slots::default(),
+        }
+    }
+
+    /// Counts one finished request with `decision` and its duration.
+    pub fn request(&self, m: &Metrics, decision: &'static str, seconds: f64) {
+        let labels = [self.route.as_str(), decision];
+        self.requests.with(
+            decision,
+            || m.requests.with_label_values(&labels),
+            |c| c.inc(),
+        );
+        self.durations.with(
+            decision,
+            || m.request_duration.with_label_values(&labels),
+            |h| h.observe(seconds),
+        );
+    }
+
+    /// Counts one blocked or would-block request with `reason`.
+    pub fn rejection(&self, m: &Metrics, reason: &'static str) {
+        self.rejections.with(
+            reason,
+            || {
+                m.rejections
+                    .with_label_values(&[self.route.as_str(), reason])
+            },
+            |c| c.inc(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kept handles count into the very series `with_label_values` names, and a second set
+    /// (a reload's) adds to them.
+    #[test]
+    fn route_handles_count_into_the_labelled_series() {
+        let m = Metrics::new().unwrap();
+        let h = RouteHandles::new("fhir");
+        for _ in 0..3 {
+            h.request(&m, "allow", 0.001);
+        }
+        h.request(&m, "block", 0.002);
+        h.rejection(&m, "phi_detected");
+        RouteHandles::new("fhir").request(&m, "allow", 0.001);
+        assert_eq!(m.requests.with_label_values(&["fhir", "allow"]).get(), 4);
+        assert_eq!(m.requests.with_label_values(&["fhir", "block"]).get(), 1);
+        assert_eq!(
+            m.rejections
+                .with_label_values(&["fhir", "phi_detected"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            m.request_duration
+                .with_label_values(&["fhir", "allow"])
+                .get_sample_count(),
+            4
+        );
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        assert!(
+            !text.contains("decision=\"error\""),
+            "no series before it is counted"
+        );
+    }
 
     #[test]
     fn renders_with_help_and_build_info() {

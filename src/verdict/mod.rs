@@ -92,6 +92,16 @@ pub enum Reason {
     InternalError,
     /// The audit trail cannot record the request, and the route fails closed.
     AuditUnavailable,
+    /// The request asks to switch protocols (`Upgrade`, e.g. WebSocket) on a route that does
+    /// not allow tunnels: the gateway cannot inspect what would flow through one.
+    UpgradeNotAllowed,
+    /// The request announces trailer fields (a `Trailer` header). Trailers are header fields
+    /// after the body; the gateway cannot inspect them, so it refuses requests that declare
+    /// them (undeclared ones are discarded, never forwarded; docs/hostile-input.md).
+    TrailersNotAllowed,
+    /// Not a refusal: an upgrade the route allows (`allow_upgrade: true`) was relayed as an
+    /// uninspected tunnel. Recorded with decision `allow` so the audit trail shows it.
+    UpgradeTunnel,
 }
 
 impl Reason {
@@ -118,6 +128,9 @@ impl Reason {
             Reason::HeadersTooLarge => "headers_too_large",
             Reason::InternalError => "internal_error",
             Reason::AuditUnavailable => "audit_unavailable",
+            Reason::UpgradeNotAllowed => "upgrade_not_allowed",
+            Reason::TrailersNotAllowed => "trailers_not_allowed",
+            Reason::UpgradeTunnel => "upgrade_tunnel",
         }
     }
 
@@ -127,10 +140,13 @@ impl Reason {
             Reason::MissingAuditHeader
             | Reason::MalformedAuditHeader
             | Reason::PhiDetected
-            | Reason::TlsVersionNotAllowed => 403,
+            | Reason::TlsVersionNotAllowed
+            | Reason::UpgradeNotAllowed => 403,
             Reason::BodyTooLarge | Reason::DecodedBodyTooLarge => 413,
             Reason::UnsupportedContentEncoding => 415,
-            Reason::UndecodableBody | Reason::BadRequest => 400,
+            Reason::UndecodableBody | Reason::BadRequest | Reason::TrailersNotAllowed => 400,
+            // Never an answer of ours: the upstream's 101 went through.
+            Reason::UpgradeTunnel => 101,
             Reason::NoRoute => 404,
             Reason::ClientTimeout => 408,
             Reason::UriTooLong => 414,
@@ -177,6 +193,13 @@ impl Reason {
             Reason::AuditUnavailable => {
                 "the audit trail cannot record this request, so the gateway refuses it"
             }
+            Reason::UpgradeNotAllowed => {
+                "protocol upgrades cannot be inspected and are not allowed on this route"
+            }
+            Reason::TrailersNotAllowed => {
+                "request trailer fields cannot be inspected and are not accepted"
+            }
+            Reason::UpgradeTunnel => "the connection was upgraded to an uninspected tunnel",
         }
     }
 }
@@ -269,6 +292,8 @@ mod tests {
                 501,
                 "unsupported_transfer_encoding",
             ),
+            (Reason::UpgradeNotAllowed, 403, "upgrade_not_allowed"),
+            (Reason::TrailersNotAllowed, 400, "trailers_not_allowed"),
         ] {
             assert_eq!((r.status(), r.as_str()), (status, name));
             assert!(!r.message().is_empty());

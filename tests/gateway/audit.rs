@@ -23,6 +23,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+fn hmac_hex(key: &[u8], bytes: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::sign(&key, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[tokio::test]
 async fn every_decision_has_a_record_and_the_trail_verifies_after_sigterm() {
     let up = RecordingUpstream::start();
@@ -131,7 +140,14 @@ async fn every_decision_has_a_record_and_the_trail_verifies_after_sigterm() {
         r["field_paths"][0].as_str().unwrap().starts_with("body:"),
         "{r}"
     );
-    assert_eq!(r["body_sha256"], sha256_hex(body.as_bytes()));
+    // Keyed since issue 14: an unkeyed SHA-256 of a small templated body is reversed by
+    // hashing every value of its identifier (tests/gateway/fingerprints.rs).
+    assert_eq!(
+        r["body_hmac"],
+        hmac_hex(&gw.fingerprint_secret(), body.as_bytes())
+    );
+    assert!(r.get("body_sha256").is_none(), "{r}");
+    assert_ne!(r["body_hmac"], sha256_hex(body.as_bytes()));
     assert_eq!(r["bytes_in"], body.len());
 
     let r = audit_record_of(&records, &missing.request_id);

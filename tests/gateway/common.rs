@@ -1024,6 +1024,14 @@ impl Gateway {
         self.files.dir.path().join("audit")
     }
 
+    /// The raw bytes of the audit fingerprint key (for tests that recompute a keyed value).
+    pub fn fingerprint_secret(&self) -> Vec<u8> {
+        phi_gateway::audit::keys::load_fingerprint_key(
+            &self.files.dir.path().join("keys/audit-fingerprint.key"),
+        )
+        .expect("fingerprint key")
+    }
+
     /// The audit public key.
     pub fn audit_pubkey(&self) -> PathBuf {
         self.files.dir.path().join("audit-signing.pub")

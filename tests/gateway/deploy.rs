@@ -701,3 +701,68 @@ fn systemd_unit_verifies_scores_ok_and_fits_the_example_config() {
     );
     assert!(score <= 2.0, "exposure {score} (> 2.0):\n{text}");
 }
+
+/// The `gateway.yaml` text inside the Kubernetes ConfigMap (the block under `gateway.yaml: |`).
+fn configmap_gateway_yaml() -> String {
+    let cm = read("deploy/kubernetes/configmap-gateway.yaml");
+    let start = cm.find("gateway.yaml: |\n").expect("gateway.yaml block") + 16;
+    cm[start..]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Regression (issue 14): was "the demo scans only `referer`, deploy/ only the headers it
+/// lists": the demo, deploy/gateway.yaml and the Kubernetes ConfigMap all inspect every
+/// request header but the built-in skip list (cookies included) and refuse upgrades.
+#[test]
+fn demo_deploy_and_kubernetes_inspect_every_header_and_refuse_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = phi_gateway::runtime::demo::write_demo_config(
+        dir.path(),
+        "127.0.0.1:8443",
+        "127.0.0.1:9464",
+        "127.0.0.1:8080",
+        &repo("rules"),
+    )
+    .unwrap();
+    let texts = [
+        ("demo", std::fs::read_to_string(&demo).unwrap()),
+        ("deploy/gateway.yaml", read("deploy/gateway.yaml")),
+        ("kubernetes", configmap_gateway_yaml()),
+    ];
+    // deploy/gateway.yaml names an upstream CA file that must exist.
+    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+    std::fs::write(dir.path().join("tls/upstream-ca.pem"), "").unwrap();
+    for (i, (what, text)) in texts.into_iter().enumerate() {
+        let file = dir.path().join(format!("config-{i}.yaml"));
+        std::fs::write(&file, &text).unwrap();
+        let c = phi_gateway::config::load_with(&file, phi_gateway::config::Dns::Skip)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let fhir = c
+            .routes
+            .iter()
+            .find(|r| r.name == "fhir")
+            .unwrap_or_else(|| panic!("{what}: no fhir route"));
+        for name in [
+            "x-patient-ssn",
+            "x-member-id",
+            "cookie",
+            "referer",
+            "authorization",
+        ] {
+            assert!(
+                fhir.inspect.header_selected(name),
+                "{what}: {name} not inspected"
+            );
+        }
+        for name in phi_gateway::config::SKIPPED_HEADERS {
+            assert!(
+                !fhir.inspect.header_selected(name),
+                "{what}: {name} inspected"
+            );
+        }
+        assert!(!fhir.allow_upgrade, "{what}: upgrades allowed");
+    }
+}

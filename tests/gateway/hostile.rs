@@ -10,52 +10,52 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+pub(crate) type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
 // === raw HTTP/1.1 exchanges ===
 
 /// One HTTP/1.1 response as the client received it.
 #[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// Asserts one of the gateway's JSON refusals (request id in body and header).
-    fn refusal(&self, status: u16, reason: &str) -> Refusal {
+    pub(crate) fn refusal(&self, status: u16, reason: &str) -> Refusal {
         check_refusal(self.status, &self.headers, &self.text(), status, reason)
     }
 }
 
 /// Everything one connection returned.
 #[derive(Debug)]
-struct Exchange {
-    raw: Vec<u8>,
-    responses: Vec<Response>,
+pub(crate) struct Exchange {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) responses: Vec<Response>,
     /// The gateway closed the connection (FIN, close_notify or reset).
-    closed: bool,
+    pub(crate) closed: bool,
 }
 
 impl Exchange {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.raw).into_owned()
     }
 
     /// The single response on this connection.
-    fn only(&self) -> &Response {
+    pub(crate) fn only(&self) -> &Response {
         assert_eq!(
             self.responses.len(),
             1,
@@ -121,13 +121,13 @@ fn parse_responses(raw: &[u8]) -> Vec<Response> {
 }
 
 /// Opens a TLS 1.3 connection to the gateway.
-fn connect(gw: &Gateway) -> Tls {
+pub(crate) fn connect(gw: &Gateway) -> Tls {
     tls_stream(&gw.ca_pem_path(), gw.port())
 }
 
 /// Reads until the gateway closes the connection, or until `idle` passes without a byte once
 /// at least one complete response arrived; at most [`TIMEOUT`].
-fn read_exchange(tls: &mut Tls, idle: Duration) -> Exchange {
+pub(crate) fn read_exchange(tls: &mut Tls, idle: Duration) -> Exchange {
     tls.sock
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -165,7 +165,7 @@ fn read_exchange(tls: &mut Tls, idle: Duration) -> Exchange {
 }
 
 /// Sends `request` on a fresh connection and reads what comes back.
-fn send(gw: &Gateway, request: &[u8]) -> Exchange {
+pub(crate) fn send(gw: &Gateway, request: &[u8]) -> Exchange {
     let mut tls = connect(gw);
     tls.write_all(request).expect("write request");
     tls.flush().unwrap();
@@ -173,7 +173,7 @@ fn send(gw: &Gateway, request: &[u8]) -> Exchange {
 }
 
 /// The head of a request on the enforcing `fhir` route, up to (not including) the blank line.
-fn head(method: &str, path: &str, audit: &str, extra: &str) -> String {
+pub(crate) fn head(method: &str, path: &str, audit: &str, extra: &str) -> String {
     format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{AUDIT}: {audit}\r\ncontent-type: application/fhir+json\r\n{extra}"
     )

@@ -1674,3 +1674,54 @@ async fn hpack_bomb_is_cut_off_with_enhance_your_calm() {
     up.assert_untouched("an HPACK bomb");
     assert_serves_normally(&gw, &up, "after-hpack-bomb").await;
 }
+
+/// Regression (issue 14): was "HTTP/2 request trailers are not inspected: an SSN in a trailing
+/// HEADERS frame passes". pingora never reads an HTTP/2 request's trailers, so the gateway
+/// refuses a request that declares them (`trailer` header: 400 `trailers_not_allowed`, nothing
+/// upstream) and an undeclared trailing HEADERS frame is dropped: the recording upstream gets
+/// the body and never the trailer's value.
+#[test]
+fn http2_request_trailers_are_refused_when_declared_and_never_forwarded() {
+    let up = RecordingUpstream::start();
+    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    let body = clean_patient();
+    let send = |stream: u32, declare: bool, h2: &mut RawH2| {
+        let mut extra = vec![("content-type", "application/fhir+json")];
+        if declare {
+            extra.push(("trailer", "x-patient-ssn"));
+        }
+        let audit = format!("h2-trailer-{stream}");
+        let block = request_block("POST", "/fhir/Patient", &audit, &extra);
+        let mut trailer = Vec::new();
+        hpack_literal(&mut trailer, "x-patient-ssn", SSN.as_bytes());
+        let mut bytes = frame(HEADERS, END_HEADERS, stream, &block);
+        bytes.extend(frame(DATA, 0, stream, body.as_bytes()));
+        bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, stream, &trailer));
+        assert!(h2.send(&bytes, TIMEOUT), "not sent: {}", h2.describe());
+        h2.wait_response(stream);
+    };
+
+    let mut h2 = RawH2::connect(&gw, &[]);
+    send(1, true, &mut h2);
+    assert_eq!(h2.status(1), Some(400), "{}", h2.describe());
+    let text = String::from_utf8_lossy(&h2.body(1)).into_owned();
+    assert!(text.contains("\"trailers_not_allowed\""), "{text}");
+    up.assert_untouched("a request declaring trailers");
+
+    let mut h2 = RawH2::connect(&gw, &[]);
+    send(1, false, &mut h2);
+    assert_eq!(h2.status(1), Some(200), "{}", h2.describe());
+    up.quiesce();
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1, "{}", up.describe());
+    assert_eq!(reqs[0].body, body.as_bytes(), "{}", up.describe());
+    let seen = format!(
+        "{}{}",
+        reqs[0].head,
+        String::from_utf8_lossy(&reqs[0].raw_body)
+    );
+    assert!(
+        !seen.contains(SSN) && !seen.to_ascii_lowercase().contains("x-patient-ssn"),
+        "the trailer reached the upstream:\n{seen}"
+    );
+}

@@ -187,13 +187,13 @@ impl Walker<'_, '_> {
                     self.too_deep = true;
                     return;
                 }
-                let mut extra = Vec::new();
-                siblings(members, &mut extra);
                 // A FHIR resource starts a new structural path: `fhir:Patient.name.family`.
                 let resource = members.iter().find_map(|(k, v)| match (k.as_ref(), v) {
                     ("resourceType", Node::Str(rt)) if safe_name(rt) => Some(rt.as_ref()),
                     _ => None,
                 });
+                let mut extra = Vec::new();
+                siblings(members, &mut extra, resource.is_none());
                 let saved = resource.map(|rt| std::mem::replace(fhir, format!("fhir:{rt}")));
                 if is_jwe_json(members) {
                     self.sc.encrypted(
@@ -321,16 +321,36 @@ impl Walker<'_, '_> {
     }
 }
 
+/// Most sibling values kept as the field context of an object's members.
+const MAX_SIBLINGS: usize = 16;
+
 /// The FHIR-ish sibling values that describe what an object's `value` is: `system` (Identifier
 /// and ContactPoint) and `type` (a string, or a CodeableConcept's text and first codings).
-fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>) {
+///
+/// `pairs`: whether the name of a name/value pair counts too. Not in a FHIR resource's own
+/// members: a SearchParameter or StructureDefinition is *named* `birthdate` or `ssn`, and
+/// that says nothing about its `date` or `version`.
+fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>, pairs: bool) {
     let strings = |node: &'n Node<'_>| match node {
         Node::Str(s) => Some(s.as_ref()),
         _ => None,
     };
     for (k, v) in members {
+        // Duplicate keys are kept, so a client can repeat `type` a hundred thousand times:
+        // every member's context would then copy them all (context is capped per segment,
+        // but building it per member of a huge object is still members × siblings).
+        if out.len() >= MAX_SIBLINGS {
+            break;
+        }
         match (k.as_ref(), v) {
             ("system" | "type", Node::Str(s)) => out.push(s),
+            // Legacy name/value pairs (`{"field": "SocialSecurityNumber", "value": …}`,
+            // FHIR `Parameters.parameter.name`): the name says what the value is.
+            ("name" | "label" | "field" | "fieldName" | "key" | "attribute", Node::Str(s))
+                if pairs && s.len() <= 64 =>
+            {
+                out.push(s)
+            }
             ("type", Node::Obj(t)) => {
                 for (k2, v2) in t {
                     match (k2.as_ref(), v2) {

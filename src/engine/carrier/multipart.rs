@@ -23,7 +23,8 @@ pub(super) fn scan_multipart(
     layers: usize,
 ) -> bool {
     let delim = format!("--{boundary}");
-    let Some(first) = find_bytes(bytes, delim.as_bytes(), 0) else {
+    let finder = memchr::memmem::Finder::new(delim.as_bytes());
+    let Some(first) = find_with(&finder, bytes, 0) else {
         return false;
     };
     if layers >= sc.limits.max_decode_layers {
@@ -55,7 +56,7 @@ pub(super) fn scan_multipart(
             outside(sc, bytes.get(pos + 2..).unwrap_or(&[]), &chain);
             break;
         }
-        let next = find_bytes(bytes, delim.as_bytes(), pos);
+        let next = find_with(&finder, bytes, pos);
         let end = next.unwrap_or(bytes.len());
         let raw = bytes.get(pos..end).unwrap_or(&[]);
         scan_part(sc, raw, index, &prefix, &chain, layers);
@@ -229,13 +230,16 @@ fn mime_param(value: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Finds `needle` in `hay` from `from`.
+/// Finds `needle` in `hay` from `from`: linear in `hay` (two-way / SIMD search), where a
+/// `windows().position()` scan cost `hay × needle` and a client picks the boundary length.
 fn find_bytes(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() {
+    find_with(&memchr::memmem::Finder::new(needle), hay, from)
+}
+
+/// [`find_bytes`] with a searcher built once (the part loop searches for the same delimiter).
+fn find_with(finder: &memchr::memmem::Finder<'_>, hay: &[u8], from: usize) -> Option<usize> {
+    if finder.needle().is_empty() {
         return None;
     }
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    finder.find(hay.get(from..)?).map(|p| p + from)
 }

@@ -7,8 +7,9 @@ use aho_corasick::{AhoCorasickBuilder, MatchKind};
 use regex::RegexBuilder;
 
 use super::compiled::{
-    CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, Scope,
+    CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, ExceptionValue, Scope,
 };
+use super::fingerprint::{parse_fingerprint, ParsedFingerprint};
 use super::model::{RawContext, RawException, RawPattern, RawRule, RawTestCase, RuleInfo};
 use super::selftest::{InlineTest, TestInput};
 use crate::engine::source::{SourceError, Spanned};
@@ -436,6 +437,17 @@ fn compile_scope(
                     }
                     scope.content_types.push(ct.trim().to_ascii_lowercase());
                     continue;
+                } else if let Some(l) = v.strip_prefix("fhir-limit:") {
+                    // A limit, like content-type and route: it adds no part.
+                    let l = l.trim();
+                    if l.is_empty() {
+                        return Err(bad(
+                            "`fhir-limit:` needs a FHIR address glob (`Patient.*`, `*.note.text`)"
+                                .into(),
+                        ));
+                    }
+                    scope.fhir_limits.push(format!("fhir:{l}"));
+                    continue;
                 } else if let Some(r) = v.strip_prefix("route:") {
                     if r.trim().is_empty() {
                         return Err(bad("`route:` needs a route name glob".into()));
@@ -449,8 +461,8 @@ fn compile_scope(
                     return Err(bad(format!(
                         "unknown part `{v}`; expected one of: query, body, header, \
                          header:<name>, json:<pointer>, fhir:<Resource.path>, hl7:<SEG-n>, \
-                         form:<field>, multipart:<part>, content-type:<type>, route:<name> \
-                         (`*` is a wildcard)"
+                         form:<field>, multipart:<part>, content-type:<type>, route:<name>, \
+                         fhir-limit:<Resource.path> (`*` is a wildcard)"
                     )));
                 }
             }
@@ -465,7 +477,7 @@ fn compile_scope(
         // Field selectors address the body.
         scope.body = true;
     } else if !parts {
-        // Only content types / routes: every part.
+        // Only content types / routes / FHIR limits: every part.
         scope.query = true;
         scope.body = true;
         scope.all_headers = true;
@@ -511,19 +523,43 @@ fn compile_exception(
             ));
         }
     }
+    let mut values = Vec::with_capacity(e.values.len());
     for (k, v) in e.values.iter().enumerate() {
-        let ok = v
-            .value
-            .strip_prefix("hmac-sha256:")
-            .is_some_and(|h| h.len() == 32 && h.bytes().all(|c| c.is_ascii_hexdigit()));
-        if !ok {
-            return Err(err_at(
-                file,
-                v,
-                format!("{field}.values[{k}]"),
-                "values are fingerprints `hmac-sha256:<32 hex digits>` as printed by \
-                 `phi-gateway scan --explain`, never the value itself",
-            ));
+        let text = v.value.trim().to_ascii_lowercase();
+        let at = format!("{field}.values[{k}]");
+        match parse_fingerprint(&text) {
+            ParsedFingerprint::Keyed { key_id } => {
+                let (line, column) = location(v);
+                values.push(ExceptionValue {
+                    key_id: key_id.to_string(),
+                    fingerprint: text.clone(),
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                    field: at,
+                });
+            }
+            ParsedFingerprint::Legacy => {
+                return Err(err_at(
+                    file,
+                    v,
+                    at,
+                    "this fingerprint has no key id: it was made with the public key of \
+                     earlier versions and can be reversed by trying every value; recompute it \
+                     with `phi-gateway scan --explain --fingerprint-key KEY_FILE` \
+                     (`hmac-sha256:<key id>:<32 hex digits>`)",
+                ));
+            }
+            ParsedFingerprint::Invalid => {
+                return Err(err_at(
+                    file,
+                    v,
+                    at,
+                    "values are fingerprints `hmac-sha256:<key id>:<32 hex digits>` as printed \
+                     by `phi-gateway scan --explain --fingerprint-key KEY_FILE`, never the value \
+                     itself",
+                ));
+            }
         }
     }
     Ok(Exception {
@@ -534,11 +570,7 @@ fn compile_exception(
             .iter()
             .map(|f| f.value.trim().to_string())
             .collect(),
-        values: e
-            .values
-            .iter()
-            .map(|v| v.value.to_ascii_lowercase())
-            .collect(),
+        values,
     })
 }
 

@@ -15,6 +15,11 @@ use crate::engine::validate::Validator;
 pub(crate) enum Boundary {
     /// Neighbours must not be ASCII digits.
     Digit,
+    /// As `Digit`, and the value must not continue a longer dot-separated numeric chain: not
+    /// preceded by a digit and `.`, not followed by `.` and a digit (an OID such as
+    /// `2.16.840.1.113883.3.464.1003.…` holds SSN-shaped `###.##.####` pieces).
+    #[serde(rename = "digit-chain")]
+    DigitChain,
     /// Neighbours must not be ASCII letters or digits.
     Alnum,
     /// No check.
@@ -76,6 +81,11 @@ pub(crate) struct Scope {
     pub(crate) content_types: Vec<String>,
     /// Route-name globs; empty = every route.
     pub(crate) routes: Vec<String>,
+    /// `fhir-limit:` globs, stored as structural addresses (`fhir:Patient.*`): inside FHIR
+    /// resources the rule only looks at values whose address matches one of them. Values
+    /// without a `fhir:` address (free text, forms, HL7 v2, non-FHIR JSON, headers, the query,
+    /// JSON keys) are not limited. Empty = no limit.
+    pub(crate) fhir_limits: Vec<String>,
 }
 
 impl Scope {
@@ -97,6 +107,17 @@ impl Scope {
             || route.is_some_and(|r| self.routes.iter().any(|g| glob_match(g, r)))
     }
 
+    /// Whether a segment with this structural address is inside the rule's `fhir-limit:`
+    /// scope (always true for segments that are not FHIR values, and for unlimited rules).
+    pub(crate) fn fhir_allows(&self, sel: Option<&str>) -> bool {
+        match sel {
+            Some(s) if !self.fhir_limits.is_empty() && s.starts_with("fhir:") => {
+                self.fhir_limits.iter().any(|g| glob_match(g, s))
+            }
+            _ => true,
+        }
+    }
+
     pub(crate) fn content_type(&self, ct: Option<&str>) -> bool {
         if self.content_types.is_empty() {
             return true;
@@ -116,7 +137,21 @@ pub(crate) struct Exception {
     pub(crate) name: String,
     pub(crate) routes: Vec<String>,
     pub(crate) fields: Vec<String>,
-    pub(crate) values: Vec<String>,
+    pub(crate) values: Vec<ExceptionValue>,
+}
+
+/// One `exceptions.values` fingerprint, with where it was written (checked against the
+/// deployment key by [`RuleSet::with_fingerprint_key`](super::RuleSet::with_fingerprint_key)).
+#[derive(Debug, Clone)]
+pub(crate) struct ExceptionValue {
+    /// `hmac-sha256:<key id>:<hex>`, lowercase.
+    pub(crate) fingerprint: String,
+    /// The key id part.
+    pub(crate) key_id: String,
+    pub(crate) file: std::path::PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) field: String,
 }
 
 #[derive(Debug)]

@@ -67,9 +67,11 @@ impl RuleSet {
             compiled: Vec::new(),
             index: HashMap::new(),
             keywords: None,
+            body_keywords: None,
             prefilter: None,
             keyword_index: Default::default(),
             digest: digest(&all),
+            fingerprint_key: None,
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
         let mut disabled: Vec<(PathBuf, usize, usize, String, String)> = Vec::new();
@@ -184,25 +186,36 @@ impl RuleSet {
         }
         set.keyword_index = crate::engine::fastpath::KeywordIndex::new(&rule_keywords);
         let mut keyword_patterns: Vec<String> = Vec::new();
+        let mut body_patterns: Vec<String> = Vec::new();
         let mut keyword_owner: Vec<usize> = Vec::new();
         for (idx, kws) in rule_keywords.into_iter().enumerate() {
             for k in kws {
+                let longest = k
+                    .split(' ')
+                    .filter(|w| !w.is_empty())
+                    .max_by_key(|w| w.len())
+                    .unwrap_or(&k)
+                    .to_string();
+                body_patterns.push(longest);
                 keyword_patterns.push(k);
                 keyword_owner.push(idx);
             }
         }
         if !keyword_patterns.is_empty() {
-            let ac = AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&keyword_patterns)
-                .map_err(|e| {
-                    SourceError::file_level(
-                        all.first().map(|s| s.0.as_path()).unwrap_or(Path::new("")),
-                        format!("cannot build keyword automaton: {e}"),
-                    )
-                })?;
-            set.keywords = Some((ac, keyword_owner));
+            let build = |patterns: &[String]| {
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(patterns)
+                    .map_err(|e| {
+                        SourceError::file_level(
+                            all.first().map(|s| s.0.as_path()).unwrap_or(Path::new("")),
+                            format!("cannot build keyword automaton: {e}"),
+                        )
+                    })
+            };
+            set.keywords = Some((build(&keyword_patterns)?, keyword_owner.clone()));
+            set.body_keywords = Some((build(&body_patterns)?, keyword_owner));
         }
         set.prefilter = build_prefilter(&set.compiled);
         Ok(set)

@@ -27,7 +27,7 @@ mod set;
 #[cfg(test)]
 mod tests;
 
-pub use fingerprint::value_fingerprint;
+pub use fingerprint::FingerprintKey;
 pub use load::RuleError;
 pub use model::{Category, RuleInfo, Severity};
 pub use selftest::{InlineTestFailure, LintIssue};
@@ -35,5 +35,5 @@ pub use set::RuleSet;
 
 pub(crate) use compile::CONTEXT_FLOOR;
 pub(crate) use compiled::{Boundary, CompiledContext, CompiledPattern, CompiledRule};
-pub(crate) use fingerprint::{fingerprint, mask_value};
+pub(crate) use fingerprint::mask_value;
 pub(crate) use glob::glob_match;

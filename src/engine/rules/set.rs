@@ -6,7 +6,10 @@ use std::fmt;
 use aho_corasick::AhoCorasick;
 
 use super::compiled::{CompiledRule, Prefilter};
+use super::fingerprint::FingerprintKey;
+use super::load::RuleError;
 use super::model::RuleInfo;
+use crate::engine::source::SourceError;
 
 /// A compiled, immutable rule set. Cheap to share (`Arc<RuleSet>`), `Send + Sync`.
 pub struct RuleSet {
@@ -15,12 +18,21 @@ pub struct RuleSet {
     pub(super) index: HashMap<String, usize>,
     /// One automaton over every rule's `keywords`, and the rule owning each pattern.
     pub(super) keywords: Option<(AhoCorasick, Vec<usize>)>,
+    /// The automaton the whole-body keyword pass runs on raw JSON: every keyword, a multi-word
+    /// one by its longest word only. Field context splits key names into words
+    /// (`medicalRecordNumber` → `medical record number`), so a multi-word keyword can match a
+    /// segment's context while the phrase occurs nowhere in the raw body; each of its words
+    /// still does (case-insensitively), which is what this automaton checks.
+    pub(super) body_keywords: Option<(AhoCorasick, Vec<usize>)>,
     /// The same keywords split into fragments for the whole-body one-pass profile.
     pub(super) keyword_index: crate::engine::fastpath::KeywordIndex,
     /// One multi-pattern matcher over every pattern of the rules that have no field selectors:
     /// a segment runs one set match, then only the rules with a pattern that matched.
     pub(super) prefilter: Option<Prefilter>,
     pub(super) digest: String,
+    /// The deployment's fingerprint key, when one was given: without it no fingerprint is
+    /// computed and exceptions by `values` never apply.
+    pub(super) fingerprint_key: Option<FingerprintKey>,
 }
 
 impl RuleSet {
@@ -65,6 +77,51 @@ impl RuleSet {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// Hands the deployment's fingerprint key to the rule set: `scan --explain` then prints
+    /// fingerprints made with it and exceptions by `values` apply. Every `values` fingerprint
+    /// must carry this key's id; one made with another key is an error naming its file, line
+    /// and field (it would otherwise never match, silently).
+    pub fn with_fingerprint_key(mut self, key: FingerprintKey) -> Result<RuleSet, RuleError> {
+        for rule in &self.compiled {
+            for v in rule.exceptions.iter().flat_map(|e| &e.values) {
+                if v.key_id != key.id() {
+                    return Err(SourceError::new(
+                        &v.file,
+                        v.line,
+                        v.column,
+                        v.field.clone(),
+                        format!(
+                            "this fingerprint was made with key {}, but the fingerprint key \
+                             in use is {}; recompute it with `phi-gateway scan --explain \
+                             --fingerprint-key KEY_FILE` using the deployment's key",
+                            v.key_id,
+                            key.id()
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        self.fingerprint_key = Some(key);
+        Ok(self)
+    }
+
+    /// The fingerprint key, when one was given.
+    pub fn fingerprint_key(&self) -> Option<&FingerprintKey> {
+        self.fingerprint_key.as_ref()
+    }
+
+    /// How many `exceptions.values` fingerprints the rules hold (none of them applies until
+    /// a key is given).
+    pub fn value_exceptions(&self) -> usize {
+        self.compiled
+            .iter()
+            .flat_map(|r| &r.exceptions)
+            .map(|e| e.values.len())
+            .sum()
+    }
+
     pub(crate) fn compiled(&self) -> &[CompiledRule] {
         &self.compiled
     }
@@ -83,6 +140,11 @@ impl RuleSet {
 
     pub(crate) fn keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
         self.keywords.as_ref()
+    }
+
+    /// See [`RuleSet::body_keywords`] (the field).
+    pub(crate) fn body_keyword_automaton(&self) -> Option<&(AhoCorasick, Vec<usize>)> {
+        self.body_keywords.as_ref()
     }
 }
 

@@ -5,7 +5,7 @@ use super::keywords::field_ctx_hit;
 use super::segment::{selector_matches, FieldCtx, Loc};
 use super::Scanner;
 use crate::engine::classify::Token;
-use crate::engine::rules::{fingerprint, mask_value};
+use crate::engine::rules::mask_value;
 use crate::engine::Explanation;
 
 impl Scanner<'_> {
@@ -82,7 +82,7 @@ impl Scanner<'_> {
                     validators: Vec::new(),
                     context: None,
                     masked: mask_value(value),
-                    fingerprint: fingerprint(value),
+                    fingerprint: self.rules.fingerprint_key().map(|k| k.fingerprint(value)),
                 })
             });
             self.record(ri, location, chain, 1.0, explain);

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use super::matching::Candidate;
 use super::segment::selector_matches;
 use super::Scanner;
-use crate::engine::rules::{fingerprint, glob_match, mask_value, CompiledRule};
+use crate::engine::rules::{glob_match, mask_value, CompiledRule, FingerprintKey};
 use crate::engine::{Explanation, Finding, InspectError, NearMiss, Scan};
 
 /// Most findings kept per rule and scan. One finding is enough to block and a thousand are
@@ -111,17 +111,25 @@ impl Scanner<'_> {
                     .is_some_and(|r| e.routes.iter().any(|g| glob_match(g, r)));
             let field_ok =
                 e.fields.is_empty() || e.fields.iter().any(|f| selector_matches(f, addr, sel));
-            let value_ok = e.values.is_empty() || {
-                let fp = fp.get_or_insert_with(|| fingerprint(value));
-                e.values.iter().any(|v| v == fp)
-            };
+            // Without the deployment key no fingerprint can be computed: the exception does
+            // not apply, so the finding stands (fail closed).
+            let value_ok = e.values.is_empty()
+                || self.rules.fingerprint_key().is_some_and(|key| {
+                    let fp = fp.get_or_insert_with(|| key.fingerprint(value));
+                    e.values.iter().any(|v| v.fingerprint == *fp)
+                });
             (route_ok && field_ok && value_ok).then_some(e.name.as_str())
         })
     }
 }
 
 /// Builds the explanation of an accepted candidate.
-pub(super) fn explanation(rule: &CompiledRule, cand: &Candidate, value: &str) -> Box<Explanation> {
+pub(super) fn explanation(
+    rule: &CompiledRule,
+    key: Option<&FingerprintKey>,
+    cand: &Candidate,
+    value: &str,
+) -> Box<Explanation> {
     let pat = rule.patterns.get(cand.pattern);
     let context = cand.context.and_then(|(w, place)| {
         rule.context
@@ -139,7 +147,7 @@ pub(super) fn explanation(rule: &CompiledRule, cand: &Candidate, value: &str) ->
             .collect(),
         context,
         masked: mask_value(value),
-        fingerprint: fingerprint(value),
+        fingerprint: key.map(|k| k.fingerprint(value)),
     })
 }
 

@@ -22,7 +22,8 @@ impl Scanner<'_> {
             return;
         }
         let mut present = vec![false; self.rules.len()];
-        if let Some((ac, owner)) = self.rules.keyword_automaton() {
+        // Multi-word keywords by one word: field context splits key names into words.
+        if let Some((ac, owner)) = self.rules.body_keyword_automaton() {
             let Ok(iter) = ac.try_find_overlapping_iter(raw) else {
                 return;
             };
@@ -119,7 +120,64 @@ fn render_ctx(buf: &mut String, ready: &mut bool, ctx: &FieldCtx<'_>) {
         if buf.len() >= MAX_CTX_TOTAL {
             break;
         }
-        buf.push_str(truncate(piece, MAX_CTX_PIECE));
+        let piece = truncate(piece, MAX_CTX_PIECE);
+        buf.push_str(piece);
+        buf.push(' ');
+        push_split(buf, piece);
+    }
+}
+
+/// Appends the words of an identifier-like name (`SocialSecurityNumber`, `ptSSN`,
+/// `patient_ssn`, `PATIENT-SSN`, `member.dateOfBirth`) lower-cased and joined by single spaces
+/// (`social security number`, `pt ssn`, …), followed by a space, so that multi-word hotwords
+/// and keywords (`social security`, `date of birth`, `medical record`) match key names as
+/// legacy JSON APIs, form fields and custom headers write them. Nothing is appended when the
+/// name is not identifier-like (prose, URLs: matched verbatim only) or has one word only.
+///
+/// Sound for the body-level keyword checks: splitting only lower-cases, drops `_`, `-`, `.`
+/// and inserts spaces, so every word of the split form is a case-insensitive substring of the
+/// name (see `RuleSet::body_keyword_words` and the fast path's `KeywordIndex`).
+pub(super) fn push_split(buf: &mut String, piece: &str) {
+    if piece.len() < 4
+        || !piece
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return;
+    }
+    let start = buf.len();
+    let mut words = 0usize;
+    let b = piece.as_bytes();
+    let mut prev: Option<u8> = None;
+    for (i, &c) in b.iter().enumerate() {
+        if !c.is_ascii_alphanumeric() {
+            prev = None;
+            continue;
+        }
+        let split = match prev {
+            None => true,
+            Some(p) => {
+                (p.is_ascii_digit() != c.is_ascii_digit())
+                    || (p.is_ascii_lowercase() && c.is_ascii_uppercase())
+                    // `SSNumber`, `XMLHttp`: an upper-case run ends before its last letter
+                    // when a lower-case letter follows.
+                    || (p.is_ascii_uppercase()
+                        && c.is_ascii_uppercase()
+                        && b.get(i + 1).is_some_and(u8::is_ascii_lowercase))
+            }
+        };
+        if split {
+            if words > 0 {
+                buf.push(' ');
+            }
+            words += 1;
+        }
+        buf.push(char::from(c.to_ascii_lowercase()));
+        prev = Some(c);
+    }
+    if words < 2 {
+        buf.truncate(start);
+    } else {
         buf.push(' ');
     }
 }

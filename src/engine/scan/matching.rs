@@ -212,6 +212,9 @@ pub(super) fn shape_fail(
 /// Whether the characters just outside `text[vs..ve]` respect the pattern's boundary.
 pub(super) fn boundary_ok(boundary: Boundary, text: &str, vs: usize, ve: usize) -> bool {
     let test: fn(&char) -> bool = match boundary {
+        Boundary::DigitChain => {
+            return boundary_ok(Boundary::Digit, text, vs, ve) && !in_chain(text, vs, ve)
+        }
         Boundary::Digit => char::is_ascii_digit,
         Boundary::Alnum => char::is_ascii_alphanumeric,
         Boundary::None => return true,
@@ -221,10 +224,20 @@ pub(super) fn boundary_ok(boundary: Boundary, text: &str, vs: usize, ve: usize) 
     !before.as_ref().is_some_and(test) && !after.as_ref().is_some_and(test)
 }
 
+/// Whether `text[vs..ve]` continues a dot-separated numeric chain: `<digit>.` just before it
+/// or `.<digit>` just after it (`Boundary::DigitChain`).
+fn in_chain(text: &str, vs: usize, ve: usize) -> bool {
+    let b = text.as_bytes();
+    let before =
+        vs >= 2 && b.get(vs - 1) == Some(&b'.') && b.get(vs - 2).is_some_and(u8::is_ascii_digit);
+    let after = b.get(ve) == Some(&b'.') && b.get(ve + 1).is_some_and(u8::is_ascii_digit);
+    before || after
+}
+
 /// End of the run of boundary-class characters starting at `from`.
 pub(super) fn run_end(text: &str, from: usize, boundary: Boundary) -> usize {
     let test: fn(&u8) -> bool = match boundary {
-        Boundary::Digit => u8::is_ascii_digit,
+        Boundary::Digit | Boundary::DigitChain => u8::is_ascii_digit,
         Boundary::Alnum => u8::is_ascii_alphanumeric,
         Boundary::None => return from,
     };

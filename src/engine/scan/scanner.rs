@@ -2,13 +2,13 @@
 //! eligible for the part, the decoded variants of a segment (percent, XML entities, base64),
 //! and narrowing rules by field selectors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use regex::CaptureLocations;
 
 use super::findings::{explanation, MAX_FINDINGS_PER_RULE};
 use super::matching::{best_per_cluster, source_offset, Candidate};
-use super::segment::{selector_matches, PartKind, Segment};
+use super::segment::{safe_segment, selector_matches, PartKind, Segment};
 use crate::engine::normalize::{
     base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
     xml_entity_decode, OffsetMap,
@@ -62,6 +62,9 @@ pub(crate) struct Scanner<'r> {
     /// Findings recorded so far, per rule index.
     pub(super) per_rule: Vec<usize>,
     pub(super) encrypted: Vec<String>,
+    /// The locations in `encrypted`, for constant-time de-duplication: a body can hold tens of
+    /// thousands of encrypted values, and a list search per value made that quadratic.
+    pub(super) encrypted_seen: HashSet<String>,
     /// Set when a carrier could not be inspected completely; turns the scan into an error.
     pub(super) error: Option<InspectError>,
     pub(super) kw_hit: Vec<bool>,
@@ -165,6 +168,7 @@ impl<'r> Scanner<'r> {
             findings: HashMap::new(),
             per_rule: vec![0; rules.len()],
             encrypted: Vec::new(),
+            encrypted_seen: HashSet::new(),
             error: None,
             kw_hit: vec![false; rules.len()],
             ctx_buf: String::new(),
@@ -180,7 +184,8 @@ impl<'r> Scanner<'r> {
 
     /// Records a location whose value is encrypted (JWE).
     pub(crate) fn encrypted(&mut self, location: String) {
-        if !self.encrypted.contains(&location) {
+        if !self.encrypted_seen.contains(&location) {
+            self.encrypted_seen.insert(location.clone());
             self.encrypted.push(location);
         }
     }
@@ -320,8 +325,18 @@ impl<'r> Scanner<'r> {
                     continue;
                 }
             }
+            // `fhir-limit:` scopes: a FHIR value outside the listed resources and elements is
+            // not looked at (explained as a near miss).
+            let limited_out = self.narrowable && !rule.scope.fhir_allows(seg.sel);
+            if limited_out && !self.explain {
+                continue;
+            }
             self.match_rule(slot, rule, text, seg, chain, nmap.as_ref(), pmap);
             if self.cands.is_empty() {
+                continue;
+            }
+            if limited_out {
+                self.limited_near_misses(ri, text, seg, chain, nmap.as_ref(), pmap);
                 continue;
             }
             let best = best_per_cluster(&mut self.cands);
@@ -340,9 +355,34 @@ impl<'r> Scanner<'r> {
                     );
                     continue;
                 }
-                let explain = self.explain.then(|| explanation(rule, &cand, value));
+                let key = self.rules.fingerprint_key();
+                let explain = self.explain.then(|| explanation(rule, key, &cand, value));
                 self.record(ri, location, chain, cand.score, explain);
             }
+        }
+    }
+
+    /// Near misses for candidates of a rule whose `fhir-limit:` scope excludes the segment's
+    /// FHIR address (explain mode only).
+    fn limited_near_misses(
+        &mut self,
+        ri: usize,
+        text: &str,
+        seg: &Segment<'_>,
+        chain: &[&'static str],
+        nmap: Option<&OffsetMap>,
+        pmap: Option<&OffsetMap>,
+    ) {
+        let resource = seg
+            .sel
+            .and_then(|s| s.strip_prefix("fhir:"))
+            .and_then(|s| s.split('.').next())
+            .map_or("?", safe_segment);
+        let reason = format!("outside the rule's `fhir-limit:` scope (in a FHIR {resource})");
+        for cand in best_per_cluster(&mut std::mem::take(&mut self.cands)) {
+            let location = seg.loc.render(source_offset(cand.start, nmap, pmap));
+            let value = text.get(cand.start..cand.end).unwrap_or("");
+            self.near_miss(ri, &location, reason.clone(), value, chain);
         }
     }
 

@@ -116,6 +116,14 @@ fn whole_body_check_agrees_with_full_walk() {
         inject(r#"{"n":536221234,"label":"ssn"}"#),
         // A multi-word hotword spanning two keys of the field context.
         inject(r#"{"security":{"social":536221234}}"#),
+        // Legacy JSON: key names split into words (issue 14).
+        inject(r#"{"member":{"SocialSecurityNumber":"536221234"}}"#),
+        inject(r#"{"member":{"SocialSecurityNumber":536221234}}"#),
+        inject(r#"{"patient_social_security_number":536221234}"#),
+        inject(r#"{"medicalRecordNumber":"A7781234"}"#),
+        inject(r#"{"mrn":4857211}"#),
+        inject(r#"{"member":{"dateOfBirth":"1961-06-15"}}"#),
+        inject(r#"{"field":"SocialSecurityNumber","value":"536221234"}"#),
         inject(r#"{"536-22-1234":true}"#),
         inject(r#"{"pan":"4526 0181 5908 3012"}"#),
         inject(r#"{"pan":4526018159083012}"#),
@@ -159,4 +167,11 @@ fn whole_body_check_agrees_with_full_walk() {
         !fast_and_full(&cases[2]).1.is_empty(),
         "social security across keys"
     );
+    for (i, what) in [
+        (3, "split PascalCase key"),
+        (4, "split key, number value"),
+        (6, "medicalRecordNumber"),
+    ] {
+        assert!(!fast_and_full(&cases[i]).1.is_empty(), "{what}");
+    }
 }

@@ -11,12 +11,14 @@ use std::sync::{Arc, OnceLock};
 use super::classify::tests::{b64, jwe, jws};
 use super::*;
 
+mod contact_scope;
 mod encodings;
 mod fast_path;
 mod fhir;
 mod hl7;
 mod jose;
 mod json;
+mod legacy;
 mod mechanics;
 mod multipart;
 mod request_parts;

@@ -74,6 +74,30 @@ fn headers_use_their_name_as_context() {
 }
 
 #[test]
+fn cookies_are_pairs_and_the_cookie_name_is_context() {
+    let s = scan(Part::Header {
+        name: "cookie",
+        value: b"session=8f2a9c1e; ssn=536221234; theme=dark",
+    });
+    assert!(has(&s, "us-ssn", "header:cookie:ssn", ""), "{:?}", hits(&s));
+    let s = scan(Part::Header {
+        name: "cookie",
+        value: b"pt_ssn=\"536%2D22%2D1234\"",
+    });
+    assert!(
+        s.findings.iter().any(|f| f.rule_id == "us-ssn"),
+        "{:?}",
+        hits(&s)
+    );
+    // The same digits under a name that is no context: a session id, not an SSN.
+    let s = scan(Part::Header {
+        name: "cookie",
+        value: b"session=536221234; theme=dark",
+    });
+    assert!(s.findings.is_empty(), "{:?}", hits(&s));
+}
+
+#[test]
 fn ssn_in_the_url_path_is_found_and_plain_paths_are_not() {
     let s = scan(Part::Path("/patients/by-ssn/536-22-1234"));
     assert!(s.findings.iter().any(|f| f.rule_id == "us-ssn"), "{s:?}");

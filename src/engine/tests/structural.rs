@@ -2,6 +2,7 @@
 //! misses, and the selector cache.
 
 use super::*;
+use crate::engine::rules::FingerprintKey;
 
 const STRUCT_RULES: &str = r#"rules:
   - id: birthdate
@@ -37,8 +38,22 @@ const STRUCT_RULES: &str = r#"rules:
         values: ['FP_TEST']
 "#;
 
+/// A test deployment key (never a real one).
+const TEST_KEY: &[u8] = b"structural-tests fingerprint key, 32+ bytes long";
+
 fn struct_engine() -> Engine {
-    let fp = crate::engine::rules::value_fingerprint("1245-319-599");
+    let key = FingerprintKey::new(TEST_KEY);
+    let fp = key.fingerprint("1245-319-599");
+    let yaml = STRUCT_RULES.replace("FP_TEST", &fp);
+    let set = RuleSet::from_sources(&[(PathBuf::from("custom.yaml"), yaml)])
+        .and_then(|s| s.with_fingerprint_key(key))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Engine::new(Arc::new(set))
+}
+
+/// The same rules without the key: exceptions by value never apply (fail closed).
+fn struct_engine_without_key() -> Engine {
+    let fp = FingerprintKey::new(TEST_KEY).fingerprint("1245-319-599");
     custom(&STRUCT_RULES.replace("FP_TEST", &fp))
 }
 
@@ -165,6 +180,48 @@ fn exceptions_by_route_field_and_fingerprint() {
         .near_misses
         .iter()
         .any(|n| n.reason.contains("known-test-npi")));
+    let s = ok(struct_engine_without_key().scan_with(
+        &Part::Body {
+            content_type: Some("application/fhir+json"),
+            content_encoding: None,
+            bytes: known.as_bytes(),
+        },
+        &Limits::default(),
+        &ScanOptions::route(Some("ehr")),
+    ));
+    assert_eq!(
+        rule_hits(&s, "npi-any"),
+        1,
+        "without the key a value exception cannot apply"
+    );
+}
+
+/// Regression (issue 14): was a fingerprint under a fixed public key, so a rule file (or a
+/// `scan --explain` log) named the value to anyone who tried every value of its shape.
+#[test]
+fn fingerprints_need_the_deployment_key() {
+    let key = FingerprintKey::new(TEST_KEY);
+    let fp = key.fingerprint("1245319599");
+    assert!(
+        fp.starts_with(&format!("hmac-sha256:{}:", key.id())),
+        "{fp}"
+    );
+    assert_eq!(fp, key.fingerprint("1245-319-599"));
+    assert_ne!(
+        fp,
+        FingerprintKey::new(b"another deployment's key").fingerprint("1245319599")
+    );
+    // Another key's fingerprint, and the keyless legacy form, are load errors.
+    let other = FingerprintKey::new(b"another deployment's key").fingerprint("1245319599");
+    let yaml = STRUCT_RULES.replace("FP_TEST", &other);
+    let err = RuleSet::from_sources(&[(PathBuf::from("custom.yaml"), yaml)])
+        .and_then(|s| s.with_fingerprint_key(FingerprintKey::new(TEST_KEY)))
+        .expect_err("a fingerprint of another key must not load");
+    assert!(err.to_string().contains("values[0]"), "{err}");
+    let legacy = STRUCT_RULES.replace("FP_TEST", "hmac-sha256:92ba17bf44cb1b74a0adf32bc04e4929");
+    let err = RuleSet::from_sources(&[(PathBuf::from("custom.yaml"), legacy)])
+        .expect_err("the keyless legacy form must not load");
+    assert!(err.to_string().contains("no key id"), "{err}");
 }
 
 #[test]
@@ -185,7 +242,7 @@ fn explanations_and_near_misses() {
     assert_eq!(x.masked, "###-##-####");
     assert_eq!(x.validators, vec![("ssn", true)]);
     assert_eq!(x.context.as_ref().map(|c| c.0.as_str()), Some("ssn"));
-    assert!(x.fingerprint.starts_with("hmac-sha256:"));
+    assert!(x.fingerprint.is_none(), "no key, no fingerprint");
     assert!(
         s.near_misses
             .iter()

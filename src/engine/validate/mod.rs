@@ -36,6 +36,10 @@ pub(crate) enum Validator {
     Iban,
     /// Vehicle Identification Number (ISO 3779 / 49 CFR 565: North American check digit).
     Vin,
+    /// The shape of a record number (MRN, member, account): 5–20 letters, digits and inner
+    /// hyphens with at least 4 digits, not a date and not one repeated digit. Keeps labels
+    /// followed by versions, counts and dates (`MRN: 1.0`, `MRN count 12`) from firing.
+    RecordNumber,
 }
 
 /// Names accepted in YAML, in the order they are listed in error messages.
@@ -50,6 +54,7 @@ const NAMES: &[(&str, Validator)] = &[
     ("mbi", Validator::Mbi),
     ("npi", Validator::Npi),
     ("phone_nanp", Validator::PhoneNanp),
+    ("record_number", Validator::RecordNumber),
     ("ssn", Validator::Ssn),
     ("vin", Validator::Vin),
 ];
@@ -119,6 +124,7 @@ impl Validator {
             Validator::Email => 0,
             Validator::Iban => 2,
             Validator::Vin => 1,
+            Validator::RecordNumber => 4,
         }
     }
 
@@ -137,8 +143,32 @@ impl Validator {
             Validator::Email => email(value),
             Validator::Iban => iban(value),
             Validator::Vin => vin(value),
+            Validator::RecordNumber => record_number(value),
         }
     }
+}
+
+/// See [`Validator::RecordNumber`].
+fn record_number(value: &str) -> bool {
+    let b = value.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_alphanumeric();
+    if !(5..=20).contains(&b.len())
+        || !b.first().is_some_and(alnum)
+        || !b.last().is_some_and(alnum)
+        || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        || b.windows(2).any(|w| w == b"--")
+    {
+        return false;
+    }
+    let digits: Vec<u8> = b.iter().copied().filter(u8::is_ascii_digit).collect();
+    if digits.len() < 4 || digits.iter().all(|d| Some(d) == digits.first()) {
+        return false;
+    }
+    // Hyphenated dates: 2024-01-15, 01-15-2024.
+    let groups: Vec<&[u8]> = b.split(|c| *c == b'-').collect();
+    let all_digits = groups.iter().all(|g| g.iter().all(u8::is_ascii_digit));
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    !(all_digits && matches!(lens.as_slice(), [4, 2, 2] | [2, 2, 4] | [1 | 2, 1 | 2, 4]))
 }
 
 /// The ASCII digits of a value (separators dropped), kept on the stack. Values with more digits

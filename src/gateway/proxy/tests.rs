@@ -1,5 +1,6 @@
+use crate::config::Inspect;
 use crate::gateway::answer::error_body;
-use crate::gateway::checks::{audit_header_problem, header_selected};
+use crate::gateway::checks::audit_header_problem;
 use crate::verdict::Reason;
 
 #[test]
@@ -36,8 +37,20 @@ fn encodings_and_header_selectors() {
     use crate::engine::content_encoding_supported as ok;
     assert!(ok("gzip") && ok("gzip, br") && ok("GZIP") && ok("x-gzip, zstd, identity"));
     assert!(!ok("compress") && !ok("gzip, lzma"));
-    let sel = vec!["referer".to_string(), "x-patient-*".to_string()];
-    assert!(header_selected(&sel, "x-patient-name"));
-    assert!(header_selected(&sel, "referer"));
-    assert!(!header_selected(&sel, "x-other"));
+    let mut ins = Inspect::everything();
+    ins.headers = vec!["referer".to_string(), "x-patient-*".to_string()];
+    assert!(ins.header_selected("x-patient-name"));
+    assert!(ins.header_selected("referer"));
+    assert!(!ins.header_selected("x-other"));
+    // The default selects every header but the skip list; an exact name beats the list.
+    let mut ins = Inspect::everything();
+    assert!(ins.header_selected("x-patient-ssn") && ins.header_selected("cookie"));
+    assert!(ins.header_selected("authorization") && ins.header_selected("user-agent"));
+    for skipped in crate::config::SKIPPED_HEADERS {
+        assert!(!ins.header_selected(skipped), "{skipped}");
+    }
+    ins.headers.push("traceparent".into());
+    assert!(ins.header_selected("traceparent"));
+    ins.skip_headers.push("x-b3-*".into());
+    assert!(!ins.header_selected("x-b3-traceid"));
 }
