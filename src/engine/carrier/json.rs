@@ -192,8 +192,13 @@ impl Walker<'_, '_> {
                     ("resourceType", Node::Str(rt)) if safe_name(rt) => Some(rt.as_ref()),
                     _ => None,
                 });
+                // A resource's own `name`, `type` or `system` describe the resource (a
+                // StructureDefinition of type `Patient.birthDate`, a SearchParameter named
+                // `birthdate`), not one of its members: no sibling context there.
                 let mut extra = Vec::new();
-                siblings(members, &mut extra, resource.is_none());
+                if resource.is_none() {
+                    siblings(members, &mut extra);
+                }
                 let saved = resource.map(|rt| std::mem::replace(fhir, format!("fhir:{rt}")));
                 if is_jwe_json(members) {
                     self.sc.encrypted(
@@ -326,11 +331,8 @@ const MAX_SIBLINGS: usize = 16;
 
 /// The FHIR-ish sibling values that describe what an object's `value` is: `system` (Identifier
 /// and ContactPoint) and `type` (a string, or a CodeableConcept's text and first codings).
-///
-/// `pairs`: whether the name of a name/value pair counts too. Not in a FHIR resource's own
-/// members: a SearchParameter or StructureDefinition is *named* `birthdate` or `ssn`, and
-/// that says nothing about its `date` or `version`.
-fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>, pairs: bool) {
+/// Never called for a FHIR resource's own members (see the caller).
+fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>) {
     let strings = |node: &'n Node<'_>| match node {
         Node::Str(s) => Some(s.as_ref()),
         _ => None,
@@ -347,7 +349,7 @@ fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>,
             // Legacy name/value pairs (`{"field": "SocialSecurityNumber", "value": …}`,
             // FHIR `Parameters.parameter.name`): the name says what the value is.
             ("name" | "label" | "field" | "fieldName" | "key" | "attribute", Node::Str(s))
-                if pairs && s.len() <= 64 =>
+                if s.len() <= 64 =>
             {
                 out.push(s)
             }

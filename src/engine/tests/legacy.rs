@@ -47,6 +47,8 @@ fn split_keys_do_not_invent_context() {
         r#"{"resourceType":"Patient","birthDate":"1961-06-15"}"#,
         // A conformance resource named for an identifier is not that identifier.
         r#"{"resourceType":"SearchParameter","name":"birthdate","date":"2019-11-01"}"#,
+        // Regression (issue 14): was flagged; a resource's own `type` is not its date's label.
+        r#"{"resourceType":"StructureDefinition","type":"Patient.birthDate","date":"2019-11-01"}"#,
         r#"{"resourceType":"Patient","_birthDate":{"extension":[{"valueDateTime":"1961-06-15T10:00:00Z"}]}}"#,
     ] {
         let s = json(doc);
