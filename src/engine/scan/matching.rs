@@ -33,6 +33,15 @@ impl Scanner<'_> {
         let ri = self.eligible.get(slot).copied().unwrap_or(0);
         let mut field_hit: Option<Option<usize>> = None;
         let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
+        if let Some(s) = self.slots.get_mut(slot) {
+            if s.len() < rule.patterns.len() {
+                *s = rule
+                    .patterns
+                    .iter()
+                    .map(|p| p.regex.capture_locations())
+                    .collect();
+            }
+        }
         for (pi, pat) in rule.patterns.iter().enumerate() {
             let Some(locs) = self.slots.get_mut(slot).and_then(|s| s.get_mut(pi)) else {
                 continue;

@@ -55,7 +55,8 @@ pub(crate) struct Scanner<'r> {
     pub(super) any_structural: bool,
     /// Whether some eligible rule has `json:`/`form:`/… field selectors.
     pub(super) any_structural_addr: bool,
-    /// Reusable capture slots per eligible rule and pattern (same order as `eligible`).
+    /// Reusable capture slots per eligible rule and pattern (same order as `eligible`); empty
+    /// until the rule first runs its regexes.
     pub(super) slots: Vec<Vec<CaptureLocations>>,
     pub(super) any_keywords: bool,
     pub(super) findings: HashMap<(String, usize), Finding>,
@@ -107,15 +108,11 @@ impl<'r> Scanner<'r> {
             })
             .map(|(i, _)| i)
             .collect();
-        let slots = eligible
-            .iter()
-            .filter_map(|&i| rules.compiled().get(i))
-            .map(|r| {
-                r.patterns
-                    .iter()
-                    .map(|p| p.regex.capture_locations())
-                    .collect()
-            })
+        // Filled on a rule's first regex run (`match_rule`): most parts (a header, a clean
+        // segment) never run most rules, and allocating every pattern's capture slots up front
+        // was a large share of what scanning a short header costs.
+        let slots = std::iter::repeat_with(Vec::new)
+            .take(eligible.len())
             .collect();
         let any_keywords = eligible
             .iter()
