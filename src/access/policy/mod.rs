@@ -1,0 +1,1 @@
+//! The access policy (placeholder while the policy lands).
