@@ -19,7 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("access", &["engine", "telemetry", "verdict", "config"]),
     (
         "gateway",
-        &["engine", "telemetry", "verdict", "config", "audit", "access"],
+        &[
+            "engine",
+            "telemetry",
+            "verdict",
+            "config",
+            "audit",
+            "access",
+        ],
     ),
     (
         "runtime",

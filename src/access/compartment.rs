@@ -194,7 +194,10 @@ pub fn check_request(
                 return Err(Escape::ForeignCompartment);
             }
             same(id)?;
-            if resource_type.as_deref().is_some_and(|t| !in_compartment_type(t)) {
+            if resource_type
+                .as_deref()
+                .is_some_and(|t| !in_compartment_type(t))
+            {
                 return Err(Escape::TypeOutside);
             }
             no_escape_params(&c.params)?;
@@ -281,9 +284,9 @@ fn search_inside(resource_type: &str, params: &Params, patient: &str) -> Result<
         if ids.is_empty() {
             return Err(Escape::ParamMissing);
         }
-        let ok = ids
-            .iter()
-            .all(|p| p.name == "_id" && !p.values.is_empty() && p.values.iter().all(|v| v == patient));
+        let ok = ids.iter().all(|p| {
+            p.name == "_id" && !p.values.is_empty() && p.values.iter().all(|v| v == patient)
+        });
         // `link` would reach the linked patients' records: refused like any other parameter
         // naming another Patient.
         if !ok || params.iter().any(|p| p.base_name() == "link") {
@@ -438,7 +441,9 @@ pub fn bundle_outside_entries(bundle: &Value, patient: &str) -> Vec<usize> {
         .enumerate()
         .filter(|(_, e)| match e.get("resource") {
             None => false,
-            Some(r) if r.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") => {
+            Some(r)
+                if r.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") =>
+            {
                 false
             }
             Some(r) if r.get("resourceType").and_then(Value::as_str) == Some("Bundle") => true,

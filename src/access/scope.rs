@@ -174,7 +174,9 @@ pub enum ScopeError {
     #[error("scope `{0}`: unknown resource type (FHIR types are case-sensitive)")]
     UnknownType(String),
     /// The permissions are neither v1 (`read`, `write`, `*`) nor an in-order subset of `cruds`.
-    #[error("scope `{0}`: permissions must be `read`, `write`, `*` or an in-order subset of `cruds`")]
+    #[error(
+        "scope `{0}`: permissions must be `read`, `write`, `*` or an in-order subset of `cruds`"
+    )]
     BadPermissions(String),
     /// A `?` qualifier on a v1 scope, or a qualifier that is not `param=value`.
     #[error("scope `{0}`: qualifiers must be `?param=value(&param=value)*` on a v2 scope")]
@@ -233,13 +235,19 @@ impl Scope {
             _ => return Err(ScopeError::UnknownType(err())),
         };
         let (perms, version) = match perms {
-            "read" => (Perms(Letter::Read.bit() | Letter::Search.bit()), Version::V1),
+            "read" => (
+                Perms(Letter::Read.bit() | Letter::Search.bit()),
+                Version::V1,
+            ),
             "write" => (
                 Perms(Letter::Create.bit() | Letter::Update.bit() | Letter::Delete.bit()),
                 Version::V1,
             ),
             "*" => (Perms::ALL, Version::V1),
-            p => (v2_perms(p).ok_or_else(|| ScopeError::BadPermissions(err()))?, Version::V2),
+            p => (
+                v2_perms(p).ok_or_else(|| ScopeError::BadPermissions(err()))?,
+                Version::V2,
+            ),
         };
         let mut qualifiers = Vec::new();
         if let Some(q) = query {
@@ -251,7 +259,8 @@ impl Scope {
                     return Err(ScopeError::BadQualifier(err()));
                 };
                 let key_ok = !k.is_empty()
-                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if !key_ok || v.is_empty() || k.starts_with('_') {
                     return Err(ScopeError::BadQualifier(err()));
                 }

@@ -125,7 +125,9 @@ fn classify_entry(e: &Value) -> Result<Classified, FhirError> {
     }
     let is_patch_or_op = matches!(
         classified.interaction,
-        Interaction::Patch { .. } | Interaction::ConditionalPatch { .. } | Interaction::Operation { .. }
+        Interaction::Patch { .. }
+            | Interaction::ConditionalPatch { .. }
+            | Interaction::Operation { .. }
     );
     if resource_type == Some("Parameters") && !is_patch_or_op {
         return Err(FhirError::BadBundle(

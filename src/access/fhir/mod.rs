@@ -345,7 +345,11 @@ pub fn classify(parts: &RequestParts<'_>) -> Result<Classified, FhirError> {
 }
 
 /// Classifies a relative URL (a Bundle entry's `request.url`), with no base.
-pub fn classify_relative(method: &str, url: &str, body: Option<&[u8]>) -> Result<Classified, FhirError> {
+pub fn classify_relative(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+) -> Result<Classified, FhirError> {
     let target = format!("/{}", url.strip_prefix('/').unwrap_or(url));
     let url = normalize(&target, "")?;
     classify_normalized(method, &url, body, false)
@@ -354,13 +358,15 @@ pub fn classify_relative(method: &str, url: &str, body: Option<&[u8]>) -> Result
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn valid_op(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn ty(s: &str) -> Result<String, FhirError> {
@@ -500,7 +506,11 @@ fn classify_normalized(
 fn compartment_search(t: &str, i: &str, target: &str) -> Result<Interaction, FhirError> {
     let compartment = ty(t)?;
     let id = id(i)?;
-    let resource_type = if target == "*" { None } else { Some(ty(target)?) };
+    let resource_type = if target == "*" {
+        None
+    } else {
+        Some(ty(target)?)
+    };
     Ok(Interaction::SearchCompartment {
         compartment,
         id,

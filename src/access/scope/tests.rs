@@ -107,7 +107,12 @@ fn types_are_case_sensitive_and_must_be_r4_types() {
 
 #[test]
 fn contexts_are_exactly_patient_user_system() {
-    for s in ["*/Observation.rs", "Patient/Observation.rs", "admin/*.*", "/Observation.rs"] {
+    for s in [
+        "*/Observation.rs",
+        "Patient/Observation.rs",
+        "admin/*.*",
+        "/Observation.rs",
+    ] {
         assert!(
             matches!(Scope::parse(s), Err(ScopeError::BadContext(_))),
             "{s}"
@@ -179,7 +184,10 @@ fn v1_v2_mixing_grants_only_what_one_scope_grants() {
     assert!(!s.permits(Context::Patient, &need(Letter::Create, "Observation")));
     // Letters from two contexts never add up to a grant: u from user and s from patient.
     let s = set("user/Observation.u patient/Observation.s");
-    let needs = [need(Letter::Update, "Observation"), need(Letter::Search, "Observation")];
+    let needs = [
+        need(Letter::Update, "Observation"),
+        need(Letter::Search, "Observation"),
+    ];
     assert_eq!(s.granting_context(&needs), None);
     assert!(!set("patient/Observation.rs").mixes_versions());
 }
@@ -189,7 +197,10 @@ fn qualifiers_restrict_only() {
     let s = set("patient/Observation.rs?category=laboratory");
     let lab = params(&[("category", &["laboratory"])]);
     let mixed = params(&[("category", &["laboratory", "vital-signs"])]);
-    let two = params(&[("category", &["laboratory"]), ("category", &["vital-signs"])]);
+    let two = params(&[
+        ("category", &["laboratory"]),
+        ("category", &["vital-signs"]),
+    ]);
     let none = params(&[("code", &["1234-5"])]);
     let search = |p: &'static Params| Need {
         letter: Letter::Search,
@@ -246,8 +257,20 @@ fn display_is_v2() {
 #[test]
 fn never_panics_on_odd_input() {
     for s in [
-        "", "/", "//", ".", "patient/", "patient/.", "patient/*.", "patient/*?", "patient/*.rs?&",
-        "patient/*.rs?a=b&", "\u{0}", "patient/\u{e9}.rs", "patient/*.r\u{e9}", "a/b/c.d",
+        "",
+        "/",
+        "//",
+        ".",
+        "patient/",
+        "patient/.",
+        "patient/*.",
+        "patient/*?",
+        "patient/*.rs?&",
+        "patient/*.rs?a=b&",
+        "\u{0}",
+        "patient/\u{e9}.rs",
+        "patient/*.r\u{e9}",
+        "a/b/c.d",
         "patient//Observation.rs",
     ] {
         let _ = Scope::parse(s);
