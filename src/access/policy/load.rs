@@ -188,14 +188,16 @@ impl Policy {
                             )
                             .into())
                         }
-                        (None, true) => return Err(err(
-                            file,
-                            &r.value.name,
-                            format!("{field}.override"),
-                            format!(
+                        (None, true) => {
+                            return Err(err(
+                                file,
+                                &r.value.name,
+                                format!("{field}.override"),
+                                format!(
                                 "`override: true` but no earlier policy directory defines `{name}`"
                             ),
-                        )),
+                            ))
+                        }
                         (None, false) => roles.push(role),
                     }
                 }
