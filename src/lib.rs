@@ -10,7 +10,7 @@
 //! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`].
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
 //! - [`access`]: who may do what: SMART scopes, FHIR interactions, the patient compartment,
-//!   the YAML access policy. Pure, like the engine.
+//!   the YAML access policy.
 //! - [`gateway`]: the pingora hooks, the checks they call, the request snapshot, the listener
 //!   wrappers (TLS 1.3 only, head deadline, HTTP/2 preface deadline).
 //! - [`runtime`]: the process: build and run, reload, admin listener, logging, demo.

@@ -12,7 +12,8 @@
 //!   break-glass eligibility), default deny, with inline tests run by `phi-gateway policy test`;
 //! - break-glass and sessions: built on top of these by the gateway (docs/access.md).
 //!
-//! Everything here is pure: no pingora, tokio or sockets. The gateway calls
+//! `scope`, `fhir`, `compartment` and `policy` are pure: no pingora, tokio or sockets, no I/O
+//! per request. The gateway calls
 //! [`policy::Policy::evaluate`] with a [`policy::Subject`] (from verified claims) and an
 //! [`policy::AccessRequest`] (from the request head and, for writes and Bundles, the body), and
 //! gets a [`policy::Decision`].
