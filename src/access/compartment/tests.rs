@@ -519,3 +519,99 @@ fn deep_or_odd_bodies_never_panic() {
         let _ = write("POST", "/fhir/Observation", odd);
     }
 }
+
+#[test]
+fn record_hopping_shapes_stay_refused_in_every_encoding() {
+    for (bad, why) in [
+        ("/fhir/Patient/pat%2D2", Escape::OtherPatient),
+        ("/fhir/Pati%65nt/pat-2", Escape::OtherPatient),
+        ("/fhir/Patient/pat-2/Obs%65rvation", Escape::OtherPatient),
+        ("/fhir/Patient/pat-2/%24everything", Escape::OtherPatient),
+        (
+            "/fhir/Observation?subject=Patient%2Fpat-2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat%2D2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?sub%6Aect=Patient/pat-2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1%2CPatient/pat-2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1%252CPatient/pat-2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=Patient%252Fpat-1",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1+",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=+Patient/pat-1",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?patient=pat-1&patient=pat-2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?patient=pat-1&subject=Patient/pat-2",
+            Escape::ValueMismatch,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1&%5Fhas:Group:member:_id=g",
+            Escape::EscapeParam,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1&%5F%68as:Group:member:_id=g",
+            Escape::EscapeParam,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1&%5Finclude=Observation:subject",
+            Escape::EscapeParam,
+        ),
+        (
+            "/fhir/Observation?subject=Patient/pat-1&_revinclude%3Aiterate=Provenance:target",
+            Escape::EscapeParam,
+        ),
+        (
+            "/fhir/Observation?subject%2Ename=x&subject=Patient/pat-1",
+            Escape::EscapeParam,
+        ),
+        (
+            "/fhir/Observation?subject%3APatient.name=x&subject=Patient/pat-1",
+            Escape::EscapeParam,
+        ),
+        ("/fhir/%5Fhistory", Escape::SystemLevel),
+        ("/fhir/Observation/%5Fhistory", Escape::SystemLevel),
+    ] {
+        assert_eq!(check("GET", bad), Err(why), "{bad}");
+    }
+    // Double encodings in the path, and traversal, never reach the check: refused before.
+    for bad in [
+        "/fhir/Patient/pat-1/..%2Fpat-2",
+        "/fhir/Patient/pat-1%2F..%2Fpat-2",
+        "/fhir/Patient/pat%252D2",
+        "/fhir/Patient/pat-1/%2e%2e/pat-2",
+        "/fhir/Patient%2Fpat-2",
+        "/fhir/Observation?%255Fhas:Group:member:_id=g&subject=Patient/pat-1",
+    ] {
+        let r = classify(&RequestParts {
+            method: "GET",
+            target: bad,
+            base: "/fhir",
+            body: None,
+            if_none_exist: false,
+        });
+        assert!(r.is_err(), "{bad}: {r:?}");
+    }
+}

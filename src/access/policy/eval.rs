@@ -177,7 +177,7 @@ impl Policy {
         let mut out: Vec<&Role> = self
             .roles
             .iter()
-            .filter(|r| subject.roles.iter().any(|s| *s == r.name))
+            .filter(|r| subject.roles.contains(&r.name))
             .collect();
         out.extend(
             self.permissions
@@ -193,7 +193,7 @@ impl Policy {
         let eligible = self
             .roles
             .iter()
-            .any(|r| r.break_glass_eligible && subject.roles.iter().any(|s| *s == r.name));
+            .any(|r| r.break_glass_eligible && subject.roles.contains(&r.name));
         let mut d = self.decide(subject, request);
         d.break_glass_eligible = eligible;
         d
