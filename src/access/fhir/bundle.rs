@@ -109,7 +109,10 @@ fn classify_entry(e: &Value) -> Result<Classified, FhirError> {
     if !matches!(method, "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE") {
         return Err(FhirError::MethodNotAllowed);
     }
-    if url.contains("://") || url.starts_with("//") || url.starts_with("urn:") {
+    // Relative only: an absolute URL (`https://…`, `urn:uuid:…`) has a `:` before any `?`;
+    // query values (`code=http://loinc.org|8867-4`) may hold one.
+    let path = url.split('?').next().unwrap_or(url);
+    if path.contains(':') || url.starts_with("//") {
         return Err(FhirError::NotOriginForm);
     }
     let resource_type = e

@@ -471,11 +471,13 @@ fn bundle_entries_are_classified_with_their_index() {
         {"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Parameters"}},
         {"request":{"method":"PATCH","url":"Patient/pat-1"},"resource":{"resourceType":"Parameters"}},
         {"request":{"method":"GET","url":"/Patient/../Patient/pat-2"}},
-        {"request":{"method":"BREW","url":"Patient"}}
+        {"request":{"method":"BREW","url":"Patient"}},
+        {"request":{"method":"GET","url":"Observation?code=http://loinc.org|8867-4&subject=Patient/pat-1"}},
+        {"request":{"method":"GET","url":"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"}}
     ]}"#;
     let b = parse_bundle(body).unwrap();
     assert_eq!(b.kind, BundleKind::Transaction);
-    assert_eq!(b.entries.len(), 11);
+    assert_eq!(b.entries.len(), 13);
     let kinds: Vec<Result<&str, ()>> = b
         .entries
         .iter()
@@ -499,6 +501,8 @@ fn bundle_entries_are_classified_with_their_index() {
             Err(()),
             Ok("patch"),
             Err(()),
+            Err(()),
+            Ok("search_type"),
             Err(()),
         ]
     );
