@@ -615,3 +615,50 @@ fn record_hopping_shapes_stay_refused_in_every_encoding() {
         assert!(r.is_err(), "{bad}: {r:?}");
     }
 }
+
+/// The shipped table against the R4 package itself, where it is unpacked (the accuracy suite's
+/// `tests/fetch-fhir-examples.sh` puts it in `target/fhir-examples/package`): every type's
+/// compartment parameters, and the `patient` alias column against clinical-patient's bases.
+#[test]
+fn the_table_matches_the_r4_package() {
+    let dir = std::env::var_os("PHI_GATEWAY_FHIR_EXAMPLES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fhir-examples/package")
+        });
+    let read = |name: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join(name)).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let (Some(def), Some(clinical)) = (
+        read("CompartmentDefinition-patient.json"),
+        read("SearchParameter-clinical-patient.json"),
+    ) else {
+        eprintln!("R4 package not found in {}: skipped", dir.display());
+        return;
+    };
+    assert_eq!(def["version"], "4.0.1");
+    let resources = def["resource"].as_array().expect("resource list");
+    assert!(resources.len() > 140);
+    for r in resources {
+        let code = r["code"].as_str().expect("code");
+        let params: Vec<&str> = r["param"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(compartment_params(code), Some(params.as_slice()), "{code}");
+    }
+    let bases: Vec<&str> = clinical["base"]
+        .as_array()
+        .expect("base list")
+        .iter()
+        .filter_map(|b| b.as_str())
+        .collect();
+    for ty in crate::access::fhir::resource_types() {
+        let listed = compartment_params(ty)
+            .unwrap_or_default()
+            .contains(&"patient");
+        let alias = TABLE.get(ty).is_some_and(|r| r.alias);
+        assert_eq!(alias, bases.contains(&ty) && !listed, "{ty}");
+    }
+}
