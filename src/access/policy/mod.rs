@@ -55,6 +55,40 @@ pub struct Subject {
     pub patient: Option<String>,
 }
 
+impl Subject {
+    /// Builds a subject from a verified claims object (JWT payload or introspection answer):
+    /// `scope` (a space-separated string) or else `scp` (a string or an array of strings),
+    /// `roles` (an array of strings, or one string), `permissions` (kept as is) and `patient`
+    /// (a string). Claims of any other type are ignored, which only ever takes access away.
+    pub fn from_claims(claims: &serde_json::Value) -> Subject {
+        use serde_json::Value;
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            match v {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let scope = match claims.get("scope") {
+            Some(Value::String(s)) => s.clone(),
+            _ => strings(claims.get("scp")).join(" "),
+        };
+        Subject {
+            scope,
+            roles: strings(claims.get("roles")),
+            permissions: claims.get("permissions").cloned().unwrap_or(Value::Null),
+            patient: claims
+                .get("patient")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
+        }
+    }
+}
+
 /// The request to decide on.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRequest<'a> {

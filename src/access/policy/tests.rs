@@ -468,3 +468,27 @@ fn never_panics_on_odd_requests() {
     let d = eval(&p, &s, "GET", "/fhir/Patient/pat-1", None);
     assert_eq!(d.reason, Reason::NoPatientContext);
 }
+
+#[test]
+fn subjects_come_from_claims() {
+    let s = Subject::from_claims(&json!({
+        "sub": "u-1",
+        "scope": "openid user/*.rs",
+        "roles": ["nurse", 7, "clinician"],
+        "permissions": {"ehr_read": ["patient.*"]},
+        "patient": "pat-1"
+    }));
+    assert_eq!(s.scope, "openid user/*.rs");
+    assert_eq!(s.roles, vec!["nurse", "clinician"]);
+    assert_eq!(s.permissions, json!({"ehr_read": ["patient.*"]}));
+    assert_eq!(s.patient.as_deref(), Some("pat-1"));
+    let s = Subject::from_claims(
+        &json!({"scp": ["patient/*.rs", "openid"], "roles": "billing", "patient": 12}),
+    );
+    assert_eq!(s.scope, "patient/*.rs openid");
+    assert_eq!(s.roles, vec!["billing"]);
+    assert_eq!(s.patient, None);
+    assert_eq!(s.permissions, serde_json::Value::Null);
+    let empty = Subject::from_claims(&json!(null));
+    assert!(empty.scope.is_empty() && empty.roles.is_empty() && empty.patient.is_none());
+}
