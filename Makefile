@@ -7,7 +7,8 @@ demo:
 	./.ci/setup demo
 	$(CARGO) run --release --locked -- demo
 
-## The whole test suite: formatting, lints, unit and integration tests, the rule pack's own tests.
+## The whole test suite: formatting, lints, unit and integration tests, the rule pack's own tests
+## and the shipped access policy's own tests (deploy/policy).
 ## `.ci/setup test` fetches the FHIR R4 examples package (npm) into target/fhir-examples; the
 ## accuracy suite's full-package run finds it there and is required to run.
 ## The fuzz targets (fuzz/, a workspace of its own) are formatted and linted too, without linking
@@ -20,6 +21,7 @@ test:
 	$(CARGO) clippy --locked --manifest-path fuzz/Cargo.toml --no-default-features --all-targets --target-dir target -- -D warnings
 	PHI_GATEWAY_REQUIRE_FHIR_EXAMPLES=1 $(CARGO) test --locked
 	$(CARGO) run --locked --quiet -- rules test rules
+	$(CARGO) run --locked --quiet -- policy test deploy/policy
 
 ## Side-by-side load benchmark against nginx, nginx + ModSecurity + CRS and haproxy (BENCHMARKS.md).
 ## About 30 minutes with the defaults; pass flags with BENCH_ARGS="--duration 2 --runs 1".

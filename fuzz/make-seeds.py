@@ -153,6 +153,30 @@ def main():
           b"\x01disable: [base-ssn]\nrules:\n  - id: base-ssn\n    override: true\n    category: G\n"
           b"    severity: low\n    patterns:\n      - regex: '(?P<value>[0-9]{9})'\n        score: 0.9\n")
 
+    # access_scope: a scope claim.
+    write("access_scope", "v1-v2", b"openid fhirUser launch/patient patient/Observation.read user/*.cruds")
+    write("access_scope", "qualified",
+          b"patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category%7Claboratory")
+    write("access_scope", "bad-order", b"patient/Observation.sr */*.* system/observation.rs")
+
+    # access_fhir: [method index, target, "\n", body].
+    write("access_fhir", "search", b"\x00/fhir/Observation?subject=Patient/pat-1,Patient%2Fpat-2&_has:Group:member:_id=g\n")
+    write("access_fhir", "traversal", b"\x00/fhir/Patient/pat-1/%2e%2e/pat-2?%255Fhas=x\n")
+    write("access_fhir", "create", b"\x01/fhir/Observation\n"
+          b'{"resourceType":"Observation","subject":{"reference":"Patient/pat-1"}}')
+    write("access_fhir", "transaction", b"\x01/fhir\n"
+          b'{"resourceType":"Bundle","type":"transaction","entry":['
+          b'{"request":{"method":"GET","url":"Patient/pat-2"}},'
+          b'{"request":{"method":"POST","url":"Observation"},"resource":{"resourceType":"Observation",'
+          b'"subject":{"reference":"Patient/pat-1"}}}]}')
+
+    # access_policy: [flags, yaml]; flags bit 0 = layer over the shipped policy.
+    with open(os.path.join(HERE, "..", "deploy", "policy", "default.yaml"), "rb") as f:
+        write("access_policy", "default.yaml", b"\x00" + f.read())
+    write("access_policy", "override",
+          b"\x01disable: [billing]\nroles:\n  - name: nurse\n    override: true\n    grants:\n"
+          b"      - types: [Observation]\n        interactions: [read]\n")
+
 
 if __name__ == "__main__":
     main()

@@ -9,12 +9,15 @@
 //! - [`verdict`]: decisions and reasons, the vocabulary one request's outcome is recorded in.
 //! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`].
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
+//! - [`access`]: who may do what: SMART scopes, FHIR interactions, the patient compartment,
+//!   the YAML access policy.
 //! - [`gateway`]: the pingora hooks, the checks they call, the request snapshot, the listener
 //!   wrappers (TLS 1.3 only, head deadline, HTTP/2 preface deadline).
 //! - [`runtime`]: the process: build and run, reload, admin listener, logging, demo.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod audit;
 pub mod config;
 pub mod engine;

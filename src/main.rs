@@ -169,6 +169,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Tools for access-policy authors.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Generate a development CA and a localhost server certificate (never for production).
     DevCerts {
         /// Output directory; receives ca.pem, server.pem and server.key (mode 0600).
@@ -240,6 +245,22 @@ enum RulesCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Load policy directories, run every inline test (claims + request → allow or deny, the
+    /// reason, the denied Bundle entries) through the real evaluator, then lint the policy.
+    ///
+    /// Lint: roles and `permissions` entries that grant nothing or that no test exercises, a
+    /// policy without tests. Unknown fields, resource types, interactions and operations are
+    /// load errors naming FILE:LINE:COLUMN and the field. Exits 0 when all pass, 1 when a test
+    /// or the lint fails, 78 when the policy does not load.
+    Test {
+        /// Policy directories, layered in order (later ones override or disable roles).
+        #[arg(default_value = "deploy/policy", value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -272,6 +293,22 @@ fn main() -> ExitCode {
                     fingerprint_key,
                 },
         } => match cli::rules_test(&dirs, fingerprint_key.as_deref()) {
+            Ok(report) => {
+                print!("{}", report.text);
+                if report.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Policy {
+            command: PolicyCommand::Test { dirs },
+        } => match cli::policy::policy_test(&dirs) {
             Ok(report) => {
                 print!("{}", report.text);
                 if report.passed {

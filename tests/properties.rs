@@ -486,3 +486,145 @@ fn ssn_detection_is_invariant_under_encodings() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+// === access: the URL classifier and the patient compartment ===
+
+/// Percent-encodes each byte of `s` whose bit in `mask` (cycled) is set.
+fn percent_some(s: &str, mask: &[bool]) -> String {
+    s.bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            if mask.get(i % mask.len().max(1)).copied().unwrap_or(false) {
+                format!("%{b:02X}")
+            } else {
+                (b as char).to_string()
+            }
+        })
+        .collect()
+}
+
+/// An encoding cannot split the check from what the upstream sees: percent-encoding any
+/// characters of the path segments and of the query values of a FHIR request either classifies
+/// to exactly the same interaction, parameters and compartment verdict as the plain request,
+/// or is refused. And no target panics the classifier or the compartment check.
+#[test]
+fn percent_encoding_never_changes_an_access_decision() {
+    use phi_gateway::access::compartment::check_request;
+    use phi_gateway::access::fhir::{classify, RequestParts};
+    let ids = prop::sample::select(vec!["pat-1", "pat-2", "obs-1", "a.b", "x"]);
+    let types = prop::sample::select(vec!["Patient", "Observation", "Condition", "Encounter"]);
+    let params = prop::sample::select(vec![
+        "subject=Patient/pat-1",
+        "subject=Patient/pat-1,Patient/pat-2",
+        "patient=pat-1",
+        "_id=pat-1",
+        "code=8867-4",
+        "_has:Observation:patient:code=x",
+        "subject:Patient=pat-2",
+        "_include=Observation:subject",
+    ]);
+    let shape = 0usize..6;
+    let strategy = (
+        types,
+        ids,
+        prop::collection::vec(params, 0..3),
+        shape,
+        prop::collection::vec(any::<bool>(), 1..7),
+    );
+    runner(512)
+        .run(&strategy, |(ty, id, params, shape, mask)| {
+            let path = match shape {
+                0 => format!("{ty}/{id}"),
+                1 => ty.to_string(),
+                2 => format!("Patient/{id}/{ty}"),
+                3 => format!("{ty}/{id}/_history/1"),
+                4 => format!("Patient/{id}/$everything"),
+                _ => format!("{ty}/_history"),
+            };
+            let query = params.join("&");
+            let plain = format!("/fhir/{path}?{query}");
+            let encoded_query: Vec<String> = params
+                .iter()
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => format!("{k}={}", percent_some(v, &mask)),
+                    None => p.to_string(),
+                })
+                .collect();
+            let encoded_path: Vec<String> = path
+                .split('/')
+                .map(|seg| percent_some(seg, &mask))
+                .collect();
+            let encoded = format!(
+                "/fhir/{}?{}",
+                encoded_path.join("/"),
+                encoded_query.join("&")
+            );
+            let parts = |target: &str| {
+                classify(&RequestParts {
+                    method: "GET",
+                    target,
+                    base: "/fhir",
+                    body: None,
+                    if_none_exist: false,
+                })
+            };
+            let (a, b) = (parts(&plain), parts(&encoded));
+            if let Ok(b) = &b {
+                let a = a.as_ref().map_err(|e| {
+                    TestCaseError::fail(format!("{encoded} classified but {plain} did not: {e}"))
+                })?;
+                prop_assert_eq!(a, b, "{} vs {}", plain, encoded);
+                prop_assert_eq!(
+                    check_request(a, "pat-1", None),
+                    check_request(b, "pat-1", None)
+                );
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// No bytes panic the scope parser, the classifier, the Bundle parser or the policy.
+#[test]
+fn no_input_panics_the_access_parsers() {
+    use phi_gateway::access::fhir::{bundle::parse_bundle, classify, RequestParts};
+    use phi_gateway::access::policy::{AccessRequest, Policy, Subject};
+    use phi_gateway::access::scope::ScopeSet;
+    let policy = Policy::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = "[ -~%/?&=,:.$*_\u{e9}\u{0}\\\\]{0,80}";
+    let strategy = (text, text, hostile_bytes(512));
+    runner(256)
+        .run(&strategy, |(scope, target, body)| {
+            let _ = ScopeSet::parse(&scope);
+            let target = format!("/fhir/{target}");
+            let _ = classify(&RequestParts {
+                method: "POST",
+                target: &target,
+                base: "/fhir",
+                body: Some(&body),
+                if_none_exist: false,
+            });
+            let _ = parse_bundle(&body);
+            let subject = Subject {
+                scope,
+                roles: vec!["nurse".into()],
+                permissions: serde_json::Value::Null,
+                patient: Some("pat-1".into()),
+            };
+            for method in ["GET", "POST", "PUT"] {
+                let _ = policy.evaluate(
+                    &subject,
+                    &AccessRequest {
+                        method,
+                        target: &target,
+                        base: "/fhir",
+                        body: Some(&body),
+                        if_none_exist: false,
+                    },
+                );
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

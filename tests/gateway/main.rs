@@ -19,6 +19,7 @@ mod metrics;
 mod monitor;
 mod mtls;
 mod phi;
+mod policy;
 mod postgres;
 mod properties;
 mod protocol;

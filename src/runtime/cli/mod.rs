@@ -1,4 +1,5 @@
-//! The implementations behind `phi-gateway scan` and `phi-gateway rules test`, so the binary
+//! The implementations behind `phi-gateway scan`, `phi-gateway rules test` and
+//! `phi-gateway policy test` ([`policy`]), so the binary
 //! (`src/main.rs`) only parses arguments and maps results to exit codes.
 //!
 //! Both load rules the same way ([`load_rules`]): the given directories, else `./rules`, else
@@ -7,6 +8,7 @@
 //! `values` do not apply.
 
 pub mod lines;
+pub mod policy;
 pub mod scan;
 
 use std::path::{Path, PathBuf};
