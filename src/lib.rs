@@ -8,6 +8,7 @@
 //! - [`telemetry`]: the Prometheus registry every capability counts into.
 //! - [`verdict`]: decisions and reasons, the vocabulary one request's outcome is recorded in.
 //! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`].
+//! - [`access`]: identity (validated bearer JWTs) and access control.
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
 //! - [`gateway`]: the pingora hooks, the checks they call, the request snapshot, the listener
 //!   wrappers (TLS 1.3 only, head deadline, HTTP/2 preface deadline).
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod audit;
 pub mod config;
 pub mod engine;

@@ -16,9 +16,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("verdict", &["engine"]),
     ("config", &["engine"]),
     ("audit", &["engine", "telemetry", "verdict", "config"]),
+    ("access", &["engine", "telemetry", "verdict", "config"]),
     (
         "gateway",
-        &["engine", "telemetry", "verdict", "config", "audit"],
+        &[
+            "engine",
+            "telemetry",
+            "verdict",
+            "config",
+            "audit",
+            "access",
+        ],
     ),
     (
         "runtime",
@@ -28,6 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "verdict",
             "config",
             "audit",
+            "access",
             "gateway",
         ],
     ),
