@@ -339,9 +339,9 @@ impl Verifier {
             Ok(t) => Ok(t),
             Err(Miss::Error(e)) => Err(e),
             Err(Miss::UnknownKid(i)) => {
-                if !self.refetch(i).await {
-                    return Err(TokenError::UnknownKid);
-                }
+                // Whether this request's refetch ran or found the cooldown (because a
+                // concurrent one just fetched), the set may hold the kid now: look again.
+                self.refetch(i).await;
                 self.verify_cached_or_now(token, now_unix())
             }
         }
