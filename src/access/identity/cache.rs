@@ -1,6 +1,7 @@
 //! The verified-token cache: a token seen before costs a SHA-256 of its bytes and one map
-//! lookup instead of a signature verification (an RSA-2048 verify is ~20-40 µs, ES256 ~60 µs;
-//! `benches/identity.rs` measures both paths).
+//! lookup instead of a full verification. `benches/identity.rs`, a ~700-byte access token, debug
+//! info release build on a shared 2-core machine (noisy): uncached RS256 72 µs, PS256 79 µs,
+//! ES256 141 µs, EdDSA 174 µs; cached 1.0-1.2 µs for every algorithm.
 //!
 //! Keyed by SHA-256 of the token bytes, so the map holds no token; bounded (`capacity`
 //! entries; when full, expired entries go first, then arbitrary ones); an entry is served only
