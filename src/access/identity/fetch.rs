@@ -228,11 +228,11 @@ impl Refresher {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    for i in 0..n {
-                        if Instant::now() >= next[i] {
+                    for (i, due) in next.iter_mut().enumerate() {
+                        if Instant::now() >= *due {
                             let ok = self.fetch(i).await.is_ok();
                             let wait = if ok { refresh(i) } else { refresh(i).min(RETRY_AFTER_FAILURE) };
-                            next[i] = Instant::now() + wait;
+                            *due = Instant::now() + wait;
                         }
                         self.gauge(i);
                     }
