@@ -972,3 +972,43 @@ async fn optional_routes_pass_anonymous_requests_but_refuse_bad_tokens() {
     check_refusal(s, &h, &b, 401, "token_expired");
     assert_eq!(up.requests().len(), 1);
 }
+
+/// `check` loads `jwks_file` key sets like `run` does: a set with only keys the gateway must
+/// never use (a shared secret) is refused with the issuer's name, file and reason, exit 78.
+#[test]
+fn check_refuses_a_jwks_file_without_usable_keys() {
+    let up = RecordingUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0LXNlY3JldA"}]}"#,
+    )
+    .unwrap();
+    let mut o = GatewayOpts::new(up.addr());
+    o.access = vec![
+        "  issuers:".into(),
+        "    - name: file-idp".into(),
+        format!("      issuer: {ISSUER}"),
+        format!("      audiences: [\"{AUDIENCE}\"]"),
+        "      algorithms: [ES256]".into(),
+        format!("      jwks_file: \"{}\"", jwks.display()),
+    ];
+    let files = GatewayFiles::new(&o);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .args(["check", "--config"])
+        .arg(&files.config)
+        .current_dir(files.dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("access.issuers `file-idp`") && err.contains("kty: oct"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("c2VjcmV0"),
+        "key material in the message: {err}"
+    );
+}

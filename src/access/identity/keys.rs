@@ -95,6 +95,9 @@ fn thumb(kty: &str, parts: &[&[u8]]) -> [u8; 32] {
 fn parse_key(k: &Value) -> Result<Jwk, String> {
     let k = k.as_object().ok_or("a key is not a JSON object")?;
     let kty = k.get("kty").and_then(Value::as_str).unwrap_or("");
+    if kty == "oct" {
+        return Err("`kty: oct` (a shared secret) is never used".into());
+    }
     let kid = match k.get("kid") {
         None => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= super::token::MAX_KID_BYTES => {
@@ -166,7 +169,6 @@ fn parse_key(k: &Value) -> Result<Jwk, String> {
             }
             Material::Ed25519 { x }
         }
-        "oct" => return Err("`kty: oct` (a shared secret) is never used".into()),
         other => return Err(format!("key type `{other}` is not supported")),
     };
     let thumb = match &material {
