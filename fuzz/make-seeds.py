@@ -144,6 +144,18 @@ def main():
           + b"%x\n" % len(gzip.compress(SSN)) + gzip.compress(SSN) + b"\n0\n\n")
     write("http_request", "get", b"GET /patients/by-ssn/536-22-1234 HTTP/1.0\r\n\r\n")
 
+    # token_parse: [query length, query, Authorization value].
+    b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+    claims = b64u(b'{"iss":"https://idp.example","aud":"ehr","sub":"u1","iat":1799999990,"exp":1800000600}')
+    for name, header in [
+        ("eddsa", b'{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}'),
+        ("es256", b'{"alg":"ES256","kid":"k2"}'),
+        ("none", b'{"alg":"none"}'),
+        ("jku", b'{"alg":"EdDSA","kid":"k1","jku":"https://evil.example/"}'),
+    ]:
+        write("token_parse", name, b"\x00Bearer " + b64u(header) + b"." + claims + b"." + b64u(bytes(64)))
+    write("token_parse", "query", b"\x0eaccess_token=xBearer a.b.c")
+
     # rules_load: [flags, yaml]; flags bit 0 = layer over a small base file.
     for name in sorted(os.listdir(RULES)):
         if name.endswith(".yaml"):

@@ -8,6 +8,7 @@
 //! - [`telemetry`]: the Prometheus registry every capability counts into.
 //! - [`verdict`]: decisions and reasons, the vocabulary one request's outcome is recorded in.
 //! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`].
+//! - [`access`]: identity (validated bearer JWTs) and access control.
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
 //! - [`access`]: who may do what: SMART scopes, FHIR interactions, the patient compartment,
 //!   the YAML access policy.

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use record::{AuditRecord, Fingerprinter, Redacted};
+pub use record::{AccessRecord, AuditRecord, Fingerprinter, Redacted};
 
 use crate::config::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
@@ -476,6 +476,29 @@ pub struct RecordInput<'a> {
     pub audit_header: Option<Redacted<String>>,
     /// Raw identity header value.
     pub user_header: Option<Redacted<String>>,
+    /// The bearer-token check, on routes that check tokens.
+    pub access: Option<AccessInput>,
+}
+
+/// What the access check knows about a request. Values from the token arrive [`Redacted`].
+#[derive(Debug)]
+pub struct AccessInput {
+    /// `allow`, `anonymous`, `deny` or `would_deny`.
+    pub decision: &'static str,
+    /// Which check failed, when one did.
+    pub error: Option<&'static str>,
+    /// The issuer's configured name.
+    pub issuer: Option<String>,
+    /// The verified token's user claim: becomes `user_id` (whatever `audit.user_id` says).
+    pub user: Option<Redacted<String>>,
+    /// Granted scopes.
+    pub scopes: Vec<Redacted<String>>,
+    /// `client_id` / `azp`.
+    pub client_id: Option<Redacted<String>>,
+    /// `jti`.
+    pub token_id: Option<Redacted<String>>,
+    /// `sid`.
+    pub session_id: Option<Redacted<String>>,
 }
 
 /// Verdicts of [`AuditLog::clear_or_fingerprint`], keyed by fingerprint (never by value) and
@@ -596,10 +619,22 @@ impl AuditLog {
                 self.fingerprinter.fingerprint(&r)
             }
         });
-        let user_id = match input.user_header {
+        let mut access_input = input.access;
+        // A verified token names the user; otherwise the configured source does.
+        let token_user = access_input.as_mut().and_then(|a| a.user.take());
+        let user_id = match token_user.or(input.user_header) {
             Some(v) => safe(v),
             None => "anonymous".to_string(),
         };
+        let access = access_input.map(|a| record::AccessRecord {
+            decision: a.decision.to_string(),
+            error: a.error.map(str::to_string),
+            issuer: a.issuer,
+            scopes: a.scopes.into_iter().map(safe).collect(),
+            client_id: a.client_id.map(|v| self.fingerprinter.fingerprint(&v)),
+            token_id: a.token_id.map(|v| self.fingerprinter.fingerprint(&v)),
+            session_id: a.session_id.map(|v| self.fingerprinter.fingerprint(&v)),
+        });
         AuditRecord {
             log_id: uuid::Uuid::new_v4().to_string(),
             user_id,
@@ -627,6 +662,7 @@ impl AuditLog {
             tls_version: input.tls_version,
             config_version: input.config_version.to_string(),
             body_hmac: input.body_hmac,
+            access,
             seq: 0,
             prev_hash: String::new(),
         }

@@ -99,7 +99,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct AuditRecord {
     /// Random UUID v4.
     pub log_id: String,
-    /// The acting user, from the configured source; `anonymous` when none is available.
+    /// The acting user: a verified bearer token's user claim, else the configured source;
+    /// `anonymous` when none is available.
     pub user_id: String,
     /// What was attempted: the FHIR interaction when one can be derived, else the method.
     pub action_type: String,
@@ -147,10 +148,41 @@ pub struct AuditRecord {
     /// the request had a body. Matches a document in hand to its record for whoever holds
     /// the key; an unkeyed hash of a small body could be reversed by enumeration.
     pub body_hmac: Option<String>,
+    /// The bearer-token check, on routes with `access.require: token | optional`; absent
+    /// elsewhere (and in records written before access control existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessRecord>,
     /// Monotonic sequence number across segments (assigned by the writer).
     pub seq: u64,
     /// Hex SHA-256 of the previous record's line bytes (assigned by the writer).
     pub prev_hash: String,
+}
+
+/// The access part of a record. Identifiers a token carries (client id, token id, session
+/// id) are stored only as keyed fingerprints; scopes in clear unless a detector fires on one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessRecord {
+    /// `allow` (a token verified), `anonymous` (none, on a `require: optional` route), `deny`
+    /// or `would_deny` (monitor).
+    pub decision: String,
+    /// Which check failed (`expired`, `bad_signature`, `unknown_kid`, …), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The configured name of the token's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The granted scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// `hmac-sha256:…` of `client_id` (or `azp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `hmac-sha256:…` of `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// `hmac-sha256:…` of `sid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 /// The FHIR resource and interaction a request addresses, derived from its URL and method.

@@ -58,6 +58,7 @@ fn sample(i: u64) -> AuditRecord {
         tls_version: Some("TLSv1_3".into()),
         config_version: "abc".into(),
         body_hmac: None,
+        access: None,
         seq: 0,
         prev_hash: String::new(),
     }

@@ -48,6 +48,10 @@ pub enum UserIdSource {
     Header(String),
     /// The subject of the client certificate (mutual TLS, `listen.client_auth`).
     ClientCert,
+    /// Only the verified bearer token's user claim (`access.issuers[].user_claim`); requests
+    /// without a verified token say `anonymous`. Whatever the source, a verified token's user
+    /// claim is what `user_id` holds.
+    Jwt,
 }
 
 /// PostgreSQL sink settings.
@@ -107,6 +111,7 @@ pub(super) fn validate_audit(
     resolve: &dyn Fn(&Path) -> PathBuf,
     a: &RawAudit,
     mutual_tls: bool,
+    issuers: bool,
 ) -> Result<AuditSettings, SourceError> {
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let num = |v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64, f: &str| {
@@ -155,13 +160,14 @@ pub(super) fn validate_audit(
                 ))
             }
             RawUserIdSource::ClientCert => UserIdSource::ClientCert,
-            RawUserIdSource::Jwt => {
+            RawUserIdSource::Jwt if !issuers => {
                 return Err(err(
                     &u.source,
                     "audit.user_id.source",
-                    "`jwt` needs access control, which this version does not have yet; use `header` behind an identity proxy".into(),
+                    "`jwt` needs at least one issuer in `access.issuers`".into(),
                 ))
             }
+            RawUserIdSource::Jwt => UserIdSource::Jwt,
         },
     };
     let postgres = match &a.postgres {

@@ -17,16 +17,22 @@
 //! - `model`: the validated types and their defaults;
 //! - `validate`: raw → validated, one function per section;
 //! - `audit`: the `audit:` section's settings and their validation;
+//! - `access`: the `access:` section (token issuers) and each route's `access:`;
 //! - `routing`: which route a request takes.
 
 use std::path::{Path, PathBuf};
 
+mod access;
 mod audit;
 mod model;
 mod raw;
 mod routing;
 mod validate;
 
+pub use access::{
+    AccessSettings, Algorithm, Issuer, JwksSource, Require, RouteAccess, UserClaim,
+    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_TOKEN_CACHE_ENTRIES,
+};
 pub use audit::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
 };

@@ -73,6 +73,8 @@ pub struct GatewayConfig {
     pub routes: Vec<Route>,
     /// The audit trail; `None` when the `audit:` section is absent or `enabled: false`.
     pub audit: Option<crate::config::AuditSettings>,
+    /// Token issuers and identity headers (`access:`); empty when the section is absent.
+    pub access: crate::config::AccessSettings,
 }
 
 /// Downstream TLS listener settings.
@@ -293,6 +295,8 @@ pub struct Route {
     /// Relay `Upgrade` requests (WebSocket) as uninspected tunnels; refused with 403
     /// `upgrade_not_allowed` otherwise.
     pub allow_upgrade: bool,
+    /// Bearer-token requirement on this route.
+    pub access: crate::config::RouteAccess,
 }
 
 /// A route's audit choices.
@@ -310,7 +314,7 @@ impl GatewayConfig {
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 14] = [
+        let checks: [(&'static str, bool); 15] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
             (
@@ -352,6 +356,8 @@ impl GatewayConfig {
             ),
             // The audit trail is process-wide: its writer, keys and sinks start once.
             ("audit", a.audit != b.audit),
+            // The verifier (key sets, their refresher, the token cache) starts once.
+            ("access", a.access != b.access),
         ];
         checks
             .into_iter()

@@ -31,6 +31,8 @@ pub(super) struct RawConfig {
     pub(super) defaults: RawRouteDefaults,
     #[serde(default)]
     pub(super) audit: Option<RawAudit>,
+    #[serde(default)]
+    pub(super) access: Option<RawAccess>,
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) routes: Vec<RawRoute>,
 }
@@ -190,6 +192,8 @@ pub(super) struct RawRouteDefaults {
     pub(super) audit_header_max_length: Option<Spanned<usize>>,
     pub(super) inspect: Option<RawInspect>,
     pub(super) allow_upgrade: Option<bool>,
+    #[serde(default)]
+    pub(super) access: Option<RawRouteAccess>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +246,9 @@ pub(super) struct RawRoute {
     pub(super) audit: Option<RawRouteAudit>,
     /// Relay `Upgrade` requests (WebSocket) as uninspected tunnels. Default: refuse them.
     pub(super) allow_upgrade: Option<bool>,
+    /// Bearer-token requirement (`access.require`, `access.mode`). Default: off.
+    #[serde(default)]
+    pub(super) access: Option<RawRouteAccess>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +264,51 @@ pub(super) struct RawInspect {
     /// Site additions to the built-in skip list (names, a trailing `*` for a prefix).
     #[serde(default)]
     pub(super) skip_headers: Vec<Spanned<String>>,
+}
+
+/// The top-level `access:` section: token issuers and identity headers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    #[serde(default)]
+    pub(super) issuers: Vec<RawIssuer>,
+    /// Header name → claim name, set on the upstream request from a verified token.
+    #[serde(default)]
+    pub(super) claims_to_headers: BTreeMap<String, Spanned<String>>,
+    /// Most verified tokens kept in the cache.
+    pub(super) token_cache_entries: Option<Spanned<u64>>,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIssuer {
+    pub(super) name: Spanned<String>,
+    pub(super) issuer: Spanned<String>,
+    pub(super) audiences: Spanned<Vec<Spanned<String>>>,
+    pub(super) algorithms: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) jwks_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub(super) jwks_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) jwks_ca_file: Option<Spanned<PathBuf>>,
+    pub(super) refresh_seconds: Option<Spanned<u64>>,
+    pub(super) max_staleness_seconds: Option<Spanned<u64>>,
+    pub(super) fetch_timeout_ms: Option<Spanned<u64>>,
+    pub(super) refetch_cooldown_seconds: Option<Spanned<u64>>,
+    pub(super) max_lifetime_seconds: Option<Spanned<u64>>,
+    pub(super) clock_skew_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(super) user_claim: Option<Spanned<String>>,
+}
+
+/// A route's `access:`: whether a bearer token is required, and in which mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRouteAccess {
+    pub(super) require: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<Mode>>,
 }
 
 fn yes() -> bool {

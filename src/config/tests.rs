@@ -345,3 +345,125 @@ fn encoded_or_dotted_paths_route_like_their_normal_form() {
     assert_eq!(routing_path("/a/%2e%2e/b/"), "/b/");
     assert_eq!(routing_path("/.."), "/");
 }
+
+const WITH_ACCESS: &str = "\
+listen:
+  address: 127.0.0.1:8443
+  cert_file: tls/server.pem
+  key_file: tls/server.key
+rules:
+  dir: rules
+access:
+  issuers:
+    - name: idp
+      issuer: https://idp.example/realms/ehr
+      audiences: [ehr]
+      algorithms: [ES256, RS256]
+      jwks_url: https://idp.example/certs
+  claims_to_headers:
+    X-User-Id: sub
+upstreams:
+  - name: ehr
+    address: 127.0.0.1:8080
+routes:
+  - name: fhir
+    path_prefix: /fhir/
+    upstream: ehr
+    access:
+      require: token
+  - name: open
+    path_prefix: /
+    upstream: ehr
+";
+
+#[test]
+fn access_section_gets_short_lived_defaults_and_routes_default_to_off() {
+    let c = parse(WITH_ACCESS).unwrap();
+    let i = &c.access.issuers[0];
+    assert_eq!(i.algorithms, [Algorithm::Es256, Algorithm::Rs256]);
+    assert_eq!(i.max_lifetime, Some(Duration::from_secs(3600)));
+    assert_eq!(i.clock_skew, Duration::from_secs(60));
+    assert_eq!(i.user_claim, UserClaim::Sub);
+    assert_eq!(
+        c.access.claims_to_headers,
+        [("x-user-id".to_string(), "sub".to_string())]
+    );
+    assert_eq!(c.access.token_cache_entries, 10_000);
+    assert_eq!(c.routes[0].access.require, Require::Token);
+    assert_eq!(c.routes[0].access.mode, Mode::Enforce);
+    assert_eq!(c.routes[1].access.require, Require::Off);
+    // Without an access section every route is off, as before.
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.access.issuers.is_empty());
+    assert_eq!(c.routes[0].access.require, Require::Off);
+}
+
+#[test]
+fn access_errors_name_line_and_field() {
+    let cases = [
+        (
+            "algorithms: [ES256, RS256]",
+            "algorithms: [ES256, none]",
+            "access.issuers[0].algorithms[1]",
+            "never",
+        ),
+        (
+            "algorithms: [ES256, RS256]",
+            "algorithms: [HS256]",
+            "access.issuers[0].algorithms[0]",
+            "shared-secret",
+        ),
+        (
+            "algorithms: [ES256, RS256]",
+            "algorithms: [RS512]",
+            "access.issuers[0].algorithms[0]",
+            "unsupported",
+        ),
+        (
+            "jwks_url: https://idp.example/certs",
+            "jwks_url: http://idp.example/certs",
+            "access.issuers[0].jwks_url",
+            "https",
+        ),
+        (
+            "audiences: [ehr]",
+            "audiences: []",
+            "access.issuers[0].audiences",
+            "audience",
+        ),
+        (
+            "X-User-Id: sub",
+            "Authorization: sub",
+            "access.claims_to_headers.Authorization",
+            "owns",
+        ),
+        (
+            "      require: token",
+            "      require: always",
+            "routes[0].access.require",
+            "unknown value",
+        ),
+        (
+            "      require: token",
+            "      mode: off",
+            "routes[0].access.mode",
+            "require: off",
+        ),
+    ];
+    for (from, to, field, words) in cases {
+        let text = WITH_ACCESS.replace(from, to);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, field, "{to}: {e}");
+        assert!(e.message.contains(words), "{to}: {e}");
+        let line = text.lines().position(|l| l.contains(to.trim())).unwrap() + 1;
+        assert_eq!(e.line, line, "{to}: {e}");
+    }
+    // A route cannot require tokens nobody can issue.
+    let text = MINIMAL.replace(
+        "upstream: ehr\n",
+        "upstream: ehr\n    access: {require: token}\n",
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "routes[0].access.require", "{e}");
+    assert!(e.message.contains("access.issuers"), "{e}");
+}

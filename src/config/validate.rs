@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::access::{validate_access, validate_route_access};
 use super::audit::validate_audit;
 use super::raw::{
     RawAdmin, RawConfig, RawLimits, RawListen, RawLogging, RawReload, RawRoute, RawRouteDefaults,
@@ -43,7 +44,20 @@ pub(super) fn validate(
     let reload = validate_reload(file, &raw.reload)?;
     let limits = validate_limits(file, &raw.limits)?;
     let upstreams = validate_upstreams(file, &resolve, &raw.upstreams, dns)?;
-    let routes = validate_routes(file, &raw.defaults, &raw.routes, &upstreams)?;
+    let access = match &raw.access {
+        Some(a) => validate_access(file, &resolve, a)?,
+        None => super::AccessSettings {
+            token_cache_entries: super::DEFAULT_TOKEN_CACHE_ENTRIES as usize,
+            ..Default::default()
+        },
+    };
+    let routes = validate_routes(
+        file,
+        &raw.defaults,
+        &raw.routes,
+        &upstreams,
+        !access.issuers.is_empty(),
+    )?;
 
     let audit = match &raw.audit {
         Some(a) if a.enabled => Some(validate_audit(
@@ -51,12 +65,14 @@ pub(super) fn validate(
             &resolve,
             a,
             listen.client_auth.is_some(),
+            !access.issuers.is_empty(),
         )?),
         _ => None,
     };
 
     Ok(GatewayConfig {
         audit,
+        access,
         source: file.to_path_buf(),
         listen,
         admin,
@@ -320,6 +336,7 @@ fn validate_routes(
     d: &RawRouteDefaults,
     raw: &[RawRoute],
     upstreams: &[Upstream],
+    issuers: bool,
 ) -> Result<Vec<Route>, SourceError> {
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let mut routes = Vec::new();
@@ -460,6 +477,12 @@ fn validate_routes(
             rule_overrides,
             audit,
             allow_upgrade: r.allow_upgrade.or(d.allow_upgrade).unwrap_or(false),
+            access: validate_route_access(
+                file,
+                &at("access"),
+                r.access.as_ref().or(d.access.as_ref()),
+                issuers,
+            )?,
         });
     }
     if routes.is_empty() {

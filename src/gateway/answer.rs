@@ -69,6 +69,9 @@ async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingor
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("x-request-id", ctx.request_id.as_str())?;
     resp.insert_header("cache-control", "no-store")?;
+    if let Some(challenge) = crate::gateway::identity::www_authenticate(reason) {
+        resp.insert_header("www-authenticate", challenge)?;
+    }
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await

@@ -76,7 +76,11 @@ fn raw_head_has_content_length(session: &Session) -> bool {
 
 impl Gateway {
     /// Scans one request part and folds the findings into `ctx`, timing the engine.
-    fn inspect(&self, ctx: &mut Ctx, part: &Part<'_>) -> Result<Option<Mode>, InspectError> {
+    pub(super) fn inspect(
+        &self,
+        ctx: &mut Ctx,
+        part: &Part<'_>,
+    ) -> Result<Option<Mode>, InspectError> {
         let start = Instant::now();
         // The route name scopes `route:` rules and exceptions.
         let options = ScanOptions::route(ctx.route().map(|r| r.name.as_str()));
@@ -230,8 +234,17 @@ impl Gateway {
                 }
             }
         }
+        // On a route that verifies tokens, `Authorization` holds the bearer token: checked by
+        // signature, not scanned as free text (the engine sees through JWS, and claims such as
+        // an e-mail address would read as PHI). If it does not verify and the request goes on
+        // anyway (monitor, or a non-Bearer value on an optional route), it is scanned then
+        // (`identity::scan_unverified_authorization`).
+        let token_header = route.access.require != crate::config::Require::Off;
         for (name, value) in req.headers.iter() {
             let name = name.as_str();
+            if token_header && name == "authorization" {
+                continue;
+            }
             let wanted = route.audit_headers.iter().any(|a| a == name)
                 || route.inspect.header_selected(name);
             if !wanted {

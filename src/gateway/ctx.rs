@@ -50,6 +50,8 @@ pub struct Ctx {
     /// 101 the connection is an uninspected tunnel (no hold-back, no error bytes of ours).
     /// Until then (a body sent with the request) everything is inspected as usual.
     pub(super) tunnel: bool,
+    /// The bearer-token check's outcome, on routes that check tokens.
+    pub(super) access: Option<crate::gateway::identity::Access>,
 }
 
 impl Ctx {

@@ -10,6 +10,7 @@ mod answer;
 mod checks;
 mod ctx;
 mod deadline;
+mod identity;
 mod preface;
 mod proxy;
 mod record;

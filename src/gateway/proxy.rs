@@ -71,6 +71,7 @@ impl ProxyHttp for Gateway {
             audit_done: false,
             body_pending: false,
             tunnel: false,
+            access: None,
         }
     }
 
@@ -86,7 +87,15 @@ impl ProxyHttp for Gateway {
         // and answered in order, one after the other (every one passes through these hooks).
         // A refusal still closes the connection after its answer (`Connection: close`).
         session.set_pipelining_enabled(true);
-        let reason = match self.check_request_head(session, ctx) {
+        let head = match self.check_request_head(session, ctx) {
+            Some(reason) => Some(reason),
+            // Only a request the head checks let through is worth a signature verification.
+            None => match self.check_identity(session, ctx).await {
+                Some(reason) => Some(reason),
+                None => self.scan_unverified_authorization(session, ctx),
+            },
+        };
+        let reason = match head {
             Some(reason) => reason,
             None if self.audit_refuses(ctx) => {
                 ctx.fail_closed();
@@ -146,6 +155,7 @@ impl ProxyHttp for Gateway {
             req.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
         req.insert_header("x-forwarded-proto", "https")?;
+        crate::gateway::identity::identity_headers(ctx, req)?;
         // pingora accepts identical duplicate Content-Length values (two `2` lines, or
         // `2, 2`) and would forward them as received; strict servers refuse that with 400.
         // Forward exactly one. (Differing values never get here: pingora answers 400.)
@@ -272,7 +282,10 @@ impl ProxyHttp for Gateway {
         let content_encoding = headers
             .get(http::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        if let Some(reason) = self.check_body(ctx, content_type, content_encoding) {
+        let token_in_body = self.check_body_token(ctx, content_type, content_encoding);
+        if let Some(reason) =
+            token_in_body.or_else(|| self.check_body(ctx, content_type, content_encoding))
+        {
             ctx.body = BytesMut::new();
             return Err(refuse(reason));
         }
@@ -513,6 +526,9 @@ pub struct Gateway {
     pub(super) metrics: Metrics,
     /// The process-global audit trail (not part of the reloadable snapshot).
     pub(super) audit: Option<Arc<AuditLog>>,
+    /// The process-global token verifier (key sets and token cache), when issuers are
+    /// configured.
+    pub(super) identity: Option<Arc<crate::access::identity::Verifier>>,
 }
 
 impl Gateway {
@@ -522,7 +538,17 @@ impl Gateway {
             snapshot,
             metrics,
             audit: None,
+            identity: None,
         }
+    }
+
+    /// Verifies bearer tokens with `identity` on routes that require them.
+    pub fn with_identity(
+        mut self,
+        identity: Option<Arc<crate::access::identity::Verifier>>,
+    ) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// Records every decision in `audit`.

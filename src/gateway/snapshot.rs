@@ -28,6 +28,18 @@ pub enum BuildError {
     /// The fingerprint key file is unusable.
     #[error("{0}")]
     FingerprintKey(#[from] crate::audit::AuditError),
+    /// A token issuer's `jwks_file` cannot be used (a `jwks_url` is only fetched by `run`).
+    #[error("{config}: access.issuers `{issuer}`: jwks_file {file}: {cause}", config = config.display(), file = file.display())]
+    Jwks {
+        /// The configuration file.
+        config: std::path::PathBuf,
+        /// The issuer's name.
+        issuer: String,
+        /// The key set file.
+        file: std::path::PathBuf,
+        /// What is wrong with it (never key material).
+        cause: String,
+    },
     /// The rules hold exceptions by value but no fingerprint key is configured.
     #[error(
         "{config}: the rules hold {count} exception fingerprint(s) (`exceptions.values`) but no \
@@ -62,6 +74,21 @@ pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), BuildError
         None => {}
     }
     crate::config::check_rule_overrides(&config, &|id| rules.get(id).is_some())?;
+    // Key set files are checked here so `check` refuses a broken one too; `run` loads them
+    // again (with every `jwks_url`) when the verifier starts.
+    for issuer in &config.access.issuers {
+        if let crate::config::JwksSource::File(file) = &issuer.jwks {
+            let bad = |cause: String| BuildError::Jwks {
+                config: config.source.clone(),
+                issuer: issuer.name.clone(),
+                file: file.clone(),
+                cause,
+            };
+            let bytes = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+            crate::access::identity::parse_jwks(&bytes, &issuer.algorithms)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
     let cert = crate::gateway::tls::load_cert(&config.listen.cert_file, &config.listen.key_file)?;
     if let Some(c) = &config.listen.client_auth {
         // Parsed here so `check` and a reload reject a bad CA file too; `run` builds the

@@ -54,6 +54,9 @@ pub enum StartError {
     /// The audit trail cannot be started (keys, directory, an earlier run's state).
     #[error("audit: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// A token issuer's key set cannot be loaded (`access.issuers`).
+    #[error("{0}")]
+    Identity(#[from] crate::access::identity::IdentityError),
     /// The snapshot cannot be built for another reason (the fingerprint key).
     #[error("{0}")]
     Snapshot(BuildError),
@@ -246,8 +249,20 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
             None
         }
     };
-    let gateway =
-        Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone()).with_audit(audit.clone());
+    // Every issuer's key set is loaded before any listener exists: a request that needs a
+    // token never finds the gateway unable to judge it (Envoy's cold-start 401s).
+    let identity = if config.access.issuers.is_empty() {
+        None
+    } else {
+        let v = crate::access::identity::Verifier::start(&config.access, prepared.metrics.clone())?;
+        for i in v.issuers() {
+            tracing::info!(issuer = %i.name, "token issuer keys loaded");
+        }
+        Some(v)
+    };
+    let gateway = Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone())
+        .with_audit(audit.clone())
+        .with_identity(identity);
     // What `pingora::proxy::http_proxy_service_with_name` builds, plus the HTTP/2 limits,
     // inside the request-head deadline (slowloris; see `crate::deadline`) and a deadline for
     // the HTTP/2 preface around it (see `crate::preface`).

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub audit_checkpoints: IntCounter,
     /// Unix time of the last signed checkpoint.
     pub audit_last_checkpoint: IntGauge,
+    /// Key set fetches, by issuer name and result (`success`, `failure`).
+    pub jwks_refresh: IntCounterVec,
+    /// Age of the key set in use, by issuer name.
+    pub jwks_age: IntGaugeVec,
 }
 
 impl Metrics {
@@ -191,6 +195,22 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
             .set(1);
 
+        let jwks_refresh = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_jwks_refresh_total",
+                "Token issuer key set fetches, by configured issuer name and result (success, failure).",
+            ),
+            &["issuer", "result"],
+        )?;
+        let jwks_age = IntGaugeVec::new(
+            Opts::new(
+                "phi_gateway_jwks_age_seconds",
+                "Seconds since the key set in use for each token issuer was fetched.",
+            ),
+            &["issuer"],
+        )?;
+        registry.register(Box::new(jwks_refresh.clone()))?;
+        registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(rejections.clone()))?;
         registry.register(Box::new(rule_matches.clone()))?;
@@ -228,6 +248,8 @@ impl Metrics {
             audit_queue_depth,
             audit_checkpoints,
             audit_last_checkpoint,
+            jwks_refresh,
+            jwks_age,
         })
     }
 

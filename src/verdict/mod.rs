@@ -102,6 +102,22 @@ pub enum Reason {
     /// Not a refusal: an upgrade the route allows (`allow_upgrade: true`) was relayed as an
     /// uninspected tunnel. Recorded with decision `allow` so the audit trail shows it.
     UpgradeTunnel,
+    /// The route requires a bearer token and the request has none.
+    TokenMissing,
+    /// The bearer token is not acceptable (malformed, bad signature, wrong issuer or
+    /// audience, not yet valid, over the maximum lifetime, …; the audit record says which).
+    TokenInvalid,
+    /// The bearer token has expired.
+    TokenExpired,
+    /// A token in the query string (`access_token=`): URLs end up in logs.
+    TokenInQuery,
+    /// A token in a form body (`access_token=`): only the `Authorization` header is read.
+    TokenInBody,
+    /// More than one token (two `Authorization` headers, or a header and a query or body token).
+    TokenMultiple,
+    /// The token's issuer has no key set younger than its `max_staleness`: the gateway cannot
+    /// judge the token, so it refuses (fails closed) with 503.
+    JwksUnavailable,
 }
 
 impl Reason {
@@ -131,6 +147,13 @@ impl Reason {
             Reason::UpgradeNotAllowed => "upgrade_not_allowed",
             Reason::TrailersNotAllowed => "trailers_not_allowed",
             Reason::UpgradeTunnel => "upgrade_tunnel",
+            Reason::TokenMissing => "token_missing",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenInQuery => "token_in_query",
+            Reason::TokenInBody => "token_in_body",
+            Reason::TokenMultiple => "token_multiple",
+            Reason::JwksUnavailable => "jwks_unavailable",
         }
     }
 
@@ -158,7 +181,15 @@ impl Reason {
             Reason::InternalError => 500,
             // RFC 9112 §6.1: a transfer coding the server does not implement gets 501.
             Reason::UnsupportedTransferEncoding => 501,
-            Reason::AuditUnavailable => 503,
+            Reason::AuditUnavailable | Reason::JwksUnavailable => 503,
+            // RFC 6750 §3.1: every token fault is 401 `invalid_token` (a missing one, 401
+            // without an error code).
+            Reason::TokenMissing
+            | Reason::TokenInvalid
+            | Reason::TokenExpired
+            | Reason::TokenInQuery
+            | Reason::TokenInBody
+            | Reason::TokenMultiple => 401,
         }
     }
 
@@ -200,6 +231,19 @@ impl Reason {
                 "request trailer fields cannot be inspected and are not accepted"
             }
             Reason::UpgradeTunnel => "the connection was upgraded to an uninspected tunnel",
+            Reason::TokenMissing => "a bearer token is required",
+            Reason::TokenInvalid => "the bearer token is not valid",
+            Reason::TokenExpired => "the bearer token has expired",
+            Reason::TokenInQuery => {
+                "tokens are not accepted in the query string; use the Authorization header"
+            }
+            Reason::TokenInBody => {
+                "tokens are not accepted in the request body; use the Authorization header"
+            }
+            Reason::TokenMultiple => "the request carries more than one token",
+            Reason::JwksUnavailable => {
+                "the token issuer's keys are unavailable, so the token cannot be checked"
+            }
         }
     }
 }

@@ -658,6 +658,8 @@ pub struct GatewayOpts {
     pub listen_extra: Vec<String>,
     /// Lines of a `limits:` section, e.g. `"  header_timeout_ms: 1000"` (none: no section).
     pub limits: Vec<String>,
+    /// Lines of an `access:` section, e.g. `"  issuers:"` (none: no section).
+    pub access: Vec<String>,
 }
 
 impl GatewayOpts {
@@ -677,6 +679,7 @@ impl GatewayOpts {
             fhir_route_extra: Vec::new(),
             listen_extra: Vec::new(),
             limits: Vec::new(),
+            access: Vec::new(),
         }
     }
 }
@@ -760,6 +763,11 @@ impl GatewayFiles {
         } else {
             format!("limits:\n{}\n", opts.limits.join("\n"))
         };
+        let access = if opts.access.is_empty() {
+            String::new()
+        } else {
+            format!("access:\n{}\n", opts.access.join("\n"))
+        };
         let fhir_extra: String = opts
             .fhir_route_extra
             .iter()
@@ -789,7 +797,7 @@ logging:
 reload:
   watch: {watch}
   watch_interval_ms: 200
-{limits}upstreams:
+{limits}{access}upstreams:
   - name: ehr
     address: \"{upstream}\"{tls}
     timeouts:

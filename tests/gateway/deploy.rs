@@ -121,7 +121,24 @@ fn family_of<'a>(name: &'a str, families: &BTreeMap<String, String>) -> Option<&
 /// scrape once they do.
 async fn scrape_with_traffic() -> (Gateway, String) {
     let up = RecordingUpstream::start();
-    let gw = Gateway::start(GatewayOpts::new(up.addr()));
+    // A token issuer with a key set from a file, so the JWKS metrics have samples.
+    let keys = tempfile::tempdir().unwrap();
+    let jwks = keys.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}]}"#,
+    )
+    .unwrap();
+    let mut opts = GatewayOpts::new(up.addr());
+    opts.access = vec![
+        "  issuers:".into(),
+        "    - name: idp".into(),
+        "      issuer: https://idp.example".into(),
+        "      audiences: [ehr]".into(),
+        "      algorithms: [EdDSA]".into(),
+        format!("      jwks_file: \"{}\"", jwks.display()),
+    ];
+    let gw = Gateway::start(opts);
     let c = gw.client(false);
     let ok = c
         .get(gw.url("/fhir/Patient/p1"))

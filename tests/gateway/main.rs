@@ -12,6 +12,7 @@ mod deploy;
 mod fingerprints;
 mod hostile;
 mod hostile_tls;
+mod identity;
 mod leaks;
 mod lifecycle;
 mod limits;
