@@ -106,6 +106,9 @@ impl Scanner<'_> {
                 buf.push(b'"');
             }
         }
+        // Shared by every rule whose candidates need a hotword: the body lower-cased once, and
+        // each hotword part looked for once (several rules share parts such as `date`).
+        let mut hot = Hotwords::default();
         for ((_, rule), buf) in live.iter().zip(bufs) {
             if buf.is_empty() {
                 continue;
@@ -113,7 +116,7 @@ impl Scanner<'_> {
             let Ok(tokens) = String::from_utf8(buf) else {
                 return false;
             };
-            if !rule_dead_in(rule, &tokens, text) {
+            if !rule_dead_in(rule, &tokens, text, &mut hot) {
                 return false;
             }
         }
@@ -229,7 +232,7 @@ pub(crate) fn plain_string(tok: &[u8]) -> bool {
 /// Whether `rule` provably yields no finding in any of the quote-separated `tokens` of
 /// `body` (see [`Scanner::json_body_clean`]): no match passes boundary, separator and
 /// validator checks, or every one that does needs a hotword and none occurs in the body.
-fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str) -> bool {
+fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotwords) -> bool {
     let text = tokens;
     let mut needs_ctx = false;
     for pat in &rule.patterns {
@@ -298,10 +301,30 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str) -> bool {
     let Some(c) = &rule.context else {
         return false;
     };
-    let lower = body.to_ascii_lowercase();
     !c.word_list.iter().any(|w| {
-        w.split(' ').filter(|p| !p.is_empty()).all(|p| {
-            memchr::memmem::find(lower.as_bytes(), p.to_ascii_lowercase().as_bytes()).is_some()
-        })
+        w.split(' ')
+            .filter(|p| !p.is_empty())
+            .all(|p| hot.present(body, p))
     })
+}
+
+/// Which hotword parts occur in a body (ASCII case-insensitive), computed lazily and once per
+/// part for all the rules [`rule_dead_in`] checks in one body.
+#[derive(Default)]
+struct Hotwords {
+    lower: Option<String>,
+    seen: Vec<(String, bool)>,
+}
+
+impl Hotwords {
+    fn present(&mut self, body: &str, part: &str) -> bool {
+        let part = part.to_ascii_lowercase();
+        if let Some(&(_, v)) = self.seen.iter().find(|(k, _)| *k == part) {
+            return v;
+        }
+        let lower = self.lower.get_or_insert_with(|| body.to_ascii_lowercase());
+        let v = memchr::memmem::find(lower.as_bytes(), part.as_bytes()).is_some();
+        self.seen.push((part, v));
+        v
+    }
 }
