@@ -186,3 +186,46 @@ mod tests {
         }
     }
 }
+
+/// Why [`read_yaml_dir`] could not read a directory of YAML files.
+#[derive(Debug)]
+pub enum YamlDirError {
+    /// The directory (or an entry of it) could not be listed.
+    Dir(std::io::Error),
+    /// It holds no `*.yaml` / `*.yml` file.
+    Empty,
+    /// A file could not be read.
+    File(SourceError),
+}
+
+/// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name: the one way rule packs
+/// and access policies are read from disk. `what` names the kind of file in errors
+/// (`cannot read rule file: …`).
+pub fn read_yaml_dir(dir: &Path, what: &str) -> Result<Vec<(PathBuf, String)>, YamlDirError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(YamlDirError::Dir)? {
+        let path = entry.map_err(YamlDirError::Dir)?.path();
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(YamlDirError::Empty);
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            YamlDirError::File(SourceError::file_level(
+                &file,
+                format!("cannot read {what} file: {e}"),
+            ))
+        })?;
+        sources.push((file, text));
+    }
+    Ok(sources)
+}

@@ -10,7 +10,7 @@ use super::model::{
 };
 use super::{Policy, PostCheck, Reason, Subject};
 use crate::access::fhir::is_resource_type;
-use crate::engine::source::{SourceError, Spanned};
+use crate::engine::source::{SourceError, Spanned, YamlDirError};
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -427,34 +427,16 @@ fn compile_test(file: &Path, i: usize, t: Spanned<RawTest>) -> Result<PolicyTest
 
 /// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name.
 fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, PolicyError> {
-    let dir_err = |source| PolicyError::Dir {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
-        let path = entry.map_err(dir_err)?.path();
-        let is_yaml = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-        if is_yaml && path.is_file() {
-            files.push(path);
-        }
-    }
-    if files.is_empty() {
-        return Err(PolicyError::Empty {
+    crate::engine::source::read_yaml_dir(dir, "policy").map_err(|e| match e {
+        YamlDirError::Dir(source) => PolicyError::Dir {
             dir: dir.to_path_buf(),
-        });
-    }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    let mut sources = Vec::with_capacity(files.len());
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| SourceError::file_level(&file, format!("cannot read policy file: {e}")))?;
-        sources.push((file, text));
-    }
-    Ok(sources)
+            source,
+        },
+        YamlDirError::Empty => PolicyError::Empty {
+            dir: dir.to_path_buf(),
+        },
+        YamlDirError::File(e) => PolicyError::Source(e),
+    })
 }
 
 /// `Spanned<T>` shows up in serde paths as a `value` segment; no policy field is called

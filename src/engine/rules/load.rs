@@ -10,7 +10,7 @@ use super::compile::{compile_rule, location};
 use super::compiled::build_prefilter;
 use super::model::RawFile;
 use super::set::RuleSet;
-use crate::engine::source::SourceError;
+use crate::engine::source::{SourceError, YamlDirError};
 use crate::engine::Mode;
 
 /// Why a rule set could not be loaded.
@@ -224,34 +224,16 @@ impl RuleSet {
 
 /// Reads every `*.yaml` / `*.yml` file of `dir`, sorted by file name.
 pub(crate) fn read_dir_sources(dir: &Path) -> Result<Vec<(PathBuf, String)>, RuleError> {
-    let dir_err = |source| RuleError::Dir {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
-        let path = entry.map_err(dir_err)?.path();
-        let is_yaml = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-        if is_yaml && path.is_file() {
-            files.push(path);
-        }
-    }
-    if files.is_empty() {
-        return Err(RuleError::Empty {
+    crate::engine::source::read_yaml_dir(dir, "rule").map_err(|e| match e {
+        YamlDirError::Dir(source) => RuleError::Dir {
             dir: dir.to_path_buf(),
-        });
-    }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    let mut sources = Vec::with_capacity(files.len());
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| SourceError::file_level(&file, format!("cannot read rule file: {e}")))?;
-        sources.push((file, text));
-    }
-    Ok(sources)
+            source,
+        },
+        YamlDirError::Empty => RuleError::Empty {
+            dir: dir.to_path_buf(),
+        },
+        YamlDirError::File(e) => RuleError::Source(e),
+    })
 }
 
 /// `Spanned<T>` shows up in serde paths as a `value` segment (`rules[0].value.patterns`). No
