@@ -1624,3 +1624,26 @@ pub fn scrape_when(gw: &Gateway, ready: impl Fn(&str) -> bool) -> String {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs `phi-gateway scan ARGS` from the repository root with `stdin` as its input and waits
+/// for it. The input is written from its own thread: the child may answer (or fail) before
+/// it has read everything, and a large input must not dead-lock against a full stdout pipe.
+pub fn run_scan(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("scan")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn phi-gateway scan");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    out
+}

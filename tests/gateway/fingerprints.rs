@@ -3,9 +3,6 @@
 //! to show the value cannot be recovered without the key and can be with it (so the test
 //! really sees the fingerprint it checks).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use crate::common::*;
 
 /// The public key of the fingerprints before issue 14.
@@ -45,25 +42,6 @@ fn keyless_digests(value: &[u8]) -> Vec<String> {
     out
 }
 
-fn scan(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("scan")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn phi-gateway scan");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
-
 const PIN_RULE: &str = "rules:
   - id: test-pin
     description: a synthetic 4-digit PIN, for the brute-force tests
@@ -97,7 +75,7 @@ fn scan_fingerprints_are_not_computable_without_the_key() {
             args.push("--json");
         }
         args.push("-");
-        let o = scan(&args, input);
+        let o = run_scan(&args, input);
         let out = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(1), "{out}");
         assert!(out.contains("test-pin"), "{out}");
@@ -110,7 +88,7 @@ fn scan_fingerprints_are_not_computable_without_the_key() {
 
     // With the deployment key: a fingerprint, which only the key recovers.
     let key_file = keys.fingerprint_key.to_str().expect("utf-8 path");
-    let o = scan(
+    let o = run_scan(
         &[
             "--rules",
             rules,
@@ -163,7 +141,7 @@ fn scan_fingerprints_are_not_computable_without_the_key() {
         "{PIN_RULE}    exceptions:\n      - name: known-test-pin\n        values: ['{fp}']\n"
     );
     std::fs::write(dir.path().join("rules/pin.yaml"), &exc).expect("write");
-    let o = scan(
+    let o = run_scan(
         &["--rules", rules, "--fingerprint-key", key_file, "-"],
         input,
     );
@@ -173,7 +151,7 @@ fn scan_fingerprints_are_not_computable_without_the_key() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    let o = scan(&["--rules", rules, "-"], input);
+    let o = run_scan(&["--rules", rules, "-"], input);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -188,7 +166,7 @@ fn scan_fingerprints_are_not_computable_without_the_key() {
         hex(&hmac(OLD_PUBLIC_KEY, b"4821"))[..32].to_owned()
     );
     std::fs::write(dir.path().join("rules/pin.yaml"), exc.replace(&fp, &legacy)).expect("write");
-    let o = scan(
+    let o = run_scan(
         &["--rules", rules, "--fingerprint-key", key_file, "-"],
         input,
     );

@@ -1,32 +1,14 @@
 //! `phi-gateway scan` and `phi-gateway rules test`: the binary, run as a rule author would.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use crate::common::run_scan;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_phi-gateway"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c
-}
-
-/// Runs `phi-gateway scan ARGS` with `stdin` as input.
-fn scan(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = bin()
-        .arg("scan")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn phi-gateway scan");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
 }
 
 fn stdout(o: &Output) -> String {
@@ -45,7 +27,7 @@ const SSN: &str = "536-22-1234";
 #[test]
 fn scan_json_reports_rule_category_location_and_chain_and_masks_values() {
     let body = format!(r#"{{"resourceType":"Patient","ssn":"{SSN}"}}"#);
-    let o = scan(
+    let o = run_scan(
         &[
             "--rules",
             "rules",
@@ -70,19 +52,19 @@ fn scan_json_reports_rule_category_location_and_chain_and_masks_values() {
 
 #[test]
 fn scan_clean_input_exits_zero_and_errors_exit_two() {
-    let o = scan(
+    let o = run_scan(
         &["--rules", "rules", "-"],
         br#"{"resourceType":"Patient","active":true}"#,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("0 finding(s)"));
     // Unreadable file, bad rules dir, undecodable body: 2.
-    let o = scan(&["--rules", "rules", "/definitely/not/here.json"], b"");
+    let o = run_scan(&["--rules", "rules", "/definitely/not/here.json"], b"");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/definitely/not/here.json"));
-    let o = scan(&["--rules", "/no/such/rules", "-"], b"x");
+    let o = run_scan(&["--rules", "/no/such/rules", "-"], b"x");
     assert_eq!(o.status.code(), Some(2));
-    let o = scan(
+    let o = run_scan(
         &["--rules", "rules", "--content-encoding", "gzip", "-"],
         b"not gzip",
     );
@@ -92,7 +74,7 @@ fn scan_clean_input_exits_zero_and_errors_exit_two() {
 #[test]
 fn scan_sees_through_content_encoding() {
     let mut gz = flate2_gzip(format!("SSN {SSN}").as_bytes());
-    let o = scan(
+    let o = run_scan(
         &[
             "--rules",
             "rules",
@@ -154,7 +136,7 @@ fn scan_http_request_covers_path_query_headers_and_body() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("req.http");
     std::fs::write(&file, req).expect("write");
-    let o = scan(
+    let o = run_scan(
         &[
             "--rules",
             "rules",
@@ -188,7 +170,7 @@ fn scan_http_request_covers_path_query_headers_and_body() {
     }
     // A file that is not a request is an error.
     std::fs::write(&file, "garbage").expect("write");
-    let o = scan(
+    let o = run_scan(
         &["--rules", "rules", "--http", file.to_str().expect("utf8")],
         b"",
     );
@@ -197,7 +179,7 @@ fn scan_http_request_covers_path_query_headers_and_body() {
 
 #[test]
 fn scan_explain_shows_validator_context_score_and_near_misses() {
-    let o = scan(
+    let o = run_scan(
         &["--rules", "rules", "--explain", "-"],
         b"SSN: 536-22-1234. Old card: SSN 078-05-1120.",
     );
@@ -209,7 +191,7 @@ fn scan_explain_shows_validator_context_score_and_near_misses() {
     assert!(out.contains("validator `ssn` failed"), "{out}");
     assert!(out.contains("###-##-####"), "{out}");
     assert!(!out.contains("078-05-1120") && !out.contains(SSN), "{out}");
-    let o = scan(
+    let o = run_scan(
         &["--rules", "rules", "--explain", "--json", "-"],
         b"SSN: 078-05-1120",
     );

@@ -1,28 +1,8 @@
 //! `phi-gateway scan --lines`: PHI in the logs of other systems, line by line.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("scan")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn phi-gateway scan");
-    let mut stdin_pipe = child.stdin.take().expect("stdin");
-    let input = stdin.to_vec();
-    // A writer thread: the child may answer before reading everything.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin_pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("wait");
-    let _ = writer.join();
-    out
-}
+use crate::common::run_scan;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -47,7 +27,7 @@ fn lines_reports_file_line_rule_and_shape_for_text_and_json_lines() {
     )
     .expect("write log");
     let path = log.to_str().expect("utf-8");
-    let o = run(&["--rules", "rules", "--lines", path], b"");
+    let o = run_scan(&["--rules", "rules", "--lines", path], b"");
     let out = text(&o.stdout);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "findings exit 1: {out}{err}");
@@ -76,7 +56,7 @@ fn lines_reports_file_line_rule_and_shape_for_text_and_json_lines() {
     );
 
     // JSON output, from standard input.
-    let o = run(
+    let o = run_scan(
         &["--rules", "rules", "--lines", "--json", "-"],
         format!("x\n{{\"member\":{{\"ssn\":\"{SSN}\"}}}}\n").as_bytes(),
     );
@@ -94,14 +74,14 @@ fn lines_reports_file_line_rule_and_shape_for_text_and_json_lines() {
 
 #[test]
 fn lines_exit_codes_clean_and_error() {
-    let o = run(
+    let o = run_scan(
         &["--rules", "rules", "--lines", "-"],
         b"GET /fhir/Patient 200 12ms\nall quiet\n",
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     assert!(o.stdout.is_empty());
     assert!(text(&o.stderr).contains("2 line(s)"));
-    let o = run(
+    let o = run_scan(
         &["--rules", "rules", "--lines", "/nonexistent/app.log"],
         b"",
     );
@@ -125,7 +105,7 @@ fn lines_over_the_cap_are_scanned_in_pieces() {
     line.push_str(&filler(3 * cap));
     line.push_str(&format!(" ssn {SSN}"));
     let input = format!("first\n{line}\nlast ssn {SSN}\n");
-    let o = run(
+    let o = run_scan(
         &[
             "--rules",
             "rules",
