@@ -318,10 +318,10 @@ struct Hotwords {
 
 impl Hotwords {
     fn present(&mut self, body: &str, part: &str) -> bool {
-        let part = part.to_ascii_lowercase();
-        if let Some(&(_, v)) = self.seen.iter().find(|(k, _)| *k == part) {
+        if let Some(&(_, v)) = self.seen.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)) {
             return v;
         }
+        let part = part.to_ascii_lowercase();
         let lower = self.lower.get_or_insert_with(|| body.to_ascii_lowercase());
         let v = memchr::memmem::find(lower.as_bytes(), part.as_bytes()).is_some();
         self.seen.push((part, v));
