@@ -28,7 +28,7 @@ fn admitted(f: &TokenFilter, tok: &[u8]) -> Vec<bool> {
     let d = tok.iter().filter(|c| c.is_ascii_digit()).count();
     let u = tok.iter().filter(|c| c.is_ascii_uppercase()).count();
     let mut out = vec![true; f.rules.len()];
-    f.admits(tok, d, u, &mut Vec::new(), &mut out);
+    f.admits(tok, d, u, &mut FilterScratch::default(), &mut out);
     out
 }
 

@@ -8,6 +8,7 @@ use regex::RegexBuilder;
 
 use super::compiled::{
     CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, ExceptionValue, Scope,
+    SelectorProbe,
 };
 use super::fingerprint::{parse_fingerprint, ParsedFingerprint};
 use super::model::{RawContext, RawException, RawPattern, RawRule, RawTestCase, RuleInfo};
@@ -469,6 +470,7 @@ fn compile_scope(
         }
         parts = true;
     }
+    scope.probes = scope.fields.iter().map(|f| SelectorProbe::new(f)).collect();
     scope.needs_addr = scope
         .fields
         .iter()

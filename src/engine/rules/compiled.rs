@@ -86,6 +86,72 @@ pub(crate) struct Scope {
     /// without a `fhir:` address (free text, forms, HL7 v2, non-FHIR JSON, headers, the query,
     /// JSON keys) are not limited. Empty = no limit.
     pub(crate) fhir_limits: Vec<String>,
+    /// Per field selector (same order as `fields`), what a plain JSON body must contain for
+    /// the selector to match anything in it (see [`SelectorProbe`]).
+    pub(crate) probes: Vec<SelectorProbe>,
+}
+
+/// What the whole-body JSON clean check looks for to prove a field selector dead in a plain
+/// JSON body (see `Scanner::json_body_clean`). Built once when the rule compiles: the check
+/// runs on every clean body, and splitting selectors there cost an allocation per selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SelectorProbe {
+    /// `hl7:`, `form:`, `query:`, `header:`, `multipart:`: never matches a JSON body's segments.
+    NeverJson,
+    /// A `fhir:` or `json:` selector. It matches nothing in the body when the body holds no
+    /// resource of type `resource`, or when one of `pieces` occurs nowhere in it.
+    Keys {
+        /// `fhir:` only: the literal resource type the address must start with, and whether
+        /// it is the whole type (`fhir:Patient.name` → `Patient`, exact) or only its start
+        /// (`fhir:MedicinalProduct*` → `MedicinalProduct`, prefix). `None`: no constraint
+        /// (`fhir:*.identifier.value`, `json:` pointers).
+        resource: Option<(String, bool)>,
+        /// The other literal pieces (between `.`/`/` and `*`), longest first: a longer piece is
+        /// less likely to occur, so it proves the selector dead sooner.
+        pieces: Vec<String>,
+    },
+    /// Anything else: never provably dead.
+    Unknown,
+}
+
+impl SelectorProbe {
+    pub(crate) fn new(selector: &str) -> SelectorProbe {
+        let (rest, sep, fhir) = if let Some(r) = selector.strip_prefix("fhir:") {
+            (r, '.', true)
+        } else if let Some(r) = selector.strip_prefix("json:") {
+            (r, '/', false)
+        } else if ["hl7:", "form:", "query:", "header:", "multipart:"]
+            .iter()
+            .any(|k| selector.starts_with(k))
+        {
+            return SelectorProbe::NeverJson;
+        } else {
+            return SelectorProbe::Unknown;
+        };
+        // A `fhir:` address is `fhir:<type>.<key>…` where the type is the innermost
+        // `resourceType` (letters and digits only, so never holding `.`), and globs match the
+        // whole address: the selector's literal run before the first `.` is the type itself,
+        // before a first `*` only its start.
+        let mut resource = None;
+        let mut tail = rest;
+        if fhir {
+            let end = rest.find(['.', '*']).unwrap_or(rest.len());
+            let lit = rest.get(..end).unwrap_or("");
+            if !lit.is_empty() {
+                let exact = !rest.get(end..).unwrap_or("").starts_with('*');
+                resource = Some((lit.to_string(), exact));
+                tail = rest.get(end..).unwrap_or("");
+            }
+        }
+        let mut pieces: Vec<String> = tail
+            .split([sep, '*'])
+            .filter(|p| !(p.is_empty() || (sep == '/' && p.bytes().all(|b| b.is_ascii_digit()))))
+            .map(str::to_string)
+            .collect();
+        pieces.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        pieces.dedup();
+        SelectorProbe::Keys { resource, pieces }
+    }
 }
 
 impl Scope {

@@ -34,6 +34,8 @@ pub use selftest::{InlineTestFailure, LintIssue};
 pub use set::RuleSet;
 
 pub(crate) use compile::CONTEXT_FLOOR;
-pub(crate) use compiled::{Boundary, CompiledContext, CompiledPattern, CompiledRule};
+pub(crate) use compiled::{
+    Boundary, CompiledContext, CompiledPattern, CompiledRule, SelectorProbe,
+};
 pub(crate) use fingerprint::mask_value;
 pub(crate) use glob::glob_match;

@@ -423,3 +423,35 @@ fn test_objects_are_validated() {
     let e = source_err(&text);
     assert!(e.message.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn selector_probes_split_type_and_pieces() {
+    use super::SelectorProbe;
+    let keys = |ty: Option<(&str, bool)>, pieces: &[&str]| SelectorProbe::Keys {
+        resource: ty.map(|(t, e)| (t.to_string(), e)),
+        pieces: pieces.iter().map(|p| p.to_string()).collect(),
+    };
+    for (sel, want) in [
+        (
+            "fhir:Patient.name.family",
+            keys(Some(("Patient", true)), &["family", "name"]),
+        ),
+        (
+            "fhir:*.identifier.value",
+            keys(None, &["identifier", "value"]),
+        ),
+        (
+            "fhir:MedicinalProduct*",
+            keys(Some(("MedicinalProduct", false)), &[]),
+        ),
+        (
+            "fhir:Patient.name.text",
+            keys(Some(("Patient", true)), &["name", "text"]),
+        ),
+        ("json:/member/0/ssn", keys(None, &["member", "ssn"])),
+        ("hl7:PID-3", SelectorProbe::NeverJson),
+        ("form:ssn", SelectorProbe::NeverJson),
+    ] {
+        assert_eq!(SelectorProbe::new(sel), want, "{sel}");
+    }
+}

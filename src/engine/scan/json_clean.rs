@@ -7,7 +7,7 @@ use super::segment::Segment;
 use super::Scanner;
 use crate::engine::fastpath;
 use crate::engine::normalize::{base64_runs, MIN_BASE64_RUN};
-use crate::engine::rules::CompiledRule;
+use crate::engine::rules::{CompiledRule, SelectorProbe};
 
 impl Scanner<'_> {
     /// Whether a top-level JSON body provably yields nothing at all, so the structural walk can
@@ -29,9 +29,9 @@ impl Scanner<'_> {
             return false;
         }
         let rules = self.rules;
-        // Every selector rule must be provably dead: a literal piece of each of its selectors
-        // is absent from the body.
-        let mut seen: Vec<(&str, bool)> = Vec::new();
+        // Every selector rule must be provably dead: the body holds no resource of the type a
+        // selector starts with, or a literal piece of it occurs nowhere in the body.
+        let mut probe = BodyProbe::new(text);
         for q in &self.quick {
             if !q.structural {
                 continue;
@@ -39,10 +39,10 @@ impl Scanner<'_> {
             let Some(rule) = rules.compiled().get(q.rule) else {
                 return false;
             };
-            for f in &rule.scope.fields {
-                if !selector_dead(f, text, &mut seen) {
-                    return false;
-                }
+            if rule.scope.probes.len() != rule.scope.fields.len()
+                || !rule.scope.probes.iter().all(|p| probe.dead(p))
+            {
+                return false;
             }
         }
         // Fewest digits any token needs to be kept for some rule still in play.
@@ -88,7 +88,7 @@ impl Scanner<'_> {
         );
         let b = text.as_bytes();
         let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); live.len()];
-        let (mut met, mut admitted) = (Vec::new(), vec![false; live.len()]);
+        let (mut scratch, mut admitted) = (fastpath::FilterScratch::default(), vec![false; live.len()]);
         for t in &profile.tokens {
             let (d, u) = (t.digits as usize, t.upper as usize);
             if d < filter.min_digits() {
@@ -97,7 +97,7 @@ impl Scanner<'_> {
             let Some(tok) = b.get(t.start as usize..t.end as usize) else {
                 return false;
             };
-            filter.admits(tok, d, u, &mut met, &mut admitted);
+            filter.admits(tok, d, u, &mut scratch, &mut admitted);
             for (buf, _) in bufs.iter_mut().zip(&admitted).filter(|(_, a)| **a) {
                 if buf.is_empty() {
                     buf.push(b'"');
@@ -173,37 +173,108 @@ impl Scanner<'_> {
     }
 }
 
-/// Whether a field selector can match no JSON pointer and no FHIR path of a plain JSON body
-/// `text` (see [`Scanner::json_body_clean`]). `fhir:` paths are a resource type and keys joined
-/// by `.`, `json:` addresses keys and indices joined by `/`; all of them verbatim substrings of
-/// such a body, so a selector one of whose literal pieces occurs nowhere in the body cannot
-/// match. Other kinds (`hl7:`, `form:`, …) never match a JSON body's segments.
-fn selector_dead<'a>(selector: &'a str, text: &str, seen: &mut Vec<(&'a str, bool)>) -> bool {
-    let (rest, sep) = if let Some(r) = selector.strip_prefix("fhir:") {
-        (r, '.')
-    } else if let Some(r) = selector.strip_prefix("json:") {
-        (r, '/')
-    } else {
-        return ["hl7:", "form:", "query:", "header:", "multipart:"]
-            .iter()
-            .any(|k| selector.starts_with(k));
-    };
-    let mut pieces: Vec<&str> = rest
-        .split([sep, '*'])
-        .filter(|p| !(p.is_empty() || (sep == '/' && p.bytes().all(|b| b.is_ascii_digit()))))
-        .collect();
-    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    pieces.into_iter().any(|p| {
-        let present = match seen.iter().find(|(k, _)| *k == p) {
-            Some(&(_, v)) => v,
-            None => {
-                let v = memchr::memmem::find(text.as_bytes(), p.as_bytes()).is_some();
-                seen.push((p, v));
-                v
+/// What the selector check learns about a plain JSON body, each part computed on first need
+/// and kept for every other selector (see [`Scanner::json_body_clean`]).
+///
+/// Soundness: `fhir:` addresses are the innermost `resourceType` string and the keys below it
+/// joined by `.`, `json:` pointers keys and indices joined by `/`; in a body the caller accepts
+/// (ASCII, no escapes, valid JSON: the one-pass profile refuses anything else) every key and
+/// every `resourceType` value is a verbatim string token. So a selector whose resource type is
+/// not among the body's `resourceType` values, or one of whose literal pieces occurs nowhere
+/// in the text, matches nothing. Both sets are over-approximations (a value of any key named
+/// `resourceType`, a piece anywhere in the text), which can only keep a rule alive.
+struct BodyProbe<'t> {
+    text: &'t str,
+    /// Every string value of a `resourceType` key, once the first `fhir:` selector with a
+    /// resource type asks: one pass over the body for all of them, instead of one pass per
+    /// type (`Patient`, `RelatedPerson`, `Person`, … are each absent from most bodies, and an
+    /// absent piece costs a whole pass).
+    /// `Some(None)`: too many distinct types to keep (see [`MAX_RESOURCE_TYPES`]).
+    types: Option<Option<Vec<&'t str>>>,
+    /// Pieces looked for so far, and whether they occur.
+    pieces: Vec<(&'t str, bool)>,
+}
+
+impl<'t> BodyProbe<'t> {
+    fn new(text: &'t str) -> BodyProbe<'t> {
+        BodyProbe {
+            text,
+            types: None,
+            pieces: Vec::new(),
+        }
+    }
+
+    /// Whether the selector `p` provably matches nothing in the body.
+    fn dead(&mut self, p: &'t SelectorProbe) -> bool {
+        let (resource, pieces) = match p {
+            SelectorProbe::NeverJson => return true,
+            SelectorProbe::Unknown => return false,
+            SelectorProbe::Keys { resource, pieces } => (resource, pieces),
+        };
+        if let Some((ty, exact)) = resource {
+            let text = self.text;
+            if let Some(types) = self.types.get_or_insert_with(|| resource_types(text)) {
+                if !types
+                    .iter()
+                    .any(|t| if *exact { t == ty } else { t.starts_with(ty.as_str()) })
+                {
+                    return true;
+                }
+            }
+        }
+        pieces.iter().any(|p| !self.occurs(p))
+    }
+
+    fn occurs(&mut self, piece: &'t str) -> bool {
+        if let Some(&(_, v)) = self.pieces.iter().find(|(k, _)| *k == piece) {
+            return v;
+        }
+        let v = memchr::memmem::find(self.text.as_bytes(), piece.as_bytes()).is_some();
+        self.pieces.push((piece, v));
+        v
+    }
+}
+
+/// Distinct `resourceType` values [`resource_types`] keeps apart; a body with more (the R4
+/// examples package has 146 types in all, a real Bundle a handful) is judged by pieces alone,
+/// so a client cannot make the list, and each look-up in it, as long as its body.
+const MAX_RESOURCE_TYPES: usize = 64;
+
+/// Every string value of a key named `resourceType` in a plain JSON body (see [`BodyProbe`]),
+/// or `None` past [`MAX_RESOURCE_TYPES`] distinct values.
+fn resource_types(text: &str) -> Option<Vec<&str>> {
+    let b = text.as_bytes();
+    let mut out: Vec<&str> = Vec::new();
+    for at in memchr::memmem::find_iter(b, b"\"resourceType\"") {
+        let mut i = at + b"\"resourceType\"".len();
+        let skip_ws = |i: &mut usize| {
+            while matches!(b.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                *i += 1;
             }
         };
-        !present
-    })
+        skip_ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            continue;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        if b.get(i) != Some(&b'"') {
+            continue;
+        }
+        let start = i + 1;
+        let Some(len) = b.get(start..).and_then(|r| memchr::memchr(b'"', r)) else {
+            continue;
+        };
+        if let Some(v) = text.get(start..start + len) {
+            if !out.contains(&v) {
+                if out.len() == MAX_RESOURCE_TYPES {
+                    return None;
+                }
+                out.push(v);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Whether a string token is certainly classified plain and not handled specially by the

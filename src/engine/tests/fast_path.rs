@@ -138,6 +138,23 @@ fn whole_body_check_agrees_with_full_walk() {
             r#"{"resourceType":"Patient","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"536221234"}]}"#,
         ),
         inject(r#"{"resourceType":"Patient","name":[{"family":"Roe","given":["Jane"]}]}"#),
+        // Resource types found by the selector check's one pass: after the keys, spaced,
+        // contained, and the person types the structural rules name.
+        inject(r#"{"name":[{"family":"Roe","given":["Jane"]}],"resourceType":"Patient"}"#),
+        inject(r#"{"resourceType" :  "RelatedPerson","name":[{"family":"Roe"}]}"#),
+        inject(r#"{"resourceType":"Person","birthDate":"1984-07-12"}"#),
+        inject(
+            r#"{"resourceType":"Observation","contained":[{"resourceType":"Patient","name":[{"family":"Roe","given":["Jane"]}]}]}"#,
+        ),
+        // More distinct types than the check keeps apart: judged by pieces alone.
+        inject(&format!(
+            "{},{}",
+            (0..70)
+                .map(|i| format!(r#"{{"resourceType":"T{i}"}}"#))
+                .collect::<Vec<_>>()
+                .join(","),
+            r#"{"resourceType":"Patient","name":[{"family":"Roe","given":["Jane"]}]}"#
+        )),
         // Encodings the walker decodes.
         inject(r#"{"note":"536%2D22%2D1234"}"#),
         inject(r#"{"note":"\u0035\u0033\u0036-22-1234"}"#),
@@ -167,6 +184,9 @@ fn whole_body_check_agrees_with_full_walk() {
         !fast_and_full(&cases[2]).1.is_empty(),
         "social security across keys"
     );
+    for doc in &cases[20..25] {
+        assert!(!fast_and_full(doc).1.is_empty(), "person resource: {doc}");
+    }
     for (i, what) in [
         (3, "split PascalCase key"),
         (4, "split key, number value"),
