@@ -191,12 +191,19 @@ impl Require {
 }
 
 /// A route's access settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteAccess {
     /// Whether a token is required.
     pub require: Require,
     /// `enforce` refuses; `monitor` forwards and records `would_deny`.
     pub mode: Mode,
+    /// Whether the access policy (`access.policy`) decides on this route's requests: true
+    /// when a policy is configured, the route checks tokens (`require: token | optional`)
+    /// and the route does not opt out with `access.policy: false`.
+    pub policy: bool,
+    /// The FHIR base path the policy reads request URLs below (`/fhir`): `access.fhir_base`,
+    /// else `path_prefix` without its trailing `/`.
+    pub fhir_base: String,
 }
 
 impl Default for RouteAccess {
@@ -204,6 +211,8 @@ impl Default for RouteAccess {
         RouteAccess {
             require: Require::Off,
             mode: Mode::Enforce,
+            policy: false,
+            fhir_base: String::new(),
         }
     }
 }
@@ -492,13 +501,56 @@ fn check_https_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// The validated top-level `access.policy`: the policy directories in load order, resolved
+/// against the configuration file's directory. Their contents are loaded (and every policy
+/// error reported with its file, line and field) by the snapshot build, before anything binds.
+pub(super) fn validate_policy_dirs(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    raw: Option<&RawAccess>,
+) -> Result<Vec<PathBuf>, SourceError> {
+    let Some(list) = raw.and_then(|a| a.policy.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    if list.value.is_empty() {
+        // An empty list would read as "a policy is configured" to a reviewer and decide
+        // nothing; absent is the way to say no policy.
+        return Err(list.error(
+            file,
+            "access.policy",
+            "lists no directory; name at least one (e.g. `[deploy/policy]`) or remove the key"
+                .into(),
+        ));
+    }
+    let mut dirs: Vec<PathBuf> = Vec::with_capacity(list.value.len());
+    for (i, d) in list.value.iter().enumerate() {
+        let dir = resolve(&d.value);
+        if !dir.is_dir() {
+            return Err(d.error(
+                file,
+                &format!("access.policy[{i}]"),
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        if dirs.contains(&dir) {
+            return Err(d.error(file, &format!("access.policy[{i}]"), "listed twice".into()));
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
 /// Validates one route's `access:` (over `defaults.access`); `issuers` says whether any issuer
-/// is configured, which `require: token | optional` needs.
+/// is configured, which `require: token | optional` needs, and `policy` whether
+/// `access.policy` is, which `access.policy: true` on a route needs. `path_prefix` is the
+/// route's, the default FHIR base.
 pub(super) fn validate_route_access(
     file: &Path,
     field: &str,
     raw: Option<&RawRouteAccess>,
     issuers: bool,
+    policy: bool,
+    path_prefix: &str,
 ) -> Result<RouteAccess, SourceError> {
     let Some(raw) = raw else {
         return Ok(RouteAccess::default());
@@ -539,5 +591,47 @@ pub(super) fn validate_route_access(
         }
         Some(m) => m.value,
     };
-    Ok(RouteAccess { require, mode })
+    let applies = match raw.policy.as_ref() {
+        None => policy && require != Require::Off,
+        Some(p) if !p.value => false,
+        Some(p) if !policy => {
+            return Err(p.error(
+                file,
+                &format!("{field}.policy"),
+                "needs a policy in `access.policy` (top level)".into(),
+            ))
+        }
+        Some(p) if require == Require::Off => {
+            return Err(p.error(
+                file,
+                &format!("{field}.policy"),
+                "the policy decides on verified claims; set `require: token` or `optional`".into(),
+            ))
+        }
+        Some(_) => true,
+    };
+    let fhir_base = match raw.fhir_base.as_ref() {
+        None => path_prefix.trim_end_matches('/').to_string(),
+        Some(b) => {
+            let ok = b.value.starts_with('/')
+                && !b.value.contains("//")
+                && b.value
+                    .bytes()
+                    .all(|c| c.is_ascii_graphic() && c != b'%' && c != b'?');
+            if !ok {
+                return Err(b.error(
+                    file,
+                    &format!("{field}.fhir_base"),
+                    "must be a plain absolute path such as `/fhir/R4` (no `%`, `?` or `//`)".into(),
+                ));
+            }
+            b.value.trim_end_matches('/').to_string()
+        }
+    };
+    Ok(RouteAccess {
+        require,
+        mode,
+        policy: applies,
+        fhir_base,
+    })
 }

@@ -72,6 +72,7 @@ impl ProxyHttp for Gateway {
             body_pending: false,
             tunnel: false,
             access: None,
+            policy: None,
         }
     }
 
@@ -92,7 +93,9 @@ impl ProxyHttp for Gateway {
             // Only a request the head checks let through is worth a signature verification.
             None => match self.check_identity(session, ctx).await {
                 Some(reason) => Some(reason),
-                None => self.scan_unverified_authorization(session, ctx),
+                None => self
+                    .scan_unverified_authorization(session, ctx)
+                    .or_else(|| self.check_policy(session, ctx)),
             },
         };
         let reason = match head {
@@ -104,8 +107,9 @@ impl ProxyHttp for Gateway {
             None => {
                 // A body that will be held back is pending from the start: the upstream could
                 // answer before the first body byte arrives (see `response_filter`).
-                ctx.body_pending =
-                    !session.is_body_empty() && ctx.route().is_some_and(|r| r.inspect.body);
+                ctx.body_pending = !session.is_body_empty()
+                    && (ctx.route().is_some_and(|r| r.inspect.body)
+                        || crate::gateway::policy::policy_pending(ctx));
                 return Ok(false);
             }
         };
@@ -241,7 +245,10 @@ impl ProxyHttp for Gateway {
             return Err(refuse(Reason::ClientTimeout));
         }
 
-        let hold = route.inspect.body && !ctx.skip_body;
+        // The PHI scan holds bodies it inspects; the access policy holds the bodies its
+        // decision waits for (creates, updates, Bundles), on every route it decides on.
+        let scan = route.inspect.body && !ctx.skip_body;
+        let hold = scan || crate::gateway::policy::policy_pending(ctx);
         if !hold {
             ctx.body_pending = false;
             // Not inspected: stream through. An empty final chunk becomes None so pingora does
@@ -272,6 +279,11 @@ impl ProxyHttp for Gateway {
         }
         ctx.body_pending = false;
 
+        // The policy's decision on the complete body, before a byte of it is released.
+        if let Some(reason) = self.check_policy_body(session, ctx) {
+            ctx.body = BytesMut::new();
+            return Err(refuse(reason));
+        }
         if ctx.body.is_empty() {
             return Ok(()); // bodiless request: nothing to inspect, and `None` stays `None`
         }
@@ -283,9 +295,10 @@ impl ProxyHttp for Gateway {
             .get(http::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
         let token_in_body = self.check_body_token(ctx, content_type, content_encoding);
-        if let Some(reason) =
-            token_in_body.or_else(|| self.check_body(ctx, content_type, content_encoding))
-        {
+        if let Some(reason) = token_in_body.or_else(|| {
+            scan.then(|| self.check_body(ctx, content_type, content_encoding))
+                .flatten()
+        }) {
             ctx.body = BytesMut::new();
             return Err(refuse(reason));
         }

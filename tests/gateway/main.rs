@@ -4,6 +4,7 @@
 
 mod common;
 
+mod access_policy;
 mod audit;
 mod audit_header;
 mod audit_leaks;

@@ -61,6 +61,15 @@ impl Subject {
     /// `roles` (an array of strings, or one string), `permissions` (kept as is) and `patient`
     /// (a string). Claims of any other type are ignored, which only ever takes access away.
     pub fn from_claims(claims: &serde_json::Value) -> Subject {
+        match claims.as_object() {
+            Some(map) => Subject::from_claim_map(map),
+            None => Subject::default(),
+        }
+    }
+
+    /// [`Subject::from_claims`] over the claims object itself (a verified token keeps its
+    /// claims as a map; no copy of the whole payload per request).
+    pub fn from_claim_map(claims: &serde_json::Map<String, serde_json::Value>) -> Subject {
         use serde_json::Value;
         let strings = |v: Option<&Value>| -> Vec<String> {
             match v {
