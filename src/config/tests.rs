@@ -512,10 +512,10 @@ fn policy_errors_name_line_and_field() {
             "no directory",
         ),
         (
-            WITH_ACCESS.replacen("access:\n", "access:\n  policy: [/nonexistent/p]\n", 1),
-            "policy: [/nonexistent/p]",
-            "access.policy[0]",
-            "not a directory",
+            WITH_ACCESS.replacen("access:\n", "access:\n  policy: [/p, /p]\n", 1),
+            "policy: [/p, /p]",
+            "access.policy[1]",
+            "listed twice",
         ),
         (
             WITH_ACCESS.replacen(
