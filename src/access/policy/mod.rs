@@ -23,11 +23,13 @@
 //! ([`crate::access::compartment`]).
 //!
 //! One file per job: `model` (YAML and compiled types), `load` (directories, layering,
-//! validation), `eval` (decisions), `selftest` (inline tests and lint).
+//! validation), `eval` (decisions), `response` (the compartment check of a held-back
+//! response, [`Policy::check_response`]), `selftest` (inline tests and lint).
 
 mod eval;
 mod load;
 mod model;
+mod response;
 mod selftest;
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,7 @@ pub use load::PolicyError;
 pub use model::{
     Expect, Grant, Kind, OpAt, OpSpec, PolicyTest, Role, Settings, Types, WithoutRoles,
 };
+pub use response::ResponseEscape;
 pub use selftest::{PolicyLint, PolicyTestFailure};
 
 use crate::access::compartment::Escape;
