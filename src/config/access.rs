@@ -31,6 +31,15 @@ pub const DEFAULT_REFETCH_COOLDOWN_SECONDS: u64 = 10;
 /// Default `token_cache_entries`.
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 10_000;
 
+/// Default `response_hold_bytes`: the largest upstream answer held back (in memory, per
+/// request) for the compartment check of a patient-bound read by id. A single FHIR resource
+/// is kilobytes; 4 MiB leaves room for a history Bundle or an embedded attachment.
+pub const DEFAULT_RESPONSE_HOLD_BYTES: u64 = 4 * 1024 * 1024;
+/// Bounds of `response_hold_bytes` (1 KiB … 64 MiB): every held response costs this much
+/// memory at most while it is checked.
+const RESPONSE_HOLD_BYTES_MIN: u64 = 1024;
+const RESPONSE_HOLD_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// Headers `claims_to_headers` may not set: framing, routing and the gateway's own.
 const RESERVED_HEADERS: &[&str] = &[
     "authorization",
@@ -164,6 +173,10 @@ pub struct AccessSettings {
     pub claims_to_headers: Vec<(String, String)>,
     /// Most verified tokens kept in the cache.
     pub token_cache_entries: usize,
+    /// The largest upstream response body (as received, before decoding) held back for the
+    /// compartment check of a patient-bound read (`post_check: response`); over it the
+    /// client gets 502 `response_too_large` and none of the body.
+    pub response_hold_bytes: u64,
 }
 
 /// Whether a route requires a bearer token.
@@ -272,10 +285,18 @@ pub(super) fn validate_access(
     )
     .map_err(|(s, m)| err(s, "access.token_cache_entries", m))?
         as usize;
+    let response_hold_bytes = bounded(
+        raw.response_hold_bytes.as_ref(),
+        DEFAULT_RESPONSE_HOLD_BYTES,
+        RESPONSE_HOLD_BYTES_MIN,
+        RESPONSE_HOLD_BYTES_MAX,
+    )
+    .map_err(|(s, m)| err(s, "access.response_hold_bytes", m))?;
     Ok(AccessSettings {
         issuers,
         claims_to_headers,
         token_cache_entries,
+        response_hold_bytes,
     })
 }
 

@@ -277,6 +277,8 @@ pub(super) struct RawAccess {
     pub(super) claims_to_headers: BTreeMap<String, Spanned<String>>,
     /// Most verified tokens kept in the cache.
     pub(super) token_cache_entries: Option<Spanned<u64>>,
+    /// Largest upstream response held back for the compartment check of a patient-bound read.
+    pub(super) response_hold_bytes: Option<Spanned<u64>>,
     /// Access policy directories (`deploy/policy`, then site layers), loaded like rule packs.
     #[serde(default)]
     pub(super) policy: Option<Spanned<Vec<Spanned<PathBuf>>>>,

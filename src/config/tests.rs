@@ -389,13 +389,26 @@ fn access_section_gets_short_lived_defaults_and_routes_default_to_off() {
         [("x-user-id".to_string(), "sub".to_string())]
     );
     assert_eq!(c.access.token_cache_entries, 10_000);
+    assert_eq!(c.access.response_hold_bytes, 4 * 1024 * 1024);
     assert_eq!(c.routes[0].access.require, Require::Token);
     assert_eq!(c.routes[0].access.mode, Mode::Enforce);
     assert_eq!(c.routes[1].access.require, Require::Off);
     // Without an access section every route is off, as before.
     let c = parse(MINIMAL).unwrap();
     assert!(c.access.issuers.is_empty());
+    assert_eq!(c.access.response_hold_bytes, 4 * 1024 * 1024);
     assert_eq!(c.routes[0].access.require, Require::Off);
+}
+
+#[test]
+fn response_hold_bytes_is_bounded_and_located() {
+    let with = |v: &str| WITH_ACCESS.replacen("access:\n", &format!("access:\n  response_hold_bytes: {v}\n"), 1);
+    assert!(WITH_ACCESS.contains("access:\n"));
+    assert_eq!(parse(&with("65536")).unwrap().access.response_hold_bytes, 65536);
+    for bad in ["10", "1000000000"] {
+        let e = parse(&with(bad)).unwrap_err().to_string();
+        assert!(e.contains("access.response_hold_bytes"), "{e}");
+    }
 }
 
 #[test]

@@ -48,6 +48,7 @@ pub(super) fn validate(
         Some(a) => validate_access(file, &resolve, a)?,
         None => super::AccessSettings {
             token_cache_entries: super::DEFAULT_TOKEN_CACHE_ENTRIES as usize,
+            response_hold_bytes: super::DEFAULT_RESPONSE_HOLD_BYTES,
             ..Default::default()
         },
     };

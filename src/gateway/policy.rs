@@ -26,17 +26,29 @@
 //! the fixed realm of the 401s), or 400 `bad_request` for a request the policy cannot read as
 //! a FHIR interaction; a refused Bundle lists the denied entry indexes. The fine reason
 //! (`patient_mismatch`, …) goes to the audit record, the log and the counter, never to the
-//! client. A `post_check` the gateway cannot make yet (reading the response of a read by id,
-//! or the current version of a resource updated or deleted by id) is refused with 403
-//! `compartment_check_unavailable` instead of being forwarded unchecked.
+//! client.
+//!
+//! **After the allow.** A read by id of a non-Patient resource under patient binding
+//! (`post_check: response`) is forwarded with its answer held back ([`super::holdback`]):
+//! [`Gateway::check_response_compartment`] asks
+//! [`crate::access::policy::Policy::check_response`] about the complete body, and a refusal
+//! is answered 403 `insufficient_scope` (`access.reason` `response_outside_compartment`,
+//! `response_link_outside_compartment`), 406 `unsupported_response_format` for a body that
+//! is not JSON, 502 for one over `access.response_hold_bytes` or undecodable. Such a request
+//! is counted once, when its response is judged. The check the gateway cannot make yet (the
+//! current version of a resource updated or deleted by id, `post_check: target`) is refused
+//! with 403 `compartment_check_unavailable` instead of being forwarded unchecked.
 
 use pingora::proxy::Session;
 
 use crate::access::compartment::Escape;
-use crate::access::policy::{AccessRequest, Decision, PostCheck, Reason as PolicyReason, Subject};
+use crate::access::policy::{
+    AccessRequest, Decision, PostCheck, Reason as PolicyReason, ResponseEscape, Subject,
+};
 use crate::audit::{PolicyInput, Redacted};
 use crate::engine::Mode;
 use crate::gateway::ctx::Ctx;
+use crate::gateway::holdback::{Check, Holdback, Verdict};
 use crate::gateway::identity::AccessDecision;
 use crate::gateway::proxy::Gateway;
 use crate::verdict::Reason;
@@ -63,6 +75,9 @@ pub(super) struct PolicyState {
     decision: Option<Decision>,
     /// The gateway's refusal (enforce) or would-be refusal (monitor), if any.
     refusal: Option<Reason>,
+    /// The held response's check refused it (enforce) or would have (monitor): its stable
+    /// reason, which the audit record's `access.reason` carries instead of `allowed`.
+    response_reason: Option<&'static str>,
 }
 
 /// Whether a denial taken without the body stands whatever the body holds. The body can only
@@ -100,8 +115,9 @@ fn refusal(d: &Decision) -> Option<Reason> {
             _ => Reason::InsufficientScope,
         });
     }
-    // The response hold-back is not built: a decision that needs it is not forwarded.
-    (d.post_check != PostCheck::None).then_some(Reason::CompartmentCheckUnavailable)
+    // A response check is made on the held-back answer (`super::holdback`); the check of a
+    // write's target is not built: such a decision is not forwarded.
+    (d.post_check == PostCheck::Target).then_some(Reason::CompartmentCheckUnavailable)
 }
 
 /// Whether the request's body still has to be held back for the policy.
@@ -127,8 +143,9 @@ pub(super) fn policy_input(ctx: &Ctx) -> Option<PolicyInput> {
     let s = ctx.policy.as_ref()?;
     let d = s.decision.as_ref();
     Some(PolicyInput {
-        reason: d.map(|d| match s.refusal {
-            Some(Reason::CompartmentCheckUnavailable) => CHECK_UNAVAILABLE,
+        reason: d.map(|d| match (s.refusal, s.response_reason) {
+            (Some(Reason::CompartmentCheckUnavailable), _) => CHECK_UNAVAILABLE,
+            (_, Some(why)) => why,
             _ => d.reason.as_str(),
         }),
         post_check: d
@@ -184,6 +201,7 @@ impl Gateway {
             pending: false,
             decision: None,
             refusal: None,
+            response_reason: None,
         };
         let mode = route.access.mode;
         let Some(policy) = snapshot.policy.as_deref() else {
@@ -274,10 +292,17 @@ impl Gateway {
             (Some(_), true) => "deny",
             (Some(_), false) => "would_deny",
         };
-        self.metrics
-            .access_decisions
-            .with_label_values(&[decision, label])
-            .inc();
+        let held = refused.is_none() && d.post_check == PostCheck::Response;
+        if held {
+            // Decided (and counted) when the answer is judged.
+            let cap = ctx.snapshot.config.access.response_hold_bytes;
+            ctx.holdback = Some(Holdback::new(Check::Compartment, mode, cap));
+        } else {
+            self.metrics
+                .access_decisions
+                .with_label_values(&[decision, label])
+                .inc();
+        }
         if let Some(s) = ctx.policy.as_mut() {
             s.pending = false;
             s.decision = Some(d);
@@ -306,6 +331,80 @@ impl Gateway {
             ctx.would_block(reason);
             None
         }
+    }
+
+    /// The compartment check of a held response's decoded body ([`Check::Compartment`]).
+    pub(super) fn check_response_compartment(
+        &self,
+        ctx: &Ctx,
+        status: u16,
+        body: &[u8],
+    ) -> Verdict {
+        let outside = |why| Verdict::Refuse {
+            reason: Reason::InsufficientScope,
+            why,
+        };
+        let (Some(policy), Some(route), Some(state)) = (
+            ctx.snapshot.policy.as_deref(),
+            ctx.route(),
+            ctx.policy.as_ref(),
+        ) else {
+            // The hold-back is armed only by a policy decision on a policy route.
+            return outside("response_outside_compartment");
+        };
+        let Some(patient) = state.decision.as_ref().and_then(|d| d.bound_patient.as_deref())
+        else {
+            return outside("response_outside_compartment");
+        };
+        match policy.check_response(&state.subject, patient, &route.access.fhir_base, body) {
+            Ok(()) => Verdict::Release,
+            // An error page is the upstream's failure, not the client's format.
+            Err(e @ ResponseEscape::NotJson) if status >= 400 => Verdict::Refuse {
+                reason: Reason::UpstreamError,
+                why: e.as_str(),
+            },
+            Err(e @ ResponseEscape::NotJson) => Verdict::Refuse {
+                reason: Reason::UnsupportedResponseFormat,
+                why: e.as_str(),
+            },
+            Err(e) => outside(e.as_str()),
+        }
+    }
+
+    /// Records the verdict on a held response of a policy decision: the counter (this
+    /// request's only access decision count), the audit fields and the log line.
+    pub(super) fn settle_response_check(&self, ctx: &mut Ctx, mode: Mode, verdict: Verdict) {
+        let enforce = mode == Mode::Enforce;
+        let (decision, label) = match verdict {
+            Verdict::Release => ("allow", PolicyReason::Allowed.as_str()),
+            Verdict::Refuse { why, .. } if enforce => ("deny", why),
+            Verdict::Refuse { why, .. } => ("would_deny", why),
+        };
+        self.metrics
+            .access_decisions
+            .with_label_values(&[decision, label])
+            .inc();
+        if verdict == Verdict::Release {
+            return;
+        }
+        if let Some(s) = ctx.policy.as_mut() {
+            s.response_reason = Some(label);
+        }
+        if let Some(a) = ctx.access.as_mut() {
+            a.decision = if enforce {
+                AccessDecision::Deny
+            } else {
+                AccessDecision::WouldDeny
+            };
+        }
+        tracing::info!(
+            target: "phi_gateway::access",
+            request_id = %ctx.request_id,
+            route = %ctx.route_name(),
+            decision,
+            policy_reason = label,
+            "response check refused the upstream's answer"
+        );
     }
 }
 
@@ -354,12 +453,13 @@ mod tests {
         );
         assert_eq!(
             refusal(&Decision::allow(PostCheck::Response, Some("p".into()))),
-            Some(Reason::CompartmentCheckUnavailable),
-            "a response check the gateway cannot make is never skipped"
+            None,
+            "forwarded with its response held back for the check"
         );
         assert_eq!(
             refusal(&Decision::allow(PostCheck::Target, Some("p".into()))),
-            Some(Reason::CompartmentCheckUnavailable)
+            Some(Reason::CompartmentCheckUnavailable),
+            "a target check the gateway cannot make is never skipped"
         );
     }
 

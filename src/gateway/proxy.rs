@@ -73,6 +73,7 @@ impl ProxyHttp for Gateway {
             tunnel: false,
             access: None,
             policy: None,
+            holdback: None,
         }
     }
 
@@ -330,6 +331,10 @@ impl ProxyHttp for Gateway {
             ));
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // A response held back for a check is recorded when it is decided on.
+        if ctx.holdback.is_some() && !self.hold_response_header(session, resp, ctx)? {
+            return Ok(());
+        }
         if ctx.tunnel && resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // Allowed, and recorded as what it is: a tunnel nobody inspects from here on.
             ctx.outcome = Some(Outcome {
@@ -356,11 +361,30 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Runs per response body chunk (and at its end), after `response_filter`. Only a
+    /// response held back for a check is touched (`gateway/holdback.rs`).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Option<Duration>> {
+        if ctx.holdback.is_some() {
+            self.hold_response_body(body, end_of_stream, ctx)?;
+        }
+        Ok(None)
+    }
+
     /// Runs when a request fails at any point (a refusal of ours, pingora's parser, the
     /// upstream), before `logging`.
     /// Answers every failure with our JSON body and request id. The body is built from fixed
     /// text only: nothing from the request or the upstream is echoed.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // A held response ends here, released or refused.
+        if let Some(done) = self.finish_held(session, e, ctx).await {
+            return done;
+        }
         if session
             .response_written()
             .is_some_and(|r| r.status == http::StatusCode::SWITCHING_PROTOCOLS)
@@ -433,7 +457,7 @@ impl ProxyHttp for Gateway {
     /// Runs after `fail_to_proxy`: whether pingora logs the error.
     /// Our own refusals are logged by `logging` as decisions, not as errors.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
-        matches!(error.etype(), ErrorType::HTTPStatus(_))
+        matches!(error.etype(), ErrorType::HTTPStatus(_)) || crate::gateway::holdback::is_held(error)
     }
 
     /// Runs whenever pingora logs an error of its own (after `fail_to_proxy`, and on upstream

@@ -124,8 +124,18 @@ pub enum Reason {
     /// The policy allows the request only if the response (a read by id of a resource that
     /// may belong to another patient) or the target (an update or delete by id) is checked
     /// against the patient's compartment, and the gateway cannot check it yet: refused rather
-    /// than forwarded unchecked (docs/access.md, "Known gap").
+    /// than forwarded unchecked. Since the response hold-back exists this is only the
+    /// update or delete by id (`post_check: target`; docs/access.md).
     CompartmentCheckUnavailable,
+    /// A held-back response (patient binding) is larger than `access.response_hold_bytes`:
+    /// it cannot be checked, so none of it is released.
+    ResponseTooLarge,
+    /// A held-back response is not JSON (FHIR XML, HTML, text): the compartment check reads
+    /// JSON only, so none of it is released; the client can ask for `application/fhir+json`.
+    UnsupportedResponseFormat,
+    /// A held-back response's Content-Encoding cannot be undone (unknown coding, corrupt or
+    /// over the decompression limits): none of it is released.
+    UndecodableResponse,
 }
 
 impl Reason {
@@ -164,6 +174,9 @@ impl Reason {
             Reason::JwksUnavailable => "jwks_unavailable",
             Reason::InsufficientScope => "insufficient_scope",
             Reason::CompartmentCheckUnavailable => "compartment_check_unavailable",
+            Reason::ResponseTooLarge => "response_too_large",
+            Reason::UnsupportedResponseFormat => "unsupported_response_format",
+            Reason::UndecodableResponse => "undecodable_response",
         }
     }
 
@@ -186,6 +199,8 @@ impl Reason {
             Reason::ClientTimeout => 408,
             Reason::UriTooLong => 414,
             Reason::HeadersTooLarge => 431,
+            Reason::ResponseTooLarge | Reason::UndecodableResponse => 502,
+            Reason::UnsupportedResponseFormat => 406,
             Reason::UpstreamUnavailable | Reason::UpstreamError | Reason::UpstreamEarlyResponse => {
                 502
             }
@@ -261,6 +276,15 @@ impl Reason {
             Reason::InsufficientScope => "the token does not grant access to this request",
             Reason::CompartmentCheckUnavailable => {
                 "this request is allowed only if the resource belongs to the token's patient, which the gateway cannot check yet; use a patient compartment search instead"
+            }
+            Reason::ResponseTooLarge => {
+                "the upstream's answer is larger than the gateway can check, so it is withheld"
+            }
+            Reason::UnsupportedResponseFormat => {
+                "the gateway checks this answer in JSON only; ask for application/fhir+json"
+            }
+            Reason::UndecodableResponse => {
+                "the upstream's answer does not match its content-encoding, so it is withheld"
             }
         }
     }
