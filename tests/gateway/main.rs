@@ -26,6 +26,7 @@ mod postgres;
 mod properties;
 mod protocol;
 mod reload;
+mod response_check;
 mod scan;
 mod scan_lines;
 mod tls;
