@@ -485,7 +485,8 @@ pub struct RecordInput<'a> {
 /// What the access policy decided for a request. Values from the token arrive [`Redacted`].
 #[derive(Debug)]
 pub struct PolicyInput {
-    /// The policy's reason (`allowed`, `patient_mismatch`, …, `compartment_check_unavailable`);
+    /// The policy's reason (`allowed`, `patient_mismatch`, …, `compartment_check_unavailable`,
+    /// or the response check's `response_*` reason);
     /// none when the request ended before the decision was taken (a body never completed).
     pub reason: Option<&'static str>,
     /// `response` or `target` when the policy asked for a check after the allow.

@@ -185,7 +185,9 @@ pub struct AccessRecord {
     pub session_id: Option<String>,
     /// The access policy's reason, on routes where the policy decides: `allowed`, or why it
     /// refused (`insufficient_scope`, `patient_mismatch`, `bundle_entry_denied`, …), or
-    /// `compartment_check_unavailable` (allowed only with a check the gateway cannot make).
+    /// `compartment_check_unavailable` (allowed only with a check the gateway cannot make),
+    /// or the response check's reason when it refused the held-back answer
+    /// (`response_outside_compartment`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What the policy said must still be checked after an allow (`response`, `target`).

@@ -402,9 +402,18 @@ fn access_section_gets_short_lived_defaults_and_routes_default_to_off() {
 
 #[test]
 fn response_hold_bytes_is_bounded_and_located() {
-    let with = |v: &str| WITH_ACCESS.replacen("access:\n", &format!("access:\n  response_hold_bytes: {v}\n"), 1);
+    let with = |v: &str| {
+        WITH_ACCESS.replacen(
+            "access:\n",
+            &format!("access:\n  response_hold_bytes: {v}\n"),
+            1,
+        )
+    };
     assert!(WITH_ACCESS.contains("access:\n"));
-    assert_eq!(parse(&with("65536")).unwrap().access.response_hold_bytes, 65536);
+    assert_eq!(
+        parse(&with("65536")).unwrap().access.response_hold_bytes,
+        65536
+    );
     for bad in ["10", "1000000000"] {
         let e = parse(&with(bad)).unwrap_err().to_string();
         assert!(e.contains("access.response_hold_bytes"), "{e}");

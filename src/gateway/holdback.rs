@@ -4,9 +4,11 @@
 //! a patient-bound read by id ([`Check::Compartment`], issue 11 §3; the decision is
 //! [`crate::access::policy::Policy::check_response`], called from `gateway/policy.rs`).
 //! Issue 12's response leak guard (scan error bodies with status ≥ 400) plugs in as another
-//! [`Check`] variant: arm a [`Holdback`] for the request in `request_filter` (or decide at
-//! header time, from the status, in [`Gateway::hold_response_header`]) and add its arm to
-//! [`Gateway::decide_held`], which already hands every check the decoded body.
+//! [`Check`] variant: arm a [`Holdback`] for the request in `request_filter`, say in
+//! `Check::holds` which final statuses it holds (the others stream untouched; the header is
+//! the first moment the status is known), and add its arm to [`Gateway::decide_held`], which
+//! already hands every check the decoded body and records its [`Verdict`]. A request that
+//! needs both checks would carry both (a list instead of one `check`); not needed yet.
 //!
 //! **Why the header is delayed, and how.** pingora writes the response header to the client
 //! right after `response_filter`, before the first body byte arrives, and a status sent is a
@@ -54,6 +56,17 @@ pub(super) enum Check {
     Compartment,
 }
 
+impl Check {
+    /// Whether an answer with this final status is held at all. The compartment check holds
+    /// every answer (an error body can carry a resource too); the leak guard will hold only
+    /// `status >= 400` here and let the others stream.
+    fn holds(self, _status: u16) -> bool {
+        match self {
+            Check::Compartment => true,
+        }
+    }
+}
+
 /// The outcome of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -88,6 +101,8 @@ pub(super) struct Holdback {
     /// A final header arrived and the body is being collected.
     collecting: bool,
     body: BytesMut,
+    /// The complete body as received, once decided on (what a release writes).
+    complete: Bytes,
     seen: u64,
     /// Monitor: the copy stopped at the cap.
     truncated: bool,
@@ -105,6 +120,7 @@ impl Holdback {
             content_encoding: None,
             collecting: false,
             body: BytesMut::new(),
+            complete: Bytes::new(),
             seen: 0,
             truncated: false,
             verdict: None,
@@ -163,6 +179,10 @@ impl Gateway {
         if resp.status.is_informational() && status != 101 {
             // `100 Continue` and friends carry no resource; the final header follows.
             return Ok(false);
+        }
+        if !hb.check.holds(status) {
+            ctx.holdback = None;
+            return Ok(true);
         }
         hb.status = status;
         hb.content_encoding = resp
@@ -287,7 +307,7 @@ impl Gateway {
         };
         // Kept for the release: the bytes as the upstream sent them.
         if let Some(hb) = ctx.holdback.as_mut() {
-            hb.body = BytesMut::from(&body[..]);
+            hb.complete = body;
         }
         verdict
     }
@@ -327,7 +347,7 @@ impl Gateway {
             Some(hb) => (
                 hb.verdict,
                 hb.header.take(),
-                std::mem::take(&mut hb.body).freeze(),
+                std::mem::take(&mut hb.complete),
             ),
             None => (None, None, Bytes::new()),
         };

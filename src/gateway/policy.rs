@@ -352,7 +352,10 @@ impl Gateway {
             // The hold-back is armed only by a policy decision on a policy route.
             return outside("response_outside_compartment");
         };
-        let Some(patient) = state.decision.as_ref().and_then(|d| d.bound_patient.as_deref())
+        let Some(patient) = state
+            .decision
+            .as_ref()
+            .and_then(|d| d.bound_patient.as_deref())
         else {
             return outside("response_outside_compartment");
         };

@@ -457,7 +457,8 @@ impl ProxyHttp for Gateway {
     /// Runs after `fail_to_proxy`: whether pingora logs the error.
     /// Our own refusals are logged by `logging` as decisions, not as errors.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
-        matches!(error.etype(), ErrorType::HTTPStatus(_)) || crate::gateway::holdback::is_held(error)
+        matches!(error.etype(), ErrorType::HTTPStatus(_))
+            || crate::gateway::holdback::is_held(error)
     }
 
     /// Runs whenever pingora logs an error of its own (after `fail_to_proxy`, and on upstream

@@ -71,7 +71,8 @@ pub struct Metrics {
     /// Age of the key set in use, by issuer name.
     pub jwks_age: IntGaugeVec,
     /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
-    /// reason (a fixed set: `access::policy::Reason::all()` and `compartment_check_unavailable`).
+    /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
+    /// `access::policy::ResponseEscape::all()`, `response_too_large`, `response_undecodable`).
     pub access_decisions: IntCounterVec,
 }
 

@@ -170,7 +170,12 @@ async fn get(
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = resp.bytes().await.expect("body").to_vec();
     (status, headers, body)
@@ -209,11 +214,17 @@ fn assert_raw_refusal(raw: &str, status: u16, reason: &str, what: &str) {
         lower.contains("content-type: application/json"),
         "{what}: {head}"
     );
-    assert!(!lower.contains("fhir+json") && !lower.contains("content-encoding"), "{what}: {head}");
+    assert!(
+        !lower.contains("fhir+json") && !lower.contains("content-encoding"),
+        "{what}: {head}"
+    );
     let json: Value = serde_json::from_str(body.trim())
         .unwrap_or_else(|e| panic!("{what}: body is not our JSON ({e}): {raw}"));
     assert_eq!(json["reason"], reason, "{what}: {raw}");
-    assert!(!raw.contains(FOREIGN) && !raw.contains("pat-2"), "{what}: {raw}");
+    assert!(
+        !raw.contains(FOREIGN) && !raw.contains("pat-2"),
+        "{what}: {raw}"
+    );
     assert!(!raw.contains("resourceType"), "{what}: {raw}");
 }
 
@@ -249,10 +260,16 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
 
     let before = up.requests().len();
     let raw = raw_get(&gw, "/fhir/Observation/obs-2", &app);
-    assert_raw_refusal(&raw, 403, "insufficient_scope", "another patient's Observation");
+    assert_raw_refusal(
+        &raw,
+        403,
+        "insufficient_scope",
+        "another patient's Observation",
+    );
     assert!(
-        raw.to_ascii_lowercase()
-            .contains("www-authenticate: bearer realm=\"phi-gateway\", error=\"insufficient_scope\""),
+        raw.to_ascii_lowercase().contains(
+            "www-authenticate: bearer realm=\"phi-gateway\", error=\"insufficient_scope\""
+        ),
         "{raw}"
     );
     // The upstream was asked (only its answer can tell) and its answer withheld.
@@ -268,7 +285,10 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
     assert_eq!(rec["decision"], "block", "{rec}");
     assert_eq!(rec["reason"], "insufficient_scope", "{rec}");
     assert_eq!(rec["access"]["decision"], "deny", "{rec}");
-    assert_eq!(rec["access"]["reason"], "response_outside_compartment", "{rec}");
+    assert_eq!(
+        rec["access"]["reason"], "response_outside_compartment",
+        "{rec}"
+    );
     assert!(!rec.to_string().contains("pat-2"), "{rec}");
     // And over HTTP/2.
     let (s, h, b) = get(&gw, true, "/fhir/Observation/obs-2", &app).await;
@@ -278,7 +298,10 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
 
     gw.wait_metric(
         "phi_gateway_access_decisions_total",
-        &[("decision", "deny"), ("reason", "response_outside_compartment")],
+        &[
+            ("decision", "deny"),
+            ("reason", "response_outside_compartment"),
+        ],
         2.0,
     );
     gw.wait_metric(
@@ -286,7 +309,10 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
         &[("decision", "allow"), ("reason", "allowed")],
         4.0,
     );
-    assert!(!gw.logs().contains(FOREIGN), "the upstream's answer reached the log");
+    assert!(
+        !gw.logs().contains(FOREIGN),
+        "the upstream's answer reached the log"
+    );
 }
 
 /// The check reads through the Content-Encoding (the client gets the gzip bytes as sent),
@@ -308,15 +334,26 @@ async fn encodings_bundles_links_the_cap_and_formats() {
     assert_eq!(b, gzip(observation("pat-1").as_bytes()));
     // A foreign Observation behind gzip is seen through.
     let raw = raw_get(&gw, "/fhir/Observation/obs-gz-foreign", &app);
-    assert_raw_refusal(&raw, 403, "insufficient_scope", "gzip-encoded foreign Observation");
+    assert_raw_refusal(
+        &raw,
+        403,
+        "insufficient_scope",
+        "gzip-encoded foreign Observation",
+    );
 
     // Bundles.
     let (s, _, b) = get(&gw, false, "/fhir/Observation/obs-1/_history", &app).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     assert_eq!(b, history(&["pat-1", "pat-1"], None).as_bytes());
     for (path, why) in [
-        ("/fhir/Observation/obs-3/_history", "response_outside_compartment"),
-        ("/fhir/Observation/obs-4/_history", "response_link_outside_compartment"),
+        (
+            "/fhir/Observation/obs-3/_history",
+            "response_outside_compartment",
+        ),
+        (
+            "/fhir/Observation/obs-4/_history",
+            "response_link_outside_compartment",
+        ),
     ] {
         let raw = raw_get(&gw, path, &app);
         assert_raw_refusal(&raw, 403, "insufficient_scope", path);
@@ -354,7 +391,13 @@ async fn encodings_bundles_links_the_cap_and_formats() {
 
     // Plain clients see the same typed answers.
     let (s, h, b) = get(&gw, true, "/fhir/Observation/obs-big", &app).await;
-    check_refusal(s, &h, &String::from_utf8_lossy(&b), 502, "response_too_large");
+    check_refusal(
+        s,
+        &h,
+        &String::from_utf8_lossy(&b),
+        502,
+        "response_too_large",
+    );
 }
 
 /// Monitor mode holds nothing: another patient's Observation is forwarded as sent, and
@@ -373,10 +416,16 @@ async fn monitor_mode_forwards_and_records_would_deny() {
     let rec = record_of(&gw, &id);
     assert_eq!(rec["decision"], "would_block", "{rec}");
     assert_eq!(rec["access"]["decision"], "would_deny", "{rec}");
-    assert_eq!(rec["access"]["reason"], "response_outside_compartment", "{rec}");
+    assert_eq!(
+        rec["access"]["reason"], "response_outside_compartment",
+        "{rec}"
+    );
     gw.wait_metric(
         "phi_gateway_access_decisions_total",
-        &[("decision", "would_deny"), ("reason", "response_outside_compartment")],
+        &[
+            ("decision", "would_deny"),
+            ("reason", "response_outside_compartment"),
+        ],
         1.0,
     );
     // Its own Observation is a plain allow.

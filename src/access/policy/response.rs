@@ -162,7 +162,10 @@ impl Policy {
 /// `base` (FHIR references are relative to the service base). Anything else (another scheme,
 /// an empty URL, a fragment-only or protocol-relative reference) has none.
 fn link_target(base: &str, url: &str) -> Option<String> {
-    let lower = url.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = url
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rest = if lower.starts_with("https://") {
         &url[8..]
     } else if lower.starts_with("http://") {
@@ -173,7 +176,10 @@ fn link_target(base: &str, url: &str) -> Option<String> {
         return Some(url.to_string());
     } else if url.is_empty()
         || url.starts_with('#')
-        || url.split(['?', '#']).next().is_some_and(|path| path.contains(':'))
+        || url
+            .split(['?', '#'])
+            .next()
+            .is_some_and(|path| path.contains(':'))
     {
         return None;
     } else {
@@ -293,9 +299,15 @@ mod tests {
 
     #[test]
     fn a_bundle_is_judged_entry_by_entry() {
-        assert_eq!(check(bundle(vec![obs("pat-1"), obs("pat-1")], vec![])), Ok(()));
         assert_eq!(
-            check(bundle(vec![obs("pat-1"), obs("pat-2"), obs("pat-1")], vec![])),
+            check(bundle(vec![obs("pat-1"), obs("pat-1")], vec![])),
+            Ok(())
+        );
+        assert_eq!(
+            check(bundle(
+                vec![obs("pat-1"), obs("pat-2"), obs("pat-1")],
+                vec![]
+            )),
             Err(ResponseEscape::Outside(vec![1]))
         );
         // Entries without a resource (a deleted version in a history) and outcomes pass.
@@ -306,7 +318,10 @@ mod tests {
             ],
             vec![],
         );
-        b["entry"].as_array_mut().unwrap().push(json!({"request": {"method": "DELETE"}}));
+        b["entry"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"request": {"method": "DELETE"}}));
         assert_eq!(check(b), Ok(()));
         // A nested Bundle is refused, not walked.
         assert_eq!(
