@@ -119,13 +119,45 @@ fn answer(path: &str) -> Vec<u8> {
             br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}"#,
             false,
         ),
+        // Declares more than it sends, then closes: the answer breaks mid-body.
+        "/fhir/Observation/obs-truncated" => {
+            let body = observation("pat-2");
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {fhir}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                body.len() + 100
+            )
+            .into_bytes();
+            out.extend_from_slice(body.as_bytes());
+            out
+        }
         _ => response("500 Internal Server Error", "text/plain", "", b"no such case", false),
     }
+}
+
+/// A batch-response Bundle whose entry is `patient`'s Observation.
+fn batch_response(patient: &str) -> String {
+    json!({"resourceType": "Bundle", "type": "batch-response", "entry": [{
+        "resource": serde_json::from_str::<Value>(&observation(patient)).unwrap(),
+        "response": {"status": "200 OK"}
+    }]})
+    .to_string()
 }
 
 fn ehr() -> RecordingUpstream {
     RecordingUpstream::start_answering(|r| {
         let path = r.request_line().split(' ').nth(1).unwrap_or("").to_string();
+        if r.request_line().starts_with("POST /fhir/ ") {
+            // A batch: its one entry reads the Observation the body names.
+            let foreign = String::from_utf8_lossy(&r.body).contains("obs-2");
+            let body = batch_response(if foreign { "pat-2" } else { "pat-1" });
+            return response(
+                "200 OK",
+                "application/fhir+json",
+                "",
+                body.as_bytes(),
+                false,
+            );
+        }
         answer(&path)
     })
 }
@@ -318,7 +350,8 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
 /// The check reads through the Content-Encoding (the client gets the gzip bytes as sent),
 /// judges Bundles entry by entry and their paging links as requests, lets an
 /// OperationOutcome through, and refuses with a typed reason what it cannot read: a body
-/// over the cap, FHIR XML.
+/// over the cap, FHIR XML, an answer broken mid-body. A batch Bundle with a read by id is
+/// decided on its body first, then on its held answer.
 #[tokio::test]
 async fn encodings_bundles_links_the_cap_and_formats() {
     let up = ehr();
@@ -388,6 +421,40 @@ async fn encodings_bundles_links_the_cap_and_formats() {
         .trim()
         .to_string();
     assert_eq!(access_of(&gw, &id)["reason"], "response_not_json");
+
+    // An answer that breaks mid-body: the upstream's failure, none of what it sent.
+    let raw = raw_get(&gw, "/fhir/Observation/obs-truncated", &app);
+    assert!(raw.starts_with("HTTP/1.1 502 "), "{raw}");
+    assert!(
+        !raw.contains(FOREIGN) && !raw.contains("resourceType"),
+        "{raw}"
+    );
+
+    // A batch with a read by id: decided on the request body, then on the held answer.
+    for (obs, status) in [("obs-1", 200), ("obs-2", 403)] {
+        let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": format!("Observation/{obs}")}}
+        ]})
+        .to_string();
+        let resp = gw
+            .client(false)
+            .post(gw.url("/fhir/"))
+            .header(AUDIT, "response-check")
+            .header("authorization", format!("Bearer {app}"))
+            .header("content-type", "application/fhir+json")
+            .body(batch)
+            .send()
+            .await
+            .expect("request");
+        let (s, h, b, _) = read_response(resp).await;
+        if status == 200 {
+            assert_eq!(s, 200, "{b}");
+            assert_eq!(b, batch_response("pat-1"));
+        } else {
+            check_refusal(s, &h, &b, 403, "insufficient_scope");
+            assert!(!b.contains(FOREIGN), "{b}");
+        }
+    }
 
     // Plain clients see the same typed answers.
     let (s, h, b) = get(&gw, true, "/fhir/Observation/obs-big", &app).await;
