@@ -119,6 +119,14 @@ fn answer(path: &str) -> Vec<u8> {
             br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found"}]}"#,
             false,
         ),
+        // No length at all: the body ends when the upstream closes.
+        "/fhir/Observation/obs-close" => {
+            let mut out =
+                format!("HTTP/1.1 200 OK\r\ncontent-type: {fhir}\r\nconnection: close\r\n\r\n")
+                    .into_bytes();
+            out.extend_from_slice(observation("pat-1").as_bytes());
+            out
+        }
         // Declares more than it sends, then closes: the answer breaks mid-body.
         "/fhir/Observation/obs-truncated" => {
             let body = observation("pat-2");
@@ -265,8 +273,8 @@ fn access_of(gw: &Gateway, id: &str) -> Value {
     record_of(gw, id)["access"].clone()
 }
 
-/// The patient's own Observation is released byte for byte (identity and chunked framing,
-/// HTTP/1.1 and HTTP/2); another patient's, over the raw stream, is 403 without a byte of it;
+/// The patient's own Observation is released byte for byte (Content-Length, chunked and
+/// close-delimited framing, HTTP/1.1 and HTTP/2); another patient's, over the raw stream, is 403 without a byte of it;
 /// each is audited with its decision and counted once.
 #[tokio::test]
 async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
@@ -277,7 +285,11 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
     let app = patient_app(&keys);
 
     for h2 in [false, true] {
-        for path in ["/fhir/Observation/obs-1", "/fhir/Observation/obs-chunked"] {
+        for path in [
+            "/fhir/Observation/obs-1",
+            "/fhir/Observation/obs-chunked",
+            "/fhir/Observation/obs-close",
+        ] {
             let (s, h, b) = get(&gw, h2, path, &app).await;
             assert_eq!(s, 200, "{path} h2={h2}: {}", String::from_utf8_lossy(&b));
             assert_eq!(b, observation("pat-1").as_bytes(), "{path} h2={h2}");
@@ -339,7 +351,7 @@ async fn a_read_by_id_is_released_only_when_it_is_the_patients() {
     gw.wait_metric(
         "phi_gateway_access_decisions_total",
         &[("decision", "allow"), ("reason", "allowed")],
-        4.0,
+        6.0,
     );
     assert!(
         !gw.logs().contains(FOREIGN),
