@@ -218,6 +218,11 @@ impl Gateway {
             };
         }
         hb.collecting = true;
+        // A retry after a reused upstream connection broke (pingora retries idempotent
+        // requests) starts a new answer: nothing of the broken one may mix into it.
+        hb.body.clear();
+        hb.seen = 0;
+        hb.truncated = false;
         if mode == Mode::Enforce {
             // The placeholder pingora writes in place of the kept header, and drops: see the
             // module doc. `Some(0)`: no headers; the client never sees it.
