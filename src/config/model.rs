@@ -75,6 +75,10 @@ pub struct GatewayConfig {
     pub audit: Option<crate::config::AuditSettings>,
     /// Token issuers and identity headers (`access:`); empty when the section is absent.
     pub access: crate::config::AccessSettings,
+    /// The access policy's directories (`access.policy`), in load order; empty: no policy.
+    /// Kept apart from [`Self::access`] because a policy change is hot-reloaded while the
+    /// issuers need a restart.
+    pub policy_dirs: Vec<PathBuf>,
 }
 
 /// Downstream TLS listener settings.

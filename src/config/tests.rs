@@ -389,13 +389,35 @@ fn access_section_gets_short_lived_defaults_and_routes_default_to_off() {
         [("x-user-id".to_string(), "sub".to_string())]
     );
     assert_eq!(c.access.token_cache_entries, 10_000);
+    assert_eq!(c.access.response_hold_bytes, 4 * 1024 * 1024);
     assert_eq!(c.routes[0].access.require, Require::Token);
     assert_eq!(c.routes[0].access.mode, Mode::Enforce);
     assert_eq!(c.routes[1].access.require, Require::Off);
     // Without an access section every route is off, as before.
     let c = parse(MINIMAL).unwrap();
     assert!(c.access.issuers.is_empty());
+    assert_eq!(c.access.response_hold_bytes, 4 * 1024 * 1024);
     assert_eq!(c.routes[0].access.require, Require::Off);
+}
+
+#[test]
+fn response_hold_bytes_is_bounded_and_located() {
+    let with = |v: &str| {
+        WITH_ACCESS.replacen(
+            "access:\n",
+            &format!("access:\n  response_hold_bytes: {v}\n"),
+            1,
+        )
+    };
+    assert!(WITH_ACCESS.contains("access:\n"));
+    assert_eq!(
+        parse(&with("65536")).unwrap().access.response_hold_bytes,
+        65536
+    );
+    for bad in ["10", "1000000000"] {
+        let e = parse(&with(bad)).unwrap_err().to_string();
+        assert!(e.contains("access.response_hold_bytes"), "{e}");
+    }
 }
 
 #[test]
@@ -466,4 +488,93 @@ fn access_errors_name_line_and_field() {
     let e = parse(&text).unwrap_err();
     assert_eq!(e.field, "routes[0].access.require", "{e}");
     assert!(e.message.contains("access.issuers"), "{e}");
+}
+
+#[test]
+fn the_policy_applies_to_routes_that_check_tokens_unless_they_opt_out() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/policy");
+    let with_policy =
+        WITH_ACCESS.replacen("access:\n", &format!("access:\n  policy: [\"{dir}\"]\n"), 1);
+    let c = parse(&with_policy).unwrap();
+    assert_eq!(c.policy_dirs, [PathBuf::from(dir)]);
+    assert!(c.routes[0].access.policy, "require: token + a policy");
+    assert_eq!(c.routes[0].access.fhir_base, "/fhir");
+    assert!(
+        !c.routes[1].access.policy,
+        "require: off never has a subject"
+    );
+    // Without a policy nothing is decided by one, as before.
+    let c = parse(WITH_ACCESS).unwrap();
+    assert!(c.policy_dirs.is_empty() && !c.routes[0].access.policy);
+    // A route opts out, or names its FHIR base.
+    let text = with_policy.replacen(
+        "      require: token\n",
+        "      require: token\n      policy: false\n",
+        1,
+    );
+    assert!(!parse(&text).unwrap().routes[0].access.policy);
+    let text = with_policy.replacen(
+        "      require: token\n",
+        "      require: token\n      fhir_base: /fhir/R4/\n",
+        1,
+    );
+    assert_eq!(parse(&text).unwrap().routes[0].access.fhir_base, "/fhir/R4");
+}
+
+#[test]
+fn policy_errors_name_line_and_field() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/policy");
+    let with_policy =
+        WITH_ACCESS.replacen("access:\n", &format!("access:\n  policy: [\"{dir}\"]\n"), 1);
+    let cases = [
+        (
+            WITH_ACCESS.replacen("access:\n", "access:\n  policy: []\n", 1),
+            "policy: []",
+            "access.policy",
+            "no directory",
+        ),
+        (
+            WITH_ACCESS.replacen("access:\n", "access:\n  policy: [/p, /p]\n", 1),
+            "policy: [/p, /p]",
+            "access.policy[1]",
+            "listed twice",
+        ),
+        (
+            WITH_ACCESS.replacen(
+                "      require: token\n",
+                "      require: token\n      policy: true\n",
+                1,
+            ),
+            "policy: true",
+            "routes[0].access.policy",
+            "needs a policy",
+        ),
+        (
+            with_policy.replacen(
+                "      require: token\n",
+                "      require: \"off\"\n      policy: true\n",
+                1,
+            ),
+            "policy: true",
+            "routes[0].access.policy",
+            "require: token",
+        ),
+        (
+            with_policy.replacen(
+                "      require: token\n",
+                "      require: token\n      fhir_base: fhir%2FR4\n",
+                1,
+            ),
+            "fhir_base: fhir%2FR4",
+            "routes[0].access.fhir_base",
+            "absolute path",
+        ),
+    ];
+    for (text, needle, field, words) in cases {
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, field, "{needle}: {e}");
+        assert!(e.message.contains(words), "{needle}: {e}");
+        let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert_eq!(e.line, line, "{needle}: {e}");
+    }
 }

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::access::{validate_access, validate_route_access};
+use super::access::{validate_access, validate_policy_dirs, validate_route_access};
 use super::audit::validate_audit;
 use super::raw::{
     RawAdmin, RawConfig, RawLimits, RawListen, RawLogging, RawReload, RawRoute, RawRouteDefaults,
@@ -48,15 +48,18 @@ pub(super) fn validate(
         Some(a) => validate_access(file, &resolve, a)?,
         None => super::AccessSettings {
             token_cache_entries: super::DEFAULT_TOKEN_CACHE_ENTRIES as usize,
+            response_hold_bytes: super::DEFAULT_RESPONSE_HOLD_BYTES,
             ..Default::default()
         },
     };
+    let policy_dirs = validate_policy_dirs(file, &resolve, raw.access.as_ref())?;
     let routes = validate_routes(
         file,
         &raw.defaults,
         &raw.routes,
         &upstreams,
         !access.issuers.is_empty(),
+        !policy_dirs.is_empty(),
     )?;
 
     let audit = match &raw.audit {
@@ -73,6 +76,7 @@ pub(super) fn validate(
     Ok(GatewayConfig {
         audit,
         access,
+        policy_dirs,
         source: file.to_path_buf(),
         listen,
         admin,
@@ -337,6 +341,7 @@ fn validate_routes(
     raw: &[RawRoute],
     upstreams: &[Upstream],
     issuers: bool,
+    policy: bool,
 ) -> Result<Vec<Route>, SourceError> {
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let mut routes = Vec::new();
@@ -464,6 +469,14 @@ fn validate_routes(
             resource_id: route_audit.and_then(|a| a.resource_id).unwrap_or_default(),
             fail_closed: route_audit.and_then(|a| a.fail_closed).unwrap_or(true),
         };
+        let access = validate_route_access(
+            file,
+            &at("access"),
+            r.access.as_ref().or(d.access.as_ref()),
+            issuers,
+            policy,
+            &path_prefix,
+        )?;
         routes.push(Route {
             name: r.name.value.clone(),
             host,
@@ -477,12 +490,7 @@ fn validate_routes(
             rule_overrides,
             audit,
             allow_upgrade: r.allow_upgrade.or(d.allow_upgrade).unwrap_or(false),
-            access: validate_route_access(
-                file,
-                &at("access"),
-                r.access.as_ref().or(d.access.as_ref()),
-                issuers,
-            )?,
+            access,
         });
     }
     if routes.is_empty() {

@@ -1,4 +1,5 @@
-//! The gateway: pingora's hooks and the checks and verdict they call, the request snapshot,
+//! The gateway: pingora's hooks and the checks and verdict they call (the PHI checks, the
+//! bearer token, the access policy, the response hold-back), the request snapshot,
 //! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
 //! deadline).
 //!
@@ -10,7 +11,9 @@ mod answer;
 mod checks;
 mod ctx;
 mod deadline;
+mod holdback;
 mod identity;
+mod policy;
 mod preface;
 mod proxy;
 mod record;

@@ -335,6 +335,19 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     for route in &config.routes {
         tracing::info!(route = %route.name, mode = %route.mode, "route mode");
     }
+    if let Some(p) = &snapshot.policy {
+        let on: Vec<&str> = (config.routes.iter())
+            .filter(|r| r.access.policy)
+            .map(|r| r.name.as_str())
+            .collect();
+        tracing::info!(
+            roles = p.roles().len(),
+            permissions = p.permission_count(),
+            digest = %p.digest(),
+            routes = %on.join(","),
+            "access policy loaded"
+        );
+    }
     mark_ready_when_listening(health.clone(), config.listen.address);
     exit_when_drained(
         server.watch_execution_phase(),

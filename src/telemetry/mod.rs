@@ -70,6 +70,10 @@ pub struct Metrics {
     pub jwks_refresh: IntCounterVec,
     /// Age of the key set in use, by issuer name.
     pub jwks_age: IntGaugeVec,
+    /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
+    /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
+    /// `access::policy::ResponseEscape::all()`, `response_too_large`, `response_undecodable`).
+    pub access_decisions: IntCounterVec,
 }
 
 impl Metrics {
@@ -209,6 +213,14 @@ impl Metrics {
             ),
             &["issuer"],
         )?;
+        let access_decisions = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_access_decisions_total",
+                "Access policy decisions, by decision (allow, deny, would_deny) and the policy's reason (allowed, insufficient_scope, patient_mismatch, …).",
+            ),
+            &["decision", "reason"],
+        )?;
+        registry.register(Box::new(access_decisions.clone()))?;
         registry.register(Box::new(jwks_refresh.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -250,6 +262,7 @@ impl Metrics {
             audit_last_checkpoint,
             jwks_refresh,
             jwks_age,
+            access_decisions,
         })
     }
 

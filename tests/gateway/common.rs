@@ -179,6 +179,10 @@ pub enum UpstreamMode {
 /// The 10 body bytes the misbehaving modes send before they break the response.
 pub const PARTIAL_BODY: &str = "{\"partial\":";
 
+/// What an answering upstream ([`RecordingUpstream::start_answering`]) writes back for a
+/// complete request: the whole raw HTTP/1.1 response, status line to last body byte.
+pub type Answer = Arc<dyn Fn(&Recorded) -> Vec<u8> + Send + Sync>;
+
 #[derive(Default)]
 struct UpstreamState {
     connections: usize,
@@ -214,7 +218,18 @@ impl RecordingUpstream {
         Self::start_mode(mode)
     }
 
+    /// Records like [`RecordingUpstream::start`] and answers each complete request with the
+    /// raw bytes `answer` returns for it (keep-alive unless they say `connection: close`):
+    /// first the head, then, 100 ms later, the body, so the gateway sees them apart.
+    pub fn start_answering(answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        Self::start_full(UpstreamMode::Answer, Some(Arc::new(answer)))
+    }
+
     fn start_mode(mode: UpstreamMode) -> Self {
+        Self::start_full(mode, None)
+    }
+
+    fn start_full(mode: UpstreamMode, answer: Option<Answer>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -231,8 +246,8 @@ impl RecordingUpstream {
                             s.last_activity = Some(Instant::now());
                             s.connections - 1
                         };
-                        let (st2, sp2) = (st.clone(), sp.clone());
-                        thread::spawn(move || serve_connection(stream, conn, mode, st2, sp2));
+                        let (st2, sp2, an2) = (st.clone(), sp.clone(), answer.clone());
+                        thread::spawn(move || serve_connection(stream, conn, mode, an2, st2, sp2));
                     }
                     Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(5));
@@ -430,6 +445,7 @@ fn serve_connection(
     mut stream: TcpStream,
     conn: usize,
     mode: UpstreamMode,
+    answer: Option<Answer>,
     state: Arc<Mutex<UpstreamState>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -556,6 +572,25 @@ fn serve_connection(
         }
         if misbehave(&mut stream, mode) {
             return;
+        }
+        if let Some(answer) = &answer {
+            let bytes = answer(&rec);
+            let close = String::from_utf8_lossy(&bytes)
+                .split("\r\n\r\n")
+                .next()
+                .is_some_and(|h| h.to_ascii_lowercase().contains("connection: close"));
+            // The head goes out on its own and the body a moment later, as from a server that
+            // streams its answer: the gateway sees the response head before any body byte.
+            let split = find(&bytes, b"\r\n\r\n").map_or(bytes.len(), |p| p + 4);
+            let (head, body) = bytes.split_at(split);
+            if stream.write_all(head).and_then(|_| stream.flush()).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+            if stream.write_all(body).is_err() || close || close_after {
+                return;
+            }
+            continue;
         }
         let body = format!("{{\"upstream\":\"recording\",\"request\":{served}}}");
         let resp = format!(

@@ -345,13 +345,13 @@ async fn get(
     (s, h, b)
 }
 
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 
-fn record_of(gw: &Gateway, id: &str) -> Value {
+pub fn record_of(gw: &Gateway, id: &str) -> Value {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let records = gw.audit_records();
