@@ -499,6 +499,8 @@ pub struct AccessInput {
     pub token_id: Option<Redacted<String>>,
     /// `sid`.
     pub session_id: Option<Redacted<String>>,
+    /// The session check's outcome (`active`, `started`, `idle_timeout`, `expired`).
+    pub session: Option<&'static str>,
 }
 
 /// Verdicts of [`AuditLog::clear_or_fingerprint`], keyed by fingerprint (never by value) and
@@ -634,6 +636,7 @@ impl AuditLog {
             client_id: a.client_id.map(|v| self.fingerprinter.fingerprint(&v)),
             token_id: a.token_id.map(|v| self.fingerprinter.fingerprint(&v)),
             session_id: a.session_id.map(|v| self.fingerprinter.fingerprint(&v)),
+            session: a.session.map(str::to_string),
         });
         AuditRecord {
             log_id: uuid::Uuid::new_v4().to_string(),

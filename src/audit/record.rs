@@ -183,6 +183,9 @@ pub struct AccessRecord {
     /// `hmac-sha256:…` of `sid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The session check (automatic logoff): `active`, `started`, `idle_timeout`, `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// The FHIR resource and interaction a request addresses, derived from its URL and method.

@@ -164,6 +164,8 @@ pub struct AccessSettings {
     pub claims_to_headers: Vec<(String, String)>,
     /// Most verified tokens kept in the cache.
     pub token_cache_entries: usize,
+    /// Idle and absolute session limits (automatic logoff).
+    pub sessions: super::SessionSettings,
 }
 
 /// Whether a route requires a bearer token.
@@ -267,6 +269,7 @@ pub(super) fn validate_access(
         issuers,
         claims_to_headers,
         token_cache_entries,
+        sessions: super::state::validate_sessions(file, raw.sessions.as_ref())?,
     })
 }
 

@@ -75,6 +75,8 @@ pub struct GatewayConfig {
     pub audit: Option<crate::config::AuditSettings>,
     /// Token issuers and identity headers (`access:`); empty when the section is absent.
     pub access: crate::config::AccessSettings,
+    /// Where shared state lives (`state:`); memory when the section is absent.
+    pub state: crate::config::StateSettings,
 }
 
 /// Downstream TLS listener settings.

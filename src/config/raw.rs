@@ -33,6 +33,9 @@ pub(super) struct RawConfig {
     pub(super) audit: Option<RawAudit>,
     #[serde(default)]
     pub(super) access: Option<RawAccess>,
+    /// Where shared state lives (`state:`; see `super::state`).
+    #[serde(default)]
+    pub(super) state: Option<super::state::RawState>,
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) routes: Vec<RawRoute>,
 }
@@ -277,6 +280,9 @@ pub(super) struct RawAccess {
     pub(super) claims_to_headers: BTreeMap<String, Spanned<String>>,
     /// Most verified tokens kept in the cache.
     pub(super) token_cache_entries: Option<Spanned<u64>>,
+    /// Automatic logoff (`super::state`).
+    #[serde(default)]
+    pub(super) sessions: Option<super::state::RawSessions>,
 }
 
 /// One trusted token issuer.

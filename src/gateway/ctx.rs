@@ -52,6 +52,8 @@ pub struct Ctx {
     pub(super) tunnel: bool,
     /// The bearer-token check's outcome, on routes that check tokens.
     pub(super) access: Option<crate::gateway::identity::Access>,
+    /// The session check's outcome, once a token verified.
+    pub(super) session: Option<crate::gateway::session::SessionOutcome>,
 }
 
 impl Ctx {

@@ -118,6 +118,12 @@ pub enum Reason {
     /// The token's issuer has no key set younger than its `max_staleness`: the gateway cannot
     /// judge the token, so it refuses (fails closed) with 503.
     JwksUnavailable,
+    /// The token's session saw no request for longer than `access.sessions.idle_timeout_seconds`
+    /// (automatic logoff, HIPAA 164.312(a)(2)(iii)).
+    SessionIdleTimeout,
+    /// The token's session is older than `access.sessions.max_session_seconds` (from
+    /// `auth_time`, else from its first request).
+    SessionExpired,
 }
 
 impl Reason {
@@ -154,6 +160,8 @@ impl Reason {
             Reason::TokenInBody => "token_in_body",
             Reason::TokenMultiple => "token_multiple",
             Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::SessionIdleTimeout => "session_idle_timeout",
+            Reason::SessionExpired => "session_expired",
         }
     }
 
@@ -189,7 +197,9 @@ impl Reason {
             | Reason::TokenExpired
             | Reason::TokenInQuery
             | Reason::TokenInBody
-            | Reason::TokenMultiple => 401,
+            | Reason::TokenMultiple
+            | Reason::SessionIdleTimeout
+            | Reason::SessionExpired => 401,
         }
     }
 
@@ -244,6 +254,10 @@ impl Reason {
             Reason::JwksUnavailable => {
                 "the token issuer's keys are unavailable, so the token cannot be checked"
             }
+            Reason::SessionIdleTimeout => {
+                "the session was idle too long and has ended; sign in again"
+            }
+            Reason::SessionExpired => "the session has reached its time limit; sign in again",
         }
     }
 }

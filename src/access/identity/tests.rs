@@ -81,6 +81,7 @@ fn settings() -> AccessSettings {
         }],
         claims_to_headers: Vec::new(),
         token_cache_entries: 100,
+        sessions: Default::default(),
     }
 }
 
