@@ -1284,7 +1284,10 @@ impl RedisServer {
             if self.args.is_empty() && self.ping() {
                 return;
             }
-            if !self.args.is_empty() && wait_connectable(self.tls_port(), Instant::now()) {
+            let tls = SocketAddr::from(([127, 0, 0, 1], self.tls_port()));
+            if !self.args.is_empty()
+                && TcpStream::connect_timeout(&tls, Duration::from_millis(200)).is_ok()
+            {
                 return;
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {

@@ -27,5 +27,7 @@ mod protocol;
 mod reload;
 mod scan;
 mod scan_lines;
+mod sessions;
+mod state;
 mod tls;
 mod upstream;
