@@ -82,6 +82,7 @@ fn settings(cache: usize) -> AccessSettings {
         }],
         claims_to_headers: Vec::new(),
         token_cache_entries: cache,
+        sessions: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn verifier() -> Verifier {
         }],
         claims_to_headers: Vec::new(),
         token_cache_entries: 16,
+        sessions: Default::default(),
     };
     let v = Verifier::new(&settings);
     if let Ok((set, _)) = parse_jwks(JWKS.as_bytes(), &[Algorithm::EdDsa, Algorithm::Es256]) {

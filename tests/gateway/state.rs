@@ -15,18 +15,18 @@ use crate::common::*;
 const MIN: u64 = 60_000;
 
 fn settings(url: String, ca_file: Option<std::path::PathBuf>) -> StateSettings {
-    let dir = std::env::temp_dir().join(format!("phi-gw-state-key-{}", std::process::id()));
-    std::fs::write(&dir, b"0123456789abcdef0123456789abcdef").unwrap();
-    let mut s = StateSettings::default();
-    s.backend = StateBackend::Redis {
-        url,
-        password_file: None,
-        ca_file,
-    };
-    // Generous for a loaded test machine: these tests prove answers, not latency.
-    s.timeout = Duration::from_millis(1_000);
-    s.key_file = Some(dir);
-    s
+    StateSettings {
+        backend: StateBackend::Redis {
+            url,
+            password_file: None,
+            ca_file,
+        },
+        // Generous for a loaded test machine: these tests prove answers, not latency.
+        timeout: Duration::from_millis(1_000),
+        // One store per test: a random key (the fleet case is in sessions.rs).
+        key_file: None,
+        ..StateSettings::default()
+    }
 }
 
 fn touch(now: u64, start: u64) -> SessionTouch {
