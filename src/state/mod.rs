@@ -8,9 +8,9 @@
 //!   live ones, the oldest (see [`memory`]). An evicted session reads as unknown, which the
 //!   session check judges by the token's `iat`: it fails closed.
 //! - `redis` (a fleet): redis-rs's tokio `ConnectionManager` on a thread and runtime of its
-//!   own, connected lazily and reconnected in the background, so a Redis that is down at start
-//!   or later never stops the gateway. Every call is bounded by `state.timeout_ms`; the request
-//!   path never waits on Redis longer. Sessions are also mirrored in a local bounded map and
+//!   own, connected lazily and reconnected in the background (by a once-a-second probe with a
+//!   1 s budget), so a Redis that is down at start or later never stops the gateway. Every
+//!   call a request makes is cut at `state.timeout_ms`; the request path never waits longer. Sessions are also mirrored in a local bounded map and
 //!   served from it while Redis fails (see [`Store::session_touch`]).
 //!
 //! Keys carry no identifier: they are built only from [`Principal`]s, keyed HMAC-SHA256
@@ -313,8 +313,17 @@ impl Store {
         op: &'static str,
         f: impl std::future::Future<Output = Result<T, StateError>>,
     ) -> Result<T, StateError> {
-        let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        let r = match tokio::time::timeout(self.timeout, f).await {
+        self.bounded_by(self.timeout, op, f).await
+    }
+
+    async fn bounded_by<T>(
+        &self,
+        limit: Duration,
+        op: &'static str,
+        f: impl std::future::Future<Output = Result<T, StateError>>,
+    ) -> Result<T, StateError> {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let r = match tokio::time::timeout(limit, f).await {
             Ok(r) => r,
             Err(_) => Err(StateError::Timeout(ms)),
         };
@@ -471,10 +480,13 @@ impl Store {
         }
     }
 
-    /// The health probe of the Redis backend (a `PING` under the timeout).
+    /// The health probe of the Redis backend: a `PING`, on the state runtime, with the
+    /// background budget rather than the request timeout, so it is what waits for a
+    /// (re)connection to finish.
     async fn probe(&self) {
         if let Backend::Redis { remote, .. } = &self.backend {
-            let _ = self.bounded("ping", remote.ping()).await;
+            let limit = self.timeout.max(remote::BACKGROUND_BUDGET);
+            let _ = self.bounded_by(limit, "ping", remote.ping()).await;
         }
     }
 }

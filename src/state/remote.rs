@@ -72,6 +72,8 @@ fn ms(d: Duration) -> u64 {
 
 /// How often the health probe pings Redis.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long the probe (and so a connection attempt) may take, off the request path.
+pub(super) const BACKGROUND_BUDGET: Duration = Duration::from_secs(1);
 
 impl Remote {
     /// Builds the client (URL, password file, CA file) and starts the `phi-state` thread.
@@ -110,10 +112,14 @@ impl Remote {
         let manager = {
             let _inside = rt.enter();
             // Reconnects are retried by the next calls (and the probe), not in long loops:
-            // one retry, short delays, every wait bounded by the timeout.
+            // one retry, short delays. redis-rs's own limits are the background budget, not
+            // the request timeout: a TLS handshake to a distant Redis may take longer than
+            // `timeout_ms`, and it is the probe (on this runtime) that waits for it; request
+            // calls are cut at `timeout_ms` by `Store::bounded` and answered locally meanwhile.
+            let background = timeout.max(BACKGROUND_BUDGET);
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(background))
+                .set_response_timeout(Some(background))
                 .set_number_of_retries(1)
                 .set_min_delay(Duration::from_millis(50))
                 .set_max_delay(Duration::from_millis(500));

@@ -277,3 +277,41 @@ async fn rediss_speaks_tls13_only() {
     );
     assert!(!store.is_up());
 }
+
+/// A Redis that accepts connections and never answers (here: the recording upstream in its
+/// hanging mode): every request-path call gives up at `timeout_ms`. Sessions are answered from
+/// the local copy, counters report a timeout, and the store reports down.
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_at_most_the_timeout() {
+    let silent = RecordingUpstream::start_hanging();
+    let metrics = Metrics::new().unwrap();
+    let mut s = settings(format!("redis://{}", silent.addr()), None);
+    s.timeout = Duration::from_millis(50);
+    let store = Store::start(&s, metrics.clone()).unwrap();
+    let k = store.keyer().clone();
+    let sid = StateKey::session(&k.principal("session", &["https://idp", "s"]));
+    let t0 = phi_gateway::state::now_ms();
+    let seen = store.session_touch(&sid, touch(t0, t0)).await;
+    assert!(seen.active && seen.local, "{seen:?}");
+    let p = k.principal("user", &["u"]);
+    let e = store
+        .incr(
+            &StateKey::counter(&p, "reads", 1),
+            1,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, phi_gateway::state::StateError::Timeout(50)),
+        "{e}"
+    );
+    assert!(!store.is_up());
+    assert!(
+        metrics
+            .state_errors
+            .with_label_values(&["session", "timeout"])
+            .get()
+            >= 1
+    );
+}
