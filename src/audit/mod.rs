@@ -520,6 +520,8 @@ pub struct AccessInput {
     pub token_id: Option<Redacted<String>>,
     /// `sid`.
     pub session_id: Option<Redacted<String>>,
+    /// The session check's outcome (`active`, `started`, `idle_timeout`, `expired`).
+    pub session: Option<&'static str>,
 }
 
 /// Verdicts of [`AuditLog::clear_or_fingerprint`], keyed by fingerprint (never by value) and
@@ -657,6 +659,7 @@ impl AuditLog {
                 client_id: a.client_id.map(|v| self.fingerprinter.fingerprint(&v)),
                 token_id: a.token_id.map(|v| self.fingerprinter.fingerprint(&v)),
                 session_id: a.session_id.map(|v| self.fingerprinter.fingerprint(&v)),
+                session: a.session.map(str::to_string),
                 reason: None,
                 post_check: None,
                 denied_entries: Vec::new(),

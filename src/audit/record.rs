@@ -207,6 +207,9 @@ pub struct AccessRecord {
     /// detector fires on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose_of_use: Option<String>,
+    /// The session check (automatic logoff): `active`, `started`, `idle_timeout`, `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// The FHIR resource and interaction a request addresses, derived from its URL and method.

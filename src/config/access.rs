@@ -177,6 +177,8 @@ pub struct AccessSettings {
     /// compartment check of a patient-bound read (`post_check: response`); over it the
     /// client gets 502 `response_too_large` and none of the body.
     pub response_hold_bytes: u64,
+    /// Idle and absolute session limits (automatic logoff).
+    pub sessions: super::SessionSettings,
 }
 
 /// Whether a route requires a bearer token.
@@ -297,6 +299,7 @@ pub(super) fn validate_access(
         claims_to_headers,
         token_cache_entries,
         response_hold_bytes,
+        sessions: super::state::validate_sessions(file, raw.sessions.as_ref())?,
     })
 }
 

@@ -18,6 +18,7 @@
 //! - `validate`: raw → validated, one function per section;
 //! - `audit`: the `audit:` section's settings and their validation;
 //! - `access`: the `access:` section (token issuers) and each route's `access:`;
+//! - `state`: the `state:` section (memory or Redis) and `access.sessions` (automatic logoff);
 //! - `routing`: which route a request takes.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ mod audit;
 mod model;
 mod raw;
 mod routing;
+mod state;
 mod validate;
 
 pub use access::{
@@ -44,6 +46,10 @@ pub use model::{
     SKIPPED_HEADERS,
 };
 pub use routing::routing_path;
+pub use state::{
+    SessionSettings, StateBackend, StateSettings, DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_MAX_SESSION_SECONDS, DEFAULT_STATE_MAX_ENTRIES, DEFAULT_STATE_TIMEOUT_MS,
+};
 pub use validate::check_rule_overrides;
 
 use crate::engine::rules::RuleSet;

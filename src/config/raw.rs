@@ -33,6 +33,9 @@ pub(super) struct RawConfig {
     pub(super) audit: Option<RawAudit>,
     #[serde(default)]
     pub(super) access: Option<RawAccess>,
+    /// Where shared state lives (`state:`; see `super::state`).
+    #[serde(default)]
+    pub(super) state: Option<super::state::RawState>,
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) routes: Vec<RawRoute>,
 }
@@ -282,6 +285,9 @@ pub(super) struct RawAccess {
     /// Access policy directories (`deploy/policy`, then site layers), loaded like rule packs.
     #[serde(default)]
     pub(super) policy: Option<Spanned<Vec<Spanned<PathBuf>>>>,
+    /// Automatic logoff (`super::state`).
+    #[serde(default)]
+    pub(super) sessions: Option<super::state::RawSessions>,
 }
 
 /// One trusted token issuer.

@@ -578,3 +578,136 @@ fn policy_errors_name_line_and_field() {
         assert_eq!(e.line, line, "{needle}: {e}");
     }
 }
+
+#[test]
+fn state_defaults_to_bounded_memory_and_sessions_to_fifteen_minutes_idle() {
+    let c = parse(WITH_ACCESS).unwrap();
+    assert_eq!(c.state.backend, StateBackend::Memory);
+    assert_eq!(c.state.timeout, Duration::from_millis(25));
+    assert_eq!(c.state.max_entries, 100_000);
+    assert_eq!(c.state.key_file, None, "memory without a key: a random one");
+    let s = c.access.sessions;
+    assert_eq!(s.idle_timeout, Some(Duration::from_secs(900)));
+    assert_eq!(s.max_session, Some(Duration::from_secs(43_200)));
+    assert!(s.retain() >= Duration::from_secs(43_200));
+
+    let text = format!(
+        "{WITH_ACCESS}{AUDIT}state:\n  backend: redis\n  url: redis://10.0.0.5:6379/2\n  timeout_ms: 10\n  max_entries: 500\n"
+    )
+    .replace(
+        "    X-User-Id: sub\n",
+        "    X-User-Id: sub\n  sessions: {idle_timeout_seconds: 0, max_session_seconds: 0}\n",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.state.backend,
+        StateBackend::Redis {
+            url: "redis://10.0.0.5:6379/2".into(),
+            password_file: None,
+            ca_file: None
+        }
+    );
+    assert_eq!(c.state.timeout, Duration::from_millis(10));
+    assert_eq!(c.state.max_entries, 500);
+    assert_eq!(
+        c.state.key_file.as_deref(),
+        Some(Path::new("/etc/gw/keys/audit-fingerprint.key")),
+        "the deployment's fingerprint key by default"
+    );
+    assert!(!c.access.sessions.enabled());
+}
+
+#[test]
+fn state_and_session_errors_name_line_and_field() {
+    let redis = "state:\n  backend: redis\n  url: redis://127.0.0.1:6379\n";
+    // (replace, with, field, words in the message, text on the line the error names)
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "  backend: redis",
+            "  backend: mysql",
+            "state.backend",
+            "unknown backend",
+            "backend: mysql",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379\n",
+            "",
+            "state.url",
+            "needs a `url`",
+            "backend: redis",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: http://127.0.0.1:6379",
+            "state.url",
+            "rediss://",
+            "url: http://127.0.0.1:6379",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://admin:hunter2@127.0.0.1:6379",
+            "state.url",
+            "password_file",
+            "url: redis://admin:hunter2@127.0.0.1:6379",
+        ),
+        (
+            "  backend: redis",
+            "  backend: memory",
+            "state.url",
+            "only applies",
+            "url: redis",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://127.0.0.1:6379\n  timeout_ms: 5000",
+            "state.timeout_ms",
+            "between 1 and 1000",
+            "timeout_ms: 5000",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://127.0.0.1:6379\n  ca_file: /etc/gw/ca.pem",
+            "state.ca_file",
+            "rediss://",
+            "ca_file: /etc/gw/ca.pem",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://127.0.0.1:6379\n  key_file: /nonexistent/state.key",
+            "state.key_file",
+            "not a readable file",
+            "key_file: /nonexistent/state.key",
+        ),
+    ];
+    for (from, to, field, words, at) in cases {
+        let text = format!("{WITH_ACCESS}{AUDIT}{redis}").replace(from, to);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, *field, "{to}: {e}");
+        assert!(e.message.contains(words), "{to}: {e}");
+        let line = text.lines().position(|l| l.contains(at)).unwrap() + 1;
+        assert_eq!(e.line, line, "{to}: {e}");
+    }
+    // Redis with no secret to fingerprint keys with: every gateway must derive the same keys.
+    let e = parse(&format!("{WITH_ACCESS}{redis}")).unwrap_err();
+    assert_eq!(e.field, "state.key_file", "{e}");
+    assert!(e.message.contains("same on every gateway"), "{e}");
+    // An absolute limit below the idle limit is a mistake, not a choice.
+    let text = WITH_ACCESS.replace(
+        "    X-User-Id: sub\n",
+        "    X-User-Id: sub\n  sessions:\n    idle_timeout_seconds: 900\n    max_session_seconds: 60\n",
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "access.sessions.max_session_seconds", "{e}");
+    assert_eq!(
+        e.line,
+        text.lines()
+            .position(|l| l.contains("max_session_seconds"))
+            .unwrap()
+            + 1
+    );
+    let e = parse(&format!(
+        "{WITH_ACCESS}state:\n  backend: memory\n  shards: 4\n"
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("unknown field"), "{e}");
+}

@@ -73,16 +73,27 @@ pub(super) fn validate(
         _ => None,
     };
 
+    let rules_fingerprint_key_file = raw.rules.fingerprint_key_file.as_deref().map(&resolve);
+    let state = super::state::validate_state(
+        file,
+        &resolve,
+        raw.state.as_ref(),
+        rules_fingerprint_key_file
+            .as_deref()
+            .or(audit.as_ref().map(|a| a.fingerprint_key_file.as_path())),
+    )?;
+
     Ok(GatewayConfig {
         audit,
         access,
         policy_dirs,
+        state,
         source: file.to_path_buf(),
         listen,
         admin,
         rules_dir: resolve(&raw.rules.dir.value),
         rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
-        rules_fingerprint_key_file: raw.rules.fingerprint_key_file.as_deref().map(&resolve),
+        rules_fingerprint_key_file,
         server,
         logging,
         reload,

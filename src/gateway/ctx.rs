@@ -56,6 +56,8 @@ pub struct Ctx {
     pub(super) policy: Option<crate::gateway::policy::PolicyState>,
     /// The upstream's answer is held back for a check (`gateway/holdback.rs`).
     pub(super) holdback: Option<crate::gateway::holdback::Holdback>,
+    /// The session check's outcome, once a token verified.
+    pub(super) session: Option<crate::gateway::session::SessionOutcome>,
 }
 
 impl Ctx {

@@ -4,7 +4,8 @@
 //! deadline).
 //!
 //! The hooks stay thin: each asks the engine, the verdict and the audit trail, and turns the
-//! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`;
+//! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`,
+//! `access`, `state`;
 //! never `runtime` (the process wiring builds the gateway, not the other way round).
 
 mod answer;
@@ -17,6 +18,7 @@ mod policy;
 mod preface;
 mod proxy;
 mod record;
+mod session;
 mod snapshot;
 pub mod tls;
 

@@ -74,6 +74,7 @@ impl ProxyHttp for Gateway {
             access: None,
             policy: None,
             holdback: None,
+            session: None,
         }
     }
 
@@ -567,6 +568,8 @@ pub struct Gateway {
     /// The process-global token verifier (key sets and token cache), when issuers are
     /// configured.
     pub(super) identity: Option<Arc<crate::access::identity::Verifier>>,
+    /// The process-global shared state (sessions), when tokens are checked.
+    pub(super) state: Option<Arc<crate::state::Store>>,
 }
 
 impl Gateway {
@@ -577,7 +580,14 @@ impl Gateway {
             metrics,
             audit: None,
             identity: None,
+            state: None,
         }
+    }
+
+    /// Keeps sessions (automatic logoff) in `state`.
+    pub fn with_state(mut self, state: Option<Arc<crate::state::Store>>) -> Self {
+        self.state = state;
+        self
     }
 
     /// Verifies bearer tokens with `identity` on routes that require them.

@@ -136,6 +136,12 @@ pub enum Reason {
     /// A held-back response's Content-Encoding cannot be undone (unknown coding, corrupt or
     /// over the decompression limits): none of it is released.
     UndecodableResponse,
+    /// The token's session saw no request for longer than `access.sessions.idle_timeout_seconds`
+    /// (automatic logoff, HIPAA 164.312(a)(2)(iii)).
+    SessionIdleTimeout,
+    /// The token's session is older than `access.sessions.max_session_seconds` (from
+    /// `auth_time`, else from its first request).
+    SessionExpired,
 }
 
 impl Reason {
@@ -177,6 +183,8 @@ impl Reason {
             Reason::ResponseTooLarge => "response_too_large",
             Reason::UnsupportedResponseFormat => "unsupported_response_format",
             Reason::UndecodableResponse => "undecodable_response",
+            Reason::SessionIdleTimeout => "session_idle_timeout",
+            Reason::SessionExpired => "session_expired",
         }
     }
 
@@ -216,7 +224,9 @@ impl Reason {
             | Reason::TokenExpired
             | Reason::TokenInQuery
             | Reason::TokenInBody
-            | Reason::TokenMultiple => 401,
+            | Reason::TokenMultiple
+            | Reason::SessionIdleTimeout
+            | Reason::SessionExpired => 401,
         }
     }
 
@@ -286,6 +296,10 @@ impl Reason {
             Reason::UndecodableResponse => {
                 "the upstream's answer does not match its content-encoding, so it is withheld"
             }
+            Reason::SessionIdleTimeout => {
+                "the session was idle too long and has ended; sign in again"
+            }
+            Reason::SessionExpired => "the session has reached its time limit; sign in again",
         }
     }
 }

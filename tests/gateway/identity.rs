@@ -26,7 +26,7 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -329,7 +329,7 @@ pub fn token_gateway(
     Gateway::start(o)
 }
 
-async fn get(
+pub async fn get(
     gw: &Gateway,
     path: &str,
     token: Option<&str>,

@@ -29,5 +29,7 @@ mod reload;
 mod response_check;
 mod scan;
 mod scan_lines;
+mod sessions;
+mod state;
 mod tls;
 mod upstream;
