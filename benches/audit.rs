@@ -43,6 +43,7 @@ fn input<'a>(clear: bool, path: &'a str) -> RecordInput<'a> {
         audit_header: Some(Redacted::new("ticket-20260124-0042".into())),
         user_header: Some(Redacted::new("dr.alice@hospital.example".into())),
         access: None,
+        policy: None,
     }
 }
 

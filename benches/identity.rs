@@ -82,6 +82,8 @@ fn settings(cache: usize) -> AccessSettings {
         }],
         claims_to_headers: Vec::new(),
         token_cache_entries: cache,
+        response_hold_bytes: phi_gateway::config::DEFAULT_RESPONSE_HOLD_BYTES,
+        sessions: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`telemetry`]: the Prometheus registry every capability counts into.
 //! - [`verdict`]: decisions and reasons, the vocabulary one request's outcome is recorded in.
 //! - [`config`]: `gateway.yaml` → validated [`config::GatewayConfig`].
+//! - [`state`]: shared state (memory, or Redis for a fleet): sessions, and issue 12's counters.
 //! - [`access`]: identity (validated bearer JWTs) and access control.
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
 //! - [`access`]: who may do what: SMART scopes, FHIR interactions, the patient compartment,
@@ -24,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod runtime;
+pub mod state;
 pub mod telemetry;
 pub mod verdict;
 

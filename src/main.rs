@@ -421,8 +421,17 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
                 Some(a) => format!("audit trail in {} (key {})", a.dir().display(), a.key_id()),
                 None => "NO audit trail (no `audit:` section)".to_string(),
             };
+            let policy = match &snapshot.policy {
+                Some(p) => format!(
+                    "access policy: {} roles, {} permissions entries, on {} routes; ",
+                    p.roles().len(),
+                    p.permission_count(),
+                    c.routes.iter().filter(|r| r.access.policy).count()
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {}, {audit}{})",
+                "{}: ok ({} routes, {} upstreams, {} rules from {}, certificate valid for {} more days, config version {}, {policy}{audit}{})",
                 path.display(),
                 c.routes.len(),
                 c.upstreams.len(),

@@ -15,8 +15,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("verdict", &["engine"]),
     ("config", &["engine"]),
+    ("state", &["telemetry", "config"]),
     ("audit", &["engine", "telemetry", "verdict", "config"]),
-    ("access", &["engine", "telemetry", "verdict", "config"]),
+    (
+        "access",
+        &["engine", "telemetry", "verdict", "config", "state"],
+    ),
     (
         "gateway",
         &[
@@ -26,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "audit",
             "access",
+            "state",
         ],
     ),
     (
@@ -37,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "audit",
             "access",
+            "state",
             "gateway",
         ],
     ),

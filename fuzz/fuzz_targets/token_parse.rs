@@ -31,6 +31,8 @@ fn verifier() -> Verifier {
         }],
         claims_to_headers: Vec::new(),
         token_cache_entries: 16,
+        response_hold_bytes: phi_gateway::config::DEFAULT_RESPONSE_HOLD_BYTES,
+        sessions: Default::default(),
     };
     let v = Verifier::new(&settings);
     if let Ok((set, _)) = parse_jwks(JWKS.as_bytes(), &[Algorithm::EdDsa, Algorithm::Es256]) {

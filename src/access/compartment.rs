@@ -431,7 +431,9 @@ pub fn resource_in_compartment(resource: &Value, patient: &str) -> bool {
 /// The indexes of a returned Bundle's entries whose `resource` is outside the compartment of
 /// `patient`. Entries without a resource (transaction responses, deleted history entries) and
 /// `OperationOutcome` entries carry no patient data and pass. Paging `link` URLs are not
-/// judged here: they are server-specific (bind them to the token, or check each page).
+/// judged here: [`crate::access::policy::Policy::check_response`], what the gateway's
+/// response hold-back calls, judges them as requests (and lets the policy's shared types
+/// through).
 pub fn bundle_outside_entries(bundle: &Value, patient: &str) -> Vec<usize> {
     let Some(entries) = bundle.get("entry").and_then(Value::as_array) else {
         return Vec::new();

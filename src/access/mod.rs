@@ -16,9 +16,9 @@
 //! and `config`, never `audit`, `gateway` or `runtime` (the hooks call into it, not the other
 //! way round). Nothing here knows pingora's types: the gateway hands it header values and
 //! gets typed answers back. `scope`, `fhir`, `compartment` and `policy` are pure: no I/O per
-//! request. The gateway is to call [`policy::Policy::evaluate`] with a [`policy::Subject`]
-//! (from verified claims) and an [`policy::AccessRequest`] (from the request head and, for
-//! writes and Bundles, the body), and get a [`policy::Decision`].
+//! request. The gateway (`gateway/policy.rs`) calls [`policy::Policy::evaluate`] with a
+//! [`policy::Subject`] (from verified claims) and an [`policy::AccessRequest`] (from the
+//! request head and, for writes and Bundles, the body), and gets a [`policy::Decision`].
 
 pub mod compartment;
 pub mod fhir;

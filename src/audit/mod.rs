@@ -478,6 +478,27 @@ pub struct RecordInput<'a> {
     pub user_header: Option<Redacted<String>>,
     /// The bearer-token check, on routes that check tokens.
     pub access: Option<AccessInput>,
+    /// The access policy's decision, on routes where it applies (merged into `access`).
+    pub policy: Option<PolicyInput>,
+}
+
+/// What the access policy decided for a request. Values from the token arrive [`Redacted`].
+#[derive(Debug)]
+pub struct PolicyInput {
+    /// The policy's reason (`allowed`, `patient_mismatch`, …, `compartment_check_unavailable`,
+    /// or the response check's `response_*` reason);
+    /// none when the request ended before the decision was taken (a body never completed).
+    pub reason: Option<&'static str>,
+    /// `response` or `target` when the policy asked for a check after the allow.
+    pub post_check: Option<&'static str>,
+    /// Denied Bundle entries.
+    pub denied_entries: Vec<usize>,
+    /// Their reasons.
+    pub entry_reasons: Vec<&'static str>,
+    /// `Patient/{id}` of the token's patient claim: only ever stored as a fingerprint.
+    pub patient: Option<Redacted<String>>,
+    /// The token's `purpose_of_use` claim.
+    pub purpose_of_use: Option<Redacted<String>>,
 }
 
 /// What the access check knows about a request. Values from the token arrive [`Redacted`].
@@ -499,6 +520,8 @@ pub struct AccessInput {
     pub token_id: Option<Redacted<String>>,
     /// `sid`.
     pub session_id: Option<Redacted<String>>,
+    /// The session check's outcome (`active`, `started`, `idle_timeout`, `expired`).
+    pub session: Option<&'static str>,
 }
 
 /// Verdicts of [`AuditLog::clear_or_fingerprint`], keyed by fingerprint (never by value) and
@@ -626,14 +649,35 @@ impl AuditLog {
             Some(v) => safe(v),
             None => "anonymous".to_string(),
         };
-        let access = access_input.map(|a| record::AccessRecord {
-            decision: a.decision.to_string(),
-            error: a.error.map(str::to_string),
-            issuer: a.issuer,
-            scopes: a.scopes.into_iter().map(safe).collect(),
-            client_id: a.client_id.map(|v| self.fingerprinter.fingerprint(&v)),
-            token_id: a.token_id.map(|v| self.fingerprinter.fingerprint(&v)),
-            session_id: a.session_id.map(|v| self.fingerprinter.fingerprint(&v)),
+        let policy = input.policy;
+        let access = access_input.map(|a| {
+            let mut r = record::AccessRecord {
+                decision: a.decision.to_string(),
+                error: a.error.map(str::to_string),
+                issuer: a.issuer,
+                scopes: a.scopes.into_iter().map(safe).collect(),
+                client_id: a.client_id.map(|v| self.fingerprinter.fingerprint(&v)),
+                token_id: a.token_id.map(|v| self.fingerprinter.fingerprint(&v)),
+                session_id: a.session_id.map(|v| self.fingerprinter.fingerprint(&v)),
+                session: a.session.map(str::to_string),
+                reason: None,
+                post_check: None,
+                denied_entries: Vec::new(),
+                entry_reasons: Vec::new(),
+                patient: None,
+                purpose_of_use: None,
+            };
+            if let Some(p) = policy {
+                r.reason = p.reason.map(str::to_string);
+                r.post_check = p.post_check.map(str::to_string);
+                r.denied_entries = p.denied_entries;
+                r.entry_reasons = p.entry_reasons.into_iter().map(str::to_string).collect();
+                // Never in clear, whatever the route's resource_id mode: the patient context
+                // is the identifier the whole binding is about.
+                r.patient = p.patient.map(|v| self.fingerprinter.fingerprint(&v));
+                r.purpose_of_use = p.purpose_of_use.map(safe);
+            }
+            r
         });
         AuditRecord {
             log_id: uuid::Uuid::new_v4().to_string(),

@@ -183,6 +183,33 @@ pub struct AccessRecord {
     /// `hmac-sha256:…` of `sid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The access policy's reason, on routes where the policy decides: `allowed`, or why it
+    /// refused (`insufficient_scope`, `patient_mismatch`, `bundle_entry_denied`, …), or
+    /// `compartment_check_unavailable` (allowed only with a check the gateway cannot make),
+    /// or the response check's reason when it refused the held-back answer
+    /// (`response_outside_compartment`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the policy said must still be checked after an allow (`response`, `target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_check: Option<String>,
+    /// For a refused batch/transaction Bundle: the indexes of the denied entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_entries: Vec<usize>,
+    /// Each denied entry's reason, in the order of `denied_entries`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_reasons: Vec<String>,
+    /// `hmac-sha256:…` of `Patient/{id}` for the token's patient context (`patient` claim):
+    /// the same fingerprint a record of a request for that Patient has as `resource_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    /// The token's `purpose_of_use` claim (a code such as `TREAT`), in clear unless a
+    /// detector fires on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    /// The session check (automatic logoff): `active`, `started`, `idle_timeout`, `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// The FHIR resource and interaction a request addresses, derived from its URL and method.

@@ -31,6 +31,15 @@ pub const DEFAULT_REFETCH_COOLDOWN_SECONDS: u64 = 10;
 /// Default `token_cache_entries`.
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 10_000;
 
+/// Default `response_hold_bytes`: the largest upstream answer held back (in memory, per
+/// request) for the compartment check of a patient-bound read by id. A single FHIR resource
+/// is kilobytes; 4 MiB leaves room for a history Bundle or an embedded attachment.
+pub const DEFAULT_RESPONSE_HOLD_BYTES: u64 = 4 * 1024 * 1024;
+/// Bounds of `response_hold_bytes` (1 KiB … 64 MiB): every held response costs this much
+/// memory at most while it is checked.
+const RESPONSE_HOLD_BYTES_MIN: u64 = 1024;
+const RESPONSE_HOLD_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// Headers `claims_to_headers` may not set: framing, routing and the gateway's own.
 const RESERVED_HEADERS: &[&str] = &[
     "authorization",
@@ -164,6 +173,12 @@ pub struct AccessSettings {
     pub claims_to_headers: Vec<(String, String)>,
     /// Most verified tokens kept in the cache.
     pub token_cache_entries: usize,
+    /// The largest upstream response body (as received, before decoding) held back for the
+    /// compartment check of a patient-bound read (`post_check: response`); over it the
+    /// client gets 502 `response_too_large` and none of the body.
+    pub response_hold_bytes: u64,
+    /// Idle and absolute session limits (automatic logoff).
+    pub sessions: super::SessionSettings,
 }
 
 /// Whether a route requires a bearer token.
@@ -191,12 +206,19 @@ impl Require {
 }
 
 /// A route's access settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteAccess {
     /// Whether a token is required.
     pub require: Require,
     /// `enforce` refuses; `monitor` forwards and records `would_deny`.
     pub mode: Mode,
+    /// Whether the access policy (`access.policy`) decides on this route's requests: true
+    /// when a policy is configured, the route checks tokens (`require: token | optional`)
+    /// and the route does not opt out with `access.policy: false`.
+    pub policy: bool,
+    /// The FHIR base path the policy reads request URLs below (`/fhir`): `access.fhir_base`,
+    /// else `path_prefix` without its trailing `/`.
+    pub fhir_base: String,
 }
 
 impl Default for RouteAccess {
@@ -204,6 +226,8 @@ impl Default for RouteAccess {
         RouteAccess {
             require: Require::Off,
             mode: Mode::Enforce,
+            policy: false,
+            fhir_base: String::new(),
         }
     }
 }
@@ -263,10 +287,19 @@ pub(super) fn validate_access(
     )
     .map_err(|(s, m)| err(s, "access.token_cache_entries", m))?
         as usize;
+    let response_hold_bytes = bounded(
+        raw.response_hold_bytes.as_ref(),
+        DEFAULT_RESPONSE_HOLD_BYTES,
+        RESPONSE_HOLD_BYTES_MIN,
+        RESPONSE_HOLD_BYTES_MAX,
+    )
+    .map_err(|(s, m)| err(s, "access.response_hold_bytes", m))?;
     Ok(AccessSettings {
         issuers,
         claims_to_headers,
         token_cache_entries,
+        response_hold_bytes,
+        sessions: super::state::validate_sessions(file, raw.sessions.as_ref())?,
     })
 }
 
@@ -492,13 +525,51 @@ fn check_https_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// The validated top-level `access.policy`: the policy directories in load order, resolved
+/// against the configuration file's directory. Their contents are loaded (and every policy
+/// error reported with its file, line and field) by the snapshot build, before anything binds.
+pub(super) fn validate_policy_dirs(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    raw: Option<&RawAccess>,
+) -> Result<Vec<PathBuf>, SourceError> {
+    let Some(list) = raw.and_then(|a| a.policy.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    if list.value.is_empty() {
+        // An empty list would read as "a policy is configured" to a reviewer and decide
+        // nothing; absent is the way to say no policy.
+        return Err(list.error(
+            file,
+            "access.policy",
+            "lists no directory; name at least one (e.g. `[deploy/policy]`) or remove the key"
+                .into(),
+        ));
+    }
+    let mut dirs: Vec<PathBuf> = Vec::with_capacity(list.value.len());
+    for (i, d) in list.value.iter().enumerate() {
+        // Like `rules.dir`, a directory that cannot be read is reported by the loader (at the
+        // same build step, before anything binds); validation stays free of file I/O.
+        let dir = resolve(&d.value);
+        if dirs.contains(&dir) {
+            return Err(d.error(file, &format!("access.policy[{i}]"), "listed twice".into()));
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
 /// Validates one route's `access:` (over `defaults.access`); `issuers` says whether any issuer
-/// is configured, which `require: token | optional` needs.
+/// is configured, which `require: token | optional` needs, and `policy` whether
+/// `access.policy` is, which `access.policy: true` on a route needs. `path_prefix` is the
+/// route's, the default FHIR base.
 pub(super) fn validate_route_access(
     file: &Path,
     field: &str,
     raw: Option<&RawRouteAccess>,
     issuers: bool,
+    policy: bool,
+    path_prefix: &str,
 ) -> Result<RouteAccess, SourceError> {
     let Some(raw) = raw else {
         return Ok(RouteAccess::default());
@@ -539,5 +610,47 @@ pub(super) fn validate_route_access(
         }
         Some(m) => m.value,
     };
-    Ok(RouteAccess { require, mode })
+    let applies = match raw.policy.as_ref() {
+        None => policy && require != Require::Off,
+        Some(p) if !p.value => false,
+        Some(p) if !policy => {
+            return Err(p.error(
+                file,
+                &format!("{field}.policy"),
+                "needs a policy in `access.policy` (top level)".into(),
+            ))
+        }
+        Some(p) if require == Require::Off => {
+            return Err(p.error(
+                file,
+                &format!("{field}.policy"),
+                "the policy decides on verified claims; set `require: token` or `optional`".into(),
+            ))
+        }
+        Some(_) => true,
+    };
+    let fhir_base = match raw.fhir_base.as_ref() {
+        None => path_prefix.trim_end_matches('/').to_string(),
+        Some(b) => {
+            let ok = b.value.starts_with('/')
+                && !b.value.contains("//")
+                && b.value
+                    .bytes()
+                    .all(|c| c.is_ascii_graphic() && c != b'%' && c != b'?');
+            if !ok {
+                return Err(b.error(
+                    file,
+                    &format!("{field}.fhir_base"),
+                    "must be a plain absolute path such as `/fhir/R4` (no `%`, `?` or `//`)".into(),
+                ));
+            }
+            b.value.trim_end_matches('/').to_string()
+        }
+    };
+    Ok(RouteAccess {
+        require,
+        mode,
+        policy: applies,
+        fhir_base,
+    })
 }

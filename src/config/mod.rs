@@ -18,6 +18,7 @@
 //! - `validate`: raw → validated, one function per section;
 //! - `audit`: the `audit:` section's settings and their validation;
 //! - `access`: the `access:` section (token issuers) and each route's `access:`;
+//! - `state`: the `state:` section (memory or Redis) and `access.sessions` (automatic logoff);
 //! - `routing`: which route a request takes.
 
 use std::path::{Path, PathBuf};
@@ -27,11 +28,13 @@ mod audit;
 mod model;
 mod raw;
 mod routing;
+mod state;
 mod validate;
 
 pub use access::{
     AccessSettings, Algorithm, Issuer, JwksSource, Require, RouteAccess, UserClaim,
-    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_TOKEN_CACHE_ENTRIES,
+    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_RESPONSE_HOLD_BYTES,
+    DEFAULT_TOKEN_CACHE_ENTRIES,
 };
 pub use audit::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
@@ -43,6 +46,10 @@ pub use model::{
     SKIPPED_HEADERS,
 };
 pub use routing::routing_path;
+pub use state::{
+    SessionSettings, StateBackend, StateSettings, DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_MAX_SESSION_SECONDS, DEFAULT_STATE_MAX_ENTRIES, DEFAULT_STATE_TIMEOUT_MS,
+};
 pub use validate::check_rule_overrides;
 
 use crate::engine::rules::RuleSet;

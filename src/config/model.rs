@@ -75,6 +75,12 @@ pub struct GatewayConfig {
     pub audit: Option<crate::config::AuditSettings>,
     /// Token issuers and identity headers (`access:`); empty when the section is absent.
     pub access: crate::config::AccessSettings,
+    /// The access policy's directories (`access.policy`), in load order; empty: no policy.
+    /// Kept apart from [`Self::access`] because a policy change is hot-reloaded while the
+    /// issuers need a restart.
+    pub policy_dirs: Vec<PathBuf>,
+    /// Where shared state lives (`state:`); memory when the section is absent.
+    pub state: crate::config::StateSettings,
 }
 
 /// Downstream TLS listener settings.
@@ -314,7 +320,7 @@ impl GatewayConfig {
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 15] = [
+        let checks: [(&'static str, bool); 16] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
             (
@@ -358,6 +364,8 @@ impl GatewayConfig {
             ("audit", a.audit != b.audit),
             // The verifier (key sets, their refresher, the token cache) starts once.
             ("access", a.access != b.access),
+            // The state store (its backend, connection and local copy) starts once.
+            ("state", a.state != b.state),
         ];
         checks
             .into_iter()

@@ -33,6 +33,9 @@ pub(super) struct RawConfig {
     pub(super) audit: Option<RawAudit>,
     #[serde(default)]
     pub(super) access: Option<RawAccess>,
+    /// Where shared state lives (`state:`; see `super::state`).
+    #[serde(default)]
+    pub(super) state: Option<super::state::RawState>,
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) routes: Vec<RawRoute>,
 }
@@ -277,6 +280,14 @@ pub(super) struct RawAccess {
     pub(super) claims_to_headers: BTreeMap<String, Spanned<String>>,
     /// Most verified tokens kept in the cache.
     pub(super) token_cache_entries: Option<Spanned<u64>>,
+    /// Largest upstream response held back for the compartment check of a patient-bound read.
+    pub(super) response_hold_bytes: Option<Spanned<u64>>,
+    /// Access policy directories (`deploy/policy`, then site layers), loaded like rule packs.
+    #[serde(default)]
+    pub(super) policy: Option<Spanned<Vec<Spanned<PathBuf>>>>,
+    /// Automatic logoff (`super::state`).
+    #[serde(default)]
+    pub(super) sessions: Option<super::state::RawSessions>,
 }
 
 /// One trusted token issuer.
@@ -309,6 +320,10 @@ pub(super) struct RawIssuer {
 pub(super) struct RawRouteAccess {
     pub(super) require: Option<Spanned<String>>,
     pub(super) mode: Option<Spanned<Mode>>,
+    /// Whether the access policy decides on this route (default: yes when one is configured).
+    pub(super) policy: Option<Spanned<bool>>,
+    /// The route's FHIR base path (default: `path_prefix` without its trailing `/`).
+    pub(super) fhir_base: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

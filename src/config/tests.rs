@@ -389,13 +389,35 @@ fn access_section_gets_short_lived_defaults_and_routes_default_to_off() {
         [("x-user-id".to_string(), "sub".to_string())]
     );
     assert_eq!(c.access.token_cache_entries, 10_000);
+    assert_eq!(c.access.response_hold_bytes, 4 * 1024 * 1024);
     assert_eq!(c.routes[0].access.require, Require::Token);
     assert_eq!(c.routes[0].access.mode, Mode::Enforce);
     assert_eq!(c.routes[1].access.require, Require::Off);
     // Without an access section every route is off, as before.
     let c = parse(MINIMAL).unwrap();
     assert!(c.access.issuers.is_empty());
+    assert_eq!(c.access.response_hold_bytes, 4 * 1024 * 1024);
     assert_eq!(c.routes[0].access.require, Require::Off);
+}
+
+#[test]
+fn response_hold_bytes_is_bounded_and_located() {
+    let with = |v: &str| {
+        WITH_ACCESS.replacen(
+            "access:\n",
+            &format!("access:\n  response_hold_bytes: {v}\n"),
+            1,
+        )
+    };
+    assert!(WITH_ACCESS.contains("access:\n"));
+    assert_eq!(
+        parse(&with("65536")).unwrap().access.response_hold_bytes,
+        65536
+    );
+    for bad in ["10", "1000000000"] {
+        let e = parse(&with(bad)).unwrap_err().to_string();
+        assert!(e.contains("access.response_hold_bytes"), "{e}");
+    }
 }
 
 #[test]
@@ -466,4 +488,226 @@ fn access_errors_name_line_and_field() {
     let e = parse(&text).unwrap_err();
     assert_eq!(e.field, "routes[0].access.require", "{e}");
     assert!(e.message.contains("access.issuers"), "{e}");
+}
+
+#[test]
+fn the_policy_applies_to_routes_that_check_tokens_unless_they_opt_out() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/policy");
+    let with_policy =
+        WITH_ACCESS.replacen("access:\n", &format!("access:\n  policy: [\"{dir}\"]\n"), 1);
+    let c = parse(&with_policy).unwrap();
+    assert_eq!(c.policy_dirs, [PathBuf::from(dir)]);
+    assert!(c.routes[0].access.policy, "require: token + a policy");
+    assert_eq!(c.routes[0].access.fhir_base, "/fhir");
+    assert!(
+        !c.routes[1].access.policy,
+        "require: off never has a subject"
+    );
+    // Without a policy nothing is decided by one, as before.
+    let c = parse(WITH_ACCESS).unwrap();
+    assert!(c.policy_dirs.is_empty() && !c.routes[0].access.policy);
+    // A route opts out, or names its FHIR base.
+    let text = with_policy.replacen(
+        "      require: token\n",
+        "      require: token\n      policy: false\n",
+        1,
+    );
+    assert!(!parse(&text).unwrap().routes[0].access.policy);
+    let text = with_policy.replacen(
+        "      require: token\n",
+        "      require: token\n      fhir_base: /fhir/R4/\n",
+        1,
+    );
+    assert_eq!(parse(&text).unwrap().routes[0].access.fhir_base, "/fhir/R4");
+}
+
+#[test]
+fn policy_errors_name_line_and_field() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/policy");
+    let with_policy =
+        WITH_ACCESS.replacen("access:\n", &format!("access:\n  policy: [\"{dir}\"]\n"), 1);
+    let cases = [
+        (
+            WITH_ACCESS.replacen("access:\n", "access:\n  policy: []\n", 1),
+            "policy: []",
+            "access.policy",
+            "no directory",
+        ),
+        (
+            WITH_ACCESS.replacen("access:\n", "access:\n  policy: [/p, /p]\n", 1),
+            "policy: [/p, /p]",
+            "access.policy[1]",
+            "listed twice",
+        ),
+        (
+            WITH_ACCESS.replacen(
+                "      require: token\n",
+                "      require: token\n      policy: true\n",
+                1,
+            ),
+            "policy: true",
+            "routes[0].access.policy",
+            "needs a policy",
+        ),
+        (
+            with_policy.replacen(
+                "      require: token\n",
+                "      require: \"off\"\n      policy: true\n",
+                1,
+            ),
+            "policy: true",
+            "routes[0].access.policy",
+            "require: token",
+        ),
+        (
+            with_policy.replacen(
+                "      require: token\n",
+                "      require: token\n      fhir_base: fhir%2FR4\n",
+                1,
+            ),
+            "fhir_base: fhir%2FR4",
+            "routes[0].access.fhir_base",
+            "absolute path",
+        ),
+    ];
+    for (text, needle, field, words) in cases {
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, field, "{needle}: {e}");
+        assert!(e.message.contains(words), "{needle}: {e}");
+        let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert_eq!(e.line, line, "{needle}: {e}");
+    }
+}
+
+#[test]
+fn state_defaults_to_bounded_memory_and_sessions_to_fifteen_minutes_idle() {
+    let c = parse(WITH_ACCESS).unwrap();
+    assert_eq!(c.state.backend, StateBackend::Memory);
+    assert_eq!(c.state.timeout, Duration::from_millis(25));
+    assert_eq!(c.state.max_entries, 100_000);
+    assert_eq!(c.state.key_file, None, "memory without a key: a random one");
+    let s = c.access.sessions;
+    assert_eq!(s.idle_timeout, Some(Duration::from_secs(900)));
+    assert_eq!(s.max_session, Some(Duration::from_secs(43_200)));
+    assert!(s.retain() >= Duration::from_secs(43_200));
+
+    let text = format!(
+        "{WITH_ACCESS}{AUDIT}state:\n  backend: redis\n  url: redis://10.0.0.5:6379/2\n  timeout_ms: 10\n  max_entries: 500\n"
+    )
+    .replace(
+        "    X-User-Id: sub\n",
+        "    X-User-Id: sub\n  sessions: {idle_timeout_seconds: 0, max_session_seconds: 0}\n",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.state.backend,
+        StateBackend::Redis {
+            url: "redis://10.0.0.5:6379/2".into(),
+            password_file: None,
+            ca_file: None
+        }
+    );
+    assert_eq!(c.state.timeout, Duration::from_millis(10));
+    assert_eq!(c.state.max_entries, 500);
+    assert_eq!(
+        c.state.key_file.as_deref(),
+        Some(Path::new("/etc/gw/keys/audit-fingerprint.key")),
+        "the deployment's fingerprint key by default"
+    );
+    assert!(!c.access.sessions.enabled());
+}
+
+#[test]
+fn state_and_session_errors_name_line_and_field() {
+    let redis = "state:\n  backend: redis\n  url: redis://127.0.0.1:6379\n";
+    // (replace, with, field, words in the message, text on the line the error names)
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "  backend: redis",
+            "  backend: mysql",
+            "state.backend",
+            "unknown backend",
+            "backend: mysql",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379\n",
+            "",
+            "state.url",
+            "needs a `url`",
+            "backend: redis",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: http://127.0.0.1:6379",
+            "state.url",
+            "rediss://",
+            "url: http://127.0.0.1:6379",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://admin:hunter2@127.0.0.1:6379",
+            "state.url",
+            "password_file",
+            "url: redis://admin:hunter2@127.0.0.1:6379",
+        ),
+        (
+            "  backend: redis",
+            "  backend: memory",
+            "state.url",
+            "only applies",
+            "url: redis",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://127.0.0.1:6379\n  timeout_ms: 5000",
+            "state.timeout_ms",
+            "between 1 and 1000",
+            "timeout_ms: 5000",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://127.0.0.1:6379\n  ca_file: /etc/gw/ca.pem",
+            "state.ca_file",
+            "rediss://",
+            "ca_file: /etc/gw/ca.pem",
+        ),
+        (
+            "  url: redis://127.0.0.1:6379",
+            "  url: redis://127.0.0.1:6379\n  key_file: /nonexistent/state.key",
+            "state.key_file",
+            "not a readable file",
+            "key_file: /nonexistent/state.key",
+        ),
+    ];
+    for (from, to, field, words, at) in cases {
+        let text = format!("{WITH_ACCESS}{AUDIT}{redis}").replace(from, to);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, *field, "{to}: {e}");
+        assert!(e.message.contains(words), "{to}: {e}");
+        let line = text.lines().position(|l| l.contains(at)).unwrap() + 1;
+        assert_eq!(e.line, line, "{to}: {e}");
+    }
+    // Redis with no secret to fingerprint keys with: every gateway must derive the same keys.
+    let e = parse(&format!("{WITH_ACCESS}{redis}")).unwrap_err();
+    assert_eq!(e.field, "state.key_file", "{e}");
+    assert!(e.message.contains("same on every gateway"), "{e}");
+    // An absolute limit below the idle limit is a mistake, not a choice.
+    let text = WITH_ACCESS.replace(
+        "    X-User-Id: sub\n",
+        "    X-User-Id: sub\n  sessions:\n    idle_timeout_seconds: 900\n    max_session_seconds: 60\n",
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "access.sessions.max_session_seconds", "{e}");
+    assert_eq!(
+        e.line,
+        text.lines()
+            .position(|l| l.contains("max_session_seconds"))
+            .unwrap()
+            + 1
+    );
+    let e = parse(&format!(
+        "{WITH_ACCESS}state:\n  backend: memory\n  shards: 4\n"
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("unknown field"), "{e}");
 }

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::access::{validate_access, validate_route_access};
+use super::access::{validate_access, validate_policy_dirs, validate_route_access};
 use super::audit::validate_audit;
 use super::raw::{
     RawAdmin, RawConfig, RawLimits, RawListen, RawLogging, RawReload, RawRoute, RawRouteDefaults,
@@ -48,15 +48,18 @@ pub(super) fn validate(
         Some(a) => validate_access(file, &resolve, a)?,
         None => super::AccessSettings {
             token_cache_entries: super::DEFAULT_TOKEN_CACHE_ENTRIES as usize,
+            response_hold_bytes: super::DEFAULT_RESPONSE_HOLD_BYTES,
             ..Default::default()
         },
     };
+    let policy_dirs = validate_policy_dirs(file, &resolve, raw.access.as_ref())?;
     let routes = validate_routes(
         file,
         &raw.defaults,
         &raw.routes,
         &upstreams,
         !access.issuers.is_empty(),
+        !policy_dirs.is_empty(),
     )?;
 
     let audit = match &raw.audit {
@@ -70,15 +73,27 @@ pub(super) fn validate(
         _ => None,
     };
 
+    let rules_fingerprint_key_file = raw.rules.fingerprint_key_file.as_deref().map(&resolve);
+    let state = super::state::validate_state(
+        file,
+        &resolve,
+        raw.state.as_ref(),
+        rules_fingerprint_key_file
+            .as_deref()
+            .or(audit.as_ref().map(|a| a.fingerprint_key_file.as_path())),
+    )?;
+
     Ok(GatewayConfig {
         audit,
         access,
+        policy_dirs,
+        state,
         source: file.to_path_buf(),
         listen,
         admin,
         rules_dir: resolve(&raw.rules.dir.value),
         rules_overlays: raw.rules.overlays.iter().map(|p| resolve(p)).collect(),
-        rules_fingerprint_key_file: raw.rules.fingerprint_key_file.as_deref().map(&resolve),
+        rules_fingerprint_key_file,
         server,
         logging,
         reload,
@@ -337,6 +352,7 @@ fn validate_routes(
     raw: &[RawRoute],
     upstreams: &[Upstream],
     issuers: bool,
+    policy: bool,
 ) -> Result<Vec<Route>, SourceError> {
     let err = |s: &dyn Located, field: &str, msg: String| s.error(file, field, msg);
     let mut routes = Vec::new();
@@ -464,6 +480,14 @@ fn validate_routes(
             resource_id: route_audit.and_then(|a| a.resource_id).unwrap_or_default(),
             fail_closed: route_audit.and_then(|a| a.fail_closed).unwrap_or(true),
         };
+        let access = validate_route_access(
+            file,
+            &at("access"),
+            r.access.as_ref().or(d.access.as_ref()),
+            issuers,
+            policy,
+            &path_prefix,
+        )?;
         routes.push(Route {
             name: r.name.value.clone(),
             host,
@@ -477,12 +501,7 @@ fn validate_routes(
             rule_overrides,
             audit,
             allow_upgrade: r.allow_upgrade.or(d.allow_upgrade).unwrap_or(false),
-            access: validate_route_access(
-                file,
-                &at("access"),
-                r.access.as_ref().or(d.access.as_ref()),
-                issuers,
-            )?,
+            access,
         });
     }
     if routes.is_empty() {

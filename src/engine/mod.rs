@@ -320,6 +320,16 @@ pub fn content_encoding_supported(value: &str) -> bool {
     decode::supported(value)
 }
 
+/// Undoes a request body's `Content-Encoding` within `limits`, with the decoder the scan uses,
+/// so the access policy judges the same bytes the engine inspected (and the upstream decodes).
+pub fn decode_content<'a>(
+    body: &'a [u8],
+    content_encoding: Option<&str>,
+    limits: &Limits,
+) -> Result<std::borrow::Cow<'a, [u8]>, InspectError> {
+    decode::decode_body(body, content_encoding, limits, &mut Vec::new())
+}
+
 /// Runs the engine over `rules`; `only` restricts it to one rule, evaluated even when `off`
 /// (used by inline tests, which must exercise disabled rules too).
 pub(crate) fn scan_rules(

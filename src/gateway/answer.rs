@@ -20,8 +20,14 @@ pub(super) const DRAIN_AFTER_LIMIT: u64 = 4 * 1024 * 1024;
 pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The JSON error body. Built by hand from fixed strings and ids we generated or loaded, so
-/// it can never echo anything the client sent.
-pub(super) fn error_body(reason: Reason, request_id: &str, rules: &[&str]) -> Bytes {
+/// it can never echo anything the client sent. `entries` are the denied entry indexes of a
+/// Bundle the access policy refused.
+pub(super) fn error_body(
+    reason: Reason,
+    request_id: &str,
+    rules: &[&str],
+    entries: &[usize],
+) -> Bytes {
     let mut s = format!(
         "{{\"error\":\"{}\",\"reason\":\"{}\",\"request_id\":\"{}\"",
         reason.message(),
@@ -39,6 +45,12 @@ pub(super) fn error_body(reason: Reason, request_id: &str, rules: &[&str]) -> By
             s.push_str(r);
             s.push('"');
         }
+        s.push(']');
+    }
+    if !entries.is_empty() {
+        let list: Vec<String> = entries.iter().map(usize::to_string).collect();
+        s.push_str(",\"denied_entries\":[");
+        s.push_str(&list.join(","));
         s.push(']');
     }
     s.push_str("}\n");
@@ -63,13 +75,16 @@ async fn write_error(session: &mut Session, ctx: &Ctx, reason: Reason) -> pingor
     } else {
         Vec::new()
     };
-    let body = error_body(reason, &ctx.request_id, &rules);
+    let entries = crate::gateway::policy::denied_entries(ctx, reason);
+    let body = error_body(reason, &ctx.request_id, &rules, entries);
     let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("x-request-id", ctx.request_id.as_str())?;
     resp.insert_header("cache-control", "no-store")?;
-    if let Some(challenge) = crate::gateway::identity::www_authenticate(reason) {
+    if let Some(challenge) = crate::gateway::identity::www_authenticate(reason)
+        .or_else(|| crate::gateway::policy::www_authenticate(reason))
+    {
         resp.insert_header("www-authenticate", challenge)?;
     }
     session.set_keepalive(None);
@@ -167,7 +182,8 @@ impl Gateway {
         } else {
             Vec::new()
         };
-        let len = error_body(reason, &ctx.request_id, &rules).len() as u64;
+        let entries = crate::gateway::policy::denied_entries(ctx, reason);
+        let len = error_body(reason, &ctx.request_id, &rules, entries).len() as u64;
         self.audit(session, ctx, &outcome, reason.status(), Some(len))
             .await;
         write_error(session, ctx, reason).await

@@ -52,6 +52,12 @@ pub struct Ctx {
     pub(super) tunnel: bool,
     /// The bearer-token check's outcome, on routes that check tokens.
     pub(super) access: Option<crate::gateway::identity::Access>,
+    /// The access policy's decision, on routes where the policy decides.
+    pub(super) policy: Option<crate::gateway::policy::PolicyState>,
+    /// The upstream's answer is held back for a check (`gateway/holdback.rs`).
+    pub(super) holdback: Option<crate::gateway::holdback::Holdback>,
+    /// The session check's outcome, once a token verified.
+    pub(super) session: Option<crate::gateway::session::SessionOutcome>,
 }
 
 impl Ctx {

@@ -58,7 +58,9 @@ pub(super) fn www_authenticate(reason: Reason) -> Option<&'static str> {
         | Reason::TokenExpired
         | Reason::TokenInQuery
         | Reason::TokenInBody
-        | Reason::TokenMultiple => Some("Bearer realm=\"phi-gateway\", error=\"invalid_token\""),
+        | Reason::TokenMultiple
+        | Reason::SessionIdleTimeout
+        | Reason::SessionExpired => Some("Bearer realm=\"phi-gateway\", error=\"invalid_token\""),
         _ => None,
     }
 }
@@ -128,7 +130,7 @@ impl Gateway {
                     error: None,
                     token: Some(t),
                 });
-                None
+                self.check_session(ctx, mode, token).await
             }
             Err(e) => self.token_fault(ctx, mode, e),
         }
@@ -248,5 +250,6 @@ pub(super) fn access_input(ctx: &Ctx) -> Option<AccessInput> {
         client_id: t.and_then(|t| redact(t.client_id())),
         token_id: t.and_then(|t| redact(t.str_claim("jti"))),
         session_id: t.and_then(|t| redact(t.str_claim("sid"))),
+        session: ctx.session.map(|s| s.as_str()),
     })
 }

@@ -1,19 +1,24 @@
-//! The gateway: pingora's hooks and the checks and verdict they call, the request snapshot,
+//! The gateway: pingora's hooks and the checks and verdict they call (the PHI checks, the
+//! bearer token, the access policy, the response hold-back), the request snapshot,
 //! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
 //! deadline).
 //!
 //! The hooks stay thin: each asks the engine, the verdict and the audit trail, and turns the
-//! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`;
+//! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`,
+//! `access`, `state`;
 //! never `runtime` (the process wiring builds the gateway, not the other way round).
 
 mod answer;
 mod checks;
 mod ctx;
 mod deadline;
+mod holdback;
 mod identity;
+mod policy;
 mod preface;
 mod proxy;
 mod record;
+mod session;
 mod snapshot;
 pub mod tls;
 

@@ -72,6 +72,9 @@ impl ProxyHttp for Gateway {
             body_pending: false,
             tunnel: false,
             access: None,
+            policy: None,
+            holdback: None,
+            session: None,
         }
     }
 
@@ -92,7 +95,9 @@ impl ProxyHttp for Gateway {
             // Only a request the head checks let through is worth a signature verification.
             None => match self.check_identity(session, ctx).await {
                 Some(reason) => Some(reason),
-                None => self.scan_unverified_authorization(session, ctx),
+                None => self
+                    .scan_unverified_authorization(session, ctx)
+                    .or_else(|| self.check_policy(session, ctx)),
             },
         };
         let reason = match head {
@@ -104,8 +109,9 @@ impl ProxyHttp for Gateway {
             None => {
                 // A body that will be held back is pending from the start: the upstream could
                 // answer before the first body byte arrives (see `response_filter`).
-                ctx.body_pending =
-                    !session.is_body_empty() && ctx.route().is_some_and(|r| r.inspect.body);
+                ctx.body_pending = !session.is_body_empty()
+                    && (ctx.route().is_some_and(|r| r.inspect.body)
+                        || crate::gateway::policy::policy_pending(ctx));
                 return Ok(false);
             }
         };
@@ -241,7 +247,10 @@ impl ProxyHttp for Gateway {
             return Err(refuse(Reason::ClientTimeout));
         }
 
-        let hold = route.inspect.body && !ctx.skip_body;
+        // The PHI scan holds bodies it inspects; the access policy holds the bodies its
+        // decision waits for (creates, updates, Bundles), on every route it decides on.
+        let scan = route.inspect.body && !ctx.skip_body;
+        let hold = scan || crate::gateway::policy::policy_pending(ctx);
         if !hold {
             ctx.body_pending = false;
             // Not inspected: stream through. An empty final chunk becomes None so pingora does
@@ -272,6 +281,11 @@ impl ProxyHttp for Gateway {
         }
         ctx.body_pending = false;
 
+        // The policy's decision on the complete body, before a byte of it is released.
+        if let Some(reason) = self.check_policy_body(session, ctx) {
+            ctx.body = BytesMut::new();
+            return Err(refuse(reason));
+        }
         if ctx.body.is_empty() {
             return Ok(()); // bodiless request: nothing to inspect, and `None` stays `None`
         }
@@ -283,9 +297,10 @@ impl ProxyHttp for Gateway {
             .get(http::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
         let token_in_body = self.check_body_token(ctx, content_type, content_encoding);
-        if let Some(reason) =
-            token_in_body.or_else(|| self.check_body(ctx, content_type, content_encoding))
-        {
+        if let Some(reason) = token_in_body.or_else(|| {
+            scan.then(|| self.check_body(ctx, content_type, content_encoding))
+                .flatten()
+        }) {
             ctx.body = BytesMut::new();
             return Err(refuse(reason));
         }
@@ -317,6 +332,10 @@ impl ProxyHttp for Gateway {
             ));
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // A response held back for a check is recorded when it is decided on.
+        if ctx.holdback.is_some() && !self.hold_response_header(session, resp, ctx)? {
+            return Ok(());
+        }
         if ctx.tunnel && resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // Allowed, and recorded as what it is: a tunnel nobody inspects from here on.
             ctx.outcome = Some(Outcome {
@@ -343,11 +362,30 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Runs per response body chunk (and at its end), after `response_filter`. Only a
+    /// response held back for a check is touched (`gateway/holdback.rs`).
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Option<Duration>> {
+        if ctx.holdback.is_some() {
+            self.hold_response_body(body, end_of_stream, ctx)?;
+        }
+        Ok(None)
+    }
+
     /// Runs when a request fails at any point (a refusal of ours, pingora's parser, the
     /// upstream), before `logging`.
     /// Answers every failure with our JSON body and request id. The body is built from fixed
     /// text only: nothing from the request or the upstream is echoed.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // A held response ends here, released or refused.
+        if let Some(done) = self.finish_held(session, e, ctx).await {
+            return done;
+        }
         if session
             .response_written()
             .is_some_and(|r| r.status == http::StatusCode::SWITCHING_PROTOCOLS)
@@ -421,6 +459,7 @@ impl ProxyHttp for Gateway {
     /// Our own refusals are logged by `logging` as decisions, not as errors.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
         matches!(error.etype(), ErrorType::HTTPStatus(_))
+            || crate::gateway::holdback::is_held(error)
     }
 
     /// Runs whenever pingora logs an error of its own (after `fail_to_proxy`, and on upstream
@@ -529,6 +568,8 @@ pub struct Gateway {
     /// The process-global token verifier (key sets and token cache), when issuers are
     /// configured.
     pub(super) identity: Option<Arc<crate::access::identity::Verifier>>,
+    /// The process-global shared state (sessions), when tokens are checked.
+    pub(super) state: Option<Arc<crate::state::Store>>,
 }
 
 impl Gateway {
@@ -539,7 +580,14 @@ impl Gateway {
             metrics,
             audit: None,
             identity: None,
+            state: None,
         }
+    }
+
+    /// Keeps sessions (automatic logoff) in `state`.
+    pub fn with_state(mut self, state: Option<Arc<crate::state::Store>>) -> Self {
+        self.state = state;
+        self
     }
 
     /// Verifies bearer tokens with `identity` on routes that require them.

@@ -93,6 +93,7 @@ impl Gateway {
                 .and_then(|h| header_value(session, h)),
             user_header,
             access: crate::gateway::identity::access_input(ctx),
+            policy: crate::gateway::policy::policy_input(ctx),
         };
         let record = audit.build(&ctx.snapshot.engine, &ctx.snapshot.limits, input);
         audit.record(record).await

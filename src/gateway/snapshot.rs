@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::access::policy::Policy;
 use crate::config::GatewayConfig;
 use crate::engine::rules::{FingerprintKey, RuleError, RuleSet};
 use crate::engine::source::SourceError;
@@ -39,6 +40,15 @@ pub enum BuildError {
         file: std::path::PathBuf,
         /// What is wrong with it (never key material).
         cause: String,
+    },
+    /// The access policy (`access.policy`) does not load; the error names the policy file,
+    /// line, column and field.
+    #[error("{config}: access.policy: {source}", config = config.display())]
+    Policy {
+        /// The configuration file.
+        config: std::path::PathBuf,
+        /// What is wrong.
+        source: crate::access::policy::PolicyError,
     },
     /// The rules hold exceptions by value but no fingerprint key is configured.
     #[error(
@@ -95,8 +105,19 @@ pub fn build(config: GatewayConfig) -> Result<(Snapshot, LoadedCert), BuildError
         // verifier it installs from the same file.
         crate::gateway::tls::client_verifier(&c.ca_file, c.required)?;
     }
+    // The policy is part of the snapshot: a reload that cannot load it keeps the running one
+    // (and says why), exactly like the rules.
+    let policy = if config.policy_dirs.is_empty() {
+        None
+    } else {
+        let p = Policy::load_dirs(&config.policy_dirs).map_err(|source| BuildError::Policy {
+            config: config.source.clone(),
+            source,
+        })?;
+        Some(Arc::new(p))
+    };
     let engine = Engine::new(Arc::new(rules));
-    let snapshot = Snapshot::new(config, engine)?;
+    let snapshot = Snapshot::new(config, engine, policy)?;
     Ok((snapshot, cert))
 }
 
@@ -109,6 +130,8 @@ pub struct Snapshot {
     pub engine: Engine,
     /// Engine limits derived from the configuration.
     pub limits: crate::engine::Limits,
+    /// The access policy (`access.policy`), when one is configured.
+    pub policy: Option<Arc<Policy>>,
     /// Per-upstream peer templates (resolved addresses, TLS, timeouts).
     pub(crate) peers: Vec<HttpPeer>,
     /// Per-request metric handles, one per route and a last one for `unmatched`.
@@ -123,6 +146,7 @@ impl Snapshot {
     pub fn new(
         config: GatewayConfig,
         engine: Engine,
+        policy: Option<Arc<Policy>>,
     ) -> Result<Self, crate::gateway::tls::TlsError> {
         let mut peers = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
@@ -152,7 +176,14 @@ impl Snapshot {
             max_json_depth: config.limits.max_json_depth,
             ..crate::engine::Limits::default()
         };
-        let config_version = crate::config::config_hash(&config, engine.rules());
+        let mut config_version = crate::config::config_hash(&config, engine.rules());
+        if let Some(p) = &policy {
+            // A policy change is a new configuration version too (audit records name it).
+            let mixed = crate::audit::record::sha256_hex(
+                format!("{config_version}\n{}", p.digest()).as_bytes(),
+            );
+            config_version = mixed.chars().take(16).collect();
+        }
         let route_metrics = (config.routes.iter().map(|r| r.name.as_str()))
             .chain(["unmatched"])
             .map(crate::telemetry::RouteHandles::new)
@@ -161,6 +192,7 @@ impl Snapshot {
             config,
             engine,
             limits,
+            policy,
             peers,
             route_metrics,
             config_version,

@@ -5,7 +5,8 @@
 //! says that the process answers; it never depends on the upstream (a dead EHR must not get
 //! the gateway restarted). `/readyz` says whether this instance should receive traffic: not
 //! before the listener is up (rules compiled and certificate loaded happen before that), and
-//! not once SIGTERM has started draining.
+//! not once SIGTERM has started draining. While the shared-state backend (Redis) fails it
+//! answers 200 `degraded`: the instance still serves, from its local session copy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub struct Health {
     ready: AtomicBool,
     draining: AtomicBool,
     audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
+    state: std::sync::OnceLock<Arc<crate::state::Store>>,
 }
 
 impl Health {
@@ -41,6 +43,13 @@ impl Health {
     pub fn set_audit(&self, audit: Option<Arc<crate::audit::AuditLog>>) {
         if let Some(a) = audit {
             let _ = self.audit.set(a);
+        }
+    }
+
+    /// Lets `/readyz` report the shared-state backend (`degraded` while it fails).
+    pub fn set_state(&self, state: Option<Arc<crate::state::Store>>) {
+        if let Some(s) = state {
+            let _ = self.state.set(s);
         }
     }
 
@@ -173,17 +182,28 @@ impl ServeHttp for AdminApp {
                 let audit = self.health.audit.get();
                 let audit_ok = audit.is_none_or(|a| a.status().healthy());
                 let ready = self.health.is_ready() && audit_ok;
+                // A failing state backend degrades, it does not unready: every replica
+                // shares one Redis, so pulling them all out would turn a Redis outage into a
+                // gateway outage. Sessions meanwhile come from each replica's local copy.
+                let state = self.health.state.get();
+                let state_up = state.is_none_or(|s| s.is_up());
                 let status = if self.health.is_draining() {
                     "draining"
-                } else if ready {
-                    "ready"
-                } else {
+                } else if !ready {
                     "not_ready"
+                } else if !state_up {
+                    "degraded"
+                } else {
+                    "ready"
                 };
                 let body = serde_json::json!({
                     "status": status,
                     "audit": match audit {
                         Some(a) => a.status().to_json(),
+                        None => serde_json::json!("disabled"),
+                    },
+                    "state": match state {
+                        Some(s) => serde_json::json!({"backend": s.backend(), "up": s.is_up()}),
                         None => serde_json::json!("disabled"),
                     },
                 });

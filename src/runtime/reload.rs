@@ -137,6 +137,7 @@ impl Reloader {
                 tracing::info!(
                     trigger = trigger.as_str(),
                     config_version = %done.config_version,
+                    policy = %self.current.load().policy.as_ref().map(|p| p.digest()).unwrap_or("none"),
                     rules = done.rules,
                     routes = done.routes,
                     duration_ms = started.elapsed().as_millis() as u64,
@@ -179,8 +180,8 @@ fn unix_now() -> i64 {
 }
 
 /// Starts the file watch: every `interval` it fingerprints the configuration file, the rule
-/// directories (base and overlays), the listener certificate and key and the upstream CA
-/// files, and reloads once a change has settled.
+/// directories (base and overlays), the access policy directories, the listener certificate
+/// and key and the upstream CA files, and reloads once a change has settled.
 ///
 /// It polls file *contents* by path rather than using inotify, on purpose: Kubernetes updates
 /// a ConfigMap volume by swapping a `..data` symlink, editors replace files by rename, and
@@ -241,6 +242,9 @@ fn fingerprint(config: &crate::config::GatewayConfig) -> [u8; 32] {
     }
     for dir in config.rule_dirs() {
         hash_dir(&mut ctx, &dir, 0);
+    }
+    for dir in &config.policy_dirs {
+        hash_dir(&mut ctx, dir, 0);
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());

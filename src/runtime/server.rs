@@ -57,6 +57,9 @@ pub enum StartError {
     /// A token issuer's key set cannot be loaded (`access.issuers`).
     #[error("{0}")]
     Identity(#[from] crate::access::identity::IdentityError),
+    /// The shared-state store cannot be started (its key file, its thread, the Redis URL).
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
     /// The snapshot cannot be built for another reason (the fingerprint key).
     #[error("{0}")]
     Snapshot(BuildError),
@@ -260,9 +263,19 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         }
         Some(v)
     };
+    // Sessions (automatic logoff) need the store only where tokens are checked. A Redis
+    // backend connects in the background: Redis being down never stops start-up.
+    let state = if config.access.issuers.is_empty() {
+        None
+    } else {
+        let s = crate::state::Store::start(&config.state, prepared.metrics.clone())?;
+        tracing::info!(backend = s.backend(), "shared state started");
+        Some(s)
+    };
     let gateway = Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone())
         .with_audit(audit.clone())
-        .with_identity(identity);
+        .with_identity(identity)
+        .with_state(state.clone());
     // What `pingora::proxy::http_proxy_service_with_name` builds, plus the HTTP/2 limits,
     // inside the request-head deadline (slowloris; see `crate::deadline`) and a deadline for
     // the HTTP/2 preface around it (see `crate::preface`).
@@ -293,6 +306,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     ));
     let health = Arc::new(Health::default());
     health.set_audit(audit.clone());
+    health.set_state(state);
     if let Some(admin) = config.admin {
         let mut svc = Service::new(
             "phi-gateway admin".to_string(),
@@ -334,6 +348,19 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     );
     for route in &config.routes {
         tracing::info!(route = %route.name, mode = %route.mode, "route mode");
+    }
+    if let Some(p) = &snapshot.policy {
+        let on: Vec<&str> = (config.routes.iter())
+            .filter(|r| r.access.policy)
+            .map(|r| r.name.as_str())
+            .collect();
+        tracing::info!(
+            roles = p.roles().len(),
+            permissions = p.permission_count(),
+            digest = %p.digest(),
+            routes = %on.join(","),
+            "access policy loaded"
+        );
     }
     mark_ready_when_listening(health.clone(), config.listen.address);
     exit_when_drained(

@@ -70,6 +70,17 @@ pub struct Metrics {
     pub jwks_refresh: IntCounterVec,
     /// Age of the key set in use, by issuer name.
     pub jwks_age: IntGaugeVec,
+    /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
+    /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
+    /// `access::policy::ResponseEscape::all()`, `response_too_large`, `response_undecodable`).
+    pub access_decisions: IntCounterVec,
+    /// 1 while the state backend answers, by backend (`memory`, `redis`).
+    pub state_backend_up: IntGaugeVec,
+    /// Failed state backend calls, by operation and kind (`timeout`, `backend`, `protocol`).
+    pub state_errors: IntCounterVec,
+    /// Session checks, by result (`active`, `started`, `idle_timeout`, `expired`) and where
+    /// they were answered (`shared`, `local`, `memory`).
+    pub sessions: IntCounterVec,
 }
 
 impl Metrics {
@@ -209,6 +220,38 @@ impl Metrics {
             ),
             &["issuer"],
         )?;
+        let access_decisions = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_access_decisions_total",
+                "Access policy decisions, by decision (allow, deny, would_deny) and the policy's reason (allowed, insufficient_scope, patient_mismatch, …).",
+            ),
+            &["decision", "reason"],
+        )?;
+        registry.register(Box::new(access_decisions.clone()))?;
+        let state_backend_up = IntGaugeVec::new(
+            Opts::new(
+                "phi_gateway_state_backend_up",
+                "1 while the shared-state backend answers within its timeout, 0 while it fails (sessions then come from the local copy).",
+            ),
+            &["backend"],
+        )?;
+        let state_errors = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_state_errors_total",
+                "Failed shared-state backend calls, by operation and kind (timeout, backend, protocol).",
+            ),
+            &["op", "kind"],
+        )?;
+        let sessions = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_sessions_total",
+                "Session checks of verified tokens, by result (active, started, idle_timeout, expired) and store (shared, local, memory).",
+            ),
+            &["result", "store"],
+        )?;
+        registry.register(Box::new(state_backend_up.clone()))?;
+        registry.register(Box::new(state_errors.clone()))?;
+        registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(jwks_refresh.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -250,6 +293,10 @@ impl Metrics {
             audit_last_checkpoint,
             jwks_refresh,
             jwks_age,
+            access_decisions,
+            state_backend_up,
+            state_errors,
+            sessions,
         })
     }
 

@@ -118,6 +118,30 @@ pub enum Reason {
     /// The token's issuer has no key set younger than its `max_staleness`: the gateway cannot
     /// judge the token, so it refuses (fails closed) with 503.
     JwksUnavailable,
+    /// The access policy refuses the request (scopes, roles, patient binding; RFC 6750
+    /// `insufficient_scope`). The audit record's `access.reason` names the policy's reason.
+    InsufficientScope,
+    /// The policy allows the request only if the response (a read by id of a resource that
+    /// may belong to another patient) or the target (an update or delete by id) is checked
+    /// against the patient's compartment, and the gateway cannot check it yet: refused rather
+    /// than forwarded unchecked. Since the response hold-back exists this is only the
+    /// update or delete by id (`post_check: target`; docs/access.md).
+    CompartmentCheckUnavailable,
+    /// A held-back response (patient binding) is larger than `access.response_hold_bytes`:
+    /// it cannot be checked, so none of it is released.
+    ResponseTooLarge,
+    /// A held-back response is not JSON (FHIR XML, HTML, text): the compartment check reads
+    /// JSON only, so none of it is released; the client can ask for `application/fhir+json`.
+    UnsupportedResponseFormat,
+    /// A held-back response's Content-Encoding cannot be undone (unknown coding, corrupt or
+    /// over the decompression limits): none of it is released.
+    UndecodableResponse,
+    /// The token's session saw no request for longer than `access.sessions.idle_timeout_seconds`
+    /// (automatic logoff, HIPAA 164.312(a)(2)(iii)).
+    SessionIdleTimeout,
+    /// The token's session is older than `access.sessions.max_session_seconds` (from
+    /// `auth_time`, else from its first request).
+    SessionExpired,
 }
 
 impl Reason {
@@ -154,6 +178,13 @@ impl Reason {
             Reason::TokenInBody => "token_in_body",
             Reason::TokenMultiple => "token_multiple",
             Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::CompartmentCheckUnavailable => "compartment_check_unavailable",
+            Reason::ResponseTooLarge => "response_too_large",
+            Reason::UnsupportedResponseFormat => "unsupported_response_format",
+            Reason::UndecodableResponse => "undecodable_response",
+            Reason::SessionIdleTimeout => "session_idle_timeout",
+            Reason::SessionExpired => "session_expired",
         }
     }
 
@@ -164,7 +195,9 @@ impl Reason {
             | Reason::MalformedAuditHeader
             | Reason::PhiDetected
             | Reason::TlsVersionNotAllowed
-            | Reason::UpgradeNotAllowed => 403,
+            | Reason::UpgradeNotAllowed
+            | Reason::InsufficientScope
+            | Reason::CompartmentCheckUnavailable => 403,
             Reason::BodyTooLarge | Reason::DecodedBodyTooLarge => 413,
             Reason::UnsupportedContentEncoding => 415,
             Reason::UndecodableBody | Reason::BadRequest | Reason::TrailersNotAllowed => 400,
@@ -174,6 +207,8 @@ impl Reason {
             Reason::ClientTimeout => 408,
             Reason::UriTooLong => 414,
             Reason::HeadersTooLarge => 431,
+            Reason::ResponseTooLarge | Reason::UndecodableResponse => 502,
+            Reason::UnsupportedResponseFormat => 406,
             Reason::UpstreamUnavailable | Reason::UpstreamError | Reason::UpstreamEarlyResponse => {
                 502
             }
@@ -189,7 +224,9 @@ impl Reason {
             | Reason::TokenExpired
             | Reason::TokenInQuery
             | Reason::TokenInBody
-            | Reason::TokenMultiple => 401,
+            | Reason::TokenMultiple
+            | Reason::SessionIdleTimeout
+            | Reason::SessionExpired => 401,
         }
     }
 
@@ -216,7 +253,9 @@ impl Reason {
             Reason::UpstreamEarlyResponse => {
                 "the upstream service answered before the request body was inspected"
             }
-            Reason::BadRequest => "the request is not valid HTTP",
+            // Also the answer to a request the access policy cannot read as a FHIR
+            // interaction (the audit record's `access.reason` says which).
+            Reason::BadRequest => "the request is malformed",
             Reason::ClientTimeout => "the request was not received in time",
             Reason::UriTooLong => "the request target exceeds the size limit",
             Reason::HeadersTooLarge => "the request headers exceed the size limit",
@@ -244,6 +283,23 @@ impl Reason {
             Reason::JwksUnavailable => {
                 "the token issuer's keys are unavailable, so the token cannot be checked"
             }
+            Reason::InsufficientScope => "the token does not grant access to this request",
+            Reason::CompartmentCheckUnavailable => {
+                "this request is allowed only if the resource belongs to the token's patient, which the gateway cannot check yet; use a patient compartment search instead"
+            }
+            Reason::ResponseTooLarge => {
+                "the upstream's answer is larger than the gateway can check, so it is withheld"
+            }
+            Reason::UnsupportedResponseFormat => {
+                "the gateway checks this answer in JSON only; ask for application/fhir+json"
+            }
+            Reason::UndecodableResponse => {
+                "the upstream's answer does not match its content-encoding, so it is withheld"
+            }
+            Reason::SessionIdleTimeout => {
+                "the session was idle too long and has ended; sign in again"
+            }
+            Reason::SessionExpired => "the session has reached its time limit; sign in again",
         }
     }
 }

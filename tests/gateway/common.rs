@@ -179,6 +179,10 @@ pub enum UpstreamMode {
 /// The 10 body bytes the misbehaving modes send before they break the response.
 pub const PARTIAL_BODY: &str = "{\"partial\":";
 
+/// What an answering upstream ([`RecordingUpstream::start_answering`]) writes back for a
+/// complete request: the whole raw HTTP/1.1 response, status line to last body byte.
+pub type Answer = Arc<dyn Fn(&Recorded) -> Vec<u8> + Send + Sync>;
+
 #[derive(Default)]
 struct UpstreamState {
     connections: usize,
@@ -214,7 +218,18 @@ impl RecordingUpstream {
         Self::start_mode(mode)
     }
 
+    /// Records like [`RecordingUpstream::start`] and answers each complete request with the
+    /// raw bytes `answer` returns for it (keep-alive unless they say `connection: close`):
+    /// first the head, then, 100 ms later, the body, so the gateway sees them apart.
+    pub fn start_answering(answer: impl Fn(&Recorded) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        Self::start_full(UpstreamMode::Answer, Some(Arc::new(answer)))
+    }
+
     fn start_mode(mode: UpstreamMode) -> Self {
+        Self::start_full(mode, None)
+    }
+
+    fn start_full(mode: UpstreamMode, answer: Option<Answer>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -231,8 +246,8 @@ impl RecordingUpstream {
                             s.last_activity = Some(Instant::now());
                             s.connections - 1
                         };
-                        let (st2, sp2) = (st.clone(), sp.clone());
-                        thread::spawn(move || serve_connection(stream, conn, mode, st2, sp2));
+                        let (st2, sp2, an2) = (st.clone(), sp.clone(), answer.clone());
+                        thread::spawn(move || serve_connection(stream, conn, mode, an2, st2, sp2));
                     }
                     Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(5));
@@ -430,6 +445,7 @@ fn serve_connection(
     mut stream: TcpStream,
     conn: usize,
     mode: UpstreamMode,
+    answer: Option<Answer>,
     state: Arc<Mutex<UpstreamState>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -557,6 +573,25 @@ fn serve_connection(
         if misbehave(&mut stream, mode) {
             return;
         }
+        if let Some(answer) = &answer {
+            let bytes = answer(&rec);
+            let close = String::from_utf8_lossy(&bytes)
+                .split("\r\n\r\n")
+                .next()
+                .is_some_and(|h| h.to_ascii_lowercase().contains("connection: close"));
+            // The head goes out on its own and the body a moment later, as from a server that
+            // streams its answer: the gateway sees the response head before any body byte.
+            let split = find(&bytes, b"\r\n\r\n").map_or(bytes.len(), |p| p + 4);
+            let (head, body) = bytes.split_at(split);
+            if stream.write_all(head).and_then(|_| stream.flush()).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+            if stream.write_all(body).is_err() || close || close_after {
+                return;
+            }
+            continue;
+        }
         let body = format!("{{\"upstream\":\"recording\",\"request\":{served}}}");
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{}",
@@ -660,6 +695,8 @@ pub struct GatewayOpts {
     pub limits: Vec<String>,
     /// Lines of an `access:` section, e.g. `"  issuers:"` (none: no section).
     pub access: Vec<String>,
+    /// Lines of a `state:` section, e.g. `"  backend: redis"` (none: no section).
+    pub state: Vec<String>,
 }
 
 impl GatewayOpts {
@@ -680,6 +717,7 @@ impl GatewayOpts {
             listen_extra: Vec::new(),
             limits: Vec::new(),
             access: Vec::new(),
+            state: Vec::new(),
         }
     }
 }
@@ -768,6 +806,11 @@ impl GatewayFiles {
         } else {
             format!("access:\n{}\n", opts.access.join("\n"))
         };
+        let state = if opts.state.is_empty() {
+            String::new()
+        } else {
+            format!("state:\n{}\n", opts.state.join("\n"))
+        };
         let fhir_extra: String = opts
             .fhir_route_extra
             .iter()
@@ -797,7 +840,7 @@ logging:
 reload:
   watch: {watch}
   watch_interval_ms: 200
-{limits}{access}upstreams:
+{limits}{access}{state}upstreams:
   - name: ehr
     address: \"{upstream}\"{tls}
     timeouts:
@@ -1195,6 +1238,165 @@ pub fn http_request(port: u16, method: &str, path: &str) -> Option<(u16, String)
         body.to_string()
     };
     Some((status, body))
+}
+
+// === redis ===
+
+/// A throwaway `redis-server` (Debian's package, installed by `.ci/setup test`) on a free
+/// loopback port in a temp dir, no persistence; killed on drop. [`RedisServer::stop`] and
+/// [`RedisServer::start_again`] take it down and bring it back on the same port mid-test.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Extra `redis-server` arguments (TLS).
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a plain-TCP server on a free loopback port and waits until it answers `PING`.
+    pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts with extra arguments (for TLS: `--port 0 --tls-port N …`); the readiness wait
+    /// connects to `port` in clear unless the arguments disable it.
+    pub fn start_with(args: Vec<String>) -> Self {
+        let mut r = RedisServer {
+            port: free_port(),
+            dir: tempfile::Builder::new()
+                .prefix("phi-gw-redis-")
+                .tempdir()
+                .unwrap(),
+            child: None,
+            args,
+        };
+        r.start_again();
+        r
+    }
+
+    /// The temp dir (for certificates).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on its port and waits (bounded) until it answers.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "redis-server already running");
+        let exe = which("redis-server").unwrap_or_else(|| {
+            panic!("redis-server not found; run `.ci/setup test` to install Debian's redis-server")
+        });
+        let mut cmd = Command::new(exe);
+        cmd.arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--daemonize")
+            .arg("no");
+        if self.args.is_empty() {
+            cmd.arg("--port").arg(self.port.to_string());
+        } else {
+            cmd.args(&self.args);
+        }
+        let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.args.is_empty() && self.ping() {
+                return;
+            }
+            let tls = SocketAddr::from(([127, 0, 0, 1], self.tls_port()));
+            if !self.args.is_empty()
+                && TcpStream::connect_timeout(&tls, Duration::from_millis(200)).is_ok()
+            {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("redis-server exited with {st}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer within 10 s: {}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The `--tls-port` of a TLS server.
+    pub fn tls_port(&self) -> u16 {
+        self.args
+            .windows(2)
+            .find(|w| w[0] == "--tls-port")
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// Whether it answers `PING` in clear now.
+    pub fn ping(&self) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if s.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    /// Every key, by `KEYS *` (a test server holds a handful).
+    pub fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut c = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// Kills the server (SIGKILL: an outage, not a shutdown) and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The first `name` on `PATH`.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 // === clients ===

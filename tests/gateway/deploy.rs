@@ -545,6 +545,12 @@ fn kubernetes_manifests_fit_together() {
     };
     assert_eq!(mount("config")["mountPath"], "/etc/phi-gateway/config");
     assert_eq!(mount("rules")["mountPath"], "/etc/phi-gateway/rules");
+    assert_eq!(mount("policy")["mountPath"], "/etc/phi-gateway/policy");
+    assert_eq!(
+        volume("policy")["configMap"]["name"],
+        manifest("configmap-policy.yaml")["metadata"]["name"]
+    );
+    assert_eq!(gw["access"]["policy"], serde_json::json!(["../policy"]));
     assert_eq!(mount("tls")["mountPath"], "/etc/phi-gateway/tls");
     assert_eq!(
         volume("config")["configMap"]["name"],
@@ -623,6 +629,33 @@ fn rules_configmap_is_the_repository_rule_pack() {
         "deploy/kubernetes/configmap-rules.yaml differs from rules/. Regenerate its data with\n  \
          kubectl create configmap phi-gateway-rules -n phi-gateway --from-file=rules/ \
          --dry-run=client -o yaml\n(keep the header comment and labels). Files: got {:?}, want {:?}",
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn policy_configmap_is_the_repository_policy() {
+    let cm = manifest("configmap-policy.yaml");
+    let data = cm["data"].as_object().unwrap();
+    let mut want = BTreeMap::new();
+    for e in std::fs::read_dir(repo("deploy/policy")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            want.insert(name, std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let got: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert!(
+        got == want,
+        "deploy/kubernetes/configmap-policy.yaml differs from deploy/policy/. Regenerate its data \
+         with\n  kubectl create configmap phi-gateway-policy -n phi-gateway \
+         --from-file=deploy/policy/ --dry-run=client -o yaml\n(keep the header comment and \
+         labels). Files: got {:?}, want {:?}",
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>()
     );

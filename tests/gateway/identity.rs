@@ -26,7 +26,7 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -329,7 +329,7 @@ pub fn token_gateway(
     Gateway::start(o)
 }
 
-async fn get(
+pub async fn get(
     gw: &Gateway,
     path: &str,
     token: Option<&str>,
@@ -345,13 +345,13 @@ async fn get(
     (s, h, b)
 }
 
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 
-fn record_of(gw: &Gateway, id: &str) -> Value {
+pub fn record_of(gw: &Gateway, id: &str) -> Value {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let records = gw.audit_records();

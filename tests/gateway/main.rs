@@ -4,6 +4,7 @@
 
 mod common;
 
+mod access_policy;
 mod audit;
 mod audit_header;
 mod audit_leaks;
@@ -25,7 +26,10 @@ mod postgres;
 mod properties;
 mod protocol;
 mod reload;
+mod response_check;
 mod scan;
 mod scan_lines;
+mod sessions;
+mod state;
 mod tls;
 mod upstream;

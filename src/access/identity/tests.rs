@@ -81,6 +81,8 @@ fn settings() -> AccessSettings {
         }],
         claims_to_headers: Vec::new(),
         token_cache_entries: 100,
+        response_hold_bytes: crate::config::DEFAULT_RESPONSE_HOLD_BYTES,
+        sessions: Default::default(),
     }
 }
 

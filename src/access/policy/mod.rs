@@ -23,11 +23,13 @@
 //! ([`crate::access::compartment`]).
 //!
 //! One file per job: `model` (YAML and compiled types), `load` (directories, layering,
-//! validation), `eval` (decisions), `selftest` (inline tests and lint).
+//! validation), `eval` (decisions), `response` (the compartment check of a held-back
+//! response, [`Policy::check_response`]), `selftest` (inline tests and lint).
 
 mod eval;
 mod load;
 mod model;
+mod response;
 mod selftest;
 #[cfg(test)]
 mod tests;
@@ -38,6 +40,7 @@ pub use load::PolicyError;
 pub use model::{
     Expect, Grant, Kind, OpAt, OpSpec, PolicyTest, Role, Settings, Types, WithoutRoles,
 };
+pub use response::ResponseEscape;
 pub use selftest::{PolicyLint, PolicyTestFailure};
 
 use crate::access::compartment::Escape;
@@ -61,6 +64,15 @@ impl Subject {
     /// `roles` (an array of strings, or one string), `permissions` (kept as is) and `patient`
     /// (a string). Claims of any other type are ignored, which only ever takes access away.
     pub fn from_claims(claims: &serde_json::Value) -> Subject {
+        match claims.as_object() {
+            Some(map) => Subject::from_claim_map(map),
+            None => Subject::default(),
+        }
+    }
+
+    /// [`Subject::from_claims`] over the claims object itself (a verified token keeps its
+    /// claims as a map; no copy of the whole payload per request).
+    pub fn from_claim_map(claims: &serde_json::Map<String, serde_json::Value>) -> Subject {
         use serde_json::Value;
         let strings = |v: Option<&Value>| -> Vec<String> {
             match v {

@@ -5,13 +5,18 @@ use crate::verdict::Reason;
 
 #[test]
 fn error_body_is_valid_json_without_request_data() {
-    let b = error_body(Reason::PhiDetected, "abc", &["us-ssn", "email"]);
+    let b = error_body(Reason::PhiDetected, "abc", &["us-ssn", "email"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(v["reason"], "phi_detected");
     assert_eq!(v["rules"][1], "email");
-    let b = error_body(Reason::MissingAuditHeader, "abc", &[]);
+    let b = error_body(Reason::MissingAuditHeader, "abc", &[], &[]);
     let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert!(v.get("rules").is_none());
+    assert!(v.get("denied_entries").is_none());
+    let b = error_body(Reason::InsufficientScope, "abc", &[], &[0, 3]);
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["reason"], "insufficient_scope");
+    assert_eq!(v["denied_entries"], serde_json::json!([0, 3]));
 }
 
 #[test]
