@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawAccess, RawIssuer, RawRouteAccess};
+use super::raw::{RawAccess, RawIntrospection, RawIssuer, RawRouteAccess};
 use super::validate::{bounded, check_header_name, Located};
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::Mode;
@@ -110,6 +110,35 @@ pub enum JwksSource {
         /// CA bundle to trust instead of the system roots.
         ca_file: Option<PathBuf>,
     },
+    /// No keys: the issuer's tokens are opaque, and each one is asked about at its RFC 7662
+    /// introspection endpoint (always `https://`, TLS 1.3, no redirects), then cached until
+    /// its `exp`.
+    Introspection(Introspection),
+}
+
+/// Where and as whom opaque tokens are introspected (RFC 7662).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Introspection {
+    /// The endpoint, `https://`.
+    pub url: String,
+    /// The gateway's client id at the authorization server (HTTP Basic, RFC 7662 §2.1).
+    pub client_id: String,
+    /// The file holding its client secret, read at start (never in gateway.yaml itself).
+    pub client_secret_file: PathBuf,
+    /// CA bundle to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+// Hand-written so a `{:?}` of the configuration shows where the secret is, never more.
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// Which claim names the user in the audit record.
@@ -256,6 +285,19 @@ pub(super) fn validate_access(
                 "another issuer has the same `issuer` value".into(),
             ));
         }
+        let intro = |o: &Issuer| matches!(o.jwks, JwksSource::Introspection(_));
+        if intro(&issuer) && issuers.iter().any(intro) {
+            // An opaque token names no issuer: with two endpoints the gateway would have to
+            // send every token to both, leaking it to the wrong one.
+            return Err(err(
+                r.introspection
+                    .as_ref()
+                    .map_or(&r.name as &dyn Located, |x| x as &dyn Located),
+                &format!("access.issuers[{i}].introspection"),
+                "only one issuer can introspect opaque tokens (an opaque token names no issuer)"
+                    .into(),
+            ));
+        }
         issuers.push(issuer);
     }
     let mut claims_to_headers = Vec::new();
@@ -352,85 +394,123 @@ fn validate_issuer(
             ));
         }
     }
-    if r.algorithms.value.is_empty() {
-        return Err(err(
-            &r.algorithms,
-            "algorithms",
-            "pin at least one algorithm (RS256, PS256, ES256, EdDSA)".into(),
-        ));
-    }
     let mut algorithms = Vec::new();
-    for (j, a) in r.algorithms.value.iter().enumerate() {
-        let f = format!("algorithms[{j}]");
-        let alg = match Algorithm::from_jws(&a.value) {
-            Some(alg) => alg,
-            None if a.value.eq_ignore_ascii_case("none") => {
-                return Err(err(a, &f, "`none` means unsigned tokens; never allowed".into()))
-            }
-            None if a.value.to_ascii_uppercase().starts_with("HS") => {
-                return Err(err(
-                    a,
-                    &f,
-                    format!("`{}` is a shared-secret algorithm; with published keys it enables key confusion, so it is never allowed", a.value),
-                ))
-            }
-            None => {
-                return Err(err(
-                    a,
-                    &f,
-                    format!("unsupported algorithm `{}` (expected RS256, PS256, ES256 or EdDSA)", a.value),
-                ))
-            }
-        };
-        if !algorithms.contains(&alg) {
-            algorithms.push(alg);
-        }
-    }
-    let jwks = match (&r.jwks_file, &r.jwks_url) {
-        (Some(_), Some(u)) => {
+    match (&r.algorithms, &r.introspection) {
+        (Some(list), Some(_)) => {
             return Err(err(
-                u,
-                "jwks_url",
-                "set either `jwks_file` or `jwks_url`, not both".into(),
+                list,
+                "algorithms",
+                "an `introspection` issuer takes opaque tokens, which have no algorithm; remove `algorithms` (or use a second issuer for its JWTs)".into(),
             ))
         }
         (None, None) => {
             return Err(SourceError::at(
                 file,
                 &r.issuer,
-                at("jwks_file"),
-                "needs `jwks_file` or `jwks_url`",
+                at("algorithms"),
+                "pin at least one algorithm (RS256, PS256, ES256, EdDSA)",
             ))
         }
-        (Some(f), None) => {
-            if let Some(ca) = &r.jwks_ca_file {
+        (None, Some(_)) => {}
+        (Some(list), None) => {
+            if list.value.is_empty() {
                 return Err(err(
-                    ca,
-                    "jwks_ca_file",
-                    "only applies with `jwks_url`".into(),
+                    list,
+                    "algorithms",
+                    "pin at least one algorithm (RS256, PS256, ES256, EdDSA)".into(),
                 ));
             }
-            JwksSource::File(resolve(&f.value))
-        }
-        (None, Some(u)) => {
-            check_https_url(&u.value).map_err(|m| err(u, "jwks_url", m))?;
-            let ca_file = match &r.jwks_ca_file {
-                Some(ca) => {
-                    let p = resolve(&ca.value);
-                    if !p.is_file() {
-                        return Err(err(
-                            ca,
-                            "jwks_ca_file",
-                            format!("{} is not a readable file", p.display()),
-                        ));
+            for (j, a) in list.value.iter().enumerate() {
+                let f = format!("algorithms[{j}]");
+                let alg = match Algorithm::from_jws(&a.value) {
+                    Some(alg) => alg,
+                    None if a.value.eq_ignore_ascii_case("none") => {
+                        return Err(err(a, &f, "`none` means unsigned tokens; never allowed".into()))
                     }
-                    Some(p)
+                    None if a.value.to_ascii_uppercase().starts_with("HS") => {
+                        return Err(err(
+                            a,
+                            &f,
+                            format!("`{}` is a shared-secret algorithm; with published keys it enables key confusion, so it is never allowed", a.value),
+                        ))
+                    }
+                    None => {
+                        return Err(err(
+                            a,
+                            &f,
+                            format!("unsupported algorithm `{}` (expected RS256, PS256, ES256 or EdDSA)", a.value),
+                        ))
+                    }
+                };
+                if !algorithms.contains(&alg) {
+                    algorithms.push(alg);
                 }
-                None => None,
-            };
-            JwksSource::Url {
-                url: u.value.clone(),
-                ca_file,
+            }
+        }
+    }
+    let jwks = if let Some(ix) = &r.introspection {
+        if let Some(f) = &r.jwks_file {
+            return Err(err(
+                f,
+                "jwks_file",
+                "an `introspection` issuer has no key set".into(),
+            ));
+        }
+        if let Some(u) = &r.jwks_url {
+            return Err(err(
+                u,
+                "jwks_url",
+                "an `introspection` issuer has no key set".into(),
+            ));
+        }
+        validate_introspection(file, resolve, &at, &ix.value)?
+    } else {
+        match (&r.jwks_file, &r.jwks_url) {
+            (Some(_), Some(u)) => {
+                return Err(err(
+                    u,
+                    "jwks_url",
+                    "set either `jwks_file` or `jwks_url`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(SourceError::at(
+                    file,
+                    &r.issuer,
+                    at("jwks_file"),
+                    "needs `jwks_file` or `jwks_url`",
+                ))
+            }
+            (Some(f), None) => {
+                if let Some(ca) = &r.jwks_ca_file {
+                    return Err(err(
+                        ca,
+                        "jwks_ca_file",
+                        "only applies with `jwks_url`".into(),
+                    ));
+                }
+                JwksSource::File(resolve(&f.value))
+            }
+            (None, Some(u)) => {
+                check_https_url(&u.value).map_err(|m| err(u, "jwks_url", m))?;
+                let ca_file = match &r.jwks_ca_file {
+                    Some(ca) => {
+                        let p = resolve(&ca.value);
+                        if !p.is_file() {
+                            return Err(err(
+                                ca,
+                                "jwks_ca_file",
+                                format!("{} is not a readable file", p.display()),
+                            ));
+                        }
+                        Some(p)
+                    }
+                    None => None,
+                };
+                JwksSource::Url {
+                    url: u.value.clone(),
+                    ca_file,
+                }
             }
         }
     };
@@ -508,6 +588,45 @@ fn validate_issuer(
         )?),
         user_claim,
     })
+}
+
+fn validate_introspection(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    at: &dyn Fn(&str) -> String,
+    r: &RawIntrospection,
+) -> Result<JwksSource, SourceError> {
+    let err = |s: &dyn Located, f: &str, msg: String| s.error(file, &at(f), msg);
+    check_https_url(&r.url.value).map_err(|m| err(&r.url, "introspection.url", m))?;
+    let id = &r.client_id.value;
+    if id.is_empty() || id.len() > 256 || id.contains(':') || id.chars().any(char::is_control) {
+        return Err(err(
+            &r.client_id,
+            "introspection.client_id",
+            "must be 1-256 characters, without `:` (it is sent in HTTP Basic)".into(),
+        ));
+    }
+    let readable = |p: &Spanned<PathBuf>, f: &str| {
+        let path = resolve(&p.value);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(err(
+                p,
+                f,
+                format!("{} is not a readable file", path.display()),
+            ))
+        }
+    };
+    Ok(JwksSource::Introspection(Introspection {
+        url: r.url.value.clone(),
+        client_id: id.clone(),
+        client_secret_file: readable(&r.client_secret_file, "introspection.client_secret_file")?,
+        ca_file: match &r.ca_file {
+            Some(ca) => Some(readable(ca, "introspection.ca_file")?),
+            None => None,
+        },
+    }))
 }
 
 /// An `https://host[:port]/…` URL: no other scheme (a key set fetched in clear could be

@@ -297,7 +297,8 @@ pub(super) struct RawIssuer {
     pub(super) name: Spanned<String>,
     pub(super) issuer: Spanned<String>,
     pub(super) audiences: Spanned<Vec<Spanned<String>>>,
-    pub(super) algorithms: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(super) jwks_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
@@ -312,6 +313,20 @@ pub(super) struct RawIssuer {
     pub(super) clock_skew_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) user_claim: Option<Spanned<String>>,
+    /// RFC 7662 introspection of opaque tokens, instead of a key set.
+    #[serde(default)]
+    pub(super) introspection: Option<Spanned<RawIntrospection>>,
+}
+
+/// An issuer's `introspection:` (RFC 7662).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIntrospection {
+    pub(super) url: Spanned<String>,
+    pub(super) client_id: Spanned<String>,
+    pub(super) client_secret_file: Spanned<PathBuf>,
+    #[serde(default)]
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
 }
 
 /// A route's `access:`: whether a bearer token is required, and in which mode.

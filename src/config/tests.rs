@@ -711,3 +711,98 @@ fn state_and_session_errors_name_line_and_field() {
     .unwrap_err();
     assert!(e.message.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn introspection_issuers_are_validated_with_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s\n").unwrap();
+    let intro = format!(
+        "    - name: opaque\n      issuer: https://as.example\n      audiences: [ehr]\n      introspection:\n        url: https://as.example/introspect\n        client_id: gw\n        client_secret_file: \"{}\"\n",
+        secret.display()
+    );
+    let with = |extra: &str| {
+        WITH_ACCESS.replacen(
+            "  claims_to_headers:\n",
+            &format!("{intro}{extra}  claims_to_headers:\n"),
+            1,
+        )
+    };
+    let c = parse(&with("")).unwrap();
+    match &c.access.issuers[1].jwks {
+        JwksSource::Introspection(ix) => {
+            assert_eq!(ix.url, "https://as.example/introspect");
+            assert_eq!(ix.client_id, "gw");
+            assert_eq!(ix.client_secret_file, secret);
+            assert!(!format!("{ix:?}").contains("s\n"));
+        }
+        other => panic!("not an introspection issuer: {other:?}"),
+    }
+    // (text, the text on the line the error names, field, words)
+    let cases = [
+        (
+            with("").replace(
+                "      introspection:\n",
+                "      algorithms: [RS256]\n      introspection:\n",
+            ),
+            "algorithms: [RS256]",
+            "access.issuers[1].algorithms",
+            "opaque tokens",
+        ),
+        (
+            with("").replace(
+                "      introspection:\n",
+                "      jwks_url: https://as.example/certs\n      introspection:\n",
+            ),
+            "jwks_url: https://as.example/certs",
+            "access.issuers[1].jwks_url",
+            "no key set",
+        ),
+        (
+            with("").replace(
+                "url: https://as.example/introspect",
+                "url: http://as.example/introspect",
+            ),
+            "url: http://as.example/introspect",
+            "access.issuers[1].introspection.url",
+            "https://",
+        ),
+        (
+            with("").replace("client_id: gw", "client_id: \"g:w\""),
+            "client_id: \"g:w\"",
+            "access.issuers[1].introspection.client_id",
+            "without `:`",
+        ),
+        (
+            with("").replace(&secret.display().to_string(), "/nonexistent/secret"),
+            "client_secret_file: \"/nonexistent/secret\"",
+            "access.issuers[1].introspection.client_secret_file",
+            "not a readable file",
+        ),
+        (
+            with(
+                &intro
+                    .replace("name: opaque", "name: opaque2")
+                    .replace("issuer: https://as.example", "issuer: https://as2.example"),
+            ),
+            "name: opaque2",
+            "access.issuers[2].introspection",
+            "only one issuer",
+        ),
+    ];
+    for (text, at, field, words) in cases {
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, field, "{at}: {e}");
+        assert!(e.message.contains(words), "{at}: {e}");
+        let line = text.lines().position(|l| l.contains(at)).unwrap() + 1;
+        if field.ends_with("].introspection") {
+            // The section's span starts at its first key.
+            assert!(e.line > line, "{at}: {e}");
+        } else {
+            assert_eq!(e.line, line, "{at}: {e}");
+        }
+    }
+    // A JWKS issuer still needs its algorithms pinned.
+    let e = parse(&WITH_ACCESS.replace("      algorithms: [ES256, RS256]\n", "")).unwrap_err();
+    assert_eq!(e.field, "access.issuers[0].algorithms", "{e}");
+}

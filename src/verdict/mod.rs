@@ -118,6 +118,9 @@ pub enum Reason {
     /// The token's issuer has no key set younger than its `max_staleness`: the gateway cannot
     /// judge the token, so it refuses (fails closed) with 503.
     JwksUnavailable,
+    /// The issuer's RFC 7662 introspection endpoint did not answer (in time, with 200 and
+    /// JSON): an opaque token cannot be judged, so the gateway refuses (fails closed) with 503.
+    IntrospectionUnavailable,
     /// The access policy refuses the request (scopes, roles, patient binding; RFC 6750
     /// `insufficient_scope`). The audit record's `access.reason` names the policy's reason.
     InsufficientScope,
@@ -178,6 +181,7 @@ impl Reason {
             Reason::TokenInBody => "token_in_body",
             Reason::TokenMultiple => "token_multiple",
             Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::InsufficientScope => "insufficient_scope",
             Reason::CompartmentCheckUnavailable => "compartment_check_unavailable",
             Reason::ResponseTooLarge => "response_too_large",
@@ -216,7 +220,9 @@ impl Reason {
             Reason::InternalError => 500,
             // RFC 9112 §6.1: a transfer coding the server does not implement gets 501.
             Reason::UnsupportedTransferEncoding => 501,
-            Reason::AuditUnavailable | Reason::JwksUnavailable => 503,
+            Reason::AuditUnavailable
+            | Reason::JwksUnavailable
+            | Reason::IntrospectionUnavailable => 503,
             // RFC 6750 §3.1: every token fault is 401 `invalid_token` (a missing one, 401
             // without an error code).
             Reason::TokenMissing
@@ -280,6 +286,9 @@ impl Reason {
                 "tokens are not accepted in the request body; use the Authorization header"
             }
             Reason::TokenMultiple => "the request carries more than one token",
+            Reason::IntrospectionUnavailable => {
+                "the token issuer's introspection endpoint is unavailable, so the token cannot be checked"
+            }
             Reason::JwksUnavailable => {
                 "the token issuer's keys are unavailable, so the token cannot be checked"
             }

@@ -14,6 +14,7 @@ mod fingerprints;
 mod hostile;
 mod hostile_tls;
 mod identity;
+mod introspection;
 mod leaks;
 mod lifecycle;
 mod limits;

@@ -157,6 +157,7 @@ async fn load(source: &JwksSource, client: Option<&reqwest::Client>) -> Result<V
             Ok(body)
         }
         (JwksSource::Url { url, .. }, None) => Err(format!("GET {url}: no client")),
+        (JwksSource::Introspection(_), _) => Err("an introspection issuer has no key set".into()),
     }
 }
 
@@ -173,6 +174,10 @@ impl Refresher {
             return Err("no such issuer".into());
         };
         let cfg = &iss.config;
+        if matches!(cfg.jwks, JwksSource::Introspection(_)) {
+            // Nothing to fetch: each opaque token is asked about when it first arrives.
+            return Ok(());
+        }
         let client = self.clients.get(i).and_then(Option::as_ref);
         let result = match tokio::time::timeout(cfg.fetch_timeout, load(&cfg.jwks, client)).await {
             Ok(Ok(bytes)) => parse_jwks(&bytes, &cfg.algorithms).map_err(|e| e.to_string()),
@@ -274,6 +279,17 @@ pub(super) fn spawn(verifier: Arc<Verifier>, metrics: Metrics) -> Result<(), Ide
                     }
                 })?,
             ),
+            JwksSource::Introspection(ix) => {
+                let fail = |cause| IdentityError::Client {
+                    issuer: cfg.name.clone(),
+                    cause,
+                };
+                let c = client(ix.ca_file.as_deref(), cfg.fetch_timeout).map_err(fail)?;
+                let intro = super::introspect::Introspector::new(c, &ix.client_secret_file)
+                    .map_err(fail)?;
+                let _ = iss.introspector.set(intro);
+                None
+            }
         });
     }
     let (tx, rx) = tokio::sync::mpsc::channel(REFETCH_QUEUE);

@@ -18,6 +18,7 @@
 mod cache;
 mod claims;
 mod fetch;
+mod introspect;
 mod keys;
 pub mod request;
 pub mod token;
@@ -33,7 +34,7 @@ pub use claims::VerifiedToken;
 pub use fetch::IdentityError;
 pub use keys::{parse_jwks, Jwk, JwksError, KeySet};
 
-use crate::config::{AccessSettings, Algorithm, Issuer};
+use crate::config::{AccessSettings, Algorithm, Issuer, JwksSource};
 use crate::verdict::Reason;
 
 /// Why a request's token was not accepted. [`TokenError::kind`] is logged and audited;
@@ -113,6 +114,12 @@ pub enum TokenError {
     /// The issuer's key set is older than `max_staleness` (every refresh failed).
     #[error("key set unavailable")]
     JwksUnavailable,
+    /// The introspection endpoint says the opaque token is not active (RFC 7662 §2.2).
+    #[error("token not active")]
+    Inactive,
+    /// The introspection endpoint did not answer in time with 200 and a JSON object.
+    #[error("introspection unavailable")]
+    IntrospectionUnavailable,
 }
 
 impl TokenError {
@@ -143,6 +150,8 @@ impl TokenError {
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::WrongAudience => "wrong_audience",
             TokenError::JwksUnavailable => "jwks_unavailable",
+            TokenError::Inactive => "inactive",
+            TokenError::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 
@@ -156,6 +165,7 @@ impl TokenError {
             TokenError::Multiple => Reason::TokenMultiple,
             TokenError::Expired => Reason::TokenExpired,
             TokenError::JwksUnavailable => Reason::JwksUnavailable,
+            TokenError::IntrospectionUnavailable => Reason::IntrospectionUnavailable,
             _ => Reason::TokenInvalid,
         }
     }
@@ -167,6 +177,8 @@ struct IssuerKeys {
     keys: ArcSwap<KeySet>,
     /// Unix seconds of the last successful fetch; 0 = never.
     last_success: AtomicU64,
+    /// For an introspection issuer: its HTTPS client and secret, set at start.
+    introspector: OnceLock<introspect::Introspector>,
 }
 
 /// The process-wide verifier: every issuer's current keys and the token cache. Started once
@@ -209,6 +221,7 @@ impl Verifier {
                     config: c.clone(),
                     keys: ArcSwap::from_pointee(KeySet::default()),
                     last_success: AtomicU64::new(0),
+                    introspector: OnceLock::new(),
                 })
                 .collect(),
             cache: TokenCache::new(settings.token_cache_entries),
@@ -251,6 +264,10 @@ impl Verifier {
     /// Whether issuer `i` has a key set younger than its `max_staleness`.
     fn fresh(&self, i: usize, now: u64) -> bool {
         self.issuers.get(i).is_some_and(|iss| {
+            // Opaque tokens have no key set to go stale; each was judged by the endpoint.
+            if matches!(iss.config.jwks, JwksSource::Introspection(_)) {
+                return true;
+            }
             let at = iss.last_success.load(Ordering::SeqCst);
             at != 0 && now.saturating_sub(at) <= iss.config.max_staleness.as_secs()
         })
@@ -337,6 +354,11 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
         match self.try_verify(token, now_unix()) {
             Ok(t) => Ok(t),
+            // Not a JWS: an opaque token, for the introspection issuer if there is one.
+            Err(Miss::Error(TokenError::Malformed)) => match self.introspection_issuer() {
+                Some(i) => self.introspect(i, token).await,
+                None => Err(TokenError::Malformed),
+            },
             Err(Miss::Error(e)) => Err(e),
             Err(Miss::UnknownKid(i)) => {
                 // Whether this request's refetch ran or found the cooldown (because a
