@@ -70,6 +70,9 @@ pub struct Metrics {
     pub jwks_refresh: IntCounterVec,
     /// Age of the key set in use, by issuer name.
     pub jwks_age: IntGaugeVec,
+    /// RFC 7662 introspections of opaque tokens, by issuer name and result (`active`,
+    /// `inactive`, `refused`: active but its claims failed, `unavailable`).
+    pub introspection: IntCounterVec,
     /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
     /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
     /// `access::policy::ResponseEscape::all()`, `response_too_large`, `response_undecodable`).
@@ -213,6 +216,14 @@ impl Metrics {
             ),
             &["issuer", "result"],
         )?;
+        let introspection = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_introspection_total",
+                "Introspections of opaque tokens (RFC 7662), by configured issuer name and result (active, inactive, refused, unavailable).",
+            ),
+            &["issuer", "result"],
+        )?;
+        registry.register(Box::new(introspection.clone()))?;
         let jwks_age = IntGaugeVec::new(
             Opts::new(
                 "phi_gateway_jwks_age_seconds",
@@ -293,6 +304,7 @@ impl Metrics {
             audit_last_checkpoint,
             jwks_refresh,
             jwks_age,
+            introspection,
             access_decisions,
             state_backend_up,
             state_errors,

@@ -245,6 +245,11 @@ async fn an_active_opaque_token_is_introspected_once_and_cached() {
     assert_eq!(rec["access"]["decision"], "allow");
     assert_eq!(rec["access"]["issuer"], "opaque");
     assert!(!gw.logs().contains(token), "the token is never logged");
+    let m = scrape_when(&gw, |m| m.contains("phi_gateway_introspection_total"));
+    assert!(
+        m.contains(r#"phi_gateway_introspection_total{issuer="opaque",result="active"} 1"#),
+        "{m}"
+    );
 }
 
 /// Every answer that must not let a token through: inactive, unknown, `active` as a string,
@@ -297,6 +302,15 @@ async fn inactive_expired_and_foreign_tokens_are_refused() {
     assert!(up.requests().is_empty(), "nothing reached the upstream");
     // Refusals are not cached: each was asked about.
     assert_eq!(ix.calls(), cases.len());
+    let m = scrape_when(&gw, |m| m.contains("phi_gateway_introspection_total"));
+    for (result, n) in [("inactive", 3), ("refused", 5)] {
+        assert!(
+            m.contains(&format!(
+                r#"phi_gateway_introspection_total{{issuer="opaque",result="{result}"}} {n}"#
+            )),
+            "{result}: {m}"
+        );
+    }
 }
 
 /// An endpoint that fails or is slower than `fetch_timeout_ms` cannot judge the token: 503

@@ -109,21 +109,38 @@ impl Verifier {
             }
             Ok(buf)
         };
+        let count = |result: &str| {
+            if let Some(m) = self.metrics.get() {
+                m.introspection
+                    .with_label_values(&[issuer.config.name.as_str(), result])
+                    .inc();
+            }
+        };
         let bound = issuer.config.fetch_timeout;
         let answer = match tokio::time::timeout(bound, ask).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
                 tracing::warn!(issuer = %issuer.config.name, error = %e, "token introspection failed");
+                count("unavailable");
                 return Err(TokenError::IntrospectionUnavailable);
             }
             Err(_) => {
                 tracing::warn!(issuer = %issuer.config.name, timeout = ?bound, "token introspection did not answer in time");
+                count("unavailable");
                 return Err(TokenError::IntrospectionUnavailable);
             }
         };
         let now = now_unix();
-        let claims = judge(&answer, &issuer.config)?;
-        let exp = claims::check(&claims, None, &issuer.config, now)?;
+        let claims = judge(&answer, &issuer.config).inspect_err(|e| {
+            count(if *e == TokenError::Inactive {
+                "inactive"
+            } else {
+                "unavailable"
+            })
+        })?;
+        let exp =
+            claims::check(&claims, None, &issuer.config, now).inspect_err(|_| count("refused"))?;
+        count("active");
         let verified = Arc::new(VerifiedToken {
             issuer: i,
             issuer_name: issuer.config.name.clone(),

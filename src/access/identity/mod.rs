@@ -187,6 +187,8 @@ pub struct Verifier {
     issuers: Vec<IssuerKeys>,
     cache: TokenCache,
     refetch: OnceLock<tokio::sync::mpsc::Sender<fetch::Refetch>>,
+    /// Set by [`Verifier::start`] (tests and benches run without).
+    metrics: OnceLock<crate::telemetry::Metrics>,
 }
 
 /// A verification that needs the issuer's keys fetched again first.
@@ -226,6 +228,7 @@ impl Verifier {
                 .collect(),
             cache: TokenCache::new(settings.token_cache_entries),
             refetch: OnceLock::new(),
+            metrics: OnceLock::new(),
         }
     }
 
@@ -236,6 +239,7 @@ impl Verifier {
         metrics: crate::telemetry::Metrics,
     ) -> Result<Arc<Self>, IdentityError> {
         let v = Arc::new(Verifier::new(settings));
+        let _ = v.metrics.set(metrics.clone());
         fetch::spawn(v.clone(), metrics)?;
         Ok(v)
     }
