@@ -198,7 +198,7 @@ pub fn ensure_issuer(dir: &Path) -> Result<(), DemoIssuerError> {
     let jwks = dir.join(JWKS_FILE);
     if !jwks.is_file() {
         let pair = load_key(dir)?;
-        let text = serde_json::to_string_pretty(&json!({"keys": [public_jwk(&pair)]}))
+        let text = serde_json::to_string_pretty(&json!({"keys": [public_jwk(&pair)?]}))
             .map_err(|_| DemoIssuerError::Crypto("cannot encode the JWKS"))?;
         std::fs::write(&jwks, format!("{text}\n")).map_err(io(&jwks))?;
     }
@@ -211,13 +211,22 @@ fn kid(pair: &EcdsaKeyPair) -> String {
 }
 
 /// The public half as a JWK (the uncompressed point is 0x04 ‖ x ‖ y, 32 bytes each).
-fn public_jwk(pair: &EcdsaKeyPair) -> Value {
+fn public_jwk(pair: &EcdsaKeyPair) -> Result<Value, DemoIssuerError> {
     let point = pair.public_key().as_ref();
-    let (x, y) = match (point.get(1..33), point.get(33..65)) {
-        (Some(x), Some(y)) => (b64(x), b64(y)),
-        _ => (String::new(), String::new()),
+    let (Some(0x04), Some(x), Some(y), 65) = (
+        point.first(),
+        point.get(1..33),
+        point.get(33..65),
+        point.len(),
+    ) else {
+        return Err(DemoIssuerError::Crypto(
+            "not an uncompressed P-256 public key",
+        ));
     };
-    json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid(pair), "x": x, "y": y})
+    Ok(
+        json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid(pair),
+              "x": b64(x), "y": b64(y)}),
+    )
 }
 
 fn load_key(dir: &Path) -> Result<EcdsaKeyPair, DemoIssuerError> {
