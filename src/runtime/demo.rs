@@ -347,7 +347,7 @@ pub fn banner(p: &DemoPlaces<'_>) -> String {
         format!("  CA for curl  {ca}"),
         format!("  config       {config}"),
         format!("  rules        {rules}"),
-        format!("  policy       {policy}  (roles clinician, nurse, billing, emergency)"),
+        format!("  policy       {policy}"),
         format!("  tokens       /fhir/ requires one; demo issuer {dir}/{jwks} (key {dir}/{KEYS_DIR}/{key}, development only)"),
         "  sample EHR   Patient pat-1, pat-2; Observation obs-1 (of pat-1), obs-2 (of pat-2)".to_string(),
         "  Edits to the rules, the policy or the config are picked up within a second (a bad".to_string(),

@@ -2,11 +2,12 @@
 //! JWKS, and the signing behind `phi-gateway dev-token`. Development only.
 //!
 //! `phi-gateway demo` calls [`ensure_issuer`]: it writes `DIR/keys/demo-issuer.key` (PKCS#8
-//! PEM, 0600, in the same 0700 directory as the audit keys) and `DIR/jwks.json` the first
-//! time, and reuses them on later runs with the same `--data-dir`, so tokens printed earlier
-//! stay valid across restarts. The demo's gateway.yaml names the issuer [`ISSUER_NAME`] with
-//! `jwks_file: jwks.json`; the gateway verifies the demo's tokens exactly as it verifies a
-//! hospital IdP's, through the same JWKS loader and claim checks.
+//! PEM, 0600, in the same 0700 directory as the audit keys) the first time and reuses it on
+//! later runs with the same `--data-dir`, so tokens printed earlier stay valid across
+//! restarts; `DIR/jwks.json` is written from it on every run. The demo's gateway.yaml names
+//! the issuer [`ISSUER_NAME`] with `jwks_file: jwks.json`; the gateway verifies the demo's
+//! tokens exactly as it verifies a hospital IdP's, through the same JWKS loader and claim
+//! checks.
 //!
 //! [`issue`] reads the issuer's `iss`, audience and maximum lifetime from `DIR/gateway.yaml`
 //! (not from constants), so a token always matches the configuration the demo runs with, also
@@ -168,8 +169,8 @@ pub fn key_path(dir: &Path) -> PathBuf {
     dir.join(crate::runtime::demo::KEYS_DIR).join(KEY_FILE)
 }
 
-/// Makes the issuer key and `DIR/jwks.json` unless an earlier run did; rewrites the JWKS
-/// from the key when only the JWKS is missing. Never replaces an existing key.
+/// Makes the issuer key unless an earlier run did (never replacing one), then writes
+/// `DIR/jwks.json` from it.
 pub fn ensure_issuer(dir: &Path) -> Result<(), DemoIssuerError> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let key = key_path(dir);
@@ -195,12 +196,15 @@ pub fn ensure_issuer(dir: &Path) -> Result<(), DemoIssuerError> {
             .and_then(|()| f.sync_all())
             .map_err(io(&key))?;
     }
+    // The public set is derived from the key on every run, so the two can never disagree
+    // (a JWKS left over from another key would make every demo token 401).
     let jwks = dir.join(JWKS_FILE);
-    if !jwks.is_file() {
-        let pair = load_key(dir)?;
-        let text = serde_json::to_string_pretty(&json!({"keys": [public_jwk(&pair)?]}))
-            .map_err(|_| DemoIssuerError::Crypto("cannot encode the JWKS"))?;
-        std::fs::write(&jwks, format!("{text}\n")).map_err(io(&jwks))?;
+    let pair = load_key(dir)?;
+    let text = serde_json::to_string_pretty(&json!({"keys": [public_jwk(&pair)?]}))
+        .map_err(|_| DemoIssuerError::Crypto("cannot encode the JWKS"))?;
+    let text = format!("{text}\n");
+    if std::fs::read_to_string(&jwks).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&jwks, text).map_err(io(&jwks))?;
     }
     Ok(())
 }
@@ -456,8 +460,10 @@ mod tests {
             set["keys"][0].get("d").is_none(),
             "private part in the JWKS: {jwks}"
         );
-        // A second run keeps the key; a lost JWKS is rebuilt from it.
+        // A second run keeps the key; a lost or stale JWKS is rebuilt from it.
         std::fs::remove_file(dir.path().join(JWKS_FILE)).unwrap();
+        ensure_issuer(dir.path()).unwrap();
+        std::fs::write(dir.path().join(JWKS_FILE), "{\"keys\":[]}").unwrap();
         ensure_issuer(dir.path()).unwrap();
         assert_eq!(std::fs::read(key_path(dir.path())).unwrap(), key);
         assert_eq!(
