@@ -1,4 +1,5 @@
-//! Process lifecycle: the `demo` smoke test (banner commands, SIGINT) and readiness.
+//! Process lifecycle: the `demo` end to end (banner commands with `dev-token` tokens, SIGINT,
+//! restart with the same data directory), `dev-token` errors, and readiness.
 
 use std::process::{Command, Stdio};
 use std::thread;
