@@ -2,7 +2,7 @@
 .PHONY: demo test lint bench-load
 CARGO ?= cargo
 
-## Run the gateway with its built-in demo (sample EHR, dev CA, default rules).
+## Run the gateway with its built-in demo (sample EHR, dev CA, default rules, demo token issuer).
 demo:
 	./.ci/setup demo
 	$(CARGO) run --release --locked -- demo

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use phi_gateway::config;
 use phi_gateway::gateway::{self, tls};
-use phi_gateway::runtime::{cli, demo, logging, server};
+use phi_gateway::runtime::{cli, demo, demo_issuer, logging, server};
 
 /// Exit code for an invalid configuration, rule set or certificate (sysexits `EX_CONFIG`).
 const EXIT_CONFIG: u8 = 78;
@@ -18,8 +18,12 @@ const EXIT_CONFIG: u8 = 78;
 ///
 /// It requires an audit header on every request, scans the URL (path and query), selected
 /// headers and the body (after decompression) for PHI such as SSNs, Medicare IDs, NPIs and
-/// card numbers, then blocks (403) or logs (monitor mode) according to YAML rules. Clean
-/// traffic goes on to the upstream unchanged.
+/// card numbers, then blocks (403) or logs (monitor mode) according to YAML rules. On routes
+/// that ask for it, it verifies bearer tokens (JWT) and decides each request by an access
+/// policy (SMART scopes, roles, patient binding). Clean, allowed traffic goes on to the
+/// upstream unchanged.
+///
+/// Try it: `phi-gateway demo` (a sample EHR, tokens from `phi-gateway dev-token`).
 ///
 /// Exit codes: 0 success; 1 runtime failure; 2 usage error; 78 invalid configuration, rules or
 /// certificate (nothing was bound).
@@ -74,11 +78,16 @@ enum Command {
         #[arg(long)]
         no_resolve: bool,
     },
-    /// Start a self-contained demo: the gateway, a sample EHR, a development CA.
+    /// Start a self-contained demo: the gateway, a sample EHR, a development CA, a token issuer.
     ///
     /// Generates a development CA and a server certificate for localhost and 127.0.0.1 into
-    /// the data directory, writes a gateway.yaml there, starts a sample FHIR service on
-    /// loopback behind the gateway, and prints three curl commands to try. Ctrl-C stops it.
+    /// the data directory, and (once, reused by later runs with the same --data-dir) the audit
+    /// keys and the demo token issuer's ES256 key (keys/demo-issuer.key) with its public
+    /// jwks.json. Writes a gateway.yaml there that requires a bearer token from that issuer on
+    /// /fhir/ and applies the shipped access policy (deploy/policy), starts a sample FHIR
+    /// service on loopback behind the gateway (patients pat-1 and pat-2, observations obs-1 and
+    /// obs-2), and prints curl commands to try, with tokens from `phi-gateway dev-token`.
+    /// Ctrl-C stops it.
     Demo {
         /// TLS listener address.
         #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
@@ -93,6 +102,10 @@ enum Command {
         /// Rule directory [default: ./rules when present, else the built-in default pack].
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
+        /// Access policy directory [default: ./deploy/policy when present, else a copy of the
+        /// shipped policy written into the data directory].
+        #[arg(long, value_name = "DIR")]
+        policy: Option<PathBuf>,
         /// Log format.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
@@ -174,6 +187,7 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    DevToken(cli::dev_token::DevTokenArgs),
     /// Generate a development CA and a localhost server certificate (never for production).
     DevCerts {
         /// Output directory; receives ca.pem, server.pem and server.key (mode 0600).
@@ -278,8 +292,9 @@ fn main() -> ExitCode {
             admin,
             data_dir,
             rules,
+            policy,
             log_format,
-        } => match run_demo(listen, admin, data_dir, rules, &log_format) {
+        } => match run_demo(listen, admin, data_dir, rules, policy, &log_format) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("phi-gateway demo: {e:#}");
@@ -376,6 +391,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::DevToken(args) => match cli::dev_token::dev_token(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("phi-gateway dev-token: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::DevCerts { out } => match tls::generate_dev_ca(&out) {
             Ok(c) => {
                 println!(
@@ -632,6 +657,7 @@ fn run_demo(
     admin: SocketAddr,
     data_dir: Option<PathBuf>,
     rules: Option<PathBuf>,
+    policy: Option<PathBuf>,
     log_format: &str,
 ) -> anyhow::Result<ExitCode> {
     for (what, addr) in [("--listen", listen), ("--admin", admin)] {
@@ -650,6 +676,7 @@ fn run_demo(
     let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let certs = tls::generate_dev_ca(&dir).context("cannot generate the development CA")?;
     demo::ensure_audit_keys(&dir).context("cannot create the demo's audit keys")?;
+    demo_issuer::ensure_issuer(&dir).context("cannot create the demo token issuer's key")?;
     let rules_dir = match rules {
         Some(r) => r,
         None if Path::new("rules").is_dir() => PathBuf::from("rules"),
@@ -658,6 +685,14 @@ fn run_demo(
     };
     let rules_dir = std::fs::canonicalize(&rules_dir)
         .with_context(|| format!("rule directory {} not found", rules_dir.display()))?;
+    let policy_dir = match policy {
+        Some(p) => p,
+        None if Path::new("deploy/policy").is_dir() => PathBuf::from("deploy/policy"),
+        None => demo::write_default_policy(&dir.join("policy"))
+            .context("cannot write the built-in access policy")?,
+    };
+    let policy_dir = std::fs::canonicalize(&policy_dir)
+        .with_context(|| format!("policy directory {} not found", policy_dir.display()))?;
     // The sample EHR's port: ask the kernel for a free one. pingora cannot report the port it
     // bound for ":0", so pick it here (a tiny race with other processes is acceptable for a demo).
     let ehr = TcpListener::bind("127.0.0.1:0")
@@ -669,6 +704,7 @@ fn run_demo(
         &admin.to_string(),
         &ehr.to_string(),
         &rules_dir,
+        &policy_dir,
     )
     .context("cannot write the demo configuration")?;
     let cfg = match config::load(&cfg_file) {
@@ -693,15 +729,16 @@ fn run_demo(
     };
     println!(
         "{}",
-        demo::banner(
-            &dir,
-            &certs.ca_cert,
+        demo::banner(&demo::DemoPlaces {
+            dir: &dir,
+            ca: &certs.ca_cert,
             listen,
             admin,
             ehr,
-            &rules_dir,
-            &cfg_file
-        )
+            rules: &rules_dir,
+            policy: &policy_dir,
+            config: &cfg_file,
+        })
     );
     server::run(
         prepared,

@@ -1,8 +1,18 @@
-//! `phi-gateway demo`: a sample EHR, a development CA and a ready-to-use configuration.
+//! `phi-gateway demo`: a sample EHR, a development CA, a token issuer and a ready-to-use
+//! configuration.
 //!
-//! The sample EHR exists only for the demo and for trying rules by hand. It accepts any method
-//! under `/fhir/` and answers with a small FHIR JSON document that says what it received
-//! (method and body size — never the body itself). Real deployments point at real upstreams.
+//! The sample EHR exists only for the demo and for trying rules and the access policy by hand.
+//! It holds two synthetic patients, `pat-1` and `pat-2`, and one Observation each, `obs-1`
+//! (subject `Patient/pat-1`) and `obs-2` (subject `Patient/pat-2`), so a patient-app token
+//! bound to pat-1 can be shown refused for the other patient: by the URL (`Patient/pat-2`) and
+//! by the response check (`Observation/obs-2`, whose subject is only in the answer). It answers
+//! `GET` reads by id, type searches (`Observation?patient=pat-1`, `subject=`, `_id=`, comma
+//! lists; other parameters are ignored) and compartment searches (`Patient/pat-1/Observation`)
+//! with a searchset Bundle. Any other method or path under `/fhir/` gets a small
+//! OperationOutcome saying what it received (method and body size, never the body itself).
+//! Real deployments point at real upstreams.
+//!
+//! The demo's token issuer is [`crate::runtime::demo_issuer`].
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,6 +21,7 @@ use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
 
 /// Largest body the sample EHR reads; the rest is drained unread.
 const MAX_SAMPLE_BODY: usize = 64 * 1024 * 1024;
@@ -18,6 +29,102 @@ const MAX_SAMPLE_BODY: usize = 64 * 1024 * 1024;
 /// The built-in sample EHR.
 #[derive(Debug, Default)]
 pub struct SampleEhr;
+
+/// The sample EHR's records: synthetic, made up for the demo (no real person).
+pub fn sample_records() -> Vec<Value> {
+    vec![
+        json!({"resourceType": "Patient", "id": "pat-1", "active": true,
+               "name": [{"family": "Example", "given": ["Alex"]}], "gender": "other"}),
+        json!({"resourceType": "Patient", "id": "pat-2", "active": true,
+               "name": [{"family": "Sample", "given": ["Robin"]}], "gender": "unknown"}),
+        json!({"resourceType": "Observation", "id": "obs-1", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                                    "display": "Heart rate"}]},
+               "subject": {"reference": "Patient/pat-1"},
+               "valueQuantity": {"value": 72, "unit": "beats/minute"}}),
+        json!({"resourceType": "Observation", "id": "obs-2", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                                    "display": "Heart rate"}]},
+               "subject": {"reference": "Patient/pat-2"},
+               "valueQuantity": {"value": 64, "unit": "beats/minute"}}),
+    ]
+}
+
+/// The patient a sample record belongs to (its own id for a Patient).
+fn patient_of(r: &Value) -> Option<&str> {
+    if r["resourceType"] == "Patient" {
+        return r["id"].as_str();
+    }
+    r["subject"]["reference"].as_str()?.strip_prefix("Patient/")
+}
+
+/// Whether `r` matches every search parameter the sample EHR understands (`_id`, and
+/// `patient` / `subject` for non-Patient types); others are ignored.
+fn matches_search(r: &Value, query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).all(|(name, value)| {
+        let wanted = |have: Option<&str>| {
+            value
+                .split(',')
+                .any(|v| have == Some(v.strip_prefix("Patient/").unwrap_or(v)))
+        };
+        match name.as_ref() {
+            "_id" => value.split(',').any(|v| r["id"].as_str() == Some(v)),
+            "patient" | "subject" if r["resourceType"] != "Patient" => wanted(patient_of(r)),
+            _ => true,
+        }
+    })
+}
+
+fn searchset(entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(),
+           "entry": entries.into_iter()
+               .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+               .collect::<Vec<_>>()})
+}
+
+/// The answer to a `GET` the sample data can serve: `None` when the path is not about its
+/// types (the caller then answers as before).
+fn read(path: &str, query: &str) -> Option<(StatusCode, Value)> {
+    let records = sample_records();
+    let of_type = |t: &str| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| r["resourceType"] == t)
+            .cloned()
+            .collect()
+    };
+    let segments: Vec<&str> = path.trim_start_matches("/fhir/").split('/').collect();
+    let known = |t: &str| t == "Patient" || t == "Observation";
+    match segments.as_slice() {
+        [t] if known(t) => Some((
+            StatusCode::OK,
+            searchset(
+                of_type(t)
+                    .into_iter()
+                    .filter(|r| matches_search(r, query))
+                    .collect(),
+            ),
+        )),
+        [t, id] if known(t) => Some(match of_type(t).into_iter().find(|r| r["id"] == *id) {
+            Some(r) => (StatusCode::OK, r),
+            None => (
+                StatusCode::NOT_FOUND,
+                json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error",
+                       "code": "not-found", "diagnostics": "no such record in the sample EHR"}]}),
+            ),
+        }),
+        ["Patient", id, t] if known(t) => Some((
+            StatusCode::OK,
+            searchset(
+                of_type(t)
+                    .into_iter()
+                    .filter(|r| patient_of(r) == Some(id) && matches_search(r, query))
+                    .collect(),
+            ),
+        )),
+        _ => None,
+    }
+}
 
 #[async_trait]
 impl ServeHttp for SampleEhr {
@@ -41,6 +148,11 @@ impl ServeHttp for SampleEhr {
         let path = req.uri.path();
         if !path.starts_with("/fhir/") && path != "/fhir" {
             return answer(StatusCode::NOT_FOUND, r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"the sample EHR serves /fhir/ only"}]}"#.to_string());
+        }
+        if req.method == http::Method::GET {
+            if let Some((status, body)) = read(path, req.uri.query().unwrap_or("")) {
+                return answer(status, body.to_string());
+            }
         }
         let method = req.method.as_str().to_string();
         let resource = path
@@ -103,13 +215,16 @@ fn yaml_quoted_body(text: &str) -> String {
 }
 
 /// Writes the demo's `gateway.yaml` into `dir`, so the demo runs through exactly the same
-/// loader and validation as `phi-gateway run`, and the user has a working file to copy.
+/// loader and validation as `phi-gateway run`, and the user has a working file to copy. The
+/// `/fhir/` route requires a token from the demo issuer (`jwks.json` beside the file) and
+/// applies the access policy in `policy_dir`.
 pub fn write_demo_config(
     dir: &Path,
     listen: &str,
     admin: &str,
     upstream: &str,
     rules_dir: &Path,
+    policy_dir: &Path,
 ) -> std::io::Result<std::path::PathBuf> {
     let file = dir.join("gateway.yaml");
     let text = format!(
@@ -121,8 +236,15 @@ rules:\n  dir: \"{rules}\"\n\
 server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n  pid_file: phi-gateway.pid\n  upgrade_sock: phi-gateway-upgrade.sock\n\
 logging:\n  format: text\n  level: info\n\
 upstreams:\n  - name: sample-ehr\n    address: \"{upstream}\"\n\
+access:\n  # The demo's own issuer (development only): tokens from `phi-gateway dev-token`.\n  issuers:\n    - name: {issuer_name}\n      issuer: \"{issuer}\"\n      audiences: [\"{audience}\"]\n      algorithms: [ES256]\n      jwks_file: {jwks}\n      max_lifetime_seconds: {max_lifetime}\n  policy: [\"{policy}\"]\n\
 audit:\n  dir: {audit_dir}\n  signing_key_file: {keys_dir}/{signing}\n  fingerprint_key_file: {keys_dir}/{fingerprint}\n  fsync: every_record\n  checkpoint_interval_seconds: 60\n\
-routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      # every header except the built-in skip list (framing, x-request-id, traceparent, ...)\n      headers: [\"*\"]\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
+routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      # every header except the built-in skip list (framing, x-request-id, traceparent, ...)\n      headers: [\"*\"]\n    access:\n      require: token\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
+        issuer_name = crate::runtime::demo_issuer::ISSUER_NAME,
+        issuer = crate::runtime::demo_issuer::ISSUER,
+        audience = crate::runtime::demo_issuer::AUDIENCE,
+        jwks = crate::runtime::demo_issuer::JWKS_FILE,
+        max_lifetime = crate::runtime::demo_issuer::MAX_LIFETIME_SECONDS,
+        policy = yaml_quoted_body(&policy_dir.display().to_string()),
         audit_dir = AUDIT_DIR,
         keys_dir = KEYS_DIR,
         signing = SIGNING_KEY,
@@ -158,16 +280,46 @@ pub fn write_default_pack(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// The start-up text: where things are and three requests to try.
-pub fn banner(
-    dir: &Path,
-    ca: &Path,
-    listen: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    ehr: std::net::SocketAddr,
-    rules: &Path,
-    config: &Path,
-) -> String {
+/// The shipped access policy (`deploy/policy/`), embedded so `demo` works from any directory.
+/// A test keeps this list identical to the files there.
+pub const DEFAULT_POLICY: &[(&str, &str)] = &[(
+    "default.yaml",
+    include_str!("../../deploy/policy/default.yaml"),
+)];
+
+/// Writes the embedded access policy into `dir` and returns it.
+pub fn write_default_policy(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in DEFAULT_POLICY {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Where the running demo's parts are, for its [`banner`].
+#[derive(Debug, Clone, Copy)]
+pub struct DemoPlaces<'a> {
+    /// The data directory.
+    pub dir: &'a Path,
+    /// The development CA (clients' `--cacert`).
+    pub ca: &'a Path,
+    /// The gateway's TLS listener.
+    pub listen: std::net::SocketAddr,
+    /// The admin listener.
+    pub admin: std::net::SocketAddr,
+    /// The sample EHR.
+    pub ehr: std::net::SocketAddr,
+    /// The rule directory.
+    pub rules: &'a Path,
+    /// The access policy directory.
+    pub policy: &'a Path,
+    /// The generated gateway.yaml.
+    pub config: &'a Path,
+}
+
+/// The start-up text: where things are and requests to try.
+pub fn banner(p: &DemoPlaces<'_>) -> String {
+    let (listen, admin, ehr) = (p.listen, p.admin, p.ehr);
     // The binary actually running (`make demo` runs it through cargo, off PATH).
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
@@ -177,11 +329,15 @@ pub fn banner(
     } else {
         listen.to_string()
     };
-    let ca = ca.display();
-    let dir = dir.display();
-    let config = config.display();
-    let rules = rules.display();
-    let ssn_body = r#"{"resourceType":"Patient","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"536-22-1234"}]}"#;
+    let ca = p.ca.display();
+    let dir = p.dir.display();
+    let config = p.config.display();
+    let rules = p.rules.display();
+    let policy = p.policy.display();
+    let jwks = crate::runtime::demo_issuer::JWKS_FILE;
+    let key = crate::runtime::demo_issuer::KEY_FILE;
+    let ssn_body = r#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/pat-1"},"note":[{"text":"SSN 536-22-1234"}]}"#;
+    let curl = format!("curl --cacert {ca} 'https://{host}/fhir");
     [
         String::new(),
         "phi-gateway demo (TLS 1.3 only)".to_string(),
@@ -191,23 +347,43 @@ pub fn banner(
         format!("  CA for curl  {ca}"),
         format!("  config       {config}"),
         format!("  rules        {rules}"),
-        "  Edits to the rules or the config are picked up within a second (a bad edit is".to_string(),
-        "  logged and the running rules stay); SIGHUP or POST /reload also reload.".to_string(),
+        format!("  policy       {policy}"),
+        format!("  tokens       /fhir/ requires one; demo issuer {dir}/{jwks} (key {dir}/{KEYS_DIR}/{key}, development only)"),
+        "  sample EHR   Patient pat-1, pat-2; Observation obs-1 (of pat-1), obs-2 (of pat-2)".to_string(),
+        "  Edits to the rules, the policy or the config are picked up within a second (a bad".to_string(),
+        "  edit is logged and the running ones stay); SIGHUP or POST /reload also reload.".to_string(),
         format!("  audit trail  {dir}/{AUDIT_DIR}/  (public key {dir}/{PUBLIC_KEY})"),
         String::new(),
-        "Try these (Ctrl-C stops the demo):".to_string(),
+        "Try these in one shell (Ctrl-C stops the demo). First two tokens (15 minutes each):".to_string(),
         String::new(),
-        "  # 1. clean request with an audit header: 200, forwarded to the sample EHR".to_string(),
-        format!("  curl --cacert {ca} https://{host}/fhir/Patient/example -H 'x-hipaa-audit-id: demo-ticket-1'"),
+        format!("  CLINICIAN=$({exe} dev-token --data-dir {dir} --sub dr-demo --role clinician --scope 'openid fhirUser user/*.cruds')"),
+        format!("  PATIENT_APP=$({exe} dev-token --data-dir {dir} --sub app-user-1 --patient pat-1 --scope 'launch/patient openid patient/*.rs')"),
         String::new(),
-        "  # 2. no audit header: 403 missing_audit_header, nothing reaches the EHR".to_string(),
-        format!("  curl --cacert {ca} https://{host}/fhir/Patient/example"),
+        "  # 1. a clinician reads obs-1: 200".to_string(),
+        format!("  {curl}/Observation/obs-1' -H 'x-hipaa-audit-id: demo-ticket-1' -H \"authorization: Bearer $CLINICIAN\""),
         String::new(),
-        "  # 3. an SSN in a JSON body: 403 phi_detected, no body byte reaches the EHR".to_string(),
-        format!("  curl --cacert {ca} https://{host}/fhir/Patient -H 'x-hipaa-audit-id: demo-ticket-2' -H 'content-type: application/fhir+json' -d '{ssn_body}'"),
+        "  # 2. the patient app searches its own patient's observations: 200, a Bundle with obs-1".to_string(),
+        format!("  {curl}/Observation?patient=pat-1' -H 'x-hipaa-audit-id: demo-ticket-2' -H \"authorization: Bearer $PATIENT_APP\""),
+        String::new(),
+        "  # 3. record hopping by URL, the patient app reads pat-2: 403 insufficient_scope, nothing reaches the EHR".to_string(),
+        format!("  {curl}/Patient/pat-2' -H 'x-hipaa-audit-id: demo-ticket-3' -H \"authorization: Bearer $PATIENT_APP\""),
+        String::new(),
+        "  # 4. record hopping by id, the patient app reads obs-2 (pat-2's): 403, the EHR's answer is held back".to_string(),
+        format!("  {curl}/Observation/obs-2' -H 'x-hipaa-audit-id: demo-ticket-4' -H \"authorization: Bearer $PATIENT_APP\""),
+        String::new(),
+        "  # 5. no token: 401 token_missing".to_string(),
+        format!("  {curl}/Observation/obs-1' -H 'x-hipaa-audit-id: demo-ticket-5'"),
+        String::new(),
+        "  # 6. no audit header: 403 missing_audit_header, nothing reaches the EHR".to_string(),
+        format!("  {curl}/Observation/obs-1' -H \"authorization: Bearer $CLINICIAN\""),
+        String::new(),
+        "  # 7. an SSN in a JSON body: 403 phi_detected, no body byte reaches the EHR".to_string(),
+        format!("  {curl}/Observation' -H 'x-hipaa-audit-id: demo-ticket-7' -H \"authorization: Bearer $CLINICIAN\" -H 'content-type: application/fhir+json' -d '{ssn_body}'"),
         String::new(),
         "  # then prove the audit trail is intact (also after Ctrl-C):".to_string(),
         format!("  {exe} audit verify --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
+        String::new(),
+        format!("  # other tokens: {exe} dev-token --help"),
         String::new(),
     ]
     .join("\n")
@@ -221,16 +397,72 @@ mod tests {
     fn demo_config_survives_awkward_paths() {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("ru\"les\\x");
+        let policy = dir.path().join("po\"li\\cy");
+        std::fs::create_dir_all(&policy).unwrap();
         let file = write_demo_config(
             dir.path(),
             "127.0.0.1:1",
             "127.0.0.1:2",
             "127.0.0.1:3",
             &rules,
+            &policy,
         )
         .unwrap();
         let cfg = crate::config::load(&file).unwrap();
         assert_eq!(cfg.rules_dir, rules);
+        assert_eq!(cfg.policy_dirs, [policy]);
+    }
+
+    #[test]
+    fn embedded_policy_matches_deploy_policy() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let embedded: Vec<String> = DEFAULT_POLICY.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            embedded, names,
+            "update DEFAULT_POLICY in src/runtime/demo.rs when deploy/policy/ changes"
+        );
+    }
+
+    #[test]
+    fn sample_ehr_reads_and_searches() {
+        let (status, obs) = read("/fhir/Observation/obs-2", "").unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(obs["subject"]["reference"], "Patient/pat-2");
+        assert_eq!(read("/fhir/Patient/pat-1", "").unwrap().1["id"], "pat-1");
+        assert_eq!(
+            read("/fhir/Patient/nobody", "").unwrap().0,
+            StatusCode::NOT_FOUND
+        );
+        let ids = |path: &str, query: &str| -> Vec<String> {
+            let (status, b) = read(path, query).unwrap();
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(b["type"], "searchset");
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids("/fhir/Observation", "patient=pat-1"), ["obs-1"]);
+        assert_eq!(ids("/fhir/Observation", "subject=Patient/pat-2"), ["obs-2"]);
+        assert_eq!(
+            ids(
+                "/fhir/Observation",
+                "patient=pat-1,Patient/pat-2&code=8867-4"
+            ),
+            ["obs-1", "obs-2"]
+        );
+        assert_eq!(ids("/fhir/Patient", "_id=pat-2"), ["pat-2"]);
+        assert_eq!(ids("/fhir/Patient/pat-2/Observation", ""), ["obs-2"]);
+        assert!(read("/fhir/metadata", "").is_none());
+        assert!(read("/fhir/Condition/c-1", "").is_none());
     }
 
     #[test]

@@ -775,6 +775,7 @@ fn demo_deploy_and_kubernetes_inspect_every_header_and_refuse_upgrades() {
         "127.0.0.1:9464",
         "127.0.0.1:8080",
         &repo("rules"),
+        &repo("deploy/policy"),
     )
     .unwrap();
     let texts = [

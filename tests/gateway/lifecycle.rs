@@ -1,4 +1,5 @@
-//! Process lifecycle: the `demo` smoke test (banner commands, SIGINT) and readiness.
+//! Process lifecycle: the `demo` end to end (banner commands with `dev-token` tokens, SIGINT,
+//! restart with the same data directory), `dev-token` errors, and readiness.
 
 use std::process::{Command, Stdio};
 use std::thread;
@@ -6,102 +7,213 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// A running `phi-gateway demo` and where its output goes.
+struct Demo {
+    child: std::process::Child,
+    stdout: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+    listen: u16,
+}
+
+impl Demo {
+    /// Starts the demo on fresh ports with `data` as its data directory, from `cwd` (which has
+    /// no ./rules or ./deploy, so the demo uses its built-in pack and policy), and waits until
+    /// `/readyz` answers 200, the banner lists its seven curl commands and the proxy port
+    /// accepts connections.
+    fn start(cwd: &std::path::Path, data: &std::path::Path, run: &str) -> Demo {
+        let (listen, admin) = (free_port(), free_port());
+        let stdout = cwd.join(format!("stdout-{run}.log"));
+        let stderr = cwd.join(format!("stderr-{run}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+            .args(["demo", "--listen", &format!("127.0.0.1:{listen}")])
+            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .arg("--data-dir")
+            .arg(data)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn demo");
+        let mut demo = Demo {
+            child,
+            stdout,
+            stderr,
+            listen,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = demo.child.try_wait() {
+                panic!("demo exited early with {status}\n{}", demo.logs());
+            }
+            if demo.banner_lines("curl ").len() >= 7
+                && matches!(http_get(admin, "/readyz"), Some((200, _)))
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = stop_child(&mut demo.child, Duration::from_secs(3));
+                panic!("demo not ready within 15 s\n{}", demo.logs());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        // The proxy port may open a moment after the admin one.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err()
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(25));
+        }
+        demo
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// The banner's lines that start with `prefix` (indentation removed).
+    fn banner_lines(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The banner's token assignments (`CLINICIAN=$(… dev-token …)`), as a shell prelude.
+    fn token_prelude(&self) -> String {
+        let lines: Vec<String> = std::fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                l.split_once("=$(").is_some_and(|(name, _)| {
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                })
+            })
+            .map(|l| format!("{l} || exit 97"))
+            .collect();
+        lines.join("\n")
+    }
+}
+
+/// Runs `script` in bash with curl's output made parseable: the body, then the status on the
+/// last line. Returns (status, body).
+fn run_curl(cwd: &std::path::Path, prelude: &str, curl: &str) -> (String, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -e\n{prelude}\n{curl} -sS -m 10 --noproxy '*' -w '\\n%{{http_code}}'"
+        ))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run banner command");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        code.trim().to_string(),
+        format!("{body}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn reason_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The demo end to end: its banner's commands (tokens from `dev-token`, the sample EHR's two
+/// patients) give the answers the banner promises, record hopping is refused by URL and by the
+/// response check, the audit trail verifies, SIGINT stops it, and a second run with the same
+/// data directory keeps the issuer key, so a token printed before the restart still works.
 #[test]
 fn demo_banner_commands_work_and_sigint_stops_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (listen, admin) = (free_port(), free_port());
-    let stdout_path = tmp.path().join("stdout.log");
-    let stderr_path = tmp.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{listen}")])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .arg("--data-dir")
-        .arg(&data)
-        // No ./rules here, so the demo uses its built-in pack.
-        .current_dir(tmp.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("spawn demo");
-    let logs = || {
-        format!(
-            "stdout:\n{}\nstderr:\n{}",
-            std::fs::read_to_string(&stdout_path).unwrap_or_default(),
-            std::fs::read_to_string(&stderr_path).unwrap_or_default()
-        )
-    };
+    let mut demo = Demo::start(tmp.path(), &data, "1");
+    let commands = demo.banner_lines("curl ");
+    let prelude = demo.token_prelude();
+    assert_eq!(prelude.lines().count(), 2, "{}", demo.logs());
+    assert_eq!(commands.len(), 7, "{commands:?}");
 
-    // Ready: /readyz answers 200 and the banner lists three curl commands.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let commands = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("demo exited early with {status}\n{}", logs());
-        }
-        let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
-        let cmds: Vec<String> = out
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with("curl "))
-            .map(str::to_string)
-            .collect();
-        if cmds.len() >= 3 && matches!(http_get(admin, "/readyz"), Some((200, _))) {
-            break cmds;
-        }
-        if Instant::now() > deadline {
-            let _ = stop_child(&mut child, Duration::from_secs(3));
-            panic!("demo not ready within 15 s\n{}", logs());
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(commands.len(), 3, "{commands:?}");
-    // The proxy port may open a moment after the admin one.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(25));
-    }
-
-    let mut codes = Vec::new();
-    for cmd in &commands {
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "{cmd} -sS -m 10 --noproxy '*' -o /dev/null -w '%{{http_code}}'"
-            ))
-            .current_dir(tmp.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run banner command");
-        codes.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    }
-
-    let stopped = stop_child(&mut child, Duration::from_secs(3));
-    assert_eq!(
-        codes,
-        ["200", "403", "403"],
-        "banner commands {commands:?}\n{}",
-        logs()
+    let results: Vec<(String, String)> = commands
+        .iter()
+        .map(|c| run_curl(tmp.path(), &prelude, c))
+        .collect();
+    // The patient-app token reads its own patient's observation by id: held back, checked,
+    // released.
+    let own = run_curl(
+        tmp.path(),
+        &prelude,
+        &format!(
+            "curl --cacert {} https://localhost:{}/fhir/Observation/obs-1 -H '{AUDIT}: own' \
+             -H \"authorization: Bearer $PATIENT_APP\"",
+            data.join("ca.pem").display(),
+            demo.listen
+        ),
     );
+    let old_token = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{prelude}\necho \"$CLINICIAN\""))
+        .output()
+        .expect("run dev-token");
+    let old_token = String::from_utf8_lossy(&old_token.stdout)
+        .trim()
+        .to_string();
+
+    let stopped = stop_child(&mut demo.child, Duration::from_secs(3));
+    let logs = demo.logs();
+    let got: Vec<(&str, String)> = results
+        .iter()
+        .map(|(code, body)| (code.as_str(), reason_of(body)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("200", String::new()),
+            ("200", String::new()),
+            ("403", "insufficient_scope".to_string()),
+            ("403", "insufficient_scope".to_string()),
+            ("401", "token_missing".to_string()),
+            ("403", "missing_audit_header".to_string()),
+            ("403", "phi_detected".to_string()),
+        ],
+        "banner commands {commands:?}\nresults {results:#?}\n{logs}"
+    );
+    assert!(results[0].1.contains("\"obs-1\""), "{results:#?}");
+    let bundle: serde_json::Value = serde_json::from_str(&results[1].1).unwrap();
+    assert_eq!(bundle["type"], "searchset", "{bundle}");
+    assert_eq!(bundle["entry"][0]["resource"]["id"], "obs-1", "{bundle}");
+    assert_eq!(bundle["total"], 1, "{bundle}");
+    for refused in &results[2..4] {
+        assert!(!refused.1.contains("pat-2"), "{refused:?}");
+    }
+    assert_eq!(own.0, "200", "{own:?}");
+    assert!(own.1.contains("\"obs-1\""), "{own:?}");
     assert!(
         stopped.is_some(),
-        "demo did not exit within 3 s of SIGINT\n{}",
-        logs()
+        "demo did not exit within 3 s of SIGINT\n{logs}"
     );
 
-    // The demo's audit trail: records for the three requests, keys apart from the logs, and
-    // the verify command the banner prints passes.
-    let banner = std::fs::read_to_string(&stdout_path).unwrap();
-    let verify_cmd = banner
-        .lines()
-        .map(str::trim)
+    // The demo's audit trail: a record per request, the users from the tokens, the policy's
+    // own reasons; keys apart from the logs; the verify command the banner prints passes.
+    let verify_cmd = demo
+        .banner_lines("")
+        .into_iter()
         .find(|l| l.contains("phi-gateway audit verify --dir"))
-        .unwrap_or_else(|| panic!("no verify command in the banner:\n{banner}"));
+        .unwrap_or_else(|| panic!("no verify command in the banner:\n{logs}"));
     let out = Command::new("bash")
         .arg("-c")
-        .arg(verify_cmd)
+        .arg(&verify_cmd)
         .output()
         .expect("run the banner's verify command");
     assert!(
@@ -111,12 +223,28 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let records = audit_records(&data.join("audit"));
-    assert_eq!(records.len(), 3, "{records:#?}");
-    assert_eq!(records[0]["resource_id"], "Patient/example", "{records:#?}");
+    assert_eq!(records.len(), 8, "{records:#?}");
+    assert_eq!(
+        records[0]["resource_id"], "Observation/obs-1",
+        "{records:#?}"
+    );
+    assert_eq!(records[0]["user_id"], "dr-demo", "{records:#?}");
+    assert_eq!(
+        records[2]["access"]["reason"], "patient_mismatch",
+        "{records:#?}"
+    );
+    assert_eq!(
+        records[3]["access"]["reason"], "response_outside_compartment",
+        "{records:#?}"
+    );
     let (code, report) = audit_verify(&data.join("audit"), &data.join("audit-signing.pub"));
     assert_eq!(code, 0, "{report:#}");
     use std::os::unix::fs::PermissionsExt as _;
-    for key in ["keys/audit-signing.key", "keys/audit-fingerprint.key"] {
+    for key in [
+        "keys/audit-signing.key",
+        "keys/audit-fingerprint.key",
+        "keys/demo-issuer.key",
+    ] {
         let mode = std::fs::metadata(data.join(key))
             .unwrap()
             .permissions()
@@ -124,6 +252,99 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
     assert!(!data.join("audit").join("audit-signing.key").exists());
+    let issuer_key = std::fs::read(data.join("keys/demo-issuer.key")).unwrap();
+
+    // Second run, same data directory: the issuer key is kept and the old token still works.
+    let mut again = Demo::start(tmp.path(), &data, "2");
+    let reused = run_curl(
+        tmp.path(),
+        "",
+        &format!(
+            "curl --cacert {} https://localhost:{}/fhir/Observation/obs-1 -H '{AUDIT}: again' \
+             -H 'authorization: Bearer {old_token}'",
+            data.join("ca.pem").display(),
+            again.listen
+        ),
+    );
+    let stopped = stop_child(&mut again.child, Duration::from_secs(3));
+    assert_eq!(reused.0, "200", "{reused:?}\n{}", again.logs());
+    assert!(stopped.is_some(), "{}", again.logs());
+    assert_eq!(
+        std::fs::read(data.join("keys/demo-issuer.key")).unwrap(),
+        issuer_key
+    );
+}
+
+/// `dev-token` through the binary: its errors and exit codes, and its help naming every flag.
+#[test]
+fn dev_token_errors_and_help() {
+    let dev_token = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+            .arg("dev-token")
+            .args(args)
+            .output()
+            .expect("run dev-token");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+
+    let (code, out, err) = dev_token(&["--data-dir", dir, "--sub", "u"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("run `phi-gateway demo --data-dir"), "{err}");
+
+    // A data directory as the demo leaves it, made through the library the demo uses.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    phi_gateway::runtime::demo_issuer::ensure_issuer(tmp.path()).unwrap();
+    phi_gateway::runtime::demo::write_demo_config(
+        tmp.path(),
+        "127.0.0.1:1",
+        "127.0.0.1:2",
+        "127.0.0.1:3",
+        &repo.join("rules"),
+        &repo.join("deploy/policy"),
+    )
+    .unwrap();
+    let (code, out, err) = dev_token(&["--data-dir", dir, "--sub", "u", "--ttl", "90s"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim().split('.').count(), 3, "{out}");
+
+    for (args, needle) in [
+        (&["--ttl", "2h"][..], "max_lifetime_seconds (3600s)"),
+        (&["--ttl", "15x"], "invalid value '15x' for '--ttl"),
+        (&["--ttl", "0"], "at least 1s"),
+        (&["--claim", "fhirUser=Practitioner/p-1"], "not JSON"),
+        (&["--claim", "exp=1"], "set by dev-token itself"),
+    ] {
+        let mut all = vec!["--data-dir", dir, "--sub", "u"];
+        all.extend_from_slice(args);
+        let (code, out, err) = dev_token(&all);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+
+    let (code, help, _) = dev_token(&["--help"]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--data-dir",
+        "--sub",
+        "--scope",
+        "--patient",
+        "--role",
+        "--purpose-of-use",
+        "--ttl",
+        "--sid",
+        "--claim",
+        "Exit codes",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
 }
 
 /// `/readyz` must not say "ready" while the TLS listener is not accepting connections. Here

@@ -1,12 +1,13 @@
-//! The implementations behind `phi-gateway scan`, `phi-gateway rules test` and
-//! `phi-gateway policy test` ([`policy`]), so the binary
-//! (`src/main.rs`) only parses arguments and maps results to exit codes.
+//! The implementations behind `phi-gateway scan`, `phi-gateway rules test`,
+//! `phi-gateway policy test` ([`policy`]) and `phi-gateway dev-token` ([`dev_token`]), so the
+//! binary (`src/main.rs`) only parses arguments and maps results to exit codes.
 //!
-//! Both load rules the same way ([`load_rules`]): the given directories, else `./rules`, else
+//! `scan` and `rules test` load rules the same way ([`load_rules`]): the given directories, else `./rules`, else
 //! the built-in pack; and both take the deployment's fingerprint key by flag
 //! (`--fingerprint-key FILE`). Without a key no fingerprint is printed and exceptions by
 //! `values` do not apply.
 
+pub mod dev_token;
 pub mod lines;
 pub mod policy;
 pub mod scan;
