@@ -32,7 +32,7 @@ mod state;
 mod validate;
 
 pub use access::{
-    AccessSettings, Algorithm, Issuer, JwksSource, Require, RouteAccess, UserClaim,
+    AccessSettings, Algorithm, BreakGlassSettings, Issuer, JwksSource, Require, RouteAccess, UserClaim,
     DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_RESPONSE_HOLD_BYTES,
     DEFAULT_TOKEN_CACHE_ENTRIES,
 };

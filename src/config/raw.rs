@@ -288,6 +288,20 @@ pub(super) struct RawAccess {
     /// Automatic logoff (`super::state`).
     #[serde(default)]
     pub(super) sessions: Option<super::state::RawSessions>,
+    /// Break-glass (`super::access`).
+    #[serde(default)]
+    pub(super) break_glass: Option<RawBreakGlass>,
+}
+
+/// `access.break_glass:` (issue 11 §4).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreakGlass {
+    pub(super) enabled: Option<Spanned<bool>>,
+    pub(super) header: Option<Spanned<String>>,
+    pub(super) min_justification_chars: Option<Spanned<u64>>,
+    pub(super) duration_minutes: Option<Spanned<u64>>,
+    pub(super) duration_seconds: Option<Spanned<u64>>,
 }
 
 /// One trusted token issuer.

@@ -149,6 +149,12 @@ impl StateKey {
         StateKey(format!("phi:{{{}}}:h:{name}:{window}", p.0))
     }
 
+    /// The break-glass time box of `p` (a principal of subject and patient): a set holding
+    /// `p` itself until the box ends, so every gateway of a fleet sees the same expiry.
+    pub fn break_glass(p: &Principal) -> StateKey {
+        StateKey(format!("phi:{{{}}}:bg", p.0))
+    }
+
     /// A fleet-wide set with per-member expiry (the suspension list). Its own hash tag.
     pub fn set(name: &'static str) -> StateKey {
         StateKey(format!("phi:{{set:{name}}}:z"))
