@@ -7,6 +7,7 @@
 //! - `handoff`: that queue, which wakes the writer once per batch, not per record;
 //! - [`postgres`]: the optional PostgreSQL sink beside the file sink;
 //! - [`verify`]: `phi-gateway audit verify`;
+//! - [`review`]: `phi-gateway audit break-glass` (the break-glass review list);
 //! - [`keys`]: `phi-gateway audit keygen` and key loading.
 //!
 //! The writer is process-global: it is started once by `runtime::server::run` and is not part
@@ -22,6 +23,7 @@ mod handoff;
 pub mod keys;
 pub mod postgres;
 pub mod record;
+pub mod review;
 pub mod verify;
 mod writer;
 
