@@ -79,7 +79,10 @@ pub fn break_glass(
         let bytes = std::fs::read(&path).map_err(|source| AuditError::Io { path, source })?;
         // Complete lines only: a torn tail is the verifier's warning, not a record.
         let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        for line in bytes[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for line in bytes[..end]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
             let Ok(r) = serde_json::from_slice::<AuditRecord>(line) else {
                 continue;
             };

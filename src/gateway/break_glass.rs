@@ -170,7 +170,9 @@ pub(super) fn patient_of(method: &str, target: &str, base: &str) -> Option<Strin
             resource_type, id, ..
         }
         | Interaction::HistoryInstance { resource_type, id } => patient(resource_type, id),
-        Interaction::SearchCompartment { compartment, id, .. } => patient(compartment, id),
+        Interaction::SearchCompartment {
+            compartment, id, ..
+        } => patient(compartment, id),
         Interaction::Operation {
             level: OpLevel::Instance(t, id),
             ..
@@ -233,16 +235,16 @@ impl Gateway {
             .as_ref()
             .and_then(|p| p.purpose_of_use.as_deref());
         let trigger = requested(
-            req.headers
-                .get_all("category")
-                .iter()
-                .map(|v| v.as_bytes()),
+            req.headers.get_all("category").iter().map(|v| v.as_bytes()),
             purpose,
         )?;
         let patient = std::str::from_utf8(req.raw_path())
             .ok()
             .and_then(|t| patient_of(req.method.as_str(), t, &base));
-        let raw_justification = req.headers.get(settings.header.as_str()).map(|v| v.as_bytes());
+        let raw_justification = req
+            .headers
+            .get(settings.header.as_str())
+            .map(|v| v.as_bytes());
         let mut state = BreakGlassState {
             trigger,
             outcome: Outcome::Refused(Reason::BreakGlassNotEligible),
@@ -250,7 +252,15 @@ impl Gateway {
             overridden: d.reason.as_str(),
         };
         let result = self
-            .open_box(session, ctx, d, &settings, patient, raw_justification, &mut state)
+            .open_box(
+                session,
+                ctx,
+                d,
+                &settings,
+                patient,
+                raw_justification,
+                &mut state,
+            )
             .await;
         let event = match result {
             Ok(()) => "access",
@@ -359,7 +369,7 @@ impl Gateway {
             .with_label_values(&["started"])
             .inc();
         if let (Some(s), Some(k), Some(p)) = (store, &key, &principal) {
-            if s.set_add(k, p, ttl).await.is_err() {
+            if s.set_add_from(k, p, ttl, now).await.is_err() {
                 // Recorded but not stored: the next request needs a justification again,
                 // which errs towards more records, never fewer.
                 tracing::warn!(
@@ -399,7 +409,12 @@ mod tests {
         assert_eq!(requested([other.as_bytes()].into_iter(), None), None);
         let inside = format!("http://example.org/x#Y; label=\"{BTG_TERM}\"");
         assert_eq!(requested([inside.as_bytes()].into_iter(), None), None);
-        for p in ["EMER", "TREAT ETREAT", "urn:oid:2.16.756.5.30.1.127.3.10.5|EMER", "BTG"] {
+        for p in [
+            "EMER",
+            "TREAT ETREAT",
+            "urn:oid:2.16.756.5.30.1.127.3.10.5|EMER",
+            "BTG",
+        ] {
             assert_eq!(
                 requested(std::iter::empty(), Some(p)),
                 Some(Trigger::PurposeOfUse),
@@ -414,7 +429,10 @@ mod tests {
     #[test]
     fn the_patient_comes_from_the_url() {
         let p = |m: &str, t: &str| patient_of(m, t, "/fhir");
-        assert_eq!(p("GET", "/fhir/Patient/pat-2").as_deref(), Some("Patient/pat-2"));
+        assert_eq!(
+            p("GET", "/fhir/Patient/pat-2").as_deref(),
+            Some("Patient/pat-2")
+        );
         assert_eq!(
             p("GET", "/fhir/Patient/pat-2/Observation").as_deref(),
             Some("Patient/pat-2")
@@ -424,7 +442,11 @@ mod tests {
             Some("Patient/pat-2")
         );
         assert_eq!(
-            p("GET", "/fhir/Observation?subject=Patient/pat-2&patient=pat-2").as_deref(),
+            p(
+                "GET",
+                "/fhir/Observation?subject=Patient/pat-2&patient=pat-2"
+            )
+            .as_deref(),
             Some("Patient/pat-2")
         );
         // Two patients, none, or a non-Patient read by id: no single patient.

@@ -97,7 +97,7 @@ fn record_input<'a>(
             .map(|id| Redacted::new(id.subject.clone())),
         _ => None,
     };
-RecordInput {
+    RecordInput {
         request_id: &ctx.request_id,
         route: ctx.route_name(),
         mode: route.map(|r| r.mode),

@@ -425,13 +425,26 @@ impl Store {
         member: &Principal,
         ttl: Duration,
     ) -> Result<(), StateError> {
+        self.set_add_from(key, member, ttl, now_ms()).await
+    }
+
+    /// [`Store::set_add`] from a given start (Unix milliseconds): the member expires at
+    /// exactly `now_ms + ttl`, an expiry the caller has already recorded elsewhere (a
+    /// break-glass box's audit record).
+    pub async fn set_add_from(
+        &self,
+        key: &StateKey,
+        member: &Principal,
+        ttl: Duration,
+        now_ms: u64,
+    ) -> Result<(), StateError> {
         match &self.backend {
             Backend::Memory(m) => {
-                m.set_add(key, member, ttl, now_ms());
+                m.set_add(key, member, ttl, now_ms);
                 Ok(())
             }
             Backend::Redis { remote, .. } => {
-                self.bounded("set_add", remote.set_add(key, member, ttl, now_ms()))
+                self.bounded("set_add", remote.set_add(key, member, ttl, now_ms))
                     .await
             }
         }

@@ -7,8 +7,8 @@ use aho_corasick::{AhoCorasickBuilder, MatchKind};
 use regex::RegexBuilder;
 
 use super::compiled::{
-    CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, ExceptionValue, Scope,
-    SelectorProbe,
+    CompiledContext, CompiledPattern, CompiledRule, EncryptionReq, Exception, ExceptionValue,
+    Scope, SelectorProbe,
 };
 use super::fingerprint::{parse_fingerprint, ParsedFingerprint};
 use super::model::{RawContext, RawException, RawPattern, RawRule, RawTestCase, RuleInfo};

@@ -88,7 +88,8 @@ impl Scanner<'_> {
         );
         let b = text.as_bytes();
         let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); live.len()];
-        let (mut scratch, mut admitted) = (fastpath::FilterScratch::default(), vec![false; live.len()]);
+        let (mut scratch, mut admitted) =
+            (fastpath::FilterScratch::default(), vec![false; live.len()]);
         for t in &profile.tokens {
             let (d, u) = (t.digits as usize, t.upper as usize);
             if d < filter.min_digits() {
@@ -214,10 +215,13 @@ impl<'t> BodyProbe<'t> {
         if let Some((ty, exact)) = resource {
             let text = self.text;
             if let Some(types) = self.types.get_or_insert_with(|| resource_types(text)) {
-                if !types
-                    .iter()
-                    .any(|t| if *exact { t == ty } else { t.starts_with(ty.as_str()) })
-                {
+                if !types.iter().any(|t| {
+                    if *exact {
+                        t == ty
+                    } else {
+                        t.starts_with(ty.as_str())
+                    }
+                }) {
                     return true;
                 }
             }
