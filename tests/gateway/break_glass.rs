@@ -312,6 +312,19 @@ async fn eligible_role_with_justification_breaks_the_glass_once_per_box() {
     let (code, v, text) = break_glass_list(&gw, Some("2999-01-01T00:00:00Z"));
     assert_eq!(code, 0, "{text}");
     assert_eq!(v["entries"], json!([]), "--since filters");
+
+    // An edited trail is not listed: a reviewer never signs off on records that do not verify.
+    let seg = std::fs::read_dir(gw.audit_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .find(|p| std::fs::read_to_string(p).unwrap().contains(WHY))
+        .expect("the segment with the start record");
+    let text = std::fs::read_to_string(&seg).unwrap();
+    std::fs::write(&seg, text.replace(WHY, "routine chart review, all fine here")).unwrap();
+    let (code, _, out) = break_glass_list(&gw, None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.trim().is_empty(), "nothing listed from an edited trail: {out}");
 }
 
 /// After the box ends, the next request needs a new justification, which opens a new box
