@@ -97,7 +97,7 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
-    /// The tamper-evident audit trail: make keys, verify a trail.
+    /// The tamper-evident audit trail: make keys, verify a trail, list break-glass records.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,

@@ -727,7 +727,11 @@ fn break_glass_is_off_without_its_section_and_validated_with_it() {
     assert!(b.enabled, "present: on unless `enabled: false`");
     assert_eq!(b.header, "x-break-glass-justification");
     assert_eq!(b.min_justification_chars, 30);
-    assert_eq!(b.duration, Duration::from_secs(3600), "60 minutes by default");
+    assert_eq!(
+        b.duration,
+        Duration::from_secs(3600),
+        "60 minutes by default"
+    );
     let c = parse(&with(
         "    enabled: false\n    header: X-BTG-Reason\n    duration_seconds: 5\n",
     ))
@@ -786,5 +790,8 @@ fn break_glass_is_off_without_its_section_and_validated_with_it() {
         assert_eq!(e.line, line, "{lines}: {e}");
     }
     let e = parse(&with("    justification: required\n")).unwrap_err();
-    assert!(e.message.contains("justification"), "unknown fields refused: {e}");
+    assert!(
+        e.message.contains("justification"),
+        "unknown fields refused: {e}"
+    );
 }

@@ -321,10 +321,17 @@ async fn eligible_role_with_justification_breaks_the_glass_once_per_box() {
         .find(|p| std::fs::read_to_string(p).unwrap().contains(WHY))
         .expect("the segment with the start record");
     let text = std::fs::read_to_string(&seg).unwrap();
-    std::fs::write(&seg, text.replace(WHY, "routine chart review, all fine here")).unwrap();
+    std::fs::write(
+        &seg,
+        text.replace(WHY, "routine chart review, all fine here"),
+    )
+    .unwrap();
     let (code, _, out) = break_glass_list(&gw, None);
     assert_eq!(code, 1, "{out}");
-    assert!(out.trim().is_empty(), "nothing listed from an edited trail: {out}");
+    assert!(
+        out.trim().is_empty(),
+        "nothing listed from an edited trail: {out}"
+    );
 }
 
 /// After the box ends, the next request needs a new justification, which opens a new box
