@@ -722,6 +722,10 @@ fn break_glass_is_off_without_its_section_and_validated_with_it() {
             &format!("    X-User-Id: sub\n  break_glass:\n{lines}"),
         )
     };
+    assert!(
+        parse(&with("")).unwrap().access.break_glass.enabled,
+        "a bare `break_glass:` is on with the defaults"
+    );
     let c = parse(&with("    min_justification_chars: 30\n")).unwrap();
     let b = &c.access.break_glass;
     assert!(b.enabled, "present: on unless `enabled: false`");

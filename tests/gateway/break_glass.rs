@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::access_policy::shipped_policy;
 use crate::common::*;
 use crate::identity::{access_lines, header, JwksServer, Keys};
+use crate::sessions::redis_state;
 
 const BTG: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG; \
                    scheme=\"http://hl7.org/fhir/tag/security\"; label=\"break the glass\"";
@@ -21,8 +22,13 @@ const WHY: &str = "unconscious patient in the ED, chart needed for treatment";
 const OTHER: &str = "/fhir/Patient/pat-2";
 
 /// A gateway whose `fhir` route checks tokens with the shipped policy, `access.break_glass`
-/// lines `bg`, and `fhir` route lines `route`.
-fn bg_gateway(up: &RecordingUpstream, jwks: &JwksServer, bg: &[&str], route: &[&str]) -> Gateway {
+/// lines `bg`, and `state:` lines `state`.
+fn bg_gateway(
+    up: &RecordingUpstream,
+    jwks: &JwksServer,
+    bg: &[&str],
+    state: Vec<String>,
+) -> Gateway {
     let mut o = GatewayOpts::new(up.addr());
     // The route inspects one header only: the justification is scanned by break-glass itself,
     // whatever the route's header inspection covers.
@@ -37,8 +43,7 @@ fn bg_gateway(up: &RecordingUpstream, jwks: &JwksServer, bg: &[&str], route: &[&
         "      require: token".into(),
         "      mode: enforce".into(),
     ];
-    o.fhir_route_extra
-        .extend(route.iter().map(|l| l.to_string()));
+    o.state = state;
     Gateway::start(o)
 }
 
@@ -149,7 +154,7 @@ async fn eligible_role_with_justification_breaks_the_glass_once_per_box() {
     let up = RecordingUpstream::start();
     let keys = Keys::new("bg-model");
     let jwks = JwksServer::start(keys.jwks());
-    let gw = bg_gateway(&up, &jwks, &["min_justification_chars: 20"], &[]);
+    let gw = bg_gateway(&up, &jwks, &["min_justification_chars: 20"], Vec::new());
     let emergency = token(&keys, &["emergency"], json!({}));
 
     // Without asking, the binding holds.
@@ -341,7 +346,7 @@ async fn after_the_box_a_new_justification_is_needed() {
     let up = RecordingUpstream::start();
     let keys = Keys::new("bg-expiry");
     let jwks = JwksServer::start(keys.jwks());
-    let gw = bg_gateway(&up, &jwks, &["duration_seconds: 2"], &[]);
+    let gw = bg_gateway(&up, &jwks, &["duration_seconds: 2"], Vec::new());
     let t = token(&keys, &["emergency"], json!({}));
     let first = send(&gw, &up, OTHER, &t, true, Some(WHY)).await;
     assert_eq!(first.status, 200, "{:?}\n{}", first.reason, gw.logs());
@@ -371,6 +376,51 @@ async fn after_the_box_a_new_justification_is_needed() {
         .filter(|r| r["access"]["break_glass"]["event"] == "started")
         .count();
     assert_eq!(starts, 2);
+}
+
+/// Two gateways, one Redis: a box opened on one is open on the other (no justification
+/// needed there), with the same expiry; the Redis key names neither the user nor the patient.
+#[tokio::test]
+async fn two_gateways_share_the_box_through_redis() {
+    let redis = RedisServer::start();
+    let shared = tempfile::tempdir().unwrap();
+    let key = shared.path().join("state.key");
+    std::fs::write(
+        &key,
+        b"fleet secret: 32 bytes or more, the same on every gateway",
+    )
+    .unwrap();
+    let up = RecordingUpstream::start();
+    let keys = Keys::new("bg-fleet");
+    let jwks = JwksServer::start(keys.jwks());
+    let gw1 = bg_gateway(&up, &jwks, &[], redis_state(&redis, &key));
+    let gw2 = bg_gateway(&up, &jwks, &[], redis_state(&redis, &key));
+    let t = token(&keys, &["emergency"], json!({}));
+
+    // Gateway 2 has seen nothing yet: it needs a justification.
+    let a = send(&gw2, &up, OTHER, &t, true, None).await;
+    assert_eq!(
+        a.reason.as_deref(),
+        Some("break_glass_justification_required")
+    );
+    let first = send(&gw1, &up, OTHER, &t, true, Some(WHY)).await;
+    assert_eq!(first.status, 200, "{:?}\n{}", first.reason, gw1.logs());
+    let start = records_of(&gw1, &first.id, 2)[0]["access"]["break_glass"].clone();
+    let other = send(&gw2, &up, OTHER, &t, true, None).await;
+    assert_eq!(other.status, 200, "{:?}\n{}", other.reason, gw2.logs());
+    assert!(other.forwarded);
+    let rec = &records_of(&gw2, &other.id, 1)[0]["access"]["break_glass"];
+    assert_eq!(rec["time_box"], "active");
+    assert_eq!(rec["expires_at"], start["expires_at"]);
+    let boxes: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k.ends_with(":bg"))
+        .collect();
+    assert_eq!(boxes.len(), 1, "one box: {boxes:?}");
+    for leak in ["pat-2", "clinician-7"] {
+        assert!(!boxes[0].contains(leak), "{leak} in a Redis key: {boxes:?}");
+    }
 }
 
 /// Break-glass fails closed when the trail cannot take its record, even on a route that
