@@ -72,7 +72,8 @@ pub struct Metrics {
     pub jwks_age: IntGaugeVec,
     /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
     /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
-    /// `access::policy::ResponseEscape::all()`, `response_too_large`, `response_undecodable`).
+    /// `break_glass`, `access::policy::ResponseEscape::all()`, `response_too_large`,
+    /// `response_undecodable`).
     pub access_decisions: IntCounterVec,
     /// 1 while the state backend answers, by backend (`memory`, `redis`).
     pub state_backend_up: IntGaugeVec,
