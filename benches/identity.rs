@@ -84,6 +84,7 @@ fn settings(cache: usize) -> AccessSettings {
         token_cache_entries: cache,
         response_hold_bytes: phi_gateway::config::DEFAULT_RESPONSE_HOLD_BYTES,
         sessions: Default::default(),
+        break_glass: Default::default(),
     }
 }
 

@@ -110,7 +110,7 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
-    /// The tamper-evident audit trail: make keys, verify a trail.
+    /// The tamper-evident audit trail: make keys, verify a trail, list break-glass records.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -235,6 +235,28 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the break-glass records of a verified audit trail, for the after-the-fact review.
+    ///
+    /// Verifies the trail first (like `audit verify`) and lists nothing when it does not
+    /// verify. Each line is one record with `access.break_glass`: `started` (CRITICAL: a new
+    /// time box, with who, the patient's fingerprint, the justification as stored and the
+    /// expiry), `access` (a request under a box) or `refused`. No PHI: patients are
+    /// fingerprints, a justification a detector fired on is a fingerprint. Exit 0 when the
+    /// trail verified, 1 when it did not, 2 on a usage or I/O error.
+    BreakGlass {
+        /// The audit directory (segments and checkpoints).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The Ed25519 public key (PEM) from `audit keygen`.
+        #[arg(long, value_name = "FILE")]
+        pubkey: PathBuf,
+        /// List only records at or after this RFC 3339 time (e.g. 2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Print the list (and the verification report) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +372,15 @@ fn main() -> ExitCode {
                     json,
                 },
         } => audit_verify(&dir, &pubkey, from.as_deref(), to.as_deref(), json),
+        Command::Audit {
+            command:
+                AuditCommand::BreakGlass {
+                    dir,
+                    pubkey,
+                    since,
+                    json,
+                },
+        } => audit_break_glass(&dir, &pubkey, since.as_deref(), json),
         Command::Scan {
             rules,
             content_type,
@@ -549,6 +580,41 @@ fn audit_verify(
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn audit_break_glass(dir: &Path, pubkey: &Path, since: Option<&str>, json: bool) -> ExitCode {
+    use phi_gateway::audit::{keys, review, verify};
+    let usage = |m: String| {
+        eprintln!("phi-gateway audit break-glass: {m}");
+        ExitCode::from(2)
+    };
+    let since = match since.map(verify::parse_time).transpose() {
+        Ok(t) => t,
+        Err(m) => return usage(format!("--since: {m}")),
+    };
+    let key = match keys::load_public_key(pubkey) {
+        Ok(k) => k,
+        Err(e) => return usage(e.to_string()),
+    };
+    let review = match review::break_glass(dir, &key, since) {
+        Ok(r) => r,
+        Err(e) => return usage(e.to_string()),
+    };
+    if !review.report.valid {
+        // Nothing is listed from a trail that may have been edited.
+        eprint!("{}", review.report.render());
+        eprintln!("phi-gateway audit break-glass: the trail does not verify; nothing listed");
+        return ExitCode::FAILURE;
+    }
+    if json {
+        match serde_json::to_string_pretty(&review) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return usage(e.to_string()),
+        }
+    } else {
+        print!("{}", review.render());
+    }
+    ExitCode::SUCCESS
 }
 
 /// `scan FILE`: one body or request; `Ok(true)` when there were findings.

@@ -7,6 +7,7 @@
 //! - `handoff`: that queue, which wakes the writer once per batch, not per record;
 //! - [`postgres`]: the optional PostgreSQL sink beside the file sink;
 //! - [`verify`]: `phi-gateway audit verify`;
+//! - [`review`]: `phi-gateway audit break-glass` (the break-glass review list);
 //! - [`keys`]: `phi-gateway audit keygen` and key loading.
 //!
 //! The writer is process-global: it is started once by `runtime::server::run` and is not part
@@ -22,6 +23,7 @@ mod handoff;
 pub mod keys;
 pub mod postgres;
 pub mod record;
+pub mod review;
 pub mod verify;
 mod writer;
 
@@ -30,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use record::{AccessRecord, AuditRecord, Fingerprinter, Redacted};
+pub use record::{AccessRecord, AuditRecord, BreakGlassRecord, Fingerprinter, Redacted};
 
 use crate::config::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
@@ -499,6 +501,29 @@ pub struct PolicyInput {
     pub patient: Option<Redacted<String>>,
     /// The token's `purpose_of_use` claim.
     pub purpose_of_use: Option<Redacted<String>>,
+    /// Break-glass, when the request asked for it.
+    pub break_glass: Option<BreakGlassInput>,
+}
+
+/// What the gateway knows of a break-glass request ([`BreakGlassRecord`]).
+#[derive(Debug)]
+pub struct BreakGlassInput {
+    /// `started`, `access` or `refused`.
+    pub event: &'static str,
+    /// On `access`: `started` or `active`.
+    pub time_box: Option<&'static str>,
+    /// RFC 3339 expiry of the box.
+    pub expires_at: Option<String>,
+    /// `Patient/{id}`: only ever stored as a fingerprint.
+    pub patient: Option<Redacted<String>>,
+    /// The justification header's value: stored in clear only if the engine finds it clean.
+    pub justification: Option<Redacted<String>>,
+    /// `category` or `purpose_of_use`.
+    pub trigger: &'static str,
+    /// The policy reason overridden.
+    pub overridden: Option<&'static str>,
+    /// Why it was refused.
+    pub reason: Option<&'static str>,
 }
 
 /// What the access check knows about a request. Values from the token arrive [`Redacted`].
@@ -666,6 +691,7 @@ impl AuditLog {
                 entry_reasons: Vec::new(),
                 patient: None,
                 purpose_of_use: None,
+                break_glass: None,
             };
             if let Some(p) = policy {
                 r.reason = p.reason.map(str::to_string);
@@ -676,6 +702,17 @@ impl AuditLog {
                 // is the identifier the whole binding is about.
                 r.patient = p.patient.map(|v| self.fingerprinter.fingerprint(&v));
                 r.purpose_of_use = p.purpose_of_use.map(safe);
+                r.break_glass = p.break_glass.map(|b| record::BreakGlassRecord {
+                    event: b.event.to_string(),
+                    severity: (b.event == "started").then(|| "critical".to_string()),
+                    time_box: b.time_box.map(str::to_string),
+                    expires_at: b.expires_at,
+                    patient: b.patient.map(|v| self.fingerprinter.fingerprint(&v)),
+                    justification: b.justification.map(safe),
+                    trigger: Some(b.trigger.to_string()),
+                    overridden: b.overridden.map(str::to_string),
+                    reason: b.reason.map(str::to_string),
+                });
             }
             r
         });

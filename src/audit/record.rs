@@ -210,6 +210,47 @@ pub struct AccessRecord {
     /// The session check (automatic logoff): `active`, `started`, `idle_timeout`, `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Break-glass: present on every record of a break-glass request (the box's start, each
+    /// access under it, each refusal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassRecord>,
+}
+
+/// The break-glass part of a record (issue 11 §4): what the after-the-fact review reads
+/// (`phi-gateway audit break-glass`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BreakGlassRecord {
+    /// `started`: a new time box (written and made durable before the request is forwarded;
+    /// `severity: critical`, the justification, the expiry); `access`: the record of a
+    /// request forwarded under a box (`time_box` says whether it started it); `refused`: a
+    /// break-glass request the gateway refused (`reason`).
+    pub event: String,
+    /// `critical` on `started`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// On `access`: `started` (this request opened the box) or `active` (an open box).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_box: Option<String>,
+    /// When the box ends, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// `hmac-sha256:…` of `Patient/{id}`, the patient the box is for (never in clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    /// The justification, in clear only when no detector fired on it (otherwise its
+    /// fingerprint); on `started`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// How the request asked: `category` (the `Category` header's `v3-ActReason#BTG`) or
+    /// `purpose_of_use` (an emergency code in the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// The policy's reason the box overrides (`patient_mismatch`, `insufficient_scope`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<String>,
+    /// On `refused`: why (`break_glass_justification_required`, …, `audit_unavailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The FHIR resource and interaction a request addresses, derived from its URL and method.

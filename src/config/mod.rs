@@ -32,9 +32,9 @@ mod state;
 mod validate;
 
 pub use access::{
-    AccessSettings, Algorithm, Introspection, Issuer, JwksSource, Require, RouteAccess, UserClaim,
-    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_RESPONSE_HOLD_BYTES,
-    DEFAULT_TOKEN_CACHE_ENTRIES,
+    AccessSettings, Algorithm, BreakGlassSettings, Introspection, Issuer, JwksSource, Require,
+    RouteAccess, UserClaim, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS,
+    DEFAULT_RESPONSE_HOLD_BYTES, DEFAULT_TOKEN_CACHE_ENTRIES,
 };
 pub use audit::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,

@@ -288,6 +288,30 @@ pub(super) struct RawAccess {
     /// Automatic logoff (`super::state`).
     #[serde(default)]
     pub(super) sessions: Option<super::state::RawSessions>,
+    /// Break-glass (`super::access`). A bare `break_glass:` (YAML null) turns it on with the
+    /// defaults, like any other present section.
+    #[serde(default, deserialize_with = "present_section")]
+    pub(super) break_glass: Option<RawBreakGlass>,
+}
+
+/// A section that is on when its key is present, even with no fields (null).
+fn present_section<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// `access.break_glass:` (issue 11 §4).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreakGlass {
+    pub(super) enabled: Option<Spanned<bool>>,
+    pub(super) header: Option<Spanned<String>>,
+    pub(super) min_justification_chars: Option<Spanned<u64>>,
+    pub(super) duration_minutes: Option<Spanned<u64>>,
+    pub(super) duration_seconds: Option<Spanned<u64>>,
 }
 
 /// One trusted token issuer.

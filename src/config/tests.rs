@@ -806,3 +806,91 @@ fn introspection_issuers_are_validated_with_line_and_field() {
     let e = parse(&WITH_ACCESS.replace("      algorithms: [ES256, RS256]\n", "")).unwrap_err();
     assert_eq!(e.field, "access.issuers[0].algorithms", "{e}");
 }
+
+#[test]
+fn break_glass_is_off_without_its_section_and_validated_with_it() {
+    let c = parse(WITH_ACCESS).unwrap();
+    assert!(!c.access.break_glass.enabled, "absent: off");
+    let with = |lines: &str| {
+        WITH_ACCESS.replace(
+            "    X-User-Id: sub\n",
+            &format!("    X-User-Id: sub\n  break_glass:\n{lines}"),
+        )
+    };
+    assert!(
+        parse(&with("")).unwrap().access.break_glass.enabled,
+        "a bare `break_glass:` is on with the defaults"
+    );
+    let c = parse(&with("    min_justification_chars: 30\n")).unwrap();
+    let b = &c.access.break_glass;
+    assert!(b.enabled, "present: on unless `enabled: false`");
+    assert_eq!(b.header, "x-break-glass-justification");
+    assert_eq!(b.min_justification_chars, 30);
+    assert_eq!(
+        b.duration,
+        Duration::from_secs(3600),
+        "60 minutes by default"
+    );
+    let c = parse(&with(
+        "    enabled: false\n    header: X-BTG-Reason\n    duration_seconds: 5\n",
+    ))
+    .unwrap();
+    let b = &c.access.break_glass;
+    assert!(!b.enabled);
+    assert_eq!(b.header, "x-btg-reason");
+    assert_eq!(b.duration, Duration::from_secs(5));
+    assert_eq!(
+        parse(&with("    duration_minutes: 15\n"))
+            .unwrap()
+            .access
+            .break_glass
+            .duration,
+        Duration::from_secs(900)
+    );
+    // (lines, field, words in the message, text on the line the error names)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "    min_justification_chars: 0\n",
+            "access.break_glass.min_justification_chars",
+            "between 1 and 256",
+            "min_justification_chars: 0",
+        ),
+        (
+            "    duration_minutes: 5000\n",
+            "access.break_glass.duration_minutes",
+            "between 1 and 1440",
+            "duration_minutes: 5000",
+        ),
+        (
+            "    duration_minutes: 5\n    duration_seconds: 5\n",
+            "access.break_glass.duration_seconds",
+            "not both",
+            "duration_seconds: 5",
+        ),
+        (
+            "    header: \"bad header\"\n",
+            "access.break_glass.header",
+            "not a valid HTTP header name",
+            "header: \"bad header\"",
+        ),
+        (
+            "    header: authorization\n",
+            "access.break_glass.header",
+            "owns",
+            "header: authorization",
+        ),
+    ];
+    for (lines, field, words, at) in cases {
+        let text = with(lines);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, *field, "{lines}: {e}");
+        assert!(e.message.contains(words), "{lines}: {e}");
+        let line = text.lines().position(|l| l.contains(at)).unwrap() + 1;
+        assert_eq!(e.line, line, "{lines}: {e}");
+    }
+    let e = parse(&with("    justification: required\n")).unwrap_err();
+    assert!(
+        e.message.contains("justification"),
+        "unknown fields refused: {e}"
+    );
+}

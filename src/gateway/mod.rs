@@ -1,5 +1,5 @@
 //! The gateway: pingora's hooks and the checks and verdict they call (the PHI checks, the
-//! bearer token, the access policy, the response hold-back), the request snapshot,
+//! bearer token, the access policy, break-glass, the response hold-back), the request snapshot,
 //! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
 //! deadline).
 //!
@@ -9,6 +9,7 @@
 //! never `runtime` (the process wiring builds the gateway, not the other way round).
 
 mod answer;
+mod break_glass;
 mod checks;
 mod ctx;
 mod deadline;

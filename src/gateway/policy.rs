@@ -47,6 +47,7 @@ use crate::access::policy::{
 };
 use crate::audit::{PolicyInput, Redacted};
 use crate::engine::Mode;
+use crate::gateway::break_glass::BreakGlassState;
 use crate::gateway::ctx::Ctx;
 use crate::gateway::holdback::{Check, Holdback, Verdict};
 use crate::gateway::identity::AccessDecision;
@@ -65,8 +66,8 @@ const CHECK_UNAVAILABLE: &str = "compartment_check_unavailable";
 pub(super) struct PolicyState {
     /// From the verified claims (empty for an anonymous request).
     subject: Subject,
-    /// The token's `purpose_of_use` claim, for the audit record.
-    purpose_of_use: Option<String>,
+    /// The token's `purpose_of_use` claim, for the audit record (and break-glass).
+    pub(super) purpose_of_use: Option<String>,
     /// `If-None-Exist` was sent (a conditional create).
     if_none_exist: bool,
     /// The decision waits for the end of the body.
@@ -78,6 +79,19 @@ pub(super) struct PolicyState {
     /// The held response's check refused it (enforce) or would have (monitor): its stable
     /// reason, which the audit record's `access.reason` carries instead of `allowed`.
     response_reason: Option<&'static str>,
+    /// Break-glass, when the request asked for it ([`super::break_glass`]).
+    pub(super) break_glass: Option<BreakGlassState>,
+}
+
+/// The policy reason of a request allowed by break-glass (audit record and counter).
+const BREAK_GLASS: &str = "break_glass";
+
+/// Whether the request was allowed by break-glass.
+fn by_break_glass(ctx: &Ctx) -> bool {
+    ctx.policy
+        .as_ref()
+        .and_then(|p| p.break_glass.as_ref())
+        .is_some_and(BreakGlassState::granted)
 }
 
 /// Whether a denial taken without the body stands whatever the body holds. The body can only
@@ -144,6 +158,7 @@ pub(super) fn policy_input(ctx: &Ctx) -> Option<PolicyInput> {
     let d = s.decision.as_ref();
     Some(PolicyInput {
         reason: d.map(|d| match (s.refusal, s.response_reason) {
+            _ if s.break_glass.as_ref().is_some_and(BreakGlassState::granted) => BREAK_GLASS,
             (Some(Reason::CompartmentCheckUnavailable), _) => CHECK_UNAVAILABLE,
             (_, Some(why)) => why,
             _ => d.reason.as_str(),
@@ -163,6 +178,7 @@ pub(super) fn policy_input(ctx: &Ctx) -> Option<PolicyInput> {
             .as_ref()
             .map(|p| Redacted::new(format!("Patient/{p}"))),
         purpose_of_use: s.purpose_of_use.clone().map(Redacted::new),
+        break_glass: s.break_glass.as_ref().map(BreakGlassState::input),
     })
 }
 
@@ -170,7 +186,11 @@ impl Gateway {
     /// The policy check of a request whose token check passed (or was anonymous), before any
     /// upstream connection. Returns the reason to refuse now, if any; a body-dependent
     /// decision is left pending for [`Gateway::check_policy_body`].
-    pub(super) fn check_policy(&self, session: &mut Session, ctx: &mut Ctx) -> Option<Reason> {
+    pub(super) async fn check_policy(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> Option<Reason> {
         let snapshot = ctx.snapshot.clone();
         let route = ctx.route.and_then(|i| snapshot.config.routes.get(i))?;
         if !route.access.policy {
@@ -202,6 +222,7 @@ impl Gateway {
             decision: None,
             refusal: None,
             response_reason: None,
+            break_glass: None,
         };
         let mode = route.access.mode;
         let Some(policy) = snapshot.policy.as_deref() else {
@@ -233,7 +254,29 @@ impl Gateway {
             return None;
         }
         ctx.policy = Some(state);
-        self.settle(ctx, mode, d)
+        match self.break_glass(session, ctx, &d).await {
+            None => self.settle(ctx, mode, d),
+            Some(Ok(())) => {
+                // The box overrides scopes and binding: nothing is left to check after it.
+                let mut allow = Decision::allow(PostCheck::None, None);
+                allow.break_glass_eligible = true;
+                self.settle(ctx, mode, allow)
+            }
+            Some(Err(reason)) => {
+                // The policy's denial is counted and recorded as such; the client learns the
+                // break-glass reason, which says what to do about it.
+                let _ = self.settle(ctx, mode, d);
+                if let Some(s) = ctx.policy.as_mut() {
+                    s.refusal = Some(reason);
+                }
+                if reason == Reason::AuditUnavailable {
+                    ctx.fail_closed();
+                } else {
+                    ctx.block(reason);
+                }
+                Some(reason)
+            }
+        }
     }
 
     /// The body-dependent decision, at the end of the held-back body and before it is
@@ -285,6 +328,7 @@ impl Gateway {
         let enforce = mode == Mode::Enforce;
         let label = match refused {
             Some(Reason::CompartmentCheckUnavailable) => CHECK_UNAVAILABLE,
+            None if by_break_glass(ctx) => BREAK_GLASS,
             _ => d.reason.as_str(),
         };
         let decision = match (refused, enforce) {

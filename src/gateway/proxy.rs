@@ -95,9 +95,10 @@ impl ProxyHttp for Gateway {
             // Only a request the head checks let through is worth a signature verification.
             None => match self.check_identity(session, ctx).await {
                 Some(reason) => Some(reason),
-                None => self
-                    .scan_unverified_authorization(session, ctx)
-                    .or_else(|| self.check_policy(session, ctx)),
+                None => match self.scan_unverified_authorization(session, ctx) {
+                    Some(reason) => Some(reason),
+                    None => self.check_policy(session, ctx).await,
+                },
             },
         };
         let reason = match head {

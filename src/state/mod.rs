@@ -149,6 +149,12 @@ impl StateKey {
         StateKey(format!("phi:{{{}}}:h:{name}:{window}", p.0))
     }
 
+    /// The break-glass time box of `p` (a principal of subject and patient): a set holding
+    /// `p` itself until the box ends, so every gateway of a fleet sees the same expiry.
+    pub fn break_glass(p: &Principal) -> StateKey {
+        StateKey(format!("phi:{{{}}}:bg", p.0))
+    }
+
     /// A fleet-wide set with per-member expiry (the suspension list). Its own hash tag.
     pub fn set(name: &'static str) -> StateKey {
         StateKey(format!("phi:{{set:{name}}}:z"))
@@ -419,13 +425,26 @@ impl Store {
         member: &Principal,
         ttl: Duration,
     ) -> Result<(), StateError> {
+        self.set_add_from(key, member, ttl, now_ms()).await
+    }
+
+    /// [`Store::set_add`] from a given start (Unix milliseconds): the member expires at
+    /// exactly `now_ms + ttl`, an expiry the caller has already recorded elsewhere (a
+    /// break-glass box's audit record).
+    pub async fn set_add_from(
+        &self,
+        key: &StateKey,
+        member: &Principal,
+        ttl: Duration,
+        now_ms: u64,
+    ) -> Result<(), StateError> {
         match &self.backend {
             Backend::Memory(m) => {
-                m.set_add(key, member, ttl, now_ms());
+                m.set_add(key, member, ttl, now_ms);
                 Ok(())
             }
             Backend::Redis { remote, .. } => {
-                self.bounded("set_add", remote.set_add(key, member, ttl, now_ms()))
+                self.bounded("set_add", remote.set_add(key, member, ttl, now_ms))
                     .await
             }
         }

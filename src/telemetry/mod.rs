@@ -75,7 +75,8 @@ pub struct Metrics {
     pub introspection: IntCounterVec,
     /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
     /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
-    /// `access::policy::ResponseEscape::all()`, `response_too_large`, `response_undecodable`).
+    /// `break_glass`, `access::policy::ResponseEscape::all()`, `response_too_large`,
+    /// `response_undecodable`).
     pub access_decisions: IntCounterVec,
     /// 1 while the state backend answers, by backend (`memory`, `redis`).
     pub state_backend_up: IntGaugeVec,
@@ -84,6 +85,9 @@ pub struct Metrics {
     /// Session checks, by result (`active`, `started`, `idle_timeout`, `expired`) and where
     /// they were answered (`shared`, `local`, `memory`).
     pub sessions: IntCounterVec,
+    /// `phi_gateway_break_glass_total{event}`: break-glass time boxes started, accesses under
+    /// one, and break-glass requests refused.
+    pub break_glass: IntCounterVec,
 }
 
 impl Metrics {
@@ -263,6 +267,18 @@ impl Metrics {
         registry.register(Box::new(state_backend_up.clone()))?;
         registry.register(Box::new(state_errors.clone()))?;
         registry.register(Box::new(sessions.clone()))?;
+        let break_glass = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_break_glass_total",
+                "Break-glass events: started (a new time box, CRITICAL audit record), access (a request allowed under a box), refused (no justification, not eligible, PHI in the justification, no patient, audit unavailable).",
+            ),
+            &["event"],
+        )?;
+        registry.register(Box::new(break_glass.clone()))?;
+        // Every series from the start at 0, so `increase(...) > 0` alerts see a value.
+        for event in ["started", "access", "refused"] {
+            break_glass.with_label_values(&[event]);
+        }
         registry.register(Box::new(jwks_refresh.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -309,6 +325,7 @@ impl Metrics {
             state_backend_up,
             state_errors,
             sessions,
+            break_glass,
         })
     }
 

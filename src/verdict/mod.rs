@@ -145,6 +145,17 @@ pub enum Reason {
     /// The token's session is older than `access.sessions.max_session_seconds` (from
     /// `auth_time`, else from its first request).
     SessionExpired,
+    /// A break-glass request (FHIR `Category` `v3-ActReason#BTG`, or an emergency
+    /// `purpose_of_use`) that needs a new time box without a justification header of the
+    /// configured minimum length.
+    BreakGlassJustificationRequired,
+    /// The break-glass justification carries PHI: it would have to be stored in the audit
+    /// trail, so the request is refused and the value is never recorded in clear.
+    BreakGlassJustificationPhi,
+    /// A break-glass request by a subject none of whose roles is `break_glass_eligible`.
+    BreakGlassNotEligible,
+    /// A break-glass request whose URL names no single patient: a time box is per patient.
+    BreakGlassPatientRequired,
 }
 
 impl Reason {
@@ -189,6 +200,10 @@ impl Reason {
             Reason::UndecodableResponse => "undecodable_response",
             Reason::SessionIdleTimeout => "session_idle_timeout",
             Reason::SessionExpired => "session_expired",
+            Reason::BreakGlassJustificationRequired => "break_glass_justification_required",
+            Reason::BreakGlassJustificationPhi => "break_glass_justification_phi",
+            Reason::BreakGlassNotEligible => "break_glass_not_eligible",
+            Reason::BreakGlassPatientRequired => "break_glass_patient_required",
         }
     }
 
@@ -201,7 +216,11 @@ impl Reason {
             | Reason::TlsVersionNotAllowed
             | Reason::UpgradeNotAllowed
             | Reason::InsufficientScope
-            | Reason::CompartmentCheckUnavailable => 403,
+            | Reason::CompartmentCheckUnavailable
+            | Reason::BreakGlassJustificationRequired
+            | Reason::BreakGlassJustificationPhi
+            | Reason::BreakGlassNotEligible
+            | Reason::BreakGlassPatientRequired => 403,
             Reason::BodyTooLarge | Reason::DecodedBodyTooLarge => 413,
             Reason::UnsupportedContentEncoding => 415,
             Reason::UndecodableBody | Reason::BadRequest | Reason::TrailersNotAllowed => 400,
@@ -309,6 +328,16 @@ impl Reason {
                 "the session was idle too long and has ended; sign in again"
             }
             Reason::SessionExpired => "the session has reached its time limit; sign in again",
+            Reason::BreakGlassJustificationRequired => {
+                "break-glass access needs a justification header of the configured minimum length"
+            }
+            Reason::BreakGlassJustificationPhi => {
+                "the break-glass justification must not contain protected health information"
+            }
+            Reason::BreakGlassNotEligible => "the token's roles are not eligible for break-glass access",
+            Reason::BreakGlassPatientRequired => {
+                "break-glass access is granted per patient; the request must name one patient"
+            }
         }
     }
 }

@@ -293,6 +293,7 @@ fn dashboard_has_stable_uid_datasource_variable_and_the_documented_panels() {
         "Audit checkpoint age",
         "Reloads by result",
         "Certificate expiry",
+        "Break-glass events",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
@@ -339,6 +340,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "PhiGatewayUpstreamErrors",
         "PhiGatewayHighLatencyP99",
         "PhiGatewayCertificateExpiringSoon",
+        "PhiGatewayBreakGlassStarted",
     ] {
         assert!(text.contains(&format!("alert: {alert}\n")), "{alert}");
         let tests = read("deploy/prometheus/alerts.test.yaml");

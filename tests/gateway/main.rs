@@ -8,6 +8,7 @@ mod access_policy;
 mod audit;
 mod audit_header;
 mod audit_leaks;
+mod break_glass;
 mod check;
 mod deploy;
 mod fingerprints;

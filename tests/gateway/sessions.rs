@@ -34,7 +34,7 @@ fn session_gateway(
 }
 
 /// `state:` lines for `redis`, with the fleet's shared key file.
-fn redis_state(redis: &RedisServer, key: &Path) -> Vec<String> {
+pub(crate) fn redis_state(redis: &RedisServer, key: &Path) -> Vec<String> {
     vec![
         "  backend: redis".into(),
         format!("  url: {}", redis.url()),

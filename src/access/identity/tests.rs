@@ -83,6 +83,7 @@ fn settings() -> AccessSettings {
         token_cache_entries: 100,
         response_hold_bytes: crate::config::DEFAULT_RESPONSE_HOLD_BYTES,
         sessions: Default::default(),
+        break_glass: Default::default(),
     }
 }
 
