@@ -236,7 +236,7 @@ rules:\n  dir: \"{rules}\"\n\
 server:\n  threads: 2\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\n  pid_file: phi-gateway.pid\n  upgrade_sock: phi-gateway-upgrade.sock\n\
 logging:\n  format: text\n  level: info\n\
 upstreams:\n  - name: sample-ehr\n    address: \"{upstream}\"\n\
-access:\n  # The demo's own issuer (development only): tokens from `phi-gateway dev-token`.\n  issuers:\n    - name: {issuer_name}\n      issuer: \"{issuer}\"\n      audiences: [\"{audience}\"]\n      algorithms: [ES256]\n      jwks_file: {jwks}\n      max_lifetime_seconds: {max_lifetime}\n  policy: [\"{policy}\"]\n\
+access:\n  # The demo's own issuer (development only): tokens from `phi-gateway dev-token`.\n  issuers:\n    - name: {issuer_name}\n      issuer: \"{issuer}\"\n      audiences: [\"{audience}\"]\n      algorithms: [ES256]\n      jwks_file: {jwks}\n      max_lifetime_seconds: {max_lifetime}\n  policy: [\"{policy}\"]\n  # An eligible role (emergency) may pass a policy denial for one patient with the BTG\n  # label and a justification: time-boxed, CRITICAL audit record (docs/access.md).\n  break_glass:\n    duration_minutes: 60\n\
 audit:\n  dir: {audit_dir}\n  signing_key_file: {keys_dir}/{signing}\n  fingerprint_key_file: {keys_dir}/{fingerprint}\n  fsync: every_record\n  checkpoint_interval_seconds: 60\n\
 routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      # every header except the built-in skip list (framing, x-request-id, traceparent, ...)\n      headers: [\"*\"]\n    access:\n      require: token\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
         issuer_name = crate::runtime::demo_issuer::ISSUER_NAME,
@@ -338,6 +338,8 @@ pub fn banner(p: &DemoPlaces<'_>) -> String {
     let key = crate::runtime::demo_issuer::KEY_FILE;
     let ssn_body = r#"{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/pat-1"},"note":[{"text":"SSN 536-22-1234"}]}"#;
     let curl = format!("curl --cacert {ca} 'https://{host}/fhir");
+    // FHIR's break-the-glass security label (v3-ActReason#BTG) as a `Category` header.
+    let btg = r#"http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG; scheme="http://hl7.org/fhir/tag/security"; label="break the glass""#;
     [
         String::new(),
         "phi-gateway demo (TLS 1.3 only)".to_string(),
@@ -354,10 +356,11 @@ pub fn banner(p: &DemoPlaces<'_>) -> String {
         "  edit is logged and the running ones stay); SIGHUP or POST /reload also reload.".to_string(),
         format!("  audit trail  {dir}/{AUDIT_DIR}/  (public key {dir}/{PUBLIC_KEY})"),
         String::new(),
-        "Try these in one shell (Ctrl-C stops the demo). First two tokens (15 minutes each):".to_string(),
+        "Try these in one shell (Ctrl-C stops the demo). First three tokens (15 minutes each):".to_string(),
         String::new(),
         format!("  CLINICIAN=$({exe} dev-token --data-dir {dir} --sub dr-demo --role clinician --scope 'openid fhirUser user/*.cruds')"),
         format!("  PATIENT_APP=$({exe} dev-token --data-dir {dir} --sub app-user-1 --patient pat-1 --scope 'launch/patient openid patient/*.rs')"),
+        format!("  EMERGENCY=$({exe} dev-token --data-dir {dir} --sub ed-doc-1 --role emergency --patient pat-1 --scope 'launch/patient openid patient/*.rs')"),
         String::new(),
         "  # 1. a clinician reads obs-1: 200".to_string(),
         format!("  {curl}/Observation/obs-1' -H 'x-hipaa-audit-id: demo-ticket-1' -H \"authorization: Bearer $CLINICIAN\""),
@@ -380,8 +383,13 @@ pub fn banner(p: &DemoPlaces<'_>) -> String {
         "  # 7. an SSN in a JSON body: 403 phi_detected, no body byte reaches the EHR".to_string(),
         format!("  {curl}/Observation' -H 'x-hipaa-audit-id: demo-ticket-7' -H \"authorization: Bearer $CLINICIAN\" -H 'content-type: application/fhir+json' -d '{ssn_body}'"),
         String::new(),
-        "  # then prove the audit trail is intact (also after Ctrl-C):".to_string(),
+        "  # 8. break-glass: an emergency clinician bound to pat-1 opens pat-2 with the BTG label and a".to_string(),
+        "  #    justification: 200, a CRITICAL audit record, then 60 minutes of access to pat-2".to_string(),
+        format!("  {curl}/Patient/pat-2' -H 'x-hipaa-audit-id: demo-ticket-8' -H \"authorization: Bearer $EMERGENCY\" -H 'category: {btg}' -H 'x-break-glass-justification: unresponsive patient in the emergency department, chart needed now'"),
+        String::new(),
+        "  # then prove the audit trail is intact (also after Ctrl-C), and review break-glass use:".to_string(),
         format!("  {exe} audit verify --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
+        format!("  {exe} audit break-glass --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
         String::new(),
         format!("  # other tokens: {exe} dev-token --help"),
         String::new(),

@@ -18,7 +18,7 @@ struct Demo {
 impl Demo {
     /// Starts the demo on fresh ports with `data` as its data directory, from `cwd` (which has
     /// no ./rules or ./deploy, so the demo uses its built-in pack and policy), and waits until
-    /// `/readyz` answers 200, the banner lists its seven curl commands and the proxy port
+    /// `/readyz` answers 200, the banner lists its eight curl commands and the proxy port
     /// accepts connections.
     fn start(cwd: &std::path::Path, data: &std::path::Path, run: &str) -> Demo {
         let (listen, admin) = (free_port(), free_port());
@@ -47,7 +47,7 @@ impl Demo {
             if let Ok(Some(status)) = demo.child.try_wait() {
                 panic!("demo exited early with {status}\n{}", demo.logs());
             }
-            if demo.banner_lines("curl ").len() >= 7
+            if demo.banner_lines("curl ").len() >= 8
                 && matches!(http_get(admin, "/readyz"), Some((200, _)))
             {
                 break;
@@ -142,8 +142,8 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
     let mut demo = Demo::start(tmp.path(), &data, "1");
     let commands = demo.banner_lines("curl ");
     let prelude = demo.token_prelude();
-    assert_eq!(prelude.lines().count(), 2, "{}", demo.logs());
-    assert_eq!(commands.len(), 7, "{commands:?}");
+    assert_eq!(prelude.lines().count(), 3, "{}", demo.logs());
+    assert_eq!(commands.len(), 8, "{commands:?}");
 
     let results: Vec<(String, String)> = commands
         .iter()
@@ -186,6 +186,7 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
             ("401", "token_missing".to_string()),
             ("403", "missing_audit_header".to_string()),
             ("403", "phi_detected".to_string()),
+            ("200", String::new()),
         ],
         "banner commands {commands:?}\nresults {results:#?}\n{logs}"
     );
@@ -197,6 +198,10 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
     for refused in &results[2..4] {
         assert!(!refused.1.contains("pat-2"), "{refused:?}");
     }
+    assert!(
+        results[7].1.contains("\"pat-2\""),
+        "break-glass opens pat-2: {results:#?}"
+    );
     assert_eq!(own.0, "200", "{own:?}");
     assert!(own.1.contains("\"obs-1\""), "{own:?}");
     assert!(
@@ -223,7 +228,32 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let records = audit_records(&data.join("audit"));
-    assert_eq!(records.len(), 8, "{records:#?}");
+    // Seven banner commands, the break-glass start record and its request's, the own read.
+    assert_eq!(records.len(), 10, "{records:#?}");
+    assert_eq!(
+        records[7]["access"]["break_glass"]["event"], "started",
+        "{records:#?}"
+    );
+    assert_eq!(
+        records[8]["access"]["reason"], "break_glass",
+        "{records:#?}"
+    );
+    let review_cmd = demo
+        .banner_lines("")
+        .into_iter()
+        .find(|l| l.contains("phi-gateway audit break-glass --dir"))
+        .unwrap_or_else(|| panic!("no break-glass review command in the banner:\n{logs}"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&review_cmd)
+        .output()
+        .expect("run the banner's break-glass review command");
+    let review = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && review.contains("ed-doc-1") && !review.contains("pat-2"),
+        "{review_cmd}\n{review}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         records[0]["resource_id"], "Observation/obs-1",
         "{records:#?}"
