@@ -33,6 +33,7 @@ fn verifier() -> Verifier {
         token_cache_entries: 16,
         response_hold_bytes: phi_gateway::config::DEFAULT_RESPONSE_HOLD_BYTES,
         sessions: Default::default(),
+        break_glass: Default::default(),
     };
     let v = Verifier::new(&settings);
     if let Ok((set, _)) = parse_jwks(JWKS.as_bytes(), &[Algorithm::EdDsa, Algorithm::Es256]) {
