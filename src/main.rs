@@ -583,38 +583,16 @@ fn audit_verify(
 }
 
 fn audit_break_glass(dir: &Path, pubkey: &Path, since: Option<&str>, json: bool) -> ExitCode {
-    use phi_gateway::audit::{keys, review, verify};
-    let usage = |m: String| {
-        eprintln!("phi-gateway audit break-glass: {m}");
-        ExitCode::from(2)
-    };
-    let since = match since.map(verify::parse_time).transpose() {
-        Ok(t) => t,
-        Err(m) => return usage(format!("--since: {m}")),
-    };
-    let key = match keys::load_public_key(pubkey) {
-        Ok(k) => k,
-        Err(e) => return usage(e.to_string()),
-    };
-    let review = match review::break_glass(dir, &key, since) {
-        Ok(r) => r,
-        Err(e) => return usage(e.to_string()),
-    };
-    if !review.report.valid {
-        // Nothing is listed from a trail that may have been edited.
-        eprint!("{}", review.report.render());
-        eprintln!("phi-gateway audit break-glass: the trail does not verify; nothing listed");
-        return ExitCode::FAILURE;
-    }
-    if json {
-        match serde_json::to_string_pretty(&review) {
-            Ok(s) => println!("{s}"),
-            Err(e) => return usage(e.to_string()),
+    match cli::break_glass::review(dir, pubkey, since, json) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
         }
-    } else {
-        print!("{}", review.render());
+        Err(cli::break_glass::ReviewError { code, message }) => {
+            eprint!("{message}");
+            ExitCode::from(code)
+        }
     }
-    ExitCode::SUCCESS
 }
 
 /// `scan FILE`: one body or request; `Ok(true)` when there were findings.

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawAccess, RawBreakGlass, RawIntrospection, RawIssuer, RawRouteAccess};
+use super::break_glass::{validate_break_glass, BreakGlassSettings};
+use super::raw::{RawAccess, RawIntrospection, RawIssuer, RawRouteAccess};
 use super::validate::{bounded, check_header_name, Located};
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::Mode;
@@ -40,20 +41,8 @@ pub const DEFAULT_RESPONSE_HOLD_BYTES: u64 = 4 * 1024 * 1024;
 const RESPONSE_HOLD_BYTES_MIN: u64 = 1024;
 const RESPONSE_HOLD_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Default `break_glass.header`: where the client puts the break-glass justification.
-pub const DEFAULT_BREAK_GLASS_HEADER: &str = "x-break-glass-justification";
-/// Default `break_glass.min_justification_chars`: long enough that "emergency" alone is not a
-/// justification a reviewer can judge.
-pub const DEFAULT_BREAK_GLASS_MIN_CHARS: u64 = 20;
-/// Most characters of a justification (it is stored in the audit record).
-pub const BREAK_GLASS_MAX_CHARS: u64 = 256;
-/// Default `break_glass.duration_minutes`: one time box per principal and patient.
-pub const DEFAULT_BREAK_GLASS_MINUTES: u64 = 60;
-/// Longest time box (`duration_minutes` 1 … 1440, `duration_seconds` 1 … 86 400).
-const BREAK_GLASS_MAX_SECONDS: u64 = 86_400;
-
 /// Headers `claims_to_headers` may not set: framing, routing and the gateway's own.
-const RESERVED_HEADERS: &[&str] = &[
+pub(super) const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "host",
     "content-length",
@@ -222,92 +211,6 @@ pub struct AccessSettings {
     pub sessions: super::SessionSettings,
     /// Break-glass (emergency access beyond the policy).
     pub break_glass: BreakGlassSettings,
-}
-
-/// The validated `access.break_glass:` section. Absent, break-glass is off: a request asking
-/// for it is decided by the policy alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakGlassSettings {
-    /// Whether an eligible subject may override a policy denial.
-    pub enabled: bool,
-    /// The justification header (lowercase).
-    pub header: String,
-    /// Shortest justification accepted, in characters.
-    pub min_justification_chars: usize,
-    /// How long one time box (per principal and patient) lasts.
-    pub duration: Duration,
-}
-
-impl Default for BreakGlassSettings {
-    fn default() -> Self {
-        BreakGlassSettings {
-            enabled: false,
-            header: DEFAULT_BREAK_GLASS_HEADER.to_string(),
-            min_justification_chars: DEFAULT_BREAK_GLASS_MIN_CHARS as usize,
-            duration: Duration::from_secs(DEFAULT_BREAK_GLASS_MINUTES * 60),
-        }
-    }
-}
-
-/// Validates `access.break_glass:`. `duration_seconds` replaces `duration_minutes` (for
-/// short boxes, and for tests that must see a box expire); setting both is an error.
-fn validate_break_glass(
-    file: &Path,
-    raw: Option<&RawBreakGlass>,
-) -> Result<BreakGlassSettings, SourceError> {
-    let Some(raw) = raw else {
-        return Ok(BreakGlassSettings::default());
-    };
-    let at = |f: &str| format!("access.break_glass.{f}");
-    let header = match &raw.header {
-        Some(h) => {
-            check_header_name(&h.value).map_err(|m| h.error(file, &at("header"), m))?;
-            let lower = h.value.to_ascii_lowercase();
-            if RESERVED_HEADERS.contains(&lower.as_str()) {
-                return Err(h.error(
-                    file,
-                    &at("header"),
-                    format!("`{lower}` is a header the gateway or HTTP framing owns"),
-                ));
-            }
-            lower
-        }
-        None => DEFAULT_BREAK_GLASS_HEADER.to_string(),
-    };
-    let min = bounded(
-        raw.min_justification_chars.as_ref(),
-        DEFAULT_BREAK_GLASS_MIN_CHARS,
-        1,
-        BREAK_GLASS_MAX_CHARS,
-    )
-    .map_err(|(s, m)| s.error(file, &at("min_justification_chars"), m))?;
-    let seconds = match (&raw.duration_minutes, &raw.duration_seconds) {
-        (Some(_), Some(s)) => {
-            return Err(s.error(
-                file,
-                &at("duration_seconds"),
-                "set either `duration_minutes` or `duration_seconds`, not both".into(),
-            ))
-        }
-        (_, Some(_)) => bounded(raw.duration_seconds.as_ref(), 0, 1, BREAK_GLASS_MAX_SECONDS)
-            .map_err(|(s, m)| s.error(file, &at("duration_seconds"), m))?,
-        _ => {
-            bounded(
-                raw.duration_minutes.as_ref(),
-                DEFAULT_BREAK_GLASS_MINUTES,
-                1,
-                BREAK_GLASS_MAX_SECONDS / 60,
-            )
-            .map_err(|(s, m)| s.error(file, &at("duration_minutes"), m))?
-                * 60
-        }
-    };
-    Ok(BreakGlassSettings {
-        enabled: raw.enabled.as_ref().is_none_or(|e| e.value),
-        header,
-        min_justification_chars: min as usize,
-        duration: Duration::from_secs(seconds),
-    })
 }
 
 /// Whether a route requires a bearer token.

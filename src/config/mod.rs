@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 mod access;
 mod audit;
+mod break_glass;
 mod model;
 mod raw;
 mod routing;
@@ -32,13 +33,14 @@ mod state;
 mod validate;
 
 pub use access::{
-    AccessSettings, Algorithm, BreakGlassSettings, Introspection, Issuer, JwksSource, Require,
-    RouteAccess, UserClaim, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS,
-    DEFAULT_RESPONSE_HOLD_BYTES, DEFAULT_TOKEN_CACHE_ENTRIES,
+    AccessSettings, Algorithm, Introspection, Issuer, JwksSource, Require, RouteAccess, UserClaim,
+    DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_RESPONSE_HOLD_BYTES,
+    DEFAULT_TOKEN_CACHE_ENTRIES,
 };
 pub use audit::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
 };
+pub use break_glass::BreakGlassSettings;
 pub use model::{
     ClientAuth, GatewayConfig, Inspect, Limits, Listen, LogFormat, Logging, Reload, ResourceIdMode,
     Route, RouteAudit, Server, Timeouts, Upstream, UpstreamTls, DEFAULT_AUDIT_HEADER,

@@ -1,5 +1,6 @@
 //! The implementations behind `phi-gateway scan`, `phi-gateway rules test`,
-//! `phi-gateway policy test` ([`policy`]) and `phi-gateway dev-token` ([`dev_token`]), so the
+//! `phi-gateway policy test` ([`policy`]), `phi-gateway dev-token` ([`dev_token`]) and
+//! `phi-gateway audit break-glass` ([`break_glass`]), so the
 //! binary (`src/main.rs`) only parses arguments and maps results to exit codes.
 //!
 //! `scan` and `rules test` load rules the same way ([`load_rules`]): the given directories, else `./rules`, else
@@ -7,6 +8,7 @@
 //! (`--fingerprint-key FILE`). Without a key no fingerprint is printed and exceptions by
 //! `values` do not apply.
 
+pub mod break_glass;
 pub mod dev_token;
 pub mod lines;
 pub mod policy;
