@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use serde_json::json;
+
 use crate::common::*;
+use crate::identity::{Keys, AUDIENCE, ISSUER};
+use crate::introspection::Introspector;
 
 const PROMTOOL: &str = "/usr/bin/promtool";
 
@@ -117,26 +121,52 @@ fn family_of<'a>(name: &'a str, families: &BTreeMap<String, String>) -> Option<&
 }
 
 /// Starts a gateway and sends one request of each kind (allow, PHI block, missing audit
-/// header, would-block, upstream failure), so labelled families have samples; returns the
+/// header, would-block, upstream failure; with a token: a policy allow and a policy denial;
+/// an opaque token that is introspected), so labelled families have samples; returns the
 /// scrape once they do.
-async fn scrape_with_traffic() -> (Gateway, String) {
+///
+/// Access is checked on the `fhir` route in monitor mode, so the requests without a token
+/// still reach the PHI checks. The shared state is a Redis nobody listens on: start-up never
+/// waits for it, its calls fail (`phi_gateway_state_errors_total`), it is reported down, and
+/// sessions are answered from the local copy (`phi_gateway_sessions_total{store="local"}`).
+async fn scrape_with_traffic() -> (Gateway, String, Introspector) {
     let up = RecordingUpstream::start();
-    // A token issuer with a key set from a file, so the JWKS metrics have samples.
-    let keys = tempfile::tempdir().unwrap();
-    let jwks = keys.path().join("jwks.json");
-    std::fs::write(
-        &jwks,
-        r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}]}"#,
-    )
-    .unwrap();
+    // A token issuer with a key set from a file (the JWKS metrics, and signed tokens for
+    // the access decisions and sessions), and one introspecting opaque tokens at a real
+    // HTTPS endpoint (the introspection counter).
+    let files = tempfile::tempdir().unwrap();
+    let keys = Keys::new("deploy");
+    let jwks = files.path().join("jwks.json");
+    std::fs::write(&jwks, json!({ "keys": keys.jwks() }).to_string()).unwrap();
+    let state_key = files.path().join("state.key");
+    std::fs::write(&state_key, "deploy-test-state-key-0123456789").unwrap();
+    let ix = Introspector::start();
     let mut opts = GatewayOpts::new(up.addr());
     opts.access = vec![
         "  issuers:".into(),
         "    - name: idp".into(),
-        "      issuer: https://idp.example".into(),
-        "      audiences: [ehr]".into(),
-        "      algorithms: [EdDSA]".into(),
+        format!("      issuer: {ISSUER}"),
+        format!("      audiences: [\"{AUDIENCE}\"]"),
+        "      algorithms: [ES256]".into(),
         format!("      jwks_file: \"{}\"", jwks.display()),
+    ];
+    opts.access
+        .extend(ix.issuer_lines("https://opaque.test.example"));
+    opts.access.extend([
+        format!("  policy: [\"{}\"]", repo("deploy/policy").display()),
+        "  sessions:".into(),
+        "    idle_timeout_seconds: 900".into(),
+    ]);
+    opts.state = vec![
+        "  backend: redis".into(),
+        format!("  url: redis://127.0.0.1:{}", free_port()),
+        "  timeout_ms: 200".into(),
+        format!("  key_file: \"{}\"", state_key.display()),
+    ];
+    opts.fhir_route_extra = vec![
+        "    access:".into(),
+        "      require: token".into(),
+        "      mode: monitor".into(),
     ];
     let gw = Gateway::start(opts);
     let c = gw.client(false);
@@ -178,6 +208,24 @@ async fn scrape_with_traffic() -> (Gateway, String) {
         "upstream_unavailable",
     )
     .await;
+    // With a signed token: the default scope (user/Observation.rs) allows the Observation
+    // search and not the Patient read (would_deny: forwarded in monitor mode); an unknown
+    // opaque token is introspected (inactive: would_deny too).
+    let token = keys.token("ES256", json!({}));
+    for (path, bearer) in [
+        ("/fhir/Observation?code=1234-5", token.as_str()),
+        ("/fhir/Patient/p2", token.as_str()),
+        ("/fhir/Observation?code=1234-5", "opaque-deploy-token"),
+    ] {
+        let r = c
+            .get(gw.url(path))
+            .header(AUDIT, "deploy-token")
+            .header("authorization", format!("Bearer {bearer}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}\n{}", gw.logs());
+    }
     let scrape = scrape_when(&gw, |s| {
         [
             "phi_gateway_requests_total",
@@ -186,12 +234,19 @@ async fn scrape_with_traffic() -> (Gateway, String) {
             "phi_gateway_upstream_errors_total",
             "phi_gateway_request_duration_seconds_count",
             "phi_gateway_inspection_duration_seconds_count",
+            "phi_gateway_access_decisions_total",
+            "phi_gateway_sessions_total",
+            "phi_gateway_state_backend_up",
+            "phi_gateway_state_errors_total",
+            "phi_gateway_introspection_total",
+            "phi_gateway_jwks_age_seconds",
+            "phi_gateway_jwks_refresh_total",
         ]
         .iter()
         .all(|m| has_metric(s, m))
-            && metric_value(s, "phi_gateway_requests_total", &[]) >= 5.0
+            && metric_value(s, "phi_gateway_requests_total", &[]) >= 8.0
     });
-    (gw, scrape)
+    (gw, scrape, ix)
 }
 
 #[tokio::test]
@@ -218,7 +273,7 @@ async fn dashboard_and_alerts_query_only_exported_metrics_and_labels() {
     let mut queried = metric_names(&dash_text);
     queried.extend(metric_names(&alerts_text));
 
-    let (_gw, scrape) = scrape_with_traffic().await;
+    let (_gw, scrape, _ix) = scrape_with_traffic().await;
     let families = exported_families(&scrape);
     let samples = parse_metrics(&scrape);
 
@@ -294,6 +349,12 @@ fn dashboard_has_stable_uid_datasource_variable_and_the_documented_panels() {
         "Reloads by result",
         "Certificate expiry",
         "Break-glass events",
+        "Access decisions by decision and reason",
+        "Token key set age by issuer",
+        "Key set refreshes and introspections by result",
+        "Sessions by result",
+        "Shared-state backend up",
+        "Shared-state errors",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
@@ -341,6 +402,10 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "PhiGatewayHighLatencyP99",
         "PhiGatewayCertificateExpiringSoon",
         "PhiGatewayBreakGlassStarted",
+        "PhiGatewayJwksStale",
+        "PhiGatewayStateBackendDown",
+        "PhiGatewayAccessDenialSurge",
+        "PhiGatewayIntrospectionUnavailable",
     ] {
         assert!(text.contains(&format!("alert: {alert}\n")), "{alert}");
         let tests = read("deploy/prometheus/alerts.test.yaml");

@@ -22,8 +22,9 @@ struct Asked {
 }
 
 /// A real HTTPS introspection endpoint: answers each token from `answers` (unknown tokens:
-/// `{"active": false}`), or `status` without a body when it is not 0, after `delay`.
-struct Introspector {
+/// `{"active": false}`), or `status` without a body when it is not 0, after `delay`. Also
+/// used by tests/gateway/deploy.rs, so the introspection counter has a sample.
+pub(crate) struct Introspector {
     addr: SocketAddr,
     answers: Arc<Mutex<HashMap<String, Value>>>,
     status: Arc<Mutex<(u16, Duration)>>,
@@ -33,7 +34,7 @@ struct Introspector {
 }
 
 impl Introspector {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         phi_gateway::gateway::tls::generate_dev_ca(dir.path()).expect("endpoint CA");
         std::fs::write(dir.path().join("secret"), "s3cret-of-the-gateway\n").unwrap();
@@ -165,10 +166,23 @@ impl Introspector {
 
     fn gateway(&self, up: &RecordingUpstream) -> Gateway {
         let mut o = GatewayOpts::new(up.addr());
-        o.access = vec![
-            "  issuers:".to_string(),
+        o.access = vec!["  issuers:".to_string()];
+        o.access.extend(self.issuer_lines(ISSUER));
+        o.access
+            .extend(["  claims_to_headers:".into(), "    x-user-id: sub".into()]);
+        o.fhir_route_extra = vec![
+            "    access:".into(),
+            "      require: token".into(),
+            "      mode: enforce".into(),
+        ];
+        Gateway::start(o)
+    }
+
+    /// The `access.issuers[]` entry `opaque` (issuer `iss`) that introspects at this endpoint.
+    pub(crate) fn issuer_lines(&self, iss: &str) -> Vec<String> {
+        vec![
             "    - name: opaque".into(),
-            format!("      issuer: {ISSUER}"),
+            format!("      issuer: {iss}"),
             format!("      audiences: [\"{AUDIENCE}\"]"),
             "      fetch_timeout_ms: 1500".into(),
             "      introspection:".into(),
@@ -182,15 +196,7 @@ impl Introspector {
                 self.dir.path().join("secret").display()
             ),
             format!("        ca_file: \"{}\"", self.ca().display()),
-            "  claims_to_headers:".into(),
-            "    x-user-id: sub".into(),
-        ];
-        o.fhir_route_extra = vec![
-            "    access:".into(),
-            "      require: token".into(),
-            "      mode: enforce".into(),
-        ];
-        Gateway::start(o)
+        ]
     }
 }
 
