@@ -193,6 +193,28 @@ pub struct JwksState {
     pub delay: Duration,
 }
 
+/// A TLS 1.3-only rustls server configuration for a test server on loopback, with a dev CA
+/// generated in `dir` (`dir/ca.pem` is what the gateway trusts).
+pub fn loopback_tls13(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    phi_gateway::gateway::tls::generate_dev_ca(dir).expect("test server CA");
+    use rustls_pki_types::pem::PemObject as _;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    )
+}
+
 /// A real HTTPS (TLS 1.3) JWKS server on loopback, certificate from its own dev CA.
 pub struct JwksServer {
     pub addr: SocketAddr,
@@ -204,25 +226,7 @@ pub struct JwksServer {
 impl JwksServer {
     pub fn start(keys: Vec<Value>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        phi_gateway::gateway::tls::generate_dev_ca(dir.path()).expect("JWKS server CA");
-        use rustls_pki_types::pem::PemObject as _;
-        let certs: Vec<_> =
-            rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("server.pem"))
-                .unwrap()
-                .map(|c| c.unwrap())
-                .collect();
-        let key =
-            rustls_pki_types::PrivateKeyDer::from_pem_file(dir.path().join("server.key")).unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-        );
+        let config = loopback_tls13(dir.path());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(JwksState {

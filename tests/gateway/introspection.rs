@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::identity::{get, header, now, record_of, AUDIENCE, ISSUER};
+use crate::identity::{get, header, loopback_tls13, now, record_of, AUDIENCE, ISSUER};
 
 /// What the endpoint was asked, one entry per request.
 #[derive(Debug, Clone)]
@@ -36,26 +36,8 @@ pub(crate) struct Introspector {
 impl Introspector {
     pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        phi_gateway::gateway::tls::generate_dev_ca(dir.path()).expect("endpoint CA");
+        let config = loopback_tls13(dir.path());
         std::fs::write(dir.path().join("secret"), "s3cret-of-the-gateway\n").unwrap();
-        use rustls_pki_types::pem::PemObject as _;
-        let certs: Vec<_> =
-            rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("server.pem"))
-                .unwrap()
-                .map(|c| c.unwrap())
-                .collect();
-        let key =
-            rustls_pki_types::PrivateKeyDer::from_pem_file(dir.path().join("server.key")).unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-        );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
