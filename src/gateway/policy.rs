@@ -353,20 +353,12 @@ impl Gateway {
             s.refusal = refused;
         }
         let reason = refused?;
-        if let Some(a) = ctx.access.as_mut() {
-            a.decision = if enforce {
-                AccessDecision::Deny
-            } else {
-                AccessDecision::WouldDeny
-            };
-        }
-        tracing::info!(
-            target: "phi_gateway::access",
-            request_id = %ctx.request_id,
-            route = %ctx.route_name(),
+        mark_refused(
+            ctx,
+            enforce,
             decision,
-            policy_reason = label,
-            "access policy refused the request"
+            label,
+            "access policy refused the request",
         );
         if enforce {
             ctx.block(reason);
@@ -437,22 +429,34 @@ impl Gateway {
         if let Some(s) = ctx.policy.as_mut() {
             s.response_reason = Some(label);
         }
-        if let Some(a) = ctx.access.as_mut() {
-            a.decision = if enforce {
-                AccessDecision::Deny
-            } else {
-                AccessDecision::WouldDeny
-            };
-        }
-        tracing::info!(
-            target: "phi_gateway::access",
-            request_id = %ctx.request_id,
-            route = %ctx.route_name(),
+        mark_refused(
+            ctx,
+            enforce,
             decision,
-            policy_reason = label,
-            "response check refused the upstream's answer"
+            label,
+            "response check refused the upstream's answer",
         );
     }
+}
+
+/// A refusal by the policy or the response check: the request's access decision (`deny`, or
+/// `would_deny` in monitor mode) and the one log line, with the policy's reason.
+fn mark_refused(ctx: &mut Ctx, enforce: bool, decision: &str, label: &str, what: &str) {
+    if let Some(a) = ctx.access.as_mut() {
+        a.decision = if enforce {
+            AccessDecision::Deny
+        } else {
+            AccessDecision::WouldDeny
+        };
+    }
+    tracing::info!(
+        target: "phi_gateway::access",
+        request_id = %ctx.request_id,
+        route = %ctx.route_name(),
+        decision,
+        policy_reason = label,
+        "{what}"
+    );
 }
 
 #[cfg(test)]
