@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::break_glass::{validate_break_glass, BreakGlassSettings};
 use super::raw::{RawAccess, RawIntrospection, RawIssuer, RawRouteAccess};
-use super::validate::{bounded, check_header_name, Located};
+use super::validate::{bounded, check_header_name, readable_file, Located};
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::Mode;
 
@@ -498,17 +498,7 @@ fn validate_issuer(
             (None, Some(u)) => {
                 check_https_url(&u.value).map_err(|m| err(u, "jwks_url", m))?;
                 let ca_file = match &r.jwks_ca_file {
-                    Some(ca) => {
-                        let p = resolve(&ca.value);
-                        if !p.is_file() {
-                            return Err(err(
-                                ca,
-                                "jwks_ca_file",
-                                format!("{} is not a readable file", p.display()),
-                            ));
-                        }
-                        Some(p)
-                    }
+                    Some(ca) => Some(readable_file(file, resolve, ca, &at("jwks_ca_file"))?),
                     None => None,
                 };
                 JwksSource::Url {
@@ -610,18 +600,7 @@ fn validate_introspection(
             "must be 1-256 characters, without `:` (it is sent in HTTP Basic)".into(),
         ));
     }
-    let readable = |p: &Spanned<PathBuf>, f: &str| {
-        let path = resolve(&p.value);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(err(
-                p,
-                f,
-                format!("{} is not a readable file", path.display()),
-            ))
-        }
-    };
+    let readable = |p: &Spanned<PathBuf>, f: &str| readable_file(file, resolve, p, &at(f));
     Ok(JwksSource::Introspection(Introspection {
         url: r.url.value.clone(),
         client_id: id.clone(),

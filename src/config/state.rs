@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::validate::{bounded, Located};
+use super::validate::{bounded, readable_file, Located};
 use crate::engine::source::{SourceError, Spanned};
 
 /// Default `state.timeout_ms`: the longest one request waits on Redis. Envoy's rate-limit
@@ -179,18 +179,8 @@ pub(super) fn validate_state(
     let default = RawState::default();
     let raw = raw.unwrap_or(&default);
     let err = |s: &dyn Located, f: &str, msg: String| s.error(file, &format!("state.{f}"), msg);
-    let readable = |p: &Spanned<PathBuf>, f: &str| -> Result<PathBuf, SourceError> {
-        let path = resolve(&p.value);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(err(
-                p,
-                f,
-                format!("{} is not a readable file", path.display()),
-            ))
-        }
-    };
+    let readable =
+        |p: &Spanned<PathBuf>, f: &str| readable_file(file, resolve, p, &format!("state.{f}"));
     let backend = match raw.backend.as_ref().map(|b| (b, b.value.as_str())) {
         None | Some((_, "memory")) => {
             for (name, set) in [

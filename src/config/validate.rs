@@ -127,14 +127,8 @@ fn validate_listen(
         ),
         client_auth: match &raw.client_auth {
             Some(c) => {
-                let ca_file = resolve(&c.ca_file.value);
-                if !ca_file.is_file() {
-                    return Err(err(
-                        &c.ca_file,
-                        "listen.client_auth.ca_file",
-                        format!("{} is not a readable file", ca_file.display()),
-                    ));
-                }
+                let ca_file =
+                    readable_file(file, &resolve, &c.ca_file, "listen.client_auth.ca_file")?;
                 Some(ClientAuth {
                     ca_file,
                     required: c.required,
@@ -297,14 +291,7 @@ fn validate_upstreams(
                     ));
                 }
                 if let Some(ca) = &t.ca_file {
-                    let path = resolve(&ca.value);
-                    if !path.is_file() {
-                        return Err(err(
-                            ca,
-                            &at("tls.ca_file"),
-                            format!("{} is not a readable file", path.display()),
-                        ));
-                    }
+                    readable_file(file, &resolve, ca, &at("tls.ca_file"))?;
                 }
                 Some(UpstreamTls {
                     sni: t.sni.value.clone(),
@@ -603,6 +590,27 @@ fn header_selectors<'a>(
         out.push(h.value.to_ascii_lowercase());
     }
     Ok(out)
+}
+
+/// `p` resolved against the configuration file's directory, if it names a regular file
+/// (checked before anything binds: a key, secret or CA file that is missing is a
+/// configuration error with its line and `field`, not a failure at first use).
+pub(super) fn readable_file(
+    file: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    p: &Spanned<PathBuf>,
+    field: &str,
+) -> Result<PathBuf, SourceError> {
+    let path = resolve(&p.value);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(p.error(
+            file,
+            field,
+            format!("{} is not a readable file", path.display()),
+        ))
+    }
 }
 
 pub(super) fn check_header_name(name: &str) -> Result<(), String> {
