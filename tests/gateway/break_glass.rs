@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::access_policy::shipped_policy;
 use crate::common::*;
 use crate::identity::{access_lines, header, JwksServer, Keys};
-use crate::sessions::redis_state;
+use crate::sessions::{fleet_key, redis_state};
 
 const BTG: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason#BTG; \
                    scheme=\"http://hl7.org/fhir/tag/security\"; label=\"break the glass\"";
@@ -383,13 +383,7 @@ async fn after_the_box_a_new_justification_is_needed() {
 #[tokio::test]
 async fn two_gateways_share_the_box_through_redis() {
     let redis = RedisServer::start();
-    let shared = tempfile::tempdir().unwrap();
-    let key = shared.path().join("state.key");
-    std::fs::write(
-        &key,
-        b"fleet secret: 32 bytes or more, the same on every gateway",
-    )
-    .unwrap();
+    let (_shared, key) = fleet_key();
     let up = RecordingUpstream::start();
     let keys = Keys::new("bg-fleet");
     let jwks = JwksServer::start(keys.jwks());

@@ -1549,8 +1549,14 @@ pub async fn read_response(
 ) -> (u16, Vec<(String, String)>, String, reqwest::Version) {
     let status = resp.status().as_u16();
     let version = resp.version();
-    let headers = resp
-        .headers()
+    let headers = header_pairs(&resp);
+    let body = resp.text().await.expect("read response body");
+    (status, headers, body, version)
+}
+
+/// A response's headers as (name, value) pairs, values decoded lossily.
+pub fn header_pairs(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
         .iter()
         .map(|(k, v)| {
             (
@@ -1558,9 +1564,7 @@ pub async fn read_response(
                 String::from_utf8_lossy(v.as_bytes()).into_owned(),
             )
         })
-        .collect();
-    let body = resp.text().await.expect("read response body");
-    (status, headers, body, version)
+        .collect()
 }
 
 /// Sends a request and asserts it was refused with `status`/`reason`.

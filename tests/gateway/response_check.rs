@@ -207,16 +207,7 @@ async fn get(
         .await
         .expect("request");
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(&resp);
     let body = resp.bytes().await.expect("body").to_vec();
     (status, headers, body)
 }

@@ -45,6 +45,19 @@ pub(crate) fn redis_state(redis: &RedisServer, key: &Path) -> Vec<String> {
     ]
 }
 
+/// The state key file every gateway of a fleet shares (the directory lives as long as the
+/// returned guard).
+pub(crate) fn fleet_key() -> (tempfile::TempDir, std::path::PathBuf) {
+    let shared = tempfile::tempdir().unwrap();
+    let key = shared.path().join("state.key");
+    std::fs::write(
+        &key,
+        b"fleet secret: 32 bytes or more, the same on every gateway",
+    )
+    .unwrap();
+    (shared, key)
+}
+
 /// A token of session `sid` issued now (`extra` merged; null removes a claim).
 fn token(keys: &Keys, sid: Option<&str>, extra: Value) -> String {
     let mut claims = json!({"iat": now(), "sid": sid});
@@ -164,13 +177,7 @@ async fn session_past_its_absolute_limit_from_auth_time_is_refused() {
 #[tokio::test]
 async fn two_gateways_share_sessions_through_redis() {
     let redis = RedisServer::start();
-    let shared = tempfile::tempdir().unwrap();
-    let key = shared.path().join("state.key");
-    std::fs::write(
-        &key,
-        b"fleet secret: 32 bytes or more, the same on every gateway",
-    )
-    .unwrap();
+    let (_shared, key) = fleet_key();
     let up = RecordingUpstream::start();
     let keys = Keys::new("sess-fleet");
     let jwks = JwksServer::start(keys.jwks());
@@ -221,13 +228,7 @@ async fn two_gateways_share_sessions_through_redis() {
 #[tokio::test]
 async fn redis_outage_keeps_known_sessions_and_degrades_readiness() {
     let mut redis = RedisServer::start();
-    let shared = tempfile::tempdir().unwrap();
-    let key = shared.path().join("state.key");
-    std::fs::write(
-        &key,
-        b"fleet secret: 32 bytes or more, the same on every gateway",
-    )
-    .unwrap();
+    let (_shared, key) = fleet_key();
     let up = RecordingUpstream::start();
     let keys = Keys::new("sess-outage");
     let jwks = JwksServer::start(keys.jwks());
