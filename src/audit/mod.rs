@@ -5,6 +5,7 @@
 //! - [`chain`]: the on-disk format (segments, checkpoints, what is signed);
 //! - `writer`: the dedicated writer thread behind a bounded queue (file sink);
 //! - `handoff`: that queue, which wakes the writer once per batch, not per record;
+//! - `incident`: the record of an incident the gateway raised (an access anomaly);
 //! - [`postgres`]: the optional PostgreSQL sink beside the file sink;
 //! - [`verify`]: `phi-gateway audit verify`;
 //! - [`review`]: `phi-gateway audit break-glass` (the break-glass review list);
@@ -20,6 +21,7 @@
 
 pub mod chain;
 mod handoff;
+mod incident;
 pub mod keys;
 pub mod postgres;
 pub mod record;
@@ -32,7 +34,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use record::{AccessRecord, AuditRecord, BreakGlassRecord, Fingerprinter, Redacted};
+pub use record::{
+    AccessRecord, AuditRecord, BreakGlassRecord, Fingerprinter, IncidentRecord, IncidentSignal,
+    Redacted,
+};
 
 use crate::config::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
@@ -744,6 +749,7 @@ impl AuditLog {
             config_version: input.config_version.to_string(),
             body_hmac: input.body_hmac,
             access,
+            incident: None,
             seq: 0,
             prev_hash: String::new(),
         }

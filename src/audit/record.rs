@@ -152,6 +152,10 @@ pub struct AuditRecord {
     /// elsewhere (and in records written before access control existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessRecord>,
+    /// An incident the gateway raised (issue 12: an access anomaly), on a record of its own
+    /// (`action_type: incident`); absent on request records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentRecord>,
     /// Monotonic sequence number across segments (assigned by the writer).
     pub seq: u64,
     /// Hex SHA-256 of the previous record's line bytes (assigned by the writer).
@@ -251,6 +255,60 @@ pub struct BreakGlassRecord {
     /// On `refused`: why (`break_glass_justification_required`, …, `audit_unavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// An incident (issue 12 §1): what an investigator needs to pull the evidence, and no PHI.
+/// The principal is its keyed state key (32 hex), never a user id or address; the evidence
+/// is the request ids of the principal's recent audit records on the raising gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IncidentRecord {
+    /// The incident id (also the alert's id).
+    pub id: String,
+    /// `phi_gateway.access_anomaly`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `critical`.
+    pub severity: String,
+    /// The detector rule (`access_anomaly`).
+    pub rule: String,
+    /// The signal that crossed its threshold furthest (`patient_requests`, …).
+    pub signal: String,
+    /// The principal's keyed key.
+    pub principal: String,
+    /// `user` or `client_address`.
+    pub principal_kind: String,
+    /// The sliding window, seconds.
+    pub window_seconds: u64,
+    /// Every signal over its threshold, with observed vs expected.
+    pub signals: Vec<IncidentSignal>,
+    /// `alert` (monitor, or not yet graded for suspension) or `suspend`.
+    pub action: String,
+    /// With `suspend`: until when, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_until: Option<String>,
+    /// The gateway instance that raised it.
+    pub gateway: String,
+    /// Request ids of the principal's recent audit records (newest last).
+    pub audit_refs: Vec<String>,
+}
+
+/// One signal of an [`IncidentRecord`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IncidentSignal {
+    /// The signal.
+    pub signal: String,
+    /// Its count over the sliding window.
+    pub observed: u64,
+    /// The count it alerts at.
+    pub threshold: f64,
+    /// The learned mean (0 before any window was learned).
+    pub expected: f64,
+    /// The learned spread.
+    pub spread: f64,
+    /// `baseline` or `cold_start`.
+    pub basis: String,
+    /// Windows learned.
+    pub history: u64,
 }
 
 /// The FHIR resource and interaction a request addresses, derived from its URL and method.

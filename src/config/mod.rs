@@ -19,6 +19,7 @@
 //! - `audit`: the `audit:` section's settings and their validation;
 //! - `access`: the `access:` section (token issuers) and each route's `access:`;
 //! - `state`: the `state:` section (memory or Redis) and `access.sessions` (automatic logoff);
+//! - `defence`: the `defence:` section (access-anomaly detection and containment);
 //! - `routing`: which route a request takes.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 mod access;
 mod audit;
 mod break_glass;
+mod defence;
 mod model;
 mod raw;
 mod routing;
@@ -41,6 +43,9 @@ pub use audit::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
 };
 pub use break_glass::BreakGlassSettings;
+pub use defence::{
+    AnomalyMode, AnomalySettings, Signal, SignalSettings, SuspendWhen, SuspensionSettings,
+};
 pub use model::{
     ClientAuth, GatewayConfig, Inspect, Limits, Listen, LogFormat, Logging, Reload, ResourceIdMode,
     Route, RouteAudit, Server, Timeouts, Upstream, UpstreamTls, DEFAULT_AUDIT_HEADER,

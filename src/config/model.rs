@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     pub listen: Listen,
     /// Admin listener (`/metrics`, `/livez`, `/readyz`), if any.
     pub admin: Option<SocketAddr>,
+    /// `admin.token_file`: the bearer token `GET /principals/suspended` and
+    /// `POST /principals/{key}/reinstate` require; without one they are refused.
+    pub admin_token_file: Option<PathBuf>,
     /// Directory holding the rule files.
     pub rules_dir: PathBuf,
     /// Site rule directories layered over `rules_dir` (`rules.overlays`).
@@ -81,6 +84,8 @@ pub struct GatewayConfig {
     pub policy_dirs: Vec<PathBuf>,
     /// Where shared state lives (`state:`); memory when the section is absent.
     pub state: crate::config::StateSettings,
+    /// Access-anomaly detection (`defence.anomaly`); `None` when off.
+    pub anomaly: Option<crate::config::AnomalySettings>,
 }
 
 /// Downstream TLS listener settings.
@@ -320,7 +325,7 @@ impl GatewayConfig {
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 16] = [
+        let checks: [(&'static str, bool); 18] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
             (
@@ -366,6 +371,9 @@ impl GatewayConfig {
             ("access", a.access != b.access),
             // The state store (its backend, connection and local copy) starts once.
             ("state", a.state != b.state),
+            // The detector and its suspension cache start once.
+            ("defence", a.anomaly != b.anomaly),
+            ("admin.token_file", a.admin_token_file != b.admin_token_file),
         ];
         checks
             .into_iter()

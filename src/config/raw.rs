@@ -36,6 +36,9 @@ pub(super) struct RawConfig {
     /// Where shared state lives (`state:`; see `super::state`).
     #[serde(default)]
     pub(super) state: Option<super::state::RawState>,
+    /// Runtime defence (`defence:`; see `super::defence`).
+    #[serde(default)]
+    pub(super) defence: Option<super::defence::RawDefence>,
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) routes: Vec<RawRoute>,
 }
@@ -65,6 +68,9 @@ pub(super) struct RawClientAuth {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub(super) address: Spanned<String>,
+    /// The bearer token the principal endpoints require (a file, never in gateway.yaml).
+    #[serde(default)]
+    pub(super) token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

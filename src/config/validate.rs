@@ -83,7 +83,15 @@ pub(super) fn validate(
             .or(audit.as_ref().map(|a| a.fingerprint_key_file.as_path())),
     )?;
 
+    let anomaly = super::defence::validate_defence(file, raw.defence.as_ref(), &routes)?;
+    let admin_token_file = match raw.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+        Some(t) => Some(readable_file(file, &resolve, t, "admin.token_file")?),
+        None => None,
+    };
+
     Ok(GatewayConfig {
+        anomaly,
+        admin_token_file,
         audit,
         access,
         policy_dirs,

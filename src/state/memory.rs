@@ -29,6 +29,8 @@ enum Value {
     Distinct(std::collections::HashSet<String>),
     /// Member → expiry.
     Set(HashMap<String, u64>),
+    /// A versioned text (`put_if_newer`) or a marker (`set_nx`): `version|text`.
+    Text(String),
 }
 
 #[derive(Debug)]
@@ -344,5 +346,67 @@ impl Memory {
         {
             m.remove(member.as_str());
         }
+    }
+
+    /// The text of a value key (`version|text`, or `1` for a marker).
+    pub fn get(&self, key: &StateKey, now: u64) -> Option<String> {
+        match self.lock().live(key.as_str(), now) {
+            Some(Entry {
+                value: Value::Text(t),
+                ..
+            }) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stores `version|text` unless the key holds a version at least as new; whether it
+    /// stored (the Redis backend's `PUT_IF_NEWER` script is the same rule).
+    pub fn put_if_newer(
+        &self,
+        key: &StateKey,
+        version: u64,
+        text: &str,
+        ttl: Duration,
+        now: u64,
+    ) -> bool {
+        let mut g = self.lock();
+        if let Some(Entry {
+            value: Value::Text(t),
+            ..
+        }) = g.live(key.as_str(), now)
+        {
+            if super::version_of(t).is_some_and(|v| v >= version) {
+                return false;
+            }
+        }
+        let v = Value::Text(format!("{version}|{text}"));
+        g.insert(key.as_str(), v, now.saturating_add(ms(ttl)), now, self.max);
+        true
+    }
+
+    /// Stores `text` for `ttl`; the previous text, if any.
+    pub fn swap(&self, key: &StateKey, text: &str, ttl: Duration, now: u64) -> Option<String> {
+        let mut g = self.lock();
+        let old = match g.live(key.as_str(), now) {
+            Some(Entry {
+                value: Value::Text(t),
+                ..
+            }) => Some(t.clone()),
+            _ => None,
+        };
+        let v = Value::Text(text.to_string());
+        g.insert(key.as_str(), v, now.saturating_add(ms(ttl)), now, self.max);
+        old
+    }
+
+    /// Sets a marker unless the key exists; whether this call set it.
+    pub fn set_nx(&self, key: &StateKey, ttl: Duration, now: u64) -> bool {
+        let mut g = self.lock();
+        if g.live(key.as_str(), now).is_some() {
+            return false;
+        }
+        let v = Value::Text("1".into());
+        g.insert(key.as_str(), v, now.saturating_add(ms(ttl)), now, self.max);
+        true
     }
 }

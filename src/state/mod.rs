@@ -127,6 +127,89 @@ impl Principal {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A principal from its 32 lowercase hex digits, as [`Principal::as_str`] shows them (an
+    /// operator naming a listed principal to reinstate). Anything else is refused, so no
+    /// identifier can become a key this way.
+    pub fn parse(key: &str) -> Option<Principal> {
+        (key.len() == 32 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Principal(key.to_string()))
+    }
+}
+
+/// The version of a `version|text` value ([`Store::put_if_newer`]).
+pub(crate) fn version_of(stored: &str) -> Option<u64> {
+    stored.split_once('|').and_then(|(v, _)| v.parse().ok())
+}
+
+/// One operation of a [`Store::batch`]: what one request's counting needs, sent to Redis
+/// as one pipeline (one round trip).
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// [`Store::incr`]: `INCRBY` + `PEXPIRE … NX`. Replies [`Reply::Count`] (the new value).
+    Incr {
+        /// The counter.
+        key: StateKey,
+        /// How much to add.
+        by: u64,
+        /// Expiry from creation.
+        ttl: Duration,
+    },
+    /// [`Store::sum`]: `MGET`, summed. Replies [`Reply::Count`].
+    Sum(Vec<StateKey>),
+    /// [`Store::distinct_add`]: `PFADD` + `PEXPIRE … NX`. Replies [`Reply::Flag`] (changed).
+    DistinctAdd {
+        /// The estimate.
+        key: StateKey,
+        /// The member (a fingerprint).
+        member: Principal,
+        /// Expiry from creation.
+        ttl: Duration,
+    },
+    /// [`Store::distinct_count`]: `PFCOUNT` (the union). Replies [`Reply::Count`].
+    DistinctCount(Vec<StateKey>),
+    /// `GET` of a value key. Replies [`Reply::Text`].
+    Get(StateKey),
+    /// `SET … PX … GET`: stores `text` for `ttl` and replies the previous text
+    /// ([`Reply::Text`]). Atomic: of many callers storing the same text, exactly one sees
+    /// the previous one change.
+    Swap {
+        /// The value key.
+        key: StateKey,
+        /// The new text.
+        text: String,
+        /// Expiry from now.
+        ttl: Duration,
+    },
+}
+
+/// The answer to one [`Op`], in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A count or sum.
+    Count(u64),
+    /// Whether a distinct estimate changed.
+    Flag(bool),
+    /// A value key's text, if it exists.
+    Text(Option<String>),
+}
+
+impl Reply {
+    /// The count (0 for any other reply).
+    pub fn count(&self) -> u64 {
+        match self {
+            Reply::Count(n) => *n,
+            _ => 0,
+        }
+    }
+
+    /// The text, if the reply is one and the key existed.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Reply::Text(t) => t.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// A key in the store: `phi:{<principal>}:<kind>[:<name>[:<window>]]`.
@@ -153,6 +236,15 @@ impl StateKey {
     /// `p` itself until the box ends, so every gateway of a fleet sees the same expiry.
     pub fn break_glass(p: &Principal) -> StateKey {
         StateKey(format!("phi:{{{}}}:bg", p.0))
+    }
+
+    /// Value `name` of `p` (a versioned text or a marker), in window `window` if given:
+    /// `phi:{<principal>}:v:<name>[:<window>]`.
+    pub fn value(p: &Principal, name: &'static str, window: Option<u64>) -> StateKey {
+        match window {
+            Some(w) => StateKey(format!("phi:{{{}}}:v:{name}:{w}", p.0)),
+            None => StateKey(format!("phi:{{{}}}:v:{name}", p.0)),
+        }
     }
 
     /// A fleet-wide set with per-member expiry (the suspension list). Its own hash tag.
@@ -488,6 +580,59 @@ impl Store {
                 self.bounded("set_remove", remote.set_remove(key, member))
                     .await
             }
+        }
+    }
+
+    /// Runs `ops` in order and answers each, in order: in memory one after the other, in
+    /// Redis as one pipeline (one round trip, under one timeout). Every key of one batch
+    /// should be of one principal, so a Redis Cluster would see one slot.
+    pub async fn batch(&self, ops: &[Op]) -> Result<Vec<Reply>, StateError> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                let now = now_ms();
+                Ok(ops
+                    .iter()
+                    .map(|op| match op {
+                        Op::Incr { key, by, ttl } => Reply::Count(m.incr(key, *by, *ttl, now)),
+                        Op::Sum(keys) => Reply::Count(m.sum(keys, now)),
+                        Op::DistinctAdd { key, member, ttl } => {
+                            Reply::Flag(m.distinct_add(key, member, *ttl, now))
+                        }
+                        Op::DistinctCount(keys) => Reply::Count(m.distinct_count(keys, now)),
+                        Op::Get(key) => Reply::Text(m.get(key, now)),
+                        Op::Swap { key, text, ttl } => Reply::Text(m.swap(key, text, *ttl, now)),
+                    })
+                    .collect())
+            }
+            Backend::Redis { remote, .. } => self.bounded("batch", remote.batch(ops)).await,
+        }
+    }
+
+    /// Stores `version|text` under `key` for `ttl`, unless it holds a version at least as
+    /// new (atomically: one Lua script in Redis). Whether this call stored it: of two
+    /// replicas learning the same window, one does.
+    pub async fn put_if_newer(
+        &self,
+        key: &StateKey,
+        version: u64,
+        text: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.put_if_newer(key, version, text, ttl, now_ms())),
+            Backend::Redis { remote, .. } => {
+                self.bounded("put_if_newer", remote.put_if_newer(key, version, text, ttl))
+                    .await
+            }
+        }
+    }
+
+    /// Sets a marker for `ttl` unless `key` exists (`SET … NX PX`). Whether this call set
+    /// it: of a fleet racing for it, exactly one wins.
+    pub async fn set_nx(&self, key: &StateKey, ttl: Duration) -> Result<bool, StateError> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.set_nx(key, ttl, now_ms())),
+            Backend::Redis { remote, .. } => self.bounded("set_nx", remote.set_nx(key, ttl)).await,
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo as _, Script};
 
-use super::{Principal, SessionSeen, SessionTouch, StateError, StateKey, Store};
+use super::{Op, Principal, Reply, SessionSeen, SessionTouch, StateError, StateKey, Store};
 
 /// The session rule, atomically (the memory backend's `session_touch` is the same rule):
 /// the last activity is the stored one, else the token's start (`ARGV[4]`), raised to this
@@ -60,9 +60,22 @@ redis.call('SET', KEYS[1], string.format('%d:%d', math.max(now, last), first), '
 return {1, known, last, first}
 ";
 
+/// `Store::put_if_newer`, atomically (the memory backend's rule): stores `version|text`
+/// with an expiry unless the key holds a version at least as new. Returns 1 if it stored.
+const PUT_IF_NEWER_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local n = tonumber(string.match(v, '^(%d+)|'))
+  if n and n >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
 pub(super) struct Remote {
     manager: ConnectionManager,
     script: Script,
+    put_if_newer: Script,
     handle: tokio::runtime::Handle,
 }
 
@@ -133,6 +146,7 @@ impl Remote {
         Ok(Remote {
             manager,
             script: Script::new(SESSION_SCRIPT),
+            put_if_newer: Script::new(PUT_IF_NEWER_SCRIPT),
             handle,
         })
     }
@@ -345,5 +359,122 @@ impl Remote {
             .query_async::<()>(&mut c)
             .await?;
         Ok(())
+    }
+
+    /// One pipeline for the whole batch. Empty key lists send nothing and answer 0.
+    pub(super) async fn batch(&self, ops: &[Op]) -> Result<Vec<Reply>, StateError> {
+        let mut p = redis::pipe();
+        let mut sent = false;
+        for op in ops {
+            match op {
+                Op::Incr { key, by, ttl } => {
+                    p.cmd("INCRBY").arg(key.as_str()).arg(*by);
+                    p.cmd("PEXPIRE")
+                        .arg(key.as_str())
+                        .arg(ms(*ttl).max(1))
+                        .arg("NX")
+                        .ignore();
+                }
+                Op::Sum(keys) | Op::DistinctCount(keys) if keys.is_empty() => continue,
+                Op::Sum(keys) => {
+                    let c = p.cmd("MGET");
+                    for k in keys {
+                        c.arg(k.as_str());
+                    }
+                }
+                Op::DistinctAdd { key, member, ttl } => {
+                    p.cmd("PFADD").arg(key.as_str()).arg(member.as_str());
+                    p.cmd("PEXPIRE")
+                        .arg(key.as_str())
+                        .arg(ms(*ttl).max(1))
+                        .arg("NX")
+                        .ignore();
+                }
+                Op::DistinctCount(keys) => {
+                    let c = p.cmd("PFCOUNT");
+                    for k in keys {
+                        c.arg(k.as_str());
+                    }
+                }
+                Op::Get(key) => {
+                    p.cmd("GET").arg(key.as_str());
+                }
+                Op::Swap { key, text, ttl } => {
+                    p.cmd("SET")
+                        .arg(key.as_str())
+                        .arg(text.as_str())
+                        .arg("PX")
+                        .arg(ms(*ttl).max(1))
+                        .arg("GET");
+                }
+            }
+            sent = true;
+        }
+        let mut values = if sent {
+            let mut c = self.manager.clone();
+            let v: Vec<redis::Value> = p.query_async(&mut c).await?;
+            v.into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let reply = match op {
+                Op::Sum(keys) | Op::DistinctCount(keys) if keys.is_empty() => Reply::Count(0),
+                _ => {
+                    let v = values.next().ok_or(StateError::Protocol("batch"))?;
+                    let bad = |_| StateError::Protocol("batch");
+                    match op {
+                        Op::Incr { .. } | Op::DistinctCount(_) => {
+                            Reply::Count(redis::from_redis_value::<u64>(v).map_err(bad)?)
+                        }
+                        Op::Sum(_) => {
+                            let all: Vec<Option<u64>> = redis::from_redis_value(v).map_err(bad)?;
+                            Reply::Count(all.into_iter().flatten().fold(0, u64::saturating_add))
+                        }
+                        Op::DistinctAdd { .. } => {
+                            Reply::Flag(redis::from_redis_value::<i64>(v).map_err(bad)? == 1)
+                        }
+                        Op::Get(_) | Op::Swap { .. } => {
+                            Reply::Text(redis::from_redis_value(v).map_err(bad)?)
+                        }
+                    }
+                }
+            };
+            out.push(reply);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn put_if_newer(
+        &self,
+        key: &StateKey,
+        version: u64,
+        text: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut c = self.manager.clone();
+        let stored: i64 = self
+            .put_if_newer
+            .key(key.as_str())
+            .arg(version)
+            .arg(text)
+            .arg(ms(ttl).max(1))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(stored == 1)
+    }
+
+    pub(super) async fn set_nx(&self, key: &StateKey, ttl: Duration) -> Result<bool, StateError> {
+        let mut c = self.manager.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key.as_str())
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(ms(ttl).max(1))
+            .query_async(&mut c)
+            .await?;
+        Ok(set.is_some())
     }
 }

@@ -88,6 +88,14 @@ pub struct Metrics {
     /// `phi_gateway_break_glass_total{event}`: break-glass time boxes started, accesses under
     /// one, and break-glass requests refused.
     pub break_glass: IntCounterVec,
+    /// `phi_gateway_anomalies_total{signal,action}`: access anomalies raised (one incident
+    /// each, counted under the signal that crossed furthest), by action (`alert`, `suspend`).
+    pub anomalies: IntCounterVec,
+    /// `phi_gateway_anomaly_observations_total{result}`: requests the detector counted
+    /// (`counted`) or could not count because the state backend failed (`failed_open`).
+    pub anomaly_observations: IntCounterVec,
+    /// `phi_gateway_principals_suspended`: principals this instance enforces a suspension on.
+    pub principals_suspended: IntGauge,
 }
 
 impl Metrics {
@@ -275,6 +283,35 @@ impl Metrics {
             &["event"],
         )?;
         registry.register(Box::new(break_glass.clone()))?;
+        let anomalies = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_anomalies_total",
+                "Access anomalies raised (a CRITICAL incident record each), by signal (patient_requests, distinct_patients, blocked) and action (alert, suspend).",
+            ),
+            &["signal", "action"],
+        )?;
+        let anomaly_observations = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_anomaly_observations_total",
+                "Requests the access-anomaly detector counted (counted) or could not count because the state backend failed or was slower than its timeout (failed_open).",
+            ),
+            &["result"],
+        )?;
+        let principals_suspended = IntGauge::new(
+            "phi_gateway_principals_suspended",
+            "Principals this instance refuses with 403 principal_suspended (its copy of the fleet's suspension list).",
+        )?;
+        registry.register(Box::new(anomalies.clone()))?;
+        registry.register(Box::new(anomaly_observations.clone()))?;
+        registry.register(Box::new(principals_suspended.clone()))?;
+        for signal in ["patient_requests", "distinct_patients", "blocked"] {
+            for action in ["alert", "suspend"] {
+                anomalies.with_label_values(&[signal, action]);
+            }
+        }
+        for result in ["counted", "failed_open"] {
+            anomaly_observations.with_label_values(&[result]);
+        }
         // Every series from the start at 0, so `increase(...) > 0` alerts see a value.
         for event in ["started", "access", "refused"] {
             break_glass.with_label_values(&[event]);
@@ -326,6 +363,9 @@ impl Metrics {
             state_errors,
             sessions,
             break_glass,
+            anomalies,
+            anomaly_observations,
+            principals_suspended,
         })
     }
 

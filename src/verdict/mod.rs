@@ -156,6 +156,13 @@ pub enum Reason {
     BreakGlassNotEligible,
     /// A break-glass request whose URL names no single patient: a time box is per patient.
     BreakGlassPatientRequired,
+    /// The principal (user, or client address for anonymous traffic) is suspended by the
+    /// access-anomaly detector (`defence.anomaly.mode: enforce`) until its suspension ends or
+    /// an operator reinstates it.
+    PrincipalSuspended,
+    /// A route listed in `defence.anomaly.fail_closed_routes` while the detector cannot count
+    /// (the state backend fails): refused rather than served uncounted.
+    AnomalyDetectionUnavailable,
 }
 
 impl Reason {
@@ -204,6 +211,8 @@ impl Reason {
             Reason::BreakGlassJustificationPhi => "break_glass_justification_phi",
             Reason::BreakGlassNotEligible => "break_glass_not_eligible",
             Reason::BreakGlassPatientRequired => "break_glass_patient_required",
+            Reason::PrincipalSuspended => "principal_suspended",
+            Reason::AnomalyDetectionUnavailable => "anomaly_detection_unavailable",
         }
     }
 
@@ -220,7 +229,8 @@ impl Reason {
             | Reason::BreakGlassJustificationRequired
             | Reason::BreakGlassJustificationPhi
             | Reason::BreakGlassNotEligible
-            | Reason::BreakGlassPatientRequired => 403,
+            | Reason::BreakGlassPatientRequired
+            | Reason::PrincipalSuspended => 403,
             Reason::BodyTooLarge | Reason::DecodedBodyTooLarge => 413,
             Reason::UnsupportedContentEncoding => 415,
             Reason::UndecodableBody | Reason::BadRequest | Reason::TrailersNotAllowed => 400,
@@ -240,6 +250,7 @@ impl Reason {
             // RFC 9112 §6.1: a transfer coding the server does not implement gets 501.
             Reason::UnsupportedTransferEncoding => 501,
             Reason::AuditUnavailable
+            | Reason::AnomalyDetectionUnavailable
             | Reason::JwksUnavailable
             | Reason::IntrospectionUnavailable => 503,
             // RFC 6750 §3.1: every token fault is 401 `invalid_token` (a missing one, 401
@@ -337,6 +348,12 @@ impl Reason {
             Reason::BreakGlassNotEligible => "the token's roles are not eligible for break-glass access",
             Reason::BreakGlassPatientRequired => {
                 "break-glass access is granted per patient; the request must name one patient"
+            }
+            Reason::PrincipalSuspended => {
+                "access is suspended after unusual activity; contact your security team"
+            }
+            Reason::AnomalyDetectionUnavailable => {
+                "access monitoring is unavailable, so the gateway refuses this request"
             }
         }
     }
