@@ -58,6 +58,8 @@ pub struct Ctx {
     pub(super) holdback: Option<crate::gateway::holdback::Holdback>,
     /// The session check's outcome, once a token verified.
     pub(super) session: Option<crate::gateway::session::SessionOutcome>,
+    /// The anomaly detector's principal of this request, once known.
+    pub(super) who: Option<crate::gateway::defence::Who>,
 }
 
 impl Ctx {

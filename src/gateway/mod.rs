@@ -1,11 +1,12 @@
 //! The gateway: pingora's hooks and the checks and verdict they call (the PHI checks, the
-//! bearer token, the access policy, break-glass, the response hold-back), the request snapshot,
+//! bearer token, the access policy, break-glass, the response hold-back, the anomaly detector's
+//! suspension check and counting), the request snapshot,
 //! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
 //! deadline).
 //!
 //! The hooks stay thin: each asks the engine, the verdict and the audit trail, and turns the
 //! answer into bytes on the wire. May use `engine`, `telemetry`, `verdict`, `config`, `audit`,
-//! `access`, `state`;
+//! `access`, `state`, `defence` (the anomaly detector: suspension check and counting);
 //! never `runtime` (the process wiring builds the gateway, not the other way round).
 
 mod answer;
@@ -13,6 +14,7 @@ mod break_glass;
 mod checks;
 mod ctx;
 mod deadline;
+mod defence;
 mod holdback;
 mod identity;
 mod policy;

@@ -139,6 +139,16 @@ pub(super) fn policy_pending(ctx: &Ctx) -> bool {
     ctx.policy.as_ref().is_some_and(|p| p.pending)
 }
 
+/// The patient the policy bound the request to, else the token's patient context: what the
+/// anomaly detector counts as the patient touched (`gateway/defence.rs`).
+pub(super) fn policy_patient(ctx: &Ctx) -> Option<&str> {
+    let s = ctx.policy.as_ref()?;
+    s.decision
+        .as_ref()
+        .and_then(|d| d.bound_patient.as_deref())
+        .or(s.subject.patient.as_deref())
+}
+
 /// The `WWW-Authenticate` value of a policy refusal.
 pub(super) fn www_authenticate(reason: Reason) -> Option<&'static str> {
     (reason == Reason::InsufficientScope).then_some(INSUFFICIENT_SCOPE)

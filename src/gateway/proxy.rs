@@ -75,6 +75,7 @@ impl ProxyHttp for Gateway {
             policy: None,
             holdback: None,
             session: None,
+            who: None,
         }
     }
 
@@ -95,9 +96,13 @@ impl ProxyHttp for Gateway {
             // Only a request the head checks let through is worth a signature verification.
             None => match self.check_identity(session, ctx).await {
                 Some(reason) => Some(reason),
-                None => match self.scan_unverified_authorization(session, ctx) {
+                // A suspended principal is refused before anything else is asked of it.
+                None => match self.check_defence(session, ctx) {
                     Some(reason) => Some(reason),
-                    None => self.check_policy(session, ctx).await,
+                    None => match self.scan_unverified_authorization(session, ctx) {
+                        Some(reason) => Some(reason),
+                        None => self.check_policy(session, ctx).await,
+                    },
                 },
             },
         };
@@ -483,6 +488,8 @@ impl ProxyHttp for Gateway {
         if !ctx.audit_done {
             self.audit(session, ctx, &outcome, status, None).await;
         }
+        // Counted on a task of its own: never waits on the state backend here.
+        self.observe_defence(session, ctx, &outcome);
         let route = ctx.route_name();
         let decision = outcome.decision.as_str();
         let m = &self.metrics;
@@ -571,6 +578,8 @@ pub struct Gateway {
     pub(super) identity: Option<Arc<crate::access::identity::Verifier>>,
     /// The process-global shared state (sessions), when tokens are checked.
     pub(super) state: Option<Arc<crate::state::Store>>,
+    /// The process-global access-anomaly detector, when `defence.anomaly` is on.
+    pub(super) defence: Option<Arc<crate::defence::Defence>>,
 }
 
 impl Gateway {
@@ -582,7 +591,14 @@ impl Gateway {
             audit: None,
             identity: None,
             state: None,
+            defence: None,
         }
+    }
+
+    /// Counts every finished request in `defence`, and refuses suspended principals.
+    pub fn with_defence(mut self, defence: Option<Arc<crate::defence::Defence>>) -> Self {
+        self.defence = defence;
+        self
     }
 
     /// Keeps sessions (automatic logoff) in `state`.

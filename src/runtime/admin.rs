@@ -1,4 +1,11 @@
-//! The admin listener: `GET /metrics`, `GET /livez`, `GET /readyz`, `POST /reload`.
+//! The admin listener: `GET /metrics`, `GET /livez`, `GET /readyz`, `POST /reload`, and the
+//! access-anomaly detector's `GET /principals/suspended` and `POST /principals/{key}/reinstate`.
+//!
+//! The principal endpoints change who may reach patient data, and the admin listener may not
+//! stay on loopback (a Kubernetes probe port), so they require `Authorization: Bearer <token>`
+//! with the token of `admin.token_file` (compared in constant time: an HMAC under a random
+//! per-process key, verified with `ring::hmac::verify`); 401 without it or with another.
+//! Without a configured token they are refused (403) with a message saying so.
 //!
 //! Served on its own address (loopback by default) and never on the TLS port, so scrapes,
 //! probes and reloads can't be reached from the clients the gateway protects. `/livez` only
@@ -64,11 +71,52 @@ impl Health {
     }
 }
 
+/// The admin bearer token, held only as an HMAC tag under a random key: comparing a
+/// presented token is `ring::hmac::verify`, constant time, and the token itself is not kept.
+pub struct AdminToken {
+    key: ring::hmac::Key,
+    tag: ring::hmac::Tag,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken([redacted])")
+    }
+}
+
+impl AdminToken {
+    /// Reads the token from `path` (surrounding whitespace trimmed; an empty file is refused).
+    pub fn load(path: &std::path::Path) -> std::io::Result<AdminToken> {
+        let text = std::fs::read_to_string(path)?;
+        AdminToken::new(text.trim()).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "the file holds no token")
+        })
+    }
+
+    /// From the token text; `None` when it is empty or no random key can be drawn.
+    pub fn new(token: &str) -> Option<AdminToken> {
+        if token.is_empty() {
+            return None;
+        }
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).ok()?;
+        let tag = ring::hmac::sign(&key, token.as_bytes());
+        Some(AdminToken { key, tag })
+    }
+
+    /// Whether `presented` is the token (constant time).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        ring::hmac::verify(&self.key, presented, self.tag.as_ref()).is_ok()
+    }
+}
+
 /// The admin HTTP application.
 pub struct AdminApp {
     metrics: Metrics,
     health: Arc<Health>,
     reloader: Option<Arc<Reloader>>,
+    defence: Option<Arc<crate::defence::Defence>>,
+    token: Option<AdminToken>,
 }
 
 impl AdminApp {
@@ -78,6 +126,103 @@ impl AdminApp {
             metrics,
             health,
             reloader,
+            defence: None,
+            token: None,
+        }
+    }
+
+    /// Serves the principal endpoints of `defence`, behind `token`.
+    pub fn with_principals(
+        mut self,
+        defence: Option<Arc<crate::defence::Defence>>,
+        token: Option<AdminToken>,
+    ) -> Self {
+        self.defence = defence;
+        self.token = token;
+        self
+    }
+
+    /// `GET /principals/suspended`, `POST /principals/{key}/reinstate`.
+    async fn principals(
+        &self,
+        method: &Method,
+        path: &str,
+        authorization: Option<&[u8]>,
+    ) -> Response<Vec<u8>> {
+        let Some(token) = &self.token else {
+            return json(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"the principal endpoints need admin.token_file in gateway.yaml; without an admin token they are refused"}"#,
+            );
+        };
+        let presented = authorization.and_then(|v| {
+            let (scheme, rest) = std::str::from_utf8(v).ok()?.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().as_bytes().to_vec())
+        });
+        if !presented.is_some_and(|p| token.matches(&p)) {
+            let mut r = json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"a valid admin bearer token is required"}"#,
+            );
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"phi-gateway-admin\""),
+            );
+            return r;
+        }
+        let Some(defence) = &self.defence else {
+            return json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"defence.anomaly is not configured"}"#,
+            );
+        };
+        if path == "/principals/suspended" {
+            if method != Method::GET {
+                return json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    r#"{"error":"use GET /principals/suspended"}"#,
+                );
+            }
+            let list: Vec<serde_json::Value> = defence
+                .suspended()
+                .into_iter()
+                .map(|(key, until)| serde_json::json!({"principal": key, "until_ms": until}))
+                .collect();
+            return json(
+                StatusCode::OK,
+                &serde_json::json!({"suspended": list}).to_string(),
+            );
+        }
+        let key = path
+            .strip_prefix("/principals/")
+            .and_then(|r| r.strip_suffix("/reinstate"));
+        let Some(key) = key else {
+            return json(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#);
+        };
+        if method != Method::POST {
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"use POST /principals/{key}/reinstate"}"#,
+            );
+        }
+        let Some(p) = crate::state::Principal::parse(key) else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"a principal key is 32 lowercase hex digits, as GET /principals/suspended lists them"}"#,
+            );
+        };
+        match defence.reinstate(&p).await {
+            Ok(true) => json(StatusCode::OK, r#"{"result":"reinstated"}"#),
+            Ok(false) => json(StatusCode::NOT_FOUND, r#"{"result":"not_suspended"}"#),
+            Err(e) => {
+                tracing::error!(error = %e, "reinstate: the shared store failed");
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"result":"reinstated_here_only","error":"the shared state store failed; other gateways still enforce the suspension"}"#,
+                )
+            }
         }
     }
 
@@ -143,8 +288,16 @@ impl ServeHttp for AdminApp {
         // The admin endpoints take no body; drain anything sent so keep-alive stays sane.
         let _ = session.drain_request_body().await;
         let req = session.req_header();
-        let path = req.uri.path();
+        let path = req.uri.path().to_string();
+        let path = path.as_str();
         let method = req.method.clone();
+        if path.starts_with("/principals/") {
+            let auth = req
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            return self.principals(&method, path, auth.as_deref()).await;
+        }
         if path == "/reload" {
             if method != Method::POST {
                 return json(
@@ -206,6 +359,14 @@ impl ServeHttp for AdminApp {
                         Some(s) => serde_json::json!({"backend": s.backend(), "up": s.is_up()}),
                         None => serde_json::json!("disabled"),
                     },
+                    // Counting fails open while the state backend fails: say so.
+                    "anomaly": match &self.defence {
+                        Some(d) => serde_json::json!({
+                            "counting": if d.counting_up() { "ok" } else { "failing_open" },
+                            "suspended": d.suspended().len(),
+                        }),
+                        None => serde_json::json!("disabled"),
+                    },
                 });
                 let code = if ready {
                     StatusCode::OK
@@ -216,7 +377,7 @@ impl ServeHttp for AdminApp {
             }
             _ => json(
                 StatusCode::NOT_FOUND,
-                r#"{"error":"not found","endpoints":["GET /metrics","GET /livez","GET /readyz","POST /reload"]}"#,
+                r#"{"error":"not found","endpoints":["GET /metrics","GET /livez","GET /readyz","POST /reload","GET /principals/suspended","POST /principals/{key}/reinstate"]}"#,
             ),
         }
     }

@@ -60,6 +60,17 @@ pub enum StartError {
     /// The shared-state store cannot be started (its key file, its thread, the Redis URL).
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+    /// The access-anomaly detector cannot be started (its refresher thread).
+    #[error("defence: {0}")]
+    Defence(#[from] crate::defence::DefenceError),
+    /// `admin.token_file` cannot be read, or holds no token.
+    #[error("admin.token_file {}: {source}", path.display())]
+    AdminToken {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// The snapshot cannot be built for another reason (the fingerprint key).
     #[error("{0}")]
     Snapshot(BuildError),
@@ -263,19 +274,46 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         }
         Some(v)
     };
-    // Sessions (automatic logoff) need the store only where tokens are checked. A Redis
-    // backend connects in the background: Redis being down never stops start-up.
-    let state = if config.access.issuers.is_empty() {
+    // Sessions (automatic logoff) need the store where tokens are checked, the anomaly
+    // detector wherever it is on. A Redis backend connects in the background: Redis being
+    // down never stops start-up.
+    let state = if config.access.issuers.is_empty() && config.anomaly.is_none() {
         None
     } else {
         let s = crate::state::Store::start(&config.state, prepared.metrics.clone())?;
         tracing::info!(backend = s.backend(), "shared state started");
         Some(s)
     };
+    let defence = match (&config.anomaly, &state) {
+        (Some(a), Some(store)) => {
+            let d = crate::defence::Defence::start(
+                a.clone(),
+                store.clone(),
+                audit.clone(),
+                prepared.metrics.clone(),
+                instance_name(config.listen.address),
+            )?;
+            tracing::info!(mode = ?a.mode, backend = store.backend(), "access-anomaly detection started");
+            Some(d)
+        }
+        _ => None,
+    };
+    let admin_token = match &config.admin_token_file {
+        Some(p) => Some(
+            crate::runtime::admin::AdminToken::load(p).map_err(|source| {
+                StartError::AdminToken {
+                    path: p.clone(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
     let gateway = Gateway::new(prepared.snapshot.clone(), prepared.metrics.clone())
         .with_audit(audit.clone())
         .with_identity(identity)
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .with_defence(defence.clone());
     // What `pingora::proxy::http_proxy_service_with_name` builds, plus the HTTP/2 limits,
     // inside the request-head deadline (slowloris; see `crate::deadline`) and a deadline for
     // the HTTP/2 preface around it (see `crate::preface`).
@@ -314,7 +352,8 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
                 prepared.metrics.clone(),
                 health.clone(),
                 Some(reloader.clone()),
-            ),
+            )
+            .with_principals(defence, admin_token),
         );
         svc.add_tcp(&admin.to_string());
         server.add_service(svc);
@@ -383,6 +422,18 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
     }
     tracing::info!("phi-gateway stopped");
     Ok(())
+}
+
+/// This instance's name in incidents and alerts: the host name and the listen port (two
+/// gateways on one host differ by port).
+fn instance_name(listen: std::net::SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "phi-gateway".into());
+    format!("{host}:{}", listen.port())
 }
 
 /// pingora binds its listeners inside `run`, with no callback; readiness must not be claimed

@@ -697,6 +697,10 @@ pub struct GatewayOpts {
     pub access: Vec<String>,
     /// Lines of a `state:` section, e.g. `"  backend: redis"` (none: no section).
     pub state: Vec<String>,
+    /// Lines of a `defence:` section, e.g. `"  anomaly:"` (none: no section).
+    pub defence: Vec<String>,
+    /// Extra lines inside `admin:`, e.g. `"  token_file: admin.token"`.
+    pub admin_extra: Vec<String>,
 }
 
 impl GatewayOpts {
@@ -718,6 +722,8 @@ impl GatewayOpts {
             limits: Vec::new(),
             access: Vec::new(),
             state: Vec::new(),
+            defence: Vec::new(),
+            admin_extra: Vec::new(),
         }
     }
 }
@@ -811,6 +817,12 @@ impl GatewayFiles {
         } else {
             format!("state:\n{}\n", opts.state.join("\n"))
         };
+        let defence = if opts.defence.is_empty() {
+            String::new()
+        } else {
+            format!("defence:\n{}\n", opts.defence.join("\n"))
+        };
+        let admin_extra: String = opts.admin_extra.iter().map(|l| format!("\n{l}")).collect();
         let fhir_extra: String = opts
             .fhir_route_extra
             .iter()
@@ -824,7 +836,7 @@ impl GatewayFiles {
   key_file: server.key
   http2: true{listen_extra}
 admin:
-  address: \"127.0.0.1:{admin_port}\"
+  address: \"127.0.0.1:{admin_port}\"{admin_extra}
 rules:
   dir: rules
 server:
@@ -840,7 +852,7 @@ logging:
 reload:
   watch: {watch}
   watch_interval_ms: 200
-{limits}{access}{state}upstreams:
+{limits}{access}{state}{defence}upstreams:
   - name: ehr
     address: \"{upstream}\"{tls}
     timeouts:
@@ -926,7 +938,12 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the real binary and waits until `/readyz` answers 200 and the TLS port accepts.
     pub fn start(opts: GatewayOpts) -> Self {
-        let files = GatewayFiles::new(&opts);
+        Self::start_files(GatewayFiles::new(&opts))
+    }
+
+    /// Starts the real binary on files prepared (and perhaps added to) by the caller, and
+    /// waits until it is ready.
+    pub fn start_files(files: GatewayFiles) -> Self {
         let stdout = std::fs::File::create(files.dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(files.dir.path().join("stderr.log")).unwrap();
         let child = spawn_run(&files, stdout, stderr);

@@ -5,6 +5,7 @@
 mod common;
 
 mod access_policy;
+mod anomaly;
 mod audit;
 mod audit_header;
 mod audit_leaks;
