@@ -894,3 +894,86 @@ fn break_glass_is_off_without_its_section_and_validated_with_it() {
         "unknown fields refused: {e}"
     );
 }
+
+/// `defence.anomaly`: off without the section, the documented defaults, integers for the
+/// float knobs, and every error naming its line and field.
+#[test]
+fn defence_anomaly_defaults_bounds_and_located_errors() {
+    assert!(parse(MINIMAL).unwrap().anomaly.is_none());
+    let with = |body: &str| format!("{MINIMAL}defence:\n  anomaly:\n{body}");
+    let a = parse(&with("    mode: enforce\n"))
+        .unwrap()
+        .anomaly
+        .unwrap();
+    assert_eq!(a.mode, AnomalyMode::Enforce);
+    assert_eq!(a.window, Duration::from_secs(3600));
+    assert_eq!((a.sub_windows, a.k, a.z, a.min_history), (12, 3.0, 4.0, 24));
+    assert_eq!(a.sub_window(), Duration::from_secs(300));
+    assert_eq!(
+        a.suspension.when,
+        vec![SuspendWhen::SecondTrigger, SuspendWhen::HighTier]
+    );
+    assert_eq!(a.signals.len(), 3);
+    assert!(a
+        .signals
+        .iter()
+        .all(|s| s.enabled && s.cold_start_ceiling >= s.floor));
+    let a = parse(&with(
+        "    window_seconds: 60\n    sub_windows: 6\n    baseline:\n      k: 2\n      z: 3.5\n    signals:\n      blocked:\n        enabled: false\n    fail_closed_routes: [fhir]\n    suspension:\n      when: [first_trigger]\n",
+    ))
+    .unwrap()
+    .anomaly
+    .unwrap();
+    assert_eq!(
+        (a.k, a.z, a.fail_closed_routes.clone()),
+        (2.0, 3.5, vec![0])
+    );
+    assert!(!a.signals[2].enabled);
+    assert!(parse(&with("    mode: off\n")).unwrap().anomaly.is_none());
+    for (body, field, says) in [
+        ("    mode: block\n", "defence.anomaly.mode", "unknown mode"),
+        (
+            "    window_seconds: 60\n    sub_windows: 7\n",
+            "defence.anomaly.sub_windows",
+            "divide",
+        ),
+        (
+            "    baseline:\n      k: 0.5\n",
+            "defence.anomaly.baseline.k",
+            "between 1 and 1000",
+        ),
+        (
+            "    fail_closed_routes: [nope]\n",
+            "defence.anomaly.fail_closed_routes",
+            "no route named `nope`",
+        ),
+        (
+            "    suspension:\n      when: [never]\n",
+            "defence.anomaly.suspension.when",
+            "unknown condition",
+        ),
+        (
+            "    signals:\n      patient_requests:\n        floor: 10\n        cold_start_ceiling: 5\n",
+            "defence.anomaly.signals.patient_requests.cold_start_ceiling",
+            "between 10 and",
+        ),
+    ] {
+        let text = with(body);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field, field, "{body}: {e}");
+        assert!(e.message.contains(says), "{e}");
+        let last = body.lines().last().unwrap().trim();
+        let needle = last.split(':').next().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let want = lines.iter().rposition(|l| l.contains(needle)).unwrap() + 1;
+        assert_eq!(e.line, want, "{body}: {e}");
+    }
+    let e = parse(&with("    signals:\n      records_returned: {}\n")).unwrap_err();
+    assert!(e.message.contains("records_returned"), "{e}");
+    // admin.token_file must be a readable file.
+    let text = format!(
+        "{MINIMAL}admin:\n  address: 127.0.0.1:9901\n  token_file: /nonexistent/admin.token\n"
+    );
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field, "admin.token_file", "{e}");
+}

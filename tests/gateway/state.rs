@@ -315,3 +315,101 @@ async fn a_redis_that_never_answers_costs_at_most_the_timeout() {
             >= 1
     );
 }
+
+/// The anomaly detector's primitives in Redis: a batch is one pipeline whose answers match
+/// the memory backend's (`INCRBY` + `PEXPIRE NX` keeps the first expiry, `MGET` sums,
+/// `PFADD`/`PFCOUNT` union, `GET`, `SET … GET` swaps), a versioned value is only replaced by
+/// a newer version, and a marker is set once.
+#[tokio::test]
+async fn batches_versioned_values_and_markers_match_the_memory_backend() {
+    use phi_gateway::state::{Op, Reply};
+    let redis = RedisServer::start();
+    let store = Store::start(&settings(redis.url(), None), Metrics::new().unwrap()).unwrap();
+    let memory = Store::start(&StateSettings::default(), Metrics::new().unwrap()).unwrap();
+    let k = store.keyer().clone();
+    let p = k.principal("user", &["token", "idp", "dr-batch"]);
+    let pat = k.principal("patient", &["Patient/pat-9"]);
+    let ttl = Duration::from_secs(600);
+    let ops = vec![
+        Op::Incr {
+            key: StateKey::counter(&p, "patient_requests", 1),
+            by: 2,
+            ttl,
+        },
+        Op::Incr {
+            key: StateKey::counter(&p, "patient_requests", 2),
+            by: 3,
+            ttl: Duration::from_secs(5),
+        },
+        Op::Sum(vec![
+            StateKey::counter(&p, "patient_requests", 1),
+            StateKey::counter(&p, "patient_requests", 2),
+            StateKey::counter(&p, "patient_requests", 3),
+        ]),
+        Op::Sum(Vec::new()),
+        Op::DistinctAdd {
+            key: StateKey::distinct(&p, "patients", 1),
+            member: pat.clone(),
+            ttl,
+        },
+        Op::DistinctCount(vec![
+            StateKey::distinct(&p, "patients", 1),
+            StateKey::distinct(&p, "patients", 2),
+        ]),
+        Op::Get(StateKey::value(&p, "bl_x", None)),
+        Op::Swap {
+            key: StateKey::value(&p, "last", None),
+            text: "7".into(),
+            ttl,
+        },
+        Op::Swap {
+            key: StateKey::value(&p, "last", None),
+            text: "8".into(),
+            ttl,
+        },
+    ];
+    let expect = vec![
+        Reply::Count(2),
+        Reply::Count(3),
+        Reply::Count(5),
+        Reply::Count(0),
+        Reply::Flag(true),
+        Reply::Count(1),
+        Reply::Text(None),
+        Reply::Text(None),
+        Reply::Text(Some("7".into())),
+    ];
+    assert_eq!(store.batch(&ops).await.unwrap(), expect);
+    assert_eq!(memory.batch(&ops).await.unwrap(), expect);
+    // The same increments again: the expiry set at creation stays (PEXPIRE … NX).
+    let again = store.batch(&ops[..2]).await.unwrap();
+    assert_eq!(again, vec![Reply::Count(4), Reply::Count(6)]);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(StateKey::counter(&p, "patient_requests", 2).as_str())
+        .query(&mut con)
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 5_000, "expiry moved: {pttl}");
+
+    // Versioned values: only a newer version replaces; markers are set once.
+    let bl = StateKey::value(&p, "bl_patient_requests", None);
+    for s in [&store, &memory] {
+        assert!(s.put_if_newer(&bl, 5, "3:1:4", ttl).await.unwrap());
+        assert!(!s.put_if_newer(&bl, 5, "9:9:9", ttl).await.unwrap());
+        assert!(!s.put_if_newer(&bl, 4, "9:9:9", ttl).await.unwrap());
+        assert!(s.put_if_newer(&bl, 6, "4:1:5", ttl).await.unwrap());
+        let got = s.batch(&[Op::Get(bl.clone())]).await.unwrap();
+        assert_eq!(got, vec![Reply::Text(Some("6|4:1:5".into()))]);
+        let alert = StateKey::value(&p, "alert", Some(9));
+        assert!(s.set_nx(&alert, ttl).await.unwrap());
+        assert!(!s.set_nx(&alert, ttl).await.unwrap());
+    }
+    for key in redis.keys() {
+        assert!(!key.contains("dr-batch") && !key.contains("pat-9"), "{key}");
+        assert!(
+            key.starts_with(&format!("phi:{{{}}}:", p.as_str())),
+            "{key}"
+        );
+    }
+}
