@@ -355,6 +355,8 @@ fn dashboard_has_stable_uid_datasource_variable_and_the_documented_panels() {
         "Sessions by result",
         "Shared-state backend up",
         "Shared-state errors",
+        "Access anomalies by signal and action",
+        "Anomaly counting and suspended principals",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
@@ -406,6 +408,8 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "PhiGatewayStateBackendDown",
         "PhiGatewayAccessDenialSurge",
         "PhiGatewayIntrospectionUnavailable",
+        "PhiGatewayAccessAnomaly",
+        "PhiGatewayAnomalyCountingFailing",
     ] {
         assert!(text.contains(&format!("alert: {alert}\n")), "{alert}");
         let tests = read("deploy/prometheus/alerts.test.yaml");
