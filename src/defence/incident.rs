@@ -78,11 +78,21 @@ impl Defence {
             StateKey::value(p, "alert", Some(c.win)),
             StateKey::value(p, "alert_high", Some(c.win)),
         );
-        let first = !matches!(self.store.set_nx(&alert, window * 2).await, Ok(false));
+        // What this replica already knows was raised in this window (by it or another
+        // replica): a principal over its threshold costs no more round trips per request.
+        let (known, known_high) = self.raised_in(p, c.win);
+        if known && (!escalates || known_high) {
+            return;
+        }
+        let first = !known && !matches!(self.store.set_nx(&alert, window * 2).await, Ok(false));
+        self.mark_raised(p, c.win, false);
         if !first {
             // Already raised in this window: only the high tier raises another.
             let again =
                 escalates && !matches!(self.store.set_nx(&alert_high, window * 2).await, Ok(false));
+            if escalates {
+                self.mark_raised(p, c.win, true);
+            }
             if !again {
                 return;
             }

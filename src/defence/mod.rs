@@ -93,6 +93,9 @@ pub struct Defence {
     gateway: String,
     suspensions: containment::Suspensions,
     recent: Mutex<Recent>,
+    /// Principal key → (window, high tier too) of the last incident this replica knows was
+    /// raised; at most [`MAX_RECENT_PRINCIPALS`] (cleared when full: the store decides again).
+    raised: Mutex<HashMap<String, (u64, bool)>>,
 }
 
 impl std::fmt::Debug for Defence {
@@ -131,6 +134,7 @@ impl Defence {
             gateway,
             suspensions: containment::Suspensions::default(),
             recent: Mutex::new(Recent::default()),
+            raised: Mutex::new(HashMap::new()),
         });
         containment::spawn_refresher(Arc::downgrade(&d)).map_err(DefenceError::Start)?;
         Ok(d)
@@ -192,6 +196,27 @@ impl Defence {
             .get(p.as_str())
             .map(|v| v.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether an incident (and a high-tier one) is known raised for `p` in window `win`.
+    fn raised_in(&self, p: &Principal, win: u64) -> (bool, bool) {
+        let g = self.raised.lock().unwrap_or_else(|e| e.into_inner());
+        match g.get(p.as_str()) {
+            Some((w, high)) if *w == win => (true, *high),
+            _ => (false, false),
+        }
+    }
+
+    fn mark_raised(&self, p: &Principal, win: u64, high: bool) {
+        let mut g = self.raised.lock().unwrap_or_else(|e| e.into_inner());
+        if g.len() >= MAX_RECENT_PRINCIPALS && !g.contains_key(p.as_str()) {
+            g.clear();
+        }
+        let e = g.entry(p.as_str().to_string()).or_insert((win, false));
+        if e.0 != win {
+            *e = (win, false);
+        }
+        e.1 |= high;
     }
 
     /// Principals whose request ids are kept (tests of the bound).
