@@ -408,3 +408,71 @@ async fn a_fleet_shares_counts_and_suspensions() {
     let (s, _, _) = read(&b, "/fhir/Patient/pat-1", Some("dr-walter")).await;
     assert_eq!(s, 200);
 }
+
+/// With bearer tokens the principal is the token's user (issuer and `sub`), not the token:
+/// a fresh token (another `jti`, another session) of a suspended user is refused too, a
+/// spoofed identity header does not get around it, and another user goes on.
+#[tokio::test]
+async fn the_principal_of_a_token_is_its_user_not_the_token() {
+    use crate::identity::{access_lines, JwksServer, Keys};
+    early_in_the_window();
+    let up = RecordingUpstream::start();
+    let keys = Keys::new("anomaly");
+    let jwks = JwksServer::start(keys.jwks());
+    let mut o = GatewayOpts::new(up.addr());
+    o.access = access_lines(&jwks, &[]);
+    o.fhir_route_extra = vec![
+        "    access:".into(),
+        "      require: token".into(),
+        "      mode: enforce".into(),
+    ];
+    o.defence = defence("enforce", &[]);
+    o.audit_extra = vec![
+        "  user_id:".into(),
+        "    source: header".into(),
+        format!("    header: {USER}"),
+    ];
+    let gw = Gateway::start(o);
+    let token = |sub: &str, n: u32| {
+        keys.token(
+            "ES256",
+            serde_json::json!({"sub": sub, "jti": format!("jti-{sub}-{n}"), "sid": format!("sid-{sub}-{n}"),
+                               "scope": "user/*.rs"}),
+        )
+    };
+    let get = |t: String, path: String, spoof: bool| {
+        let mut r = gw
+            .client(false)
+            .get(gw.url(&path))
+            .header(AUDIT, "anomaly-token")
+            .header("authorization", format!("Bearer {t}"));
+        if spoof {
+            r = r.header(USER, "someone-else");
+        }
+        async move { read_response(r.send().await.expect("request")).await.0 }
+    };
+    let t1 = token("dr-token-burst", 1);
+    for i in 0..CEILING {
+        assert_eq!(
+            get(t1.clone(), format!("/fhir/Patient/pat-{i}"), false).await,
+            200
+        );
+    }
+    wait_for("the suspension", || anomalies(&[&gw], "suspend") == 1.0);
+    let fresh = token("dr-token-burst", 2);
+    assert_eq!(
+        get(fresh.clone(), "/fhir/Patient/pat-1".into(), false).await,
+        403
+    );
+    assert_eq!(
+        get(fresh, "/fhir/Patient/pat-1".into(), true).await,
+        403,
+        "a spoofed header escaped"
+    );
+    let other = token("dr-token-other", 1);
+    assert_eq!(get(other, "/fhir/Patient/pat-1".into(), false).await, 200);
+    wait_for("the incident record", || !incidents(&gw).is_empty());
+    let i = &incidents(&gw)[0]["incident"];
+    assert_eq!(i["principal_kind"], "user");
+    assert!(!i.to_string().contains("dr-token"), "{i}");
+}
