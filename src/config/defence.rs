@@ -130,6 +130,9 @@ pub struct AnomalySettings {
     pub min_history: u64,
     /// The weight of a window halves after this many later windows.
     pub half_life_windows: u64,
+    /// Judge a principal in cold start by its peer group's (role's) baseline once that has
+    /// `min_history` samples, instead of the fixed ceiling.
+    pub peer_group: bool,
     /// Containment.
     pub suspension: SuspensionSettings,
     /// Routes (by index) refused with 503 while counting fails, instead of failing open.
@@ -191,6 +194,7 @@ pub(super) struct RawBaseline {
     pub(super) z: Option<Spanned<f64>>,
     pub(super) min_history: Option<Spanned<u64>>,
     pub(super) half_life_windows: Option<Spanned<u64>>,
+    pub(super) peer_group: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -380,6 +384,7 @@ pub(super) fn validate_defence(
         z,
         min_history,
         half_life_windows,
+        peer_group: b.peer_group.unwrap_or(false),
         suspension: SuspensionSettings {
             ttl: Duration::from_secs(ttl),
             when,

@@ -909,6 +909,7 @@ fn defence_anomaly_defaults_bounds_and_located_errors() {
     assert_eq!(a.window, Duration::from_secs(3600));
     assert_eq!((a.sub_windows, a.k, a.z, a.min_history), (12, 3.0, 4.0, 24));
     assert_eq!(a.sub_window(), Duration::from_secs(300));
+    assert!(!a.peer_group, "the peer group is opt-in");
     assert_eq!(
         a.suspension.when,
         vec![SuspendWhen::SecondTrigger, SuspendWhen::HighTier]

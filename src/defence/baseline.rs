@@ -85,6 +85,8 @@ pub enum Basis {
     ColdStart,
     /// The learned baseline.
     Baseline,
+    /// Cold start, judged by the baseline of the principal's peer group (its role).
+    PeerGroup,
 }
 
 impl Basis {
@@ -93,6 +95,7 @@ impl Basis {
         match self {
             Basis::ColdStart => "cold_start",
             Basis::Baseline => "baseline",
+            Basis::PeerGroup => "peer_group",
         }
     }
 }
@@ -121,6 +124,24 @@ pub fn threshold(a: &AnomalySettings, signal: &SignalSettings, b: &Baseline) -> 
     Threshold {
         value,
         basis: Basis::Baseline,
+    }
+}
+
+/// [`threshold`], except that a principal still in cold start whose peer group (its role)
+/// has `min_history` samples is judged by the peer group's baseline instead of the fixed
+/// ceiling (`baseline.peer_group: true`; Sentinel and QRadar fall back on peers the same way).
+pub fn threshold_with_peer(
+    a: &AnomalySettings,
+    signal: &SignalSettings,
+    b: &Baseline,
+    peer: Option<&Baseline>,
+) -> Threshold {
+    match peer {
+        Some(p) if b.learned < a.min_history && p.learned >= a.min_history => Threshold {
+            basis: Basis::PeerGroup,
+            ..threshold(a, signal, p)
+        },
+        _ => threshold(a, signal, b),
     }
 }
 
@@ -155,6 +176,7 @@ mod tests {
             z: 4.0,
             min_history,
             half_life_windows: 168,
+            peer_group: true,
             suspension: SuspensionSettings {
                 ttl: Duration::from_secs(3600),
                 when: Vec::new(),
@@ -230,6 +252,29 @@ mod tests {
 
     /// A flagged window is never learned, nor an idle one: a ramp of alerts cannot raise the
     /// baseline, and off-shift zeros do not lower it.
+    /// Cold start with a learned peer group: the role's baseline judges, not the ceiling; a
+    /// peer group still in cold start itself leaves the ceiling.
+    #[test]
+    fn a_cold_principal_is_judged_by_its_learned_peer_group() {
+        let s = settings(3);
+        let cold = learned(&[1], alpha(168));
+        let peers = learned(&[20; 10], alpha(168));
+        let t = threshold_with_peer(&s, &SIG, &cold, Some(&peers));
+        assert_eq!(t.basis, Basis::PeerGroup);
+        assert!((t.value - 60.0).abs() < 1e-6, "{t:?}");
+        let young = learned(&[20; 2], alpha(168));
+        assert_eq!(
+            threshold_with_peer(&s, &SIG, &cold, Some(&young)).basis,
+            Basis::ColdStart
+        );
+        let warm = learned(&[5; 3], alpha(168));
+        assert_eq!(
+            threshold_with_peer(&s, &SIG, &warm, Some(&peers)).basis,
+            Basis::Baseline,
+            "a principal with its own history is judged by it"
+        );
+    }
+
     #[test]
     fn flagged_and_idle_windows_are_not_learned() {
         let a = alpha(168);

@@ -41,6 +41,9 @@ fn names(s: Signal) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// A signal's stored baseline and its version, as read.
+type Learned = (Signal, Option<(u64, Baseline)>);
+
 /// One signal over its threshold.
 #[derive(Debug, Clone)]
 pub(super) struct Hit {
@@ -166,6 +169,13 @@ impl Defence {
         for s in signals {
             ops.push(Op::Get(StateKey::value(p, names(s.signal).2, None)));
         }
+        // The peer group's baselines (the role's own principal, so its own hash tag).
+        let peer = obs.peer.as_ref().filter(|_| self.settings.peer_group);
+        if let Some(role) = peer {
+            for s in signals {
+                ops.push(Op::Get(StateKey::value(role, names(s.signal).2, None)));
+            }
+        }
         ops.push(Op::Swap {
             key: StateKey::value(p, "last", None),
             text: c.win.to_string(),
@@ -185,6 +195,20 @@ impl Defence {
             let b = it.next().and_then(Reply::text).and_then(decode_versioned);
             baselines.push((s.signal, b));
         }
+        let mut peers = Vec::new();
+        if peer.is_some() {
+            for s in signals {
+                let b = it.next().and_then(Reply::text).and_then(decode_versioned);
+                peers.push((s.signal, b));
+            }
+        }
+        let peer_of = |sig: Signal| {
+            peers
+                .iter()
+                .find(|(s, _)| *s == sig)
+                .and_then(|(_, b)| *b)
+                .map(|(_, b)| b)
+        };
         let last = it
             .next()
             .and_then(Reply::text)
@@ -201,7 +225,12 @@ impl Defence {
             .into_iter()
             .filter_map(|(s, observed)| {
                 let b = baseline_of(s.signal);
-                let t = baseline::threshold(&self.settings, &s, &b);
+                let t = baseline::threshold_with_peer(
+                    &self.settings,
+                    &s,
+                    &b,
+                    peer_of(s.signal).as_ref(),
+                );
                 baseline::alerts(observed, &t).then_some(Hit {
                     signal: s.signal,
                     observed,
@@ -211,7 +240,9 @@ impl Defence {
             })
             .collect();
         if let Some(left) = last.filter(|l| *l < c.win) {
-            self.learn_window(p, left, signals, &baselines).await?;
+            let peer = peer.map(|role| (role, peers.as_slice()));
+            self.learn_window(p, left, signals, &baselines, peer)
+                .await?;
         }
         Ok(hits)
     }
@@ -223,7 +254,8 @@ impl Defence {
         p: &Principal,
         left: u64,
         signals: &[SignalSettings],
-        baselines: &[(Signal, Option<(u64, Baseline)>)],
+        baselines: &[Learned],
+        peer: Option<(&Principal, &[Learned])>,
     ) -> Result<(), crate::state::StateError> {
         let mut ops = vec![Op::Get(StateKey::value(p, "flag", Some(left)))];
         for s in signals {
@@ -252,6 +284,21 @@ impl Defence {
             self.store
                 .put_if_newer(&key, left, &next.encode(), BASELINE_TTL)
                 .await?;
+            // The peer group learns every member's window: one sample per member and window,
+            // versioned by its sample count, so of two members writing the same next version
+            // one loses its sample, which an estimate of the role's normal can afford.
+            if let Some((role, peers)) = peer.filter(|_| reply.count() > 0 && !flagged) {
+                let (version, pb) = peers
+                    .iter()
+                    .find(|(sig, _)| *sig == s.signal)
+                    .and_then(|(_, b)| *b)
+                    .unwrap_or((0, Baseline::EMPTY));
+                let next = baseline::learn(pb, reply.count(), false, a);
+                let key = StateKey::value(role, names(s.signal).2, None);
+                self.store
+                    .put_if_newer(&key, version + 1, &next.encode(), BASELINE_TTL)
+                    .await?;
+            }
         }
         Ok(())
     }

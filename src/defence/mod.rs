@@ -37,7 +37,9 @@ use crate::config::AnomalySettings;
 use crate::state::{Principal, StateError, Store};
 use crate::telemetry::Metrics;
 
-pub use baseline::{alerts, alpha, learn, threshold, Baseline, Basis, Threshold};
+pub use baseline::{
+    alerts, alpha, learn, threshold, threshold_with_peer, Baseline, Basis, Threshold,
+};
 pub use incident::Alert;
 
 /// How often each replica copies the fleet's suspension list.
@@ -80,6 +82,8 @@ pub struct Observation {
     pub patient: Option<Principal>,
     /// Refused (or would have been, in monitor) for PHI, scope or compartment reasons.
     pub blocked: bool,
+    /// The principal's peer group (its first role, as a keyed fingerprint), if known.
+    pub peer: Option<Principal>,
     /// The request id (the audit record's), kept for the incident's evidence.
     pub request_id: String,
 }

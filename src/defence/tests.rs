@@ -38,6 +38,7 @@ fn settings(mode: AnomalyMode, min_history: u64, when: Vec<SuspendWhen>) -> Anom
         z: 4.0,
         min_history,
         half_life_windows: 168,
+        peer_group: false,
         suspension: SuspensionSettings {
             ttl: Duration::from_secs(600),
             when,
@@ -70,6 +71,7 @@ fn read(p: &Principal, i: u64) -> Observation {
         patient_data: true,
         patient: None,
         blocked: false,
+        peer: None,
         request_id: format!("req-{i}"),
     }
 }
@@ -236,4 +238,41 @@ async fn memory_stays_bounded_with_many_principals() {
     );
     assert!(d.recent_principals() <= MAX_RECENT_PRINCIPALS);
     assert_eq!(incidents(&m, "alert"), 0);
+}
+
+/// `peer_group: true`: a principal in cold start is judged by its role's baseline once the
+/// role has `min_history` samples (one per member and window), which is stricter here than
+/// the fixed ceiling; a principal without a role keeps the ceiling.
+#[tokio::test]
+async fn a_cold_principal_is_judged_by_its_peer_group() {
+    let mut s = settings(AnomalyMode::Monitor, 3, Vec::new());
+    s.peer_group = true;
+    let (d, m) = start(s, 10_000);
+    let keyer = Keyer::new(b"0123456789abcdef0123456789abcdef");
+    let nurse = keyer.principal("role", &["nurse"]);
+    let as_nurse = |p: &Principal, i| Observation {
+        peer: Some(nurse.clone()),
+        ..read(p, i)
+    };
+    for name in ["n1", "n2", "n3"] {
+        let p = user(name);
+        for i in 0..2 {
+            d.observe_at(as_nurse(&p, i), T0 + i * 1_000).await;
+        }
+        d.observe_at(as_nurse(&p, 9), T0 + HOUR).await; // learns hour 0 (2) into the role
+    }
+    // The role: 3 samples of 2 → max(5, 6, 2 + 4·√2) ≈ 7.66, under the ceiling of 10.
+    let newcomer = user("n4");
+    for i in 0..8 {
+        d.observe_at(as_nurse(&newcomer, i), T0 + HOUR + 10_000 + i)
+            .await;
+    }
+    assert_eq!(incidents(&m, "alert"), 1, "the peer group did not judge");
+    let loner = user("solo");
+    reads(&d, &loner, 8, T0 + HOUR + 20_000).await;
+    assert_eq!(
+        incidents(&m, "alert"),
+        1,
+        "no role: the ceiling of 10 judges"
+    );
 }

@@ -71,6 +71,17 @@ fn patient_data_url(method: &str, path: &str) -> bool {
     })
 }
 
+/// The first role of the verified token (`roles`, an array or one string): the peer group.
+fn peer_role(ctx: &Ctx) -> Option<&str> {
+    let t = ctx.access.as_ref()?.token.as_deref()?;
+    match t.claims.get("roles")? {
+        serde_json::Value::String(s) => Some(s.as_str()),
+        serde_json::Value::Array(a) => a.first()?.as_str(),
+        _ => None,
+    }
+    .filter(|r| !r.is_empty())
+}
+
 impl Gateway {
     /// The request's principal (computed once, kept in the ctx).
     fn who(&self, session: &Session, ctx: &mut Ctx) -> Option<Who> {
@@ -181,6 +192,7 @@ impl Gateway {
                 .map(|id| keyer.principal("patient", &[&format!("Patient/{id}")])),
             blocked: counts_as_blocked(outcome.reason)
                 && matches!(outcome.decision, Decision::Block | Decision::WouldBlock),
+            peer: peer_role(ctx).map(|role| keyer.principal("role", &[role])),
             request_id: ctx.request_id.clone(),
         };
         tokio::spawn(async move { d.observe(obs).await });
