@@ -4,7 +4,8 @@
 //! - `c:<signal>:<sub>`: the signal in fixed sub-window `sub` (`now / (window / sub_windows)`),
 //!   summed over the last `sub_windows` into the sliding window; expire after two windows;
 //! - `c:<signal>_w:<win>`: the signal in fixed window `win` (`now / window`): what the baseline
-//!   learns, read once when the window is over; kept [`RETAIN_WINDOWS`] windows;
+//!   learns, read once the principal is seen in a later window; kept [`RETAIN_WINDOWS`]
+//!   windows;
 //! - `h:patients:<sub>`, `h:patients_w:<win>`: the same for distinct patients (HyperLogLog);
 //! - `v:last`: the window the principal was last seen in. Swapped on every observation
 //!   (`SET … GET`), so exactly one observation of the fleet sees it move and learns the
@@ -23,8 +24,9 @@ use super::{Defence, Observation};
 use crate::config::{Signal, SignalSettings};
 use crate::state::{now_ms, Op, Principal, Reply, StateKey};
 
-/// How many windows a window's totals are kept for learning after a pause.
-pub(super) const RETAIN_WINDOWS: u32 = 200;
+/// How many windows a window's totals are kept for learning after a pause (two days of
+/// hourly windows: a principal back after a longer pause loses that one sample).
+pub(super) const RETAIN_WINDOWS: u32 = 48;
 /// How long a baseline is kept after it last learned.
 pub(super) const BASELINE_TTL: Duration = Duration::from_secs(90 * 86_400);
 

@@ -285,7 +285,15 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         Some(s)
     };
     let defence = match (&config.anomaly, &state) {
-        (Some(a), Some(store)) => {
+        (Some(a), Some(shared)) => {
+            // In memory the detector gets a store of its own (the same bound): its counters
+            // must never evict a session, which would then fail closed. Redis is shared.
+            let store = match config.state.backend {
+                crate::config::StateBackend::Memory => {
+                    crate::state::Store::start(&config.state, prepared.metrics.clone())?
+                }
+                _ => shared.clone(),
+            };
             let d = crate::defence::Defence::start(
                 a.clone(),
                 store.clone(),
