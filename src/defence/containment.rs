@@ -24,9 +24,17 @@ pub(super) const SUSPENDED: &str = "suspended";
 pub(super) struct Suspensions {
     /// Key → until (Unix ms).
     copy: Mutex<HashMap<String, u64>>,
-    /// Suspensions made here that the shared store has not taken yet: key → until.
-    pending: Mutex<HashMap<String, u64>>,
+    /// Suspensions made here: key → (until, when the shared store took it). Kept until the
+    /// store has them and a refresh has certainly read them back (a refresh that read the
+    /// list just before the write must not drop them from the copy).
+    pending: Mutex<HashMap<String, (u64, Option<u64>)>>,
+    /// Reinstated here: key → when. A refresh that read the list before the removal must not
+    /// bring them back.
+    lifted: Mutex<HashMap<String, u64>>,
 }
+
+/// How long a suspension made here is merged into the copy after the store took it.
+const WRITTEN_GRACE_MS: u64 = 4 * super::REFRESH_EVERY.as_millis() as u64;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every update is one insert, remove or replace: a poisoned lock holds a usable map.
@@ -58,19 +66,25 @@ impl Suspensions {
     pub(super) async fn suspend(&self, store: &Store, p: &Principal, ttl: Duration) -> u64 {
         let now = now_ms();
         let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        lock(&self.copy).insert(p.as_str().to_string(), until);
+        let key = p.as_str().to_string();
+        lock(&self.lifted).remove(&key);
+        lock(&self.pending).insert(key.clone(), (until, None));
+        lock(&self.copy).insert(key.clone(), until);
         if store
             .set_add_from(&StateKey::set(SUSPENDED), p, ttl, now)
             .await
-            .is_err()
+            .is_ok()
         {
-            lock(&self.pending).insert(p.as_str().to_string(), until);
+            if let Some(e) = lock(&self.pending).get_mut(&key) {
+                e.1 = Some(now_ms());
+            }
         }
         until
     }
 
     /// Lifts `p` here, then in the shared store.
     pub(super) async fn reinstate(&self, store: &Store, p: &Principal) -> Result<bool, StateError> {
+        lock(&self.lifted).insert(p.as_str().to_string(), now_ms());
         let here = lock(&self.copy).remove(p.as_str()).is_some();
         let pending = lock(&self.pending).remove(p.as_str()).is_some();
         let key = StateKey::set(SUSPENDED);
@@ -83,34 +97,42 @@ impl Suspensions {
     /// still pending). On failure the copy stays as it was.
     async fn refresh(&self, store: &Store) {
         let now = now_ms();
-        let pending: Vec<(String, u64)> = lock(&self.pending)
+        lock(&self.pending).retain(|_, (until, written)| {
+            *until > now && written.is_none_or(|w| now.saturating_sub(w) < WRITTEN_GRACE_MS)
+        });
+        let unwritten: Vec<(String, u64)> = lock(&self.pending)
             .iter()
-            .map(|(k, u)| (k.clone(), *u))
+            .filter(|(_, (_, written))| written.is_none())
+            .map(|(k, (u, _))| (k.clone(), *u))
             .collect();
-        for (k, until) in pending {
+        for (k, until) in unwritten {
             let Some(p) = Principal::parse(&k) else {
                 continue;
             };
-            if until <= now {
-                lock(&self.pending).remove(&k);
-                continue;
-            }
-            let ttl = Duration::from_millis(until - now);
+            let ttl = Duration::from_millis(until.saturating_sub(now).max(1));
             if store
                 .set_add_from(&StateKey::set(SUSPENDED), &p, ttl, now)
                 .await
                 .is_ok()
             {
-                lock(&self.pending).remove(&k);
+                if let Some(e) = lock(&self.pending).get_mut(&k) {
+                    e.1 = Some(now_ms());
+                }
             }
         }
         let Ok(shared) = store.set_members(&StateKey::set(SUSPENDED)).await else {
             return;
         };
         let mut copy: HashMap<String, u64> = shared.into_iter().collect();
-        for (k, u) in lock(&self.pending).iter() {
+        // Held while the copy is replaced: a suspension made meanwhile is either merged here
+        // or written to the copy after it (`suspend` takes `pending` first, then `copy`).
+        let pending = lock(&self.pending);
+        for (k, (u, _)) in pending.iter() {
             copy.entry(k.clone()).or_insert(*u);
         }
+        let mut lifted = lock(&self.lifted);
+        lifted.retain(|_, at| now.saturating_sub(*at) < WRITTEN_GRACE_MS);
+        copy.retain(|k, _| !lifted.contains_key(k));
         *lock(&self.copy) = copy;
     }
 }
