@@ -35,3 +35,4 @@ mod sessions;
 mod state;
 mod tls;
 mod upstream;
+mod webhook;
