@@ -523,3 +523,128 @@ fn a_hanging_receiver_costs_the_timeout_and_the_queue_stays_bounded() {
         count(&m, "alertmanager", "delivered") == 1
     });
 }
+
+/// The Python receiver of docs/defence.md, run as written, on a free loopback port.
+struct PythonReceiver {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PythonReceiver {
+    fn start(secret_file: &Path) -> Self {
+        let doc =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/defence.md"))
+                .unwrap();
+        let section = &doc[doc.find("## Alert delivery").expect("the section")..];
+        let start = section.find("```python\n").expect("a python block") + "```python\n".len();
+        let code = &section[start..start + section[start..].find("\n```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("receiver.py");
+        std::fs::write(&script, code).unwrap();
+        let port = crate::common::free_port();
+        let child = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(secret_file)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 (installed by .ci/setup test) runs the docs' receiver");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_until("the Python receiver listens", WAIT, || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        PythonReceiver {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// POSTs `body` with the given signature headers; returns the status code.
+    fn post(&self, ts: u64, delivery: &str, signature: &str, body: &[u8]) -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /hook HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{TIMESTAMP_HEADER}: {ts}\r\n{DELIVERY_HEADER}: {delivery}\r\n{SIGNATURE_HEADER}: {signature}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {answer:?}"))
+    }
+}
+
+impl Drop for PythonReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_python_receiver_in_the_docs_accepts_ours_and_refuses_the_rest() {
+    use phi_gateway::defence::webhook::signature::sign;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_in(dir.path());
+    let py = PythonReceiver::start(&secret_file);
+    let url = format!("http://127.0.0.1:{}/hook", py.port);
+    let m = Metrics::new().unwrap();
+    let s = settings(
+        dir.path(),
+        &format!("    format: generic\n    url: {url}\n    secret_file: hook.key\n"),
+    );
+    let n = Notifier::start(&s, &m).unwrap();
+    n.notify(alert("inc-py-1"));
+    wait_until("the Python receiver accepted the alert", WAIT, || {
+        count(&m, "generic", "delivered") == 1
+    });
+
+    // Another secret: the receiver answers 401, which is final.
+    std::fs::write(
+        dir.path().join("other.key"),
+        "a-different-secret-of-more-than-32-bytes\n",
+    )
+    .unwrap();
+    let s = settings(
+        dir.path(),
+        &format!(
+            "    format: generic\n    url: {url}\n    secret_file: other.key\n    backoff_ms: 10\n"
+        ),
+    );
+    let wrong = Metrics::new().unwrap();
+    let n = Notifier::start(&s, &wrong).unwrap();
+    n.notify(alert("inc-py-2"));
+    wait_until("the wrong signature was refused", WAIT, || {
+        count(&wrong, "generic", "failed") == 1
+    });
+    assert_eq!(count(&wrong, "generic", "delivered"), 0);
+
+    // By hand: a good delivery once, its replay, a stale one, a tampered body.
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &read_secret(&secret_file).unwrap());
+    let body = br#"{"id":"inc-py-3","observed":9}"#;
+    let ts = now();
+    let sig = sign(&key, ts, "d-py-1", body);
+    assert_eq!(py.post(ts, "d-py-1", &sig, body), 204);
+    assert_eq!(py.post(ts, "d-py-1", &sig, body), 401, "replay");
+    let old = ts - TOLERANCE_SECONDS - 5;
+    assert_eq!(
+        py.post(old, "d-py-2", &sign(&key, old, "d-py-2", body), body),
+        401,
+        "stale"
+    );
+    let sig = sign(&key, ts, "d-py-3", body);
+    assert_eq!(
+        py.post(ts, "d-py-3", &sig, br#"{"id":"inc-py-3","observed":0}"#),
+        401,
+        "tampered"
+    );
+    assert_eq!(py.post(ts, "d-py-3", &sig, body), 204, "the untampered one");
+}
