@@ -23,6 +23,9 @@
 //!   `delivered`, `failed` (last attempt failed, or a final refusal) or `dropped`. Logs name
 //!   the alert's id, never its principal or the receiver's URL.
 //!
+//! - [`check`] builds everything [`Notifier::start`] needs (URL, secret, CA, TLS client)
+//!   without starting it, so `phi-gateway check` can report a bad CA file before a deploy.
+//!
 //! No PHI: an [`Alert`] holds a keyed principal key, counts, fixed texts and gateway-made
 //! request ids by construction, and the payloads are built from nothing else.
 
@@ -148,13 +151,7 @@ impl Notifier {
     /// Reads the secret, builds the HTTPS client and starts the delivery thread. Every
     /// failure is here, before the gateway binds; nothing is sent until an alert arrives.
     pub fn start(settings: &WebhookSettings, metrics: &Metrics) -> Result<Notifier, WebhookError> {
-        let url = reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.into()))?;
-        let key = match &settings.secret_file {
-            Some(path) => Some(hmac::Key::new(hmac::HMAC_SHA256, &read_secret(path)?)),
-            None => None,
-        };
-        let https = url.scheme() == "https";
-        let client = client(https, settings.ca_file.as_deref(), settings.timeout)?;
+        let Prepared { url, key, client } = Prepared::new(settings)?;
         let format = settings.format;
         let count = |result: &str| {
             metrics
@@ -207,6 +204,32 @@ impl Notifier {
             };
             tracing::warn!(alert = %alert.id, name = alert.name, "incident alert dropped: {why}");
         }
+    }
+}
+
+/// Everything [`Notifier::start`] can fail on (the URL, the secret, the CA file, the TLS
+/// client), without starting anything: for `phi-gateway check` and a reload's dry run.
+pub fn check(settings: &WebhookSettings) -> Result<(), WebhookError> {
+    Prepared::new(settings).map(drop)
+}
+
+/// What a notifier needs that can fail to build.
+struct Prepared {
+    url: reqwest::Url,
+    key: Option<hmac::Key>,
+    client: reqwest::Client,
+}
+
+impl Prepared {
+    fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
+        let url = reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.into()))?;
+        let key = match &settings.secret_file {
+            Some(path) => Some(hmac::Key::new(hmac::HMAC_SHA256, &read_secret(path)?)),
+            None => None,
+        };
+        let https = url.scheme() == "https";
+        let client = client(https, settings.ca_file.as_deref(), settings.timeout)?;
+        Ok(Prepared { url, key, client })
     }
 }
 

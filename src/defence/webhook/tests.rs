@@ -2,6 +2,8 @@
 //! tests/gateway/webhook.rs).
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -305,4 +307,51 @@ fn secrets_are_trimmed_and_must_be_long_enough() {
         read_secret(&dir.path().join("missing")),
         Err(WebhookError::Secret { .. })
     ));
+}
+
+fn settings(dir: &Path, url: &str) -> WebhookSettings {
+    WebhookSettings {
+        format: WebhookFormat::Generic,
+        url: url.into(),
+        ca_file: Some(dir.join("ca.pem")),
+        secret_file: Some(dir.join("hook.key")),
+        timeout: Duration::from_secs(1),
+        retries: 0,
+        backoff: Duration::from_millis(10),
+        queue: 1,
+    }
+}
+
+#[test]
+fn check_refuses_what_start_would_fail_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("hook.key"), "k".repeat(40)).unwrap();
+    let url = "https://alerts.hospital.internal/hook";
+    // Text without a certificate: nothing to trust.
+    std::fs::write(d.join("ca.pem"), "not a certificate\n").unwrap();
+    assert!(matches!(
+        check(&settings(d, url)),
+        Err(WebhookError::NoRoots)
+    ));
+    // A certificate block that is not a certificate.
+    std::fs::write(
+        d.join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = check(&settings(d, url)).unwrap_err();
+    assert!(matches!(e, WebhookError::CaFile { .. }), "{e}");
+    assert!(e.to_string().contains("defence.webhook.ca_file"), "{e}");
+    // A plain loopback receiver needs no CA; a short secret still fails.
+    let mut plain = settings(d, "http://127.0.0.1:9/hook");
+    plain.ca_file = None;
+    assert!(check(&plain).is_ok());
+    std::fs::write(d.join("hook.key"), "short\n").unwrap();
+    assert!(matches!(
+        check(&plain),
+        Err(WebhookError::SecretTooShort { len: 5, .. })
+    ));
+    let m = Metrics::new().unwrap();
+    assert!(Notifier::start(&plain, &m).is_err());
 }
