@@ -13,6 +13,7 @@
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
 //! - [`access`]: who may do what: SMART scopes, FHIR interactions, the patient compartment,
 //!   the YAML access policy.
+//! - [`defence`]: runtime defence (issue 12): incident alert delivery by webhook.
 //! - [`gateway`]: the pingora hooks, the checks they call, the request snapshot, the listener
 //!   wrappers (TLS 1.3 only, head deadline, HTTP/2 preface deadline).
 //! - [`runtime`]: the process: build and run, reload, admin listener, logging, demo.
@@ -22,6 +23,7 @@
 pub mod access;
 pub mod audit;
 pub mod config;
+pub mod defence;
 pub mod engine;
 pub mod gateway;
 pub mod runtime;

@@ -22,6 +22,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["engine", "telemetry", "verdict", "config", "state"],
     ),
     (
+        "defence",
+        &["engine", "telemetry", "verdict", "config", "audit", "state"],
+    ),
+    (
         "gateway",
         &[
             "engine",
@@ -31,6 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "access",
             "state",
+            "defence",
         ],
     ),
     (
@@ -43,6 +48,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "audit",
             "access",
             "state",
+            "defence",
             "gateway",
         ],
     ),

@@ -88,6 +88,10 @@ pub struct Metrics {
     /// `phi_gateway_break_glass_total{event}`: break-glass time boxes started, accesses under
     /// one, and break-glass requests refused.
     pub break_glass: IntCounterVec,
+    /// `phi_gateway_alert_deliveries_total{format, result}`: incident alerts by webhook format
+    /// (`alertmanager`, `generic`) and result (`delivered`, `failed`: every attempt failed or
+    /// the receiver refused it, `dropped`: the delivery queue was full).
+    pub alert_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -279,6 +283,14 @@ impl Metrics {
         for event in ["started", "access", "refused"] {
             break_glass.with_label_values(&[event]);
         }
+        let alert_deliveries = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_alert_deliveries_total",
+                "Incident alerts sent by webhook, by format (alertmanager, generic) and result (delivered, failed, dropped: the delivery queue was full).",
+            ),
+            &["format", "result"],
+        )?;
+        registry.register(Box::new(alert_deliveries.clone()))?;
         registry.register(Box::new(jwks_refresh.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -326,6 +338,7 @@ impl Metrics {
             state_errors,
             sessions,
             break_glass,
+            alert_deliveries,
         })
     }
 
