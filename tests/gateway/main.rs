@@ -35,5 +35,5 @@ mod sessions;
 mod state;
 mod tls;
 mod upstream;
-mod write_target;
 mod webhook;
+mod write_target;
