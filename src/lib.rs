@@ -13,8 +13,9 @@
 //! - [`audit`]: the tamper-evident audit trail (records, signed checkpoints, sinks, verify).
 //! - [`access`]: who may do what: SMART scopes, FHIR interactions, the patient compartment,
 //!   the YAML access policy.
-//! - [`defence`]: runtime defence: access-anomaly detection (per-principal baselines over a
-//!   sliding window) and containment (the fleet's suspension list).
+//! - [`defence`]: runtime defence (issue 12): access-anomaly detection (per-principal
+//!   baselines over a sliding window), containment (the fleet's suspension list) and incident
+//!   alert delivery by webhook.
 //! - [`gateway`]: the pingora hooks, the checks they call, the request snapshot, the listener
 //!   wrappers (TLS 1.3 only, head deadline, HTTP/2 preface deadline).
 //! - [`runtime`]: the process: build and run, reload, admin listener, logging, demo.

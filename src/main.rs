@@ -473,6 +473,13 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            // The alert receiver's secret and CA, as `run` would load them.
+            if let Some(w) = &c.webhook {
+                if let Err(e) = phi_gateway::defence::webhook::check(w) {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
             let audit = match &audit {
                 Some(a) => format!("audit trail in {} (key {})", a.dir().display(), a.key_id()),
                 None => "NO audit trail (no `audit:` section)".to_string(),

@@ -1,6 +1,6 @@
 //! The `defence:` section: access-anomaly detection and containment (issue 12 §1; see
 //! `crate::defence` and docs/defence.md). The raw YAML types live here too, so the section is
-//! one file. `defence.webhook` (alert delivery) is another section's.
+//! one file, except `defence.webhook` (alert delivery), validated by `super::webhook`.
 //!
 //! Process-wide: a change needs a restart (the detector and its suspension cache start once).
 //! Every default is a named constant with the reason in docs/defence.md.
@@ -152,6 +152,9 @@ impl AnomalySettings {
 pub(super) struct RawDefence {
     #[serde(default)]
     pub(super) anomaly: Option<RawAnomaly>,
+    /// Where incident alerts go (`super::webhook`).
+    #[serde(default)]
+    pub(super) webhook: Option<super::webhook::RawWebhook>,
 }
 
 /// `defence.anomaly:` as written.

@@ -20,6 +20,7 @@
 //! - `access`: the `access:` section (token issuers) and each route's `access:`;
 //! - `state`: the `state:` section (memory or Redis) and `access.sessions` (automatic logoff);
 //! - `defence`: the `defence:` section (access-anomaly detection and containment);
+//! - `webhook`: `defence.webhook` (where incident alerts are delivered);
 //! - `routing`: which route a request takes.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ mod raw;
 mod routing;
 mod state;
 mod validate;
+mod webhook;
 
 pub use access::{
     AccessSettings, Algorithm, Introspection, Issuer, JwksSource, Require, RouteAccess, UserClaim,
@@ -58,6 +60,11 @@ pub use state::{
     DEFAULT_MAX_SESSION_SECONDS, DEFAULT_STATE_MAX_ENTRIES, DEFAULT_STATE_TIMEOUT_MS,
 };
 pub use validate::check_rule_overrides;
+pub use webhook::{
+    validate as validate_webhook, RawWebhook, WebhookFormat, WebhookSettings,
+    DEFAULT_WEBHOOK_BACKOFF_MS, DEFAULT_WEBHOOK_QUEUE, DEFAULT_WEBHOOK_RETRIES,
+    DEFAULT_WEBHOOK_TIMEOUT_MS, MAX_WEBHOOK_BACKOFF_MS,
+};
 
 use crate::engine::rules::RuleSet;
 use crate::engine::source::SourceError;

@@ -86,6 +86,8 @@ pub struct GatewayConfig {
     pub state: crate::config::StateSettings,
     /// Access-anomaly detection (`defence.anomaly`); `None` when off.
     pub anomaly: Option<crate::config::AnomalySettings>,
+    /// Where incident alerts are delivered (`defence.webhook`); `None`: nowhere.
+    pub webhook: Option<crate::config::WebhookSettings>,
 }
 
 /// Downstream TLS listener settings.
@@ -325,7 +327,7 @@ impl GatewayConfig {
     /// upstreams, limits, rules, certificate files) is applied by a hot reload.
     pub fn restart_required_change(&self, running: &GatewayConfig) -> Option<&'static str> {
         let (a, b) = (self, running);
-        let checks: [(&'static str, bool); 18] = [
+        let checks: [(&'static str, bool); 19] = [
             ("listen.address", a.listen.address != b.listen.address),
             ("listen.http2", a.listen.http2 != b.listen.http2),
             (
@@ -373,6 +375,8 @@ impl GatewayConfig {
             ("state", a.state != b.state),
             // The detector and its suspension cache start once.
             ("defence", a.anomaly != b.anomaly),
+            // The notifier (its thread, TLS client and secret) starts once.
+            ("defence.webhook", a.webhook != b.webhook),
             ("admin.token_file", a.admin_token_file != b.admin_token_file),
         ];
         checks

@@ -84,6 +84,10 @@ pub(super) fn validate(
     )?;
 
     let anomaly = super::defence::validate_defence(file, raw.defence.as_ref(), &routes)?;
+    let webhook = match raw.defence.as_ref().and_then(|d| d.webhook.as_ref()) {
+        Some(w) => Some(super::webhook::validate(file, &resolve, w)?),
+        None => None,
+    };
     let admin_token_file = match raw.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
         Some(t) => Some(readable_file(file, &resolve, t, "admin.token_file")?),
         None => None,
@@ -91,6 +95,7 @@ pub(super) fn validate(
 
     Ok(GatewayConfig {
         anomaly,
+        webhook,
         admin_token_file,
         audit,
         access,

@@ -1,56 +1,18 @@
 //! Raising an incident: one per principal per fixed window across the fleet (`SET … NX` on
 //! `v:alert:<win>`, so a burst split across replicas raises it once; a burst that crosses a
 //! window boundary can raise one in each window, which counts as a second trigger), the
-//! windows it covers
-//! flagged (never learned), the graded containment decision, then the CRITICAL audit record,
-//! `phi_gateway_anomalies_total{signal,action}`, an ERROR log line and the alert for the
-//! notifier. Nothing here holds PHI: the principal is its keyed key, the evidence request ids.
+//! windows it covers flagged (never learned), the graded containment decision, then the
+//! CRITICAL audit record, `phi_gateway_anomalies_total{signal,action}`, an ERROR log line and
+//! the alert for the notifier (`defence.webhook`, when configured). Nothing here holds PHI: the principal is its keyed key, the evidence request ids.
 
 use std::time::Duration;
 
 use super::detector::{ms, Clock, Hit};
+use super::webhook::Alert;
 use super::{Defence, Observation};
 use crate::audit::{IncidentRecord, IncidentSignal};
 use crate::config::{AnomalyMode, SuspendWhen};
 use crate::state::StateKey;
-
-/// The alert handed to the notifier (`defence.webhook`, another section's): the fields of
-/// the Alertmanager v4 / signed generic payload. Never PHI.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alert {
-    /// Incident id, the same as in the audit incident record.
-    pub id: String,
-    /// `PhiGatewayAccessAnomaly`.
-    pub name: &'static str,
-    /// `critical`.
-    pub severity: &'static str,
-    /// Fixed text and numbers.
-    pub summary: String,
-    /// The principal's keyed key (hex), never a user id.
-    pub principal: String,
-    /// `user` or `client_address`.
-    pub principal_kind: &'static str,
-    /// `patient_requests`, `distinct_patients` or `blocked`.
-    pub signal: &'static str,
-    /// The count over the window.
-    pub observed: u64,
-    /// The count it alerts at.
-    pub threshold: f64,
-    /// `alert` or `suspend`.
-    pub action: &'static str,
-    /// When it was raised, Unix ms.
-    pub starts_at_ms: u64,
-    /// This instance's name.
-    pub gateway: String,
-    /// Request ids of involved audit records.
-    pub audit_refs: Vec<String>,
-}
-
-/// Where the alert goes once the notifier exists on this branch.
-pub(super) fn notify_alert(alert: Alert) {
-    // webhook: notify(alert)
-    tracing::debug!(target: "phi_gateway::defence", incident = %alert.id, "alert built (no notifier configured)");
-}
 
 fn rfc3339(ms: u64) -> String {
     use time::format_description::well_known::Rfc3339;
@@ -181,7 +143,7 @@ impl Defence {
                 tracing::error!(target: "phi_gateway::defence", incident = %id, "the incident record could not be written to the audit trail");
             }
         }
-        notify_alert(Alert {
+        let alert = Alert {
             id,
             name: "PhiGatewayAccessAnomaly",
             severity: "critical",
@@ -200,7 +162,13 @@ impl Defence {
             starts_at_ms: now,
             gateway: self.gateway.clone(),
             audit_refs: refs,
-        });
+        };
+        match &self.notifier {
+            Some(n) => n.notify(alert),
+            None => {
+                tracing::debug!(target: "phi_gateway::defence", incident = %alert.id, "no defence.webhook: the alert is in the audit trail, the log and the metric only")
+            }
+        }
     }
 
     /// Whether a window's first incident suspends (enforce mode) by `first_trigger` or

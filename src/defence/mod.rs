@@ -20,13 +20,20 @@
 //! [`REFRESH_EVERY`], so a suspension made on one gateway is enforced by every other within a
 //! second, and stays enforced while Redis is down.
 //!
-//! May use `engine`, `telemetry`, `verdict`, `config`, `audit` and `state`; the gateway calls
-//! it (`gateway/defence.rs`), the runtime starts it and serves its admin endpoints.
+//! [`webhook`] delivers the incidents' alerts to an Alertmanager-compatible or a generic signed
+//! receiver, through a bounded queue drained by a thread of its own: a dead receiver costs
+//! dropped alerts (counted in `phi_gateway_alert_deliveries_total`), never request latency.
+//!
+//! May use `engine`, `telemetry`, `verdict`, `config`, `audit` and `state`; never `access`,
+//! `gateway` or `runtime` (tests/layout.rs). The gateway calls it (`gateway/defence.rs`), the
+//! runtime starts it and serves its admin endpoints. Nothing here carries PHI: principals and
+//! patients are keyed fingerprints, alerts hold counts and gateway-made request ids only.
 
 mod baseline;
 mod containment;
 mod detector;
 mod incident;
+pub mod webhook;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,7 +47,7 @@ use crate::telemetry::Metrics;
 pub use baseline::{
     alerts, alpha, learn, threshold, threshold_with_peer, Baseline, Basis, Threshold,
 };
-pub use incident::Alert;
+pub use webhook::{Alert, Notifier};
 
 /// How often each replica copies the fleet's suspension list.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(500);
@@ -96,6 +103,8 @@ pub struct Defence {
     metrics: Metrics,
     gateway: String,
     suspensions: containment::Suspensions,
+    /// Where incident alerts go (`defence.webhook`), if anywhere.
+    notifier: Option<Notifier>,
     recent: Mutex<Recent>,
     /// Principal key → (window, high tier too) of the last incident this replica knows was
     /// raised; at most [`MAX_RECENT_PRINCIPALS`] (cleared when full: the store decides again).
@@ -122,13 +131,15 @@ pub enum DefenceError {
 
 impl Defence {
     /// Starts the detector on `store` and the thread that keeps this replica's copy of the
-    /// suspension list (ends with the `Defence`). `gateway` names this instance in incidents.
+    /// suspension list (ends with the `Defence`). `gateway` names this instance in incidents;
+    /// `notifier` delivers their alerts.
     pub fn start(
         settings: AnomalySettings,
         store: Arc<Store>,
         audit: Option<Arc<AuditLog>>,
         metrics: Metrics,
         gateway: String,
+        notifier: Option<Notifier>,
     ) -> Result<Arc<Defence>, DefenceError> {
         let d = Arc::new(Defence {
             settings,
@@ -137,6 +148,7 @@ impl Defence {
             metrics,
             gateway,
             suspensions: containment::Suspensions::default(),
+            notifier,
             recent: Mutex::new(Recent::default()),
             raised: Mutex::new(HashMap::new()),
         });

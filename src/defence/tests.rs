@@ -56,7 +56,7 @@ fn start(s: AnomalySettings, max_entries: usize) -> (Arc<Defence>, Metrics) {
         ..StateSettings::default()
     };
     let store = Store::start(&state, metrics.clone()).unwrap();
-    let d = Defence::start(s, store, None, metrics.clone(), "test".into()).unwrap();
+    let d = Defence::start(s, store, None, metrics.clone(), "test".into(), None).unwrap();
     (d, metrics)
 }
 

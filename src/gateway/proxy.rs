@@ -168,6 +168,11 @@ impl ProxyHttp for Gateway {
         }
         req.insert_header("x-forwarded-proto", "https")?;
         crate::gateway::identity::identity_headers(ctx, req)?;
+        if let Some(tag) = crate::gateway::policy::target_if_match(ctx) {
+            // The version the target check read: a version written since makes the upstream
+            // refuse the write (412) rather than apply it to a resource nobody checked.
+            req.insert_header(http::header::IF_MATCH, tag)?;
+        }
         // pingora accepts identical duplicate Content-Length values (two `2` lines, or
         // `2, 2`) and would forward them as received; strict servers refuse that with 400.
         // Forward exactly one. (Differing values never get here: pingora answers 400.)
@@ -580,6 +585,9 @@ pub struct Gateway {
     pub(super) state: Option<Arc<crate::state::Store>>,
     /// The process-global access-anomaly detector, when `defence.anomaly` is on.
     pub(super) defence: Option<Arc<crate::defence::Defence>>,
+    /// The gateway's own upstream connections: the read of a write's target
+    /// (`gateway/target.rs`), apart from pingora's pool for the proxied requests.
+    pub(super) connector: pingora::connectors::http::Connector,
 }
 
 impl Gateway {
@@ -592,6 +600,7 @@ impl Gateway {
             identity: None,
             state: None,
             defence: None,
+            connector: pingora::connectors::http::Connector::new(None),
         }
     }
 

@@ -63,6 +63,9 @@ pub enum StartError {
     /// The access-anomaly detector cannot be started (its refresher thread).
     #[error("defence: {0}")]
     Defence(#[from] crate::defence::DefenceError),
+    /// The alert notifier cannot be started (`defence.webhook`: its secret, CA, TLS client).
+    #[error("{0}")]
+    Webhook(#[from] crate::defence::webhook::WebhookError),
     /// `admin.token_file` cannot be read, or holds no token.
     #[error("admin.token_file {}: {source}", path.display())]
     AdminToken {
@@ -284,6 +287,21 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
         tracing::info!(backend = s.backend(), "shared state started");
         Some(s)
     };
+    // The notifier reads its secret and builds its TLS client now, before any listener.
+    let notifier = match &config.webhook {
+        Some(w) => {
+            let n = crate::defence::Notifier::start(w, &prepared.metrics)?;
+            tracing::info!(
+                format = w.format.as_str(),
+                "incident alert delivery started"
+            );
+            if config.anomaly.is_none() {
+                tracing::warn!("defence.webhook is set but defence.anomaly is off: no incident will be raised to deliver");
+            }
+            Some(n)
+        }
+        None => None,
+    };
     let defence = match (&config.anomaly, &state) {
         (Some(a), Some(shared)) => {
             // In memory the detector gets a store of its own (the same bound): its counters
@@ -300,6 +318,7 @@ pub fn run(prepared: Prepared, extra: Extra) -> Result<(), StartError> {
                 audit.clone(),
                 prepared.metrics.clone(),
                 instance_name(config.listen.address),
+                notifier,
             )?;
             tracing::info!(mode = ?a.mode, backend = store.backend(), "access-anomaly detection started");
             Some(d)

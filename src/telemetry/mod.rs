@@ -76,7 +76,7 @@ pub struct Metrics {
     /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
     /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
     /// `break_glass`, `access::policy::ResponseEscape::all()`, `response_too_large`,
-    /// `response_undecodable`).
+    /// `response_undecodable`, and the target check's `target_*` reasons).
     pub access_decisions: IntCounterVec,
     /// 1 while the state backend answers, by backend (`memory`, `redis`).
     pub state_backend_up: IntGaugeVec,
@@ -96,6 +96,10 @@ pub struct Metrics {
     pub anomaly_observations: IntCounterVec,
     /// `phi_gateway_principals_suspended`: principals this instance enforces a suspension on.
     pub principals_suspended: IntGauge,
+    /// `phi_gateway_alert_deliveries_total{format, result}`: incident alerts by webhook format
+    /// (`alertmanager`, `generic`) and result (`delivered`, `failed`: every attempt failed or
+    /// the receiver refused it, `dropped`: the delivery queue was full).
+    pub alert_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -316,6 +320,14 @@ impl Metrics {
         for event in ["started", "access", "refused"] {
             break_glass.with_label_values(&[event]);
         }
+        let alert_deliveries = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_alert_deliveries_total",
+                "Incident alerts sent by webhook, by format (alertmanager, generic) and result (delivered, failed, dropped: the delivery queue was full).",
+            ),
+            &["format", "result"],
+        )?;
+        registry.register(Box::new(alert_deliveries.clone()))?;
         registry.register(Box::new(jwks_refresh.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -366,6 +378,7 @@ impl Metrics {
             anomalies,
             anomaly_observations,
             principals_suspended,
+            alert_deliveries,
         })
     }
 

@@ -476,3 +476,58 @@ async fn the_principal_of_a_token_is_its_user_not_the_token() {
     assert_eq!(i["principal_kind"], "user");
     assert!(!i.to_string().contains("dr-token"), "{i}");
 }
+
+/// The binary delivers each incident to `defence.webhook`: one signed generic alert whose id
+/// is the incident record's, naming the principal's key and no user or patient.
+#[tokio::test]
+async fn an_incident_reaches_the_webhook_receiver_signed() {
+    use crate::webhook::{secret_in, Receiver};
+    use phi_gateway::defence::webhook::{read_secret, verify, SeenDeliveries};
+    early_in_the_window();
+    let rx = Receiver::start(false, &[]);
+    let secret = secret_in(rx.dir.path());
+    let up = RecordingUpstream::start();
+    let mut lines = defence("monitor", &[]);
+    lines.extend([
+        "  webhook:".to_string(),
+        "    format: generic".into(),
+        format!("    url: {}", rx.url()),
+        format!("    secret_file: \"{}\"", secret.display()),
+    ]);
+    let gw = gateway(&up, lines, false, Vec::new());
+    burst(&[&gw], Some("dr-hook"), CEILING + 3).await;
+    wait_for("the delivery", || !rx.received().is_empty());
+    wait_for("the delivered metric", || {
+        gw.metric(
+            "phi_gateway_alert_deliveries_total",
+            &[("format", "generic"), ("result", "delivered")],
+        ) == 1.0
+    });
+    thread::sleep(Duration::from_millis(300));
+    let got = rx.received();
+    assert_eq!(got.len(), 1, "one incident, one alert");
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let record = &incidents(&gw)[0]["incident"];
+    assert_eq!(body["id"], record["id"]);
+    assert_eq!(body["principal"], record["principal"]);
+    assert_eq!(body["signal"], "patient_requests");
+    assert_eq!(body["action"], "alert");
+    let text = body.to_string();
+    assert!(
+        !text.contains("dr-hook") && !text.contains("pat-"),
+        "{text}"
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = read_secret(&secret).unwrap();
+    verify(
+        &key,
+        &got[0].headers,
+        &got[0].body,
+        now,
+        &mut SeenDeliveries::new(16),
+    )
+    .expect("the alert's signature verifies");
+}

@@ -36,3 +36,5 @@ mod sessions;
 mod state;
 mod tls;
 mod upstream;
+mod webhook;
+mod write_target;
