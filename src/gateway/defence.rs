@@ -195,6 +195,9 @@ impl Gateway {
             peer: peer_role(ctx).map(|role| keyer.principal("role", &[role])),
             request_id: ctx.request_id.clone(),
         };
+        if !(obs.patient_data || obs.patient.is_some() || obs.blocked) {
+            return; // nothing to count: no task
+        }
         tokio::spawn(async move { d.observe(obs).await });
     }
 }
