@@ -1,6 +1,8 @@
-//! Shared state: what one gateway must know about another's traffic. Sessions now (automatic
-//! logoff, issue 11 §5); issue 12's counters in fixed sub-windows, distinct-value estimates and
-//! the suspension list later, on the same [`Store`].
+//! Shared state: what one gateway must know about another's traffic: sessions (automatic
+//! logoff, issue 11 §5), break-glass boxes, and the access-anomaly detector's counters in fixed
+//! sub-windows, distinct-value estimates, versioned baselines and the suspension list (issue
+//! 12, `crate::defence`), on the same [`Store`]. [`Store::batch`] sends what one request
+//! counts as one pipeline.
 //!
 //! Two backends behind one type, chosen by `state.backend` in gateway.yaml:
 //! - `memory` (one instance): a map bounded by `state.max_entries`. When it is full the entry
