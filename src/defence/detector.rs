@@ -109,6 +109,11 @@ impl Defence {
                     .anomaly_observations
                     .with_label_values(&["counted"])
                     .inc();
+                if self.store.backend() == "memory" {
+                    self.metrics
+                        .anomaly_memory_entries
+                        .set(self.store.local_entries() as i64);
+                }
                 if !hits.is_empty() {
                     self.raise(&obs, clock, hits, now).await;
                 }

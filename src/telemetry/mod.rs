@@ -96,6 +96,9 @@ pub struct Metrics {
     pub anomaly_observations: IntCounterVec,
     /// `phi_gateway_principals_suspended`: principals this instance enforces a suspension on.
     pub principals_suspended: IntGauge,
+    /// `phi_gateway_anomaly_memory_entries`: keys the detector's memory store holds (at most
+    /// `state.max_entries`; 0 with Redis).
+    pub anomaly_memory_entries: IntGauge,
     /// `phi_gateway_alert_deliveries_total{format, result}`: incident alerts by webhook format
     /// (`alertmanager`, `generic`) and result (`delivered`, `failed`: every attempt failed or
     /// the receiver refused it, `dropped`: the delivery queue was full).
@@ -308,6 +311,11 @@ impl Metrics {
         registry.register(Box::new(anomalies.clone()))?;
         registry.register(Box::new(anomaly_observations.clone()))?;
         registry.register(Box::new(principals_suspended.clone()))?;
+        let anomaly_memory_entries = IntGauge::new(
+            "phi_gateway_anomaly_memory_entries",
+            "Keys the access-anomaly detector's in-memory store holds (bounded by state.max_entries; 0 with Redis).",
+        )?;
+        registry.register(Box::new(anomaly_memory_entries.clone()))?;
         for signal in ["patient_requests", "distinct_patients", "blocked"] {
             for action in ["alert", "suspend"] {
                 anomalies.with_label_values(&[signal, action]);
@@ -378,6 +386,7 @@ impl Metrics {
             anomalies,
             anomaly_observations,
             principals_suspended,
+            anomaly_memory_entries,
             alert_deliveries,
         })
     }

@@ -531,3 +531,40 @@ async fn an_incident_reaches_the_webhook_receiver_signed() {
     )
     .expect("the alert's signature verifies");
 }
+
+/// One instance without Redis: the detector's memory stays within `state.max_entries` however
+/// many principals it counts, and every request is still served.
+#[tokio::test]
+async fn the_memory_store_stays_bounded_with_many_principals() {
+    let up = RecordingUpstream::start();
+    let gw = gateway(
+        &up,
+        defence("monitor", &[]),
+        false,
+        vec!["  max_entries: 300".into()],
+    );
+    let c = gw.client(false);
+    for i in 0..1_500 {
+        let r = c
+            .get(gw.url(&format!("/fhir/Patient/pat-{i}")))
+            .header(AUDIT, "anomaly-bound")
+            .header(USER, format!("user-{i}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 200, "request {i}");
+    }
+    wait_for("every request counted", || {
+        gw.metric(
+            "phi_gateway_anomaly_observations_total",
+            &[("result", "counted")],
+        ) >= 1_500.0
+    });
+    let entries = gw.metric("phi_gateway_anomaly_memory_entries", &[]);
+    assert!(entries > 0.0 && entries <= 300.0, "{entries} keys held");
+    assert_eq!(
+        anomalies(&[&gw], "alert"),
+        0.0,
+        "1,500 principals of one read each"
+    );
+}
