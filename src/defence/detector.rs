@@ -231,13 +231,14 @@ impl Defence {
         let hits = observed
             .into_iter()
             .filter_map(|(s, observed)| {
-                let b = baseline_of(s.signal);
-                let t = baseline::threshold_with_peer(
-                    &self.settings,
-                    &s,
-                    &b,
-                    peer_of(s.signal).as_ref(),
-                );
+                let own = baseline_of(s.signal);
+                let peer = peer_of(s.signal);
+                let t = baseline::threshold_with_peer(&self.settings, &s, &own, peer.as_ref());
+                // The incident reports the baseline that judged: the role's in a peer judgement.
+                let b = match (t.basis, peer) {
+                    (baseline::Basis::PeerGroup, Some(p)) => p,
+                    _ => own,
+                };
                 baseline::alerts(observed, &t).then_some(Hit {
                     signal: s.signal,
                     observed,
