@@ -75,6 +75,7 @@ impl ProxyHttp for Gateway {
             policy: None,
             holdback: None,
             session: None,
+            leak: None,
         }
     }
 
@@ -108,6 +109,8 @@ impl ProxyHttp for Gateway {
                 Reason::AuditUnavailable
             }
             None => {
+                // Armed after the policy, so a compartment check goes first (`holdback::arm`).
+                crate::gateway::leak::arm_guard(ctx);
                 // A body that will be held back is pending from the start: the upstream could
                 // answer before the first body byte arrives (see `response_filter`).
                 ctx.body_pending = !session.is_body_empty()
@@ -571,13 +574,19 @@ pub struct Gateway {
     pub(super) identity: Option<Arc<crate::access::identity::Verifier>>,
     /// The process-global shared state (sessions), when tokens are checked.
     pub(super) state: Option<Arc<crate::state::Store>>,
+    /// The response bytes held back across all requests (`limits.response_hold_budget_bytes`).
+    pub(super) hold_budget: Arc<crate::gateway::holdback::HoldBudget>,
 }
 
 impl Gateway {
     /// Creates the proxy over a swappable snapshot.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Self {
+        let hold_budget = Arc::new(crate::gateway::holdback::HoldBudget::new(
+            metrics.response_held_bytes.clone(),
+        ));
         Self {
             snapshot,
+            hold_budget,
             metrics,
             audit: None,
             identity: None,

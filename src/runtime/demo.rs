@@ -259,6 +259,7 @@ routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    
 /// identical to the files in `rules/`.
 pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ("contact.yaml", include_str!("../../rules/contact.yaml")),
+    ("errors.yaml", include_str!("../../rules/errors.yaml")),
     ("financial.yaml", include_str!("../../rules/financial.yaml")),
     (
         "identifiers.yaml",
