@@ -663,3 +663,68 @@ impl Gateway {
         Ok(status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1,000 concurrent error answers at the leak guard's default cap (512 KiB) against the
+    /// default budget (64 MiB): only 128 are held at once, the others are treated as over the
+    /// cap, and every byte comes back.
+    #[test]
+    fn the_budget_bounds_the_bytes_held_across_requests() {
+        let budget = Arc::new(HoldBudget::default());
+        let (cap, limit) = (512 * 1024, 64 * 1024 * 1024);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let b = budget.clone();
+                std::thread::spawn(move || (0..125).filter(|_| b.try_reserve(cap, limit)).count())
+            })
+            .collect();
+        let held: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+        assert_eq!(held, 128);
+        assert_eq!(budget.held(), limit);
+        assert!(!budget.try_reserve(1, limit));
+        for _ in 0..held {
+            budget.release(cap);
+        }
+        assert_eq!(budget.held(), 0);
+    }
+
+    /// Dropping a hold-back (the request ended, however) gives its bytes back.
+    #[test]
+    fn a_dropped_holdback_returns_its_bytes() {
+        let budget = Arc::new(HoldBudget::default());
+        let mut slot = None;
+        arm(&mut slot, Check::Leak, Mode::Enforce, 1024);
+        arm(&mut slot, Check::Compartment, Mode::Monitor, 4096);
+        let mut hb = slot.expect("armed");
+        assert_eq!(
+            hb.checks[0].check,
+            Check::Compartment,
+            "the compartment check first"
+        );
+        assert_eq!(hb.mode(), Mode::Enforce, "held when any check enforces");
+        assert!(budget.try_reserve(700, 1 << 20));
+        hb.reserved = 700;
+        hb.budget = Some(budget.clone());
+        drop(hb);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn header_verdicts() {
+        let v = |c, s, bodyless, over| header_verdict(c, s, bodyless, over);
+        assert_eq!(v(Check::Leak, 500, true, false), Some(Verdict::Release));
+        assert_eq!(v(Check::Leak, 500, false, true), Some(Verdict::TOO_LARGE));
+        assert_eq!(v(Check::Leak, 500, false, false), None);
+        assert!(matches!(
+            v(Check::Compartment, 200, true, false),
+            Some(Verdict::Refuse { .. })
+        ));
+        assert_eq!(
+            v(Check::Compartment, 304, true, false),
+            Some(Verdict::Release)
+        );
+    }
+}
