@@ -584,6 +584,17 @@ impl Gateway {
         let hold_budget = Arc::new(crate::gateway::holdback::HoldBudget::new(
             metrics.response_held_bytes.clone(),
         ));
+        // The guarded routes' leak series exist from the start, so a leak alert has a
+        // baseline of 0 (routes a reload adds appear with their first leak).
+        for route in &snapshot.load().config.routes {
+            if route.response_guard.mode != Mode::Off {
+                for action in ["block", "would_block"] {
+                    metrics
+                        .response_leaks
+                        .with_label_values(&[route.name.as_str(), action]);
+                }
+            }
+        }
         Self {
             snapshot,
             hold_budget,
