@@ -243,8 +243,21 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let records = audit_records(&data.join("audit"));
-    // Seven banner commands, the break-glass start record and its request's, the own read.
-    assert_eq!(records.len(), 10, "{records:#?}");
+    // Eight banner commands, the break-glass start record and its request's, the own read.
+    assert_eq!(records.len(), 11, "{records:#?}");
+    // The withheld stack trace: the leak guard's record names the rules, not the text.
+    let leak = records
+        .iter()
+        .find(|r| r["audit_header"] == "demo-ticket-9")
+        .unwrap_or_else(|| panic!("no record of the stack trace request: {records:#?}"));
+    assert_eq!(leak["reason"], "response_leak_blocked", "{leak}");
+    assert_eq!(leak["response_leak"]["action"], "block", "{leak}");
+    let rules = leak["response_leak"]["findings"].to_string();
+    assert!(
+        rules.contains("java-stack-trace") && rules.contains("us-ssn"),
+        "{leak}"
+    );
+    assert!(!leak.to_string().contains("536-22-1234"), "{leak}");
     assert_eq!(
         records[7]["access"]["break_glass"]["event"], "started",
         "{records:#?}"
