@@ -425,7 +425,8 @@ impl Gateway {
             }
         }
         let refused = hb.refused();
-        if !end_of_stream && !refused && !(hb.truncated && hb.all_decided()) {
+        let done = end_of_stream || refused || (hb.truncated && hb.all_decided());
+        if !done {
             return Ok(());
         }
         hb.collecting = false;
