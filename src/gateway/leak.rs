@@ -46,13 +46,17 @@ const LEAK: Verdict = Verdict::Refuse {
     why: "response_leak",
 };
 
-/// Arms the leak guard on a request its route guards. Its mode is capped by the route's mode
-/// (a monitor route never blocks, docs/operations.md).
-pub(super) fn arm_guard(ctx: &mut Ctx) {
+/// Arms the leak guard on an answer with a final `status` its route's guard scans (after a
+/// compartment check armed by the policy, which goes first). Its mode is capped by the
+/// route's mode (a monitor route never blocks, docs/operations.md).
+pub(super) fn arm_guard(ctx: &mut Ctx, status: u16) {
     let Some(route) = ctx.route() else {
         return;
     };
     let guard = &route.response_guard;
+    if !guard.scans(status) {
+        return;
+    }
     let mode = guard.mode.within(route.mode);
     if mode == Mode::Off {
         return;

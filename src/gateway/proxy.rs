@@ -109,8 +109,6 @@ impl ProxyHttp for Gateway {
                 Reason::AuditUnavailable
             }
             None => {
-                // Armed after the policy, so a compartment check goes first (`holdback::arm`).
-                crate::gateway::leak::arm_guard(ctx);
                 // A body that will be held back is pending from the start: the upstream could
                 // answer before the first body byte arrives (see `response_filter`).
                 ctx.body_pending = !session.is_body_empty()
@@ -336,6 +334,9 @@ impl ProxyHttp for Gateway {
             ));
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // The leak guard is armed here, once the status is known: an answer it does not scan
+        // (every 2xx by default) costs nothing.
+        crate::gateway::leak::arm_guard(ctx, resp.status.as_u16());
         // A response held back for a check is recorded when it is decided on.
         if ctx.holdback.is_some() && !self.hold_response_header(session, resp, ctx)? {
             return Ok(());

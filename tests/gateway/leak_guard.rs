@@ -318,6 +318,21 @@ async fn monitor_passes_the_body_and_records_would_block() {
         &[("route", "monitor"), ("action", "would_block")],
         2.0,
     );
+
+    // `include_2xx` (monitor only): a 200 is scanned with the error signatures alone, never
+    // the PHI rules (its body is the resource asked for), and passes unchanged.
+    let gw = gateway(&up, &["mode: monitor", "include_2xx: true"]);
+    let (s, h, body) = get(&gw, false, "/fhir/ok/ok").await;
+    assert_eq!((s, body), (200, java_trace()));
+    let id = header(&h, "x-request-id").expect("request id").to_string();
+    let rec = record_of(&gw, &id);
+    assert_eq!(rec["decision"], "would_block", "{rec}");
+    let rules = rec["response_leak"]["findings"].to_string();
+    assert!(rules.contains("java-stack-trace"), "{rec}");
+    assert!(
+        !rules.contains("us-ssn"),
+        "PHI rules do not run on a 2xx: {rec}"
+    );
 }
 
 /// Clean error bodies and 2xx answers pass unchanged: a FHIR 404 OperationOutcome, a plain
