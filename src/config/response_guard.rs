@@ -33,7 +33,7 @@ pub(super) struct RawResponseGuard {
     #[serde(default)]
     mode: Option<Spanned<Mode>>,
     #[serde(default)]
-    statuses: Option<Vec<Spanned<RawStatus>>>,
+    statuses: Option<Spanned<Vec<Spanned<RawStatus>>>>,
     #[serde(default)]
     include_2xx: Option<Spanned<bool>>,
     #[serde(default)]
@@ -110,18 +110,16 @@ pub(super) fn validate_response_guard(
     let mode = raw.mode.as_ref().map_or(Mode::Enforce, |m| m.value);
     let statuses = match &raw.statuses {
         None => vec![DEFAULT_STATUSES],
-        Some(list) if list.is_empty() => {
-            return Err(SourceError::new(
+        Some(list) if list.value.is_empty() => {
+            return Err(list.error(
                 file,
-                0,
-                0,
-                at("statuses"),
-                "lists at least one status; to switch the guard off use `mode: off`",
+                &at("statuses"),
+                "lists at least one status; to switch the guard off use `mode: off`".into(),
             ))
         }
         Some(list) => {
-            let mut out = Vec::with_capacity(list.len());
-            for (i, s) in list.iter().enumerate() {
+            let mut out = Vec::with_capacity(list.value.len());
+            for (i, s) in list.value.iter().enumerate() {
                 let range = parse_status(&s.value)
                     .map_err(|m| s.error(file, &format!("{}[{i}]", at("statuses")), m))?;
                 out.push(range);

@@ -221,6 +221,7 @@ impl Gateway {
         let rules = join(&|f| f.rule.clone());
         let locations = join(&|f| f.location.clone());
         let lengths = join(&|f| f.length.to_string());
+        let fingerprints = join(&|f| f.fingerprint.clone().unwrap_or_default());
         let why = match verdict {
             Verdict::Refuse { why, .. } => why,
             Verdict::Release => "",
@@ -235,6 +236,7 @@ impl Gateway {
             rules = %rules,
             locations = %locations,
             lengths = %lengths,
+            fingerprints = %fingerprints,
             "response leak guard"
         );
     }
