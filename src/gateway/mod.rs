@@ -22,6 +22,7 @@ mod proxy;
 mod record;
 mod session;
 mod snapshot;
+mod target;
 pub mod tls;
 
 pub use deadline::HeadDeadline;

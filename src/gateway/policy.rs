@@ -52,6 +52,7 @@ use crate::gateway::ctx::Ctx;
 use crate::gateway::holdback::{arm, Check, Verdict};
 use crate::gateway::identity::AccessDecision;
 use crate::gateway::proxy::Gateway;
+use crate::gateway::target::TargetCheck;
 use crate::verdict::Reason;
 
 /// The challenge of a policy refusal (RFC 6750 §3.1). The realm is the fixed one of the 401s:
@@ -81,6 +82,8 @@ pub(super) struct PolicyState {
     response_reason: Option<&'static str>,
     /// Break-glass, when the request asked for it ([`super::break_glass`]).
     pub(super) break_glass: Option<BreakGlassState>,
+    /// What the read of a write's target found ([`super::target`]), when one was made.
+    target: Option<TargetCheck>,
 }
 
 /// The policy reason of a request allowed by break-glass (audit record and counter).
@@ -120,7 +123,8 @@ fn purpose_of_use(claims: &serde_json::Map<String, serde_json::Value>) -> Option
 }
 
 /// The gateway's answer to a decision, if it refuses (in enforce) or would (in monitor).
-fn refusal(d: &Decision) -> Option<Reason> {
+/// `target` is what the read of a write's target found, if it was made.
+fn refusal(d: &Decision, target: Option<&TargetCheck>) -> Option<Reason> {
     if !d.allow {
         // `Reason::answer()`: `bad_request` for a request that is no FHIR interaction,
         // `insufficient_scope` for every access denial.
@@ -129,9 +133,41 @@ fn refusal(d: &Decision) -> Option<Reason> {
             _ => Reason::InsufficientScope,
         });
     }
-    // A response check is made on the held-back answer (`super::holdback`); the check of a
-    // write's target is not built: such a decision is not forwarded.
-    (d.post_check == PostCheck::Target).then_some(Reason::CompartmentCheckUnavailable)
+    // A response check is made on the held-back answer (`super::holdback`); a write's
+    // target was read in `check_policy` (`super::target`), or could not be: such a write is
+    // not forwarded unchecked.
+    if d.post_check != PostCheck::Target {
+        return None;
+    }
+    match target {
+        Some(t) if t.passes() => None,
+        Some(TargetCheck::Outside) => Some(Reason::InsufficientScope),
+        _ => Some(Reason::CompartmentCheckUnavailable),
+    }
+}
+
+/// The policy reason of a write refused by its target check, if it was.
+fn target_label(s: &PolicyState) -> Option<&'static str> {
+    let d = s.decision.as_ref()?;
+    if d.post_check != PostCheck::Target || s.refusal.is_none() {
+        return None;
+    }
+    Some(match &s.target {
+        Some(t) => t.reason(),
+        None => CHECK_UNAVAILABLE,
+    })
+}
+
+/// The `If-Match` a forwarded write carries: the version its target check read.
+pub(super) fn target_if_match(ctx: &Ctx) -> Option<&str> {
+    let s = ctx.policy.as_ref()?;
+    if s.refusal.is_some() {
+        return None;
+    }
+    match &s.target {
+        Some(TargetCheck::Inside { if_match }) => if_match.as_deref(),
+        _ => None,
+    }
 }
 
 /// Whether the request's body still has to be held back for the policy.
@@ -157,11 +193,13 @@ pub(super) fn policy_input(ctx: &Ctx) -> Option<PolicyInput> {
     let s = ctx.policy.as_ref()?;
     let d = s.decision.as_ref();
     Some(PolicyInput {
-        reason: d.map(|d| match (s.refusal, s.response_reason) {
-            _ if s.break_glass.as_ref().is_some_and(BreakGlassState::granted) => BREAK_GLASS,
-            (Some(Reason::CompartmentCheckUnavailable), _) => CHECK_UNAVAILABLE,
-            (_, Some(why)) => why,
-            _ => d.reason.as_str(),
+        reason: d.map(|d| {
+            let granted = s.break_glass.as_ref().is_some_and(BreakGlassState::granted);
+            match (target_label(s), s.response_reason) {
+                _ if granted => BREAK_GLASS,
+                (Some(why), _) | (None, Some(why)) => why,
+                (None, None) => d.reason.as_str(),
+            }
         }),
         post_check: d
             .filter(|d| d.post_check != PostCheck::None)
@@ -223,6 +261,7 @@ impl Gateway {
             refusal: None,
             response_reason: None,
             break_glass: None,
+            target: None,
         };
         let mode = route.access.mode;
         let Some(policy) = snapshot.policy.as_deref() else {
@@ -248,7 +287,38 @@ impl Gateway {
             Err(_) => Decision::deny(PolicyReason::MalformedRequest),
         };
         let body_decides = has_body && matches!(method, "POST" | "PUT");
-        if body_decides && (d.allow || !final_without_body(d.reason)) {
+        let pending = body_decides && (d.allow || !final_without_body(d.reason));
+        // A write by id under patient binding: read its target now, before the write's own
+        // upstream connection (`super::target`). A PUT's binding shows only with its body,
+        // but its URL-only decision already says whether one is possible (a denial waiting
+        // for body evidence; a `user/` scope allows at once and needs no read).
+        if d.post_check == PostCheck::Target || (pending && !d.allow) {
+            let target = std::str::from_utf8(req.raw_path()).ok().and_then(|t| {
+                policy.write_target(&AccessRequest {
+                    method,
+                    target: t,
+                    base: &route.access.fhir_base,
+                    body: None,
+                    if_none_exist: state.if_none_exist,
+                })
+            });
+            if let (Some(target), Some(patient)) = (target, state.subject.patient.clone()) {
+                state.target = Some(
+                    self.check_write_target(session, ctx, policy, &target, &patient)
+                        .await,
+                );
+            }
+        }
+        // A target that refuses the write refuses it whatever the body holds: decide now,
+        // before pingora writes the request head upstream (pingora#343).
+        let (d, pending) = match &state.target {
+            Some(t) if pending && !d.allow && !t.passes() => (
+                Decision::allow(PostCheck::Target, state.subject.patient.clone()),
+                false,
+            ),
+            _ => (d, pending),
+        };
+        if pending {
             state.pending = true;
             ctx.policy = Some(state);
             return None;
@@ -324,10 +394,13 @@ impl Gateway {
     /// outcome by the route's access mode. Returns the reason when the request must be
     /// refused now (enforce).
     fn settle(&self, ctx: &mut Ctx, mode: Mode, d: Decision) -> Option<Reason> {
-        let refused = refusal(&d);
+        let target = ctx.policy.as_ref().and_then(|p| p.target.as_ref());
+        let refused = refusal(&d, target);
         let enforce = mode == Mode::Enforce;
         let label = match refused {
-            Some(Reason::CompartmentCheckUnavailable) => CHECK_UNAVAILABLE,
+            Some(_) if d.allow && d.post_check == PostCheck::Target => {
+                target.map_or(CHECK_UNAVAILABLE, TargetCheck::reason)
+            }
             None if by_break_glass(ctx) => BREAK_GLASS,
             _ => d.reason.as_str(),
         };
@@ -490,28 +563,43 @@ mod tests {
     fn refusals_map_to_the_clients_reason() {
         let deny = |r| Decision::deny(r);
         assert_eq!(
-            refusal(&deny(PolicyReason::Compartment(Escape::OtherPatient))),
+            refusal(&deny(PolicyReason::Compartment(Escape::OtherPatient)), None),
             Some(Reason::InsufficientScope)
         );
         assert_eq!(
-            refusal(&deny(PolicyReason::UnknownResourceType)),
+            refusal(&deny(PolicyReason::UnknownResourceType), None),
             Some(Reason::BadRequest)
         );
         assert_eq!(
-            refusal(&Decision::allow(PostCheck::None, None)),
+            refusal(&Decision::allow(PostCheck::None, None), None),
             None,
             "a plain allow is forwarded"
         );
         assert_eq!(
-            refusal(&Decision::allow(PostCheck::Response, Some("p".into()))),
+            refusal(
+                &Decision::allow(PostCheck::Response, Some("p".into())),
+                None
+            ),
             None,
             "forwarded with its response held back for the check"
         );
+        let target = Decision::allow(PostCheck::Target, Some("p".into()));
         assert_eq!(
-            refusal(&Decision::allow(PostCheck::Target, Some("p".into()))),
+            refusal(&target, None),
             Some(Reason::CompartmentCheckUnavailable),
-            "a target check the gateway cannot make is never skipped"
+            "a target check that was not made is never skipped"
         );
+        for (found, refused) in [
+            (TargetCheck::Inside { if_match: None }, None),
+            (TargetCheck::Absent, None),
+            (TargetCheck::Outside, Some(Reason::InsufficientScope)),
+            (
+                TargetCheck::Unavailable("target_read_failed"),
+                Some(Reason::CompartmentCheckUnavailable),
+            ),
+        ] {
+            assert_eq!(refusal(&target, Some(&found)), refused, "{found:?}");
+        }
     }
 
     #[test]

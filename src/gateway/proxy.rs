@@ -164,6 +164,11 @@ impl ProxyHttp for Gateway {
         }
         req.insert_header("x-forwarded-proto", "https")?;
         crate::gateway::identity::identity_headers(ctx, req)?;
+        if let Some(tag) = crate::gateway::policy::target_if_match(ctx) {
+            // The version the target check read: a version written since makes the upstream
+            // refuse the write (412) rather than apply it to a resource nobody checked.
+            req.insert_header(http::header::IF_MATCH, tag)?;
+        }
         // pingora accepts identical duplicate Content-Length values (two `2` lines, or
         // `2, 2`) and would forward them as received; strict servers refuse that with 400.
         // Forward exactly one. (Differing values never get here: pingora answers 400.)
@@ -577,6 +582,9 @@ pub struct Gateway {
     pub(super) state: Option<Arc<crate::state::Store>>,
     /// The response bytes held back across all requests (`limits.response_hold_budget_bytes`).
     pub(super) hold_budget: Arc<crate::gateway::holdback::HoldBudget>,
+    /// The gateway's own upstream connections: the read of a write's target
+    /// (`gateway/target.rs`), apart from pingora's pool for the proxied requests.
+    pub(super) connector: pingora::connectors::http::Connector,
 }
 
 impl Gateway {
@@ -603,6 +611,7 @@ impl Gateway {
             audit: None,
             identity: None,
             state: None,
+            connector: pingora::connectors::http::Connector::new(None),
         }
     }
 

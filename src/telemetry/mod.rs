@@ -80,7 +80,7 @@ pub struct Metrics {
     /// Access policy decisions, by decision (`allow`, `deny`, `would_deny`) and the policy's
     /// reason (a fixed set: `access::policy::Reason::all()`, `compartment_check_unavailable`,
     /// `break_glass`, `access::policy::ResponseEscape::all()`, `response_too_large`,
-    /// `response_undecodable`).
+    /// `response_undecodable`, and the target check's `target_*` reasons).
     pub access_decisions: IntCounterVec,
     /// 1 while the state backend answers, by backend (`memory`, `redis`).
     pub state_backend_up: IntGaugeVec,

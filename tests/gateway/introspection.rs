@@ -321,3 +321,52 @@ async fn an_unavailable_endpoint_fails_closed_with_503() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(up.requests().len(), 1);
 }
+
+/// `n` concurrent GETs with `token` (each on its own connection); their statuses.
+async fn concurrent_gets(gw: &Gateway, token: &str, n: usize) -> Vec<u16> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, url) = (gw.client(false), gw.url("/fhir/Patient/a"));
+        let auth = format!("Bearer {token}");
+        set.spawn(async move {
+            client
+                .get(url)
+                .header(AUDIT, "identity-test")
+                .header("authorization", auth)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap_or(0));
+    }
+    out
+}
+
+/// Concurrent first requests with one new opaque token share a single introspection (a slow
+/// endpoint makes them overlap): the endpoint is asked once, every request gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_uses_of_a_token_share_one_introspection() {
+    let up = RecordingUpstream::start();
+    let ix = Introspector::start();
+    let token = "opaque-concurrent-9Qx2LmT";
+    ix.answer(token, active("nurse-23"));
+    *ix.status.lock().unwrap() = (0, Duration::from_millis(400));
+    let gw = ix.gateway(&up);
+    let statuses = concurrent_gets(&gw, token, 12).await;
+    assert_eq!(statuses, vec![200; 12]);
+    assert_eq!(
+        ix.calls(),
+        1,
+        "one introspection for 12 concurrent requests"
+    );
+    // A refusal is shared the same way, and not remembered after it.
+    let unknown = "opaque-never-issued-4Kd8";
+    assert_eq!(concurrent_gets(&gw, unknown, 6).await, vec![401; 6]);
+    assert_eq!(ix.calls(), 2);
+    assert_eq!(concurrent_gets(&gw, unknown, 1).await, vec![401]);
+    assert_eq!(ix.calls(), 3, "an inactive answer is not cached");
+}

@@ -36,3 +36,4 @@ mod sessions;
 mod state;
 mod tls;
 mod upstream;
+mod write_target;

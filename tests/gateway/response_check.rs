@@ -51,7 +51,13 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 /// A raw HTTP/1.1 response: `Content-Length` framing, or chunked in two chunks.
-fn response(status: &str, ctype: &str, extra: &str, body: &[u8], chunked: bool) -> Vec<u8> {
+pub(crate) fn response(
+    status: &str,
+    ctype: &str,
+    extra: &str,
+    body: &[u8],
+    chunked: bool,
+) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\n{extra}").into_bytes();
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
@@ -170,7 +176,7 @@ fn ehr() -> RecordingUpstream {
     })
 }
 
-fn gateway(up: &RecordingUpstream, jwks: &JwksServer, mode: &str) -> Gateway {
+pub(crate) fn gateway(up: &RecordingUpstream, jwks: &JwksServer, mode: &str) -> Gateway {
     let mut o = GatewayOpts::new(up.addr());
     o.access = access_lines(jwks, &[]);
     o.access

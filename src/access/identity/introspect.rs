@@ -12,13 +12,20 @@
 //! steady state is a hash and a lookup; an inactive one is not cached (it may be activated,
 //! and a cache of refusals keyed by client-chosen strings would be a client-filled memory).
 //!
+//! Concurrent requests with the same token not yet cached share one introspection
+//! (single-flight): a burst of a new session's first requests costs the endpoint one call,
+//! not one per request. Its outcome, refusals included, is handed to every waiter and then
+//! forgotten.
+//!
 //! Failures are typed: `inactive` (401 `token_invalid`) and `introspection_unavailable`
 //! (503: the endpoint did not answer in time, or not with 200 and JSON; the gateway cannot
 //! judge the token and fails closed). Nothing of the token or the answer is logged.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
 
 use super::{claims, now_unix, token_hash, TokenError, VerifiedToken, Verifier};
 use crate::config::JwksSource;
@@ -26,10 +33,16 @@ use crate::config::JwksSource;
 /// The largest introspection answer read (a claims object; real ones are well under 4 KiB).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// One introspection in flight, shared by every request waiting for the same token.
+type Flight = Arc<OnceCell<Result<Arc<VerifiedToken>, TokenError>>>;
+
 /// An introspection issuer's client and credentials, set once at start.
 pub(super) struct Introspector {
     pub(super) client: reqwest::Client,
     pub(super) secret: String,
+    /// Introspections in flight, by token hash. An entry lives only while its call runs, so
+    /// the map holds at most one entry per concurrent request.
+    inflight: Mutex<HashMap<[u8; 32], Flight>>,
 }
 
 impl Introspector {
@@ -47,7 +60,11 @@ impl Introspector {
                 secret_file.display()
             ));
         }
-        Ok(Introspector { client, secret })
+        Ok(Introspector {
+            client,
+            secret,
+            inflight: Mutex::new(HashMap::new()),
+        })
     }
 }
 
@@ -61,8 +78,36 @@ impl Verifier {
     }
 
     /// Asks issuer `i`'s endpoint about `token` and, if it is active and its claims pass,
-    /// caches and returns it.
+    /// caches and returns it. Concurrent calls for one token share one request.
     pub(super) async fn introspect(
+        &self,
+        i: usize,
+        token: &str,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        let Some(ix) = self.issuers.get(i).and_then(|s| s.introspector.get()) else {
+            return Err(TokenError::IntrospectionUnavailable);
+        };
+        let hash = token_hash(token);
+        let flight = match ix.inflight.lock() {
+            Ok(mut map) => map.entry(hash).or_default().clone(),
+            // A poisoned map only loses the sharing, never the check.
+            Err(_) => Flight::default(),
+        };
+        let result = flight
+            .get_or_init(|| self.introspect_once(i, token))
+            .await
+            .clone();
+        if let Ok(mut map) = ix.inflight.lock() {
+            // Only this flight's own entry: a later one for the same token may have replaced it.
+            if map.get(&hash).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                map.remove(&hash);
+            }
+        }
+        result
+    }
+
+    /// One introspection request and its judgement.
+    async fn introspect_once(
         &self,
         i: usize,
         token: &str,

@@ -31,6 +31,7 @@ mod load;
 mod model;
 mod response;
 mod selftest;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,7 @@ pub use model::{
 };
 pub use response::ResponseEscape;
 pub use selftest::{PolicyLint, PolicyTestFailure};
+pub use target::{TargetEscape, WriteTarget};
 
 use crate::access::compartment::Escape;
 
