@@ -5,10 +5,11 @@
 //! [`crate::access::policy::Policy::check_response`], called from `gateway/policy.rs`), and
 //! the response leak guard ([`Check::Leak`], issue 12 §2, `gateway/leak.rs`), which scans
 //! error bodies for PHI and error signatures. A request can carry both; the compartment check
-//! comes first ([`arm`]) and the first refusal of a check in enforce mode decides. Each check
-//! says at the header which final statuses it holds (the compartment check every one, the
-//! leak guard its route's `response_guard.statuses`): an answer no check holds streams
-//! untouched, and the header is the first moment the status is known.
+//! comes first ([`arm`]: the policy arms it with the request, the leak guard is armed at the
+//! response header, `leak::arm_guard`) and the first refusal of a check in enforce mode
+//! decides. Each check says at the header which final statuses it holds (the compartment check
+//! every one, the leak guard its route's `response_guard.statuses`): an answer no check holds
+//! streams untouched, and the header is the first moment the status is known.
 //!
 //! **Memory.** Each check has a cap (`access.response_hold_bytes`, `response_guard.max_bytes`)
 //! and all held bodies together share one budget (`limits.response_hold_budget_bytes`,
@@ -22,8 +23,8 @@
 //! header pingora goes on to write is replaced by an informational `103`, which the downstream
 //! session is told to drop (`set_ignore_info_resp`; HTTP/2 drops every 1xx anyway): the client
 //! receives nothing, and pingora still considers no response written. Body chunks are taken
-//! out of the pipeline (`None`), collected up to `access.response_hold_bytes`, and at the end
-//! of the body the check decides. Either way `response_body_filter` then ends the proxying
+//! out of the pipeline (`None`), collected up to the checks' caps, and at the end of the body
+//! the checks decide. Either way `response_body_filter` then ends the proxying
 //! with an error of the [`HELD`] type, and `fail_to_proxy` — the one place pingora lets a
 //! filter write a response of its own after the upstream answered — writes the kept header
 //! with the body (Content-Length set to what is released, chunked framing dropped) or our
@@ -32,8 +33,8 @@
 //! last one arrived, and the client connection closes after a held response (pingora's error
 //! path does not hand it back for keep-alive).
 //!
-//! **Monitor mode** holds nothing: the response streams as usual and a copy (up to the cap)
-//! is judged at its end, recorded as `would_deny` with the reason; the audit record is then
+//! **Monitor mode** (every armed check in monitor) holds nothing: the response streams as
+//! usual and a copy (up to the cap) is judged at its end, recorded with the reason; the audit record is then
 //! written when the request ends (not before the response is released, as elsewhere).
 //!
 //! **Bodyless answers** (HEAD, 204, 304, `Content-Length: 0`) are decided from the header: a
