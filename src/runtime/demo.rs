@@ -479,6 +479,34 @@ mod tests {
         );
     }
 
+    /// The page `x-demo-fail: stacktrace` gets is one the default pack, scanned as a response,
+    /// flags twice over: the stack trace and the SSN it quotes.
+    #[test]
+    fn the_failing_page_is_a_leak_the_default_pack_sees() {
+        let page = stack_trace_page();
+        assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let dir = tempfile::tempdir().unwrap();
+        write_default_pack(dir.path()).unwrap();
+        let rules = crate::engine::rules::RuleSet::load_dirs(&[dir.path().to_path_buf()])
+            .expect("default pack");
+        let engine = crate::engine::Engine::new(std::sync::Arc::new(rules));
+        let options =
+            crate::engine::ScanOptions::default().message(crate::engine::Message::Response);
+        let part = crate::engine::Part::Body {
+            content_type: Some("text/plain"),
+            content_encoding: None,
+            bytes: page.body(),
+        };
+        let scan = engine
+            .scan_with(&part, &crate::engine::Limits::default(), &options)
+            .expect("scans");
+        let ids: Vec<&str> = scan.findings.iter().map(|f| f.rule_id.as_str()).collect();
+        assert!(
+            ids.contains(&"java-stack-trace") && ids.contains(&"us-ssn"),
+            "{ids:?}"
+        );
+    }
+
     #[test]
     fn sample_ehr_reads_and_searches() {
         let (status, obs) = read("/fhir/Observation/obs-2", "").unwrap();
