@@ -18,7 +18,9 @@ pub enum Decision {
     /// Forwarded; nothing matched.
     Allow,
     /// Answered by the gateway with a 4xx; nothing (or, for bodies, no body byte) reached the
-    /// upstream.
+    /// upstream. Also an upstream answer a response check withheld (the compartment check's
+    /// 403, the leak guard's replacement with the upstream's status): then the upstream
+    /// received the request, and the client none of its answer.
     Block,
     /// Monitor mode: would have been blocked, forwarded untouched.
     WouldBlock,
