@@ -32,7 +32,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use record::{AccessRecord, AuditRecord, BreakGlassRecord, Fingerprinter, Redacted};
+pub use record::{
+    AccessRecord, AuditRecord, BreakGlassRecord, Fingerprinter, LeakFinding, Redacted,
+    ResponseLeakRecord,
+};
 
 use crate::config::{
     is_inside, AuditSettings, FileSinkSettings, FsyncPolicy, PostgresSettings, UserIdSource,
@@ -482,6 +485,8 @@ pub struct RecordInput<'a> {
     pub access: Option<AccessInput>,
     /// The access policy's decision, on routes where it applies (merged into `access`).
     pub policy: Option<PolicyInput>,
+    /// What the response leak guard did, when it acted.
+    pub response_leak: Option<ResponseLeakRecord>,
 }
 
 /// What the access policy decided for a request. Values from the token arrive [`Redacted`].
@@ -744,6 +749,7 @@ impl AuditLog {
             config_version: input.config_version.to_string(),
             body_hmac: input.body_hmac,
             access,
+            response_leak: input.response_leak,
             seq: 0,
             prev_hash: String::new(),
         }

@@ -59,6 +59,7 @@ fn sample(i: u64) -> AuditRecord {
         config_version: "abc".into(),
         body_hmac: None,
         access: None,
+        response_leak: None,
         seq: 0,
         prev_hash: String::new(),
     }

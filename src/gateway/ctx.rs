@@ -58,6 +58,10 @@ pub struct Ctx {
     pub(super) holdback: Option<crate::gateway::holdback::Holdback>,
     /// The session check's outcome, once a token verified.
     pub(super) session: Option<crate::gateway::session::SessionOutcome>,
+    /// What the response leak guard did with the upstream's answer, once it acted
+    /// (`gateway/leak.rs`); kept here, not in the hold-back, because a monitored answer's
+    /// record is written when the request ends.
+    pub(super) leak: Option<crate::audit::ResponseLeakRecord>,
 }
 
 impl Ctx {

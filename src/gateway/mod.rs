@@ -1,5 +1,5 @@
 //! The gateway: pingora's hooks and the checks and verdict they call (the PHI checks, the
-//! bearer token, the access policy, break-glass, the response hold-back), the request snapshot,
+//! bearer token, the access policy, break-glass, the response hold-back and the leak guard on it), the request snapshot,
 //! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
 //! deadline).
 //!
@@ -15,6 +15,7 @@ mod ctx;
 mod deadline;
 mod holdback;
 mod identity;
+mod leak;
 mod policy;
 mod preface;
 mod proxy;

@@ -355,6 +355,8 @@ fn dashboard_has_stable_uid_datasource_variable_and_the_documented_panels() {
         "Sessions by result",
         "Shared-state backend up",
         "Shared-state errors",
+        "Response leaks by route and action",
+        "Response bytes held",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
@@ -406,6 +408,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "PhiGatewayStateBackendDown",
         "PhiGatewayAccessDenialSurge",
         "PhiGatewayIntrospectionUnavailable",
+        "PhiGatewayResponseLeakBlocked",
     ] {
         assert!(text.contains(&format!("alert: {alert}\n")), "{alert}");
         let tests = read("deploy/prometheus/alerts.test.yaml");

@@ -16,6 +16,7 @@ mod hostile;
 mod hostile_tls;
 mod identity;
 mod introspection;
+mod leak_guard;
 mod leaks;
 mod lifecycle;
 mod limits;
