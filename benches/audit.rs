@@ -44,6 +44,7 @@ fn input<'a>(clear: bool, path: &'a str) -> RecordInput<'a> {
         user_header: Some(Redacted::new("dr.alice@hospital.example".into())),
         access: None,
         policy: None,
+        response_leak: None,
     }
 }
 

@@ -161,6 +161,10 @@ enum Command {
         /// query, headers and body are all scanned.
         #[arg(long, conflicts_with = "lines")]
         http: bool,
+        /// The input is an upstream response body: scan it as the response leak guard does
+        /// on an error status (the PHI rules and the `where: [response]` error signatures).
+        #[arg(long, conflicts_with_all = ["lines", "http"])]
+        response: bool,
         /// The input is a log: scan it line by line (plain text and JSON Lines) and report
         /// `FILE:LINE` for each finding.
         #[arg(long)]
@@ -389,6 +393,7 @@ fn main() -> ExitCode {
             json,
             explain,
             http,
+            response,
             lines,
             max_line_bytes,
             fingerprint_key,
@@ -401,6 +406,7 @@ fn main() -> ExitCode {
                 json,
                 explain,
                 http,
+                response,
             };
             let result = if lines {
                 scan_lines(

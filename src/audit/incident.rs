@@ -39,6 +39,7 @@ impl AuditLog {
             body_hmac: None,
             access: None,
             incident: Some(incident),
+            response_leak: None,
             seq: 0,
             prev_hash: String::new(),
         }

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 pub use record::{
     AccessRecord, AuditRecord, BreakGlassRecord, Fingerprinter, IncidentRecord, IncidentSignal,
-    Redacted,
+    LeakFinding, Redacted, ResponseLeakRecord,
 };
 
 use crate::config::{
@@ -487,6 +487,8 @@ pub struct RecordInput<'a> {
     pub access: Option<AccessInput>,
     /// The access policy's decision, on routes where it applies (merged into `access`).
     pub policy: Option<PolicyInput>,
+    /// What the response leak guard did, when it acted.
+    pub response_leak: Option<ResponseLeakRecord>,
 }
 
 /// What the access policy decided for a request. Values from the token arrive [`Redacted`].
@@ -750,6 +752,7 @@ impl AuditLog {
             body_hmac: input.body_hmac,
             access,
             incident: None,
+            response_leak: input.response_leak,
             seq: 0,
             prev_hash: String::new(),
         }

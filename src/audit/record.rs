@@ -156,10 +156,49 @@ pub struct AuditRecord {
     /// (`action_type: incident`); absent on request records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentRecord>,
+    /// What the response leak guard did with the upstream's answer, when it acted on it
+    /// (absent for answers it released, and in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_leak: Option<ResponseLeakRecord>,
     /// Monotonic sequence number across segments (assigned by the writer).
     pub seq: u64,
     /// Hex SHA-256 of the previous record's line bytes (assigned by the writer).
     pub prev_hash: String,
+}
+
+/// The leak guard's part of a record (issue 12 §2): which rules fired where in the upstream's
+/// answer, never the answer's text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResponseLeakRecord {
+    /// `block` (replaced), `would_block` (monitor), `cut` (over the cap or undecodable, in
+    /// enforce: answered 502) or `unscanned` (the same in monitor: passed).
+    pub action: String,
+    /// The status the upstream answered with.
+    pub upstream_status: u16,
+    /// Body bytes the upstream sent (as received, before decoding), as far as they were read.
+    pub upstream_bytes: u64,
+    /// Hex HMAC-SHA256 of the upstream's body under the fingerprint key (as `body_hmac`), when
+    /// it was read whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_hmac: Option<String>,
+    /// The findings (at most 32), in document order.
+    #[serde(default)]
+    pub findings: Vec<LeakFinding>,
+}
+
+/// One rule that fired in an upstream answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeakFinding {
+    /// The rule id.
+    pub rule: String,
+    /// Log-safe location (`body@120`, `body:/issue/0/diagnostics`).
+    pub location: String,
+    /// Length of the matched text, in characters.
+    pub length: usize,
+    /// Keyed fingerprint of the matched text (`hmac-sha256:<key id>:<hex>`, the rule set's
+    /// fingerprint key), when the gateway has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The access part of a record. Identifiers a token carries (client id, token id, session

@@ -60,6 +60,7 @@ fn sample(i: u64) -> AuditRecord {
         body_hmac: None,
         access: None,
         incident: None,
+        response_leak: None,
         seq: 0,
         prev_hash: String::new(),
     }

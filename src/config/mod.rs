@@ -18,6 +18,7 @@
 //! - `validate`: raw → validated, one function per section;
 //! - `audit`: the `audit:` section's settings and their validation;
 //! - `access`: the `access:` section (token issuers) and each route's `access:`;
+//! - `response_guard`: each route's response leak guard;
 //! - `state`: the `state:` section (memory or Redis) and `access.sessions` (automatic logoff);
 //! - `defence`: the `defence:` section (access-anomaly detection and containment);
 //! - `webhook`: `defence.webhook` (where incident alerts are delivered);
@@ -31,6 +32,7 @@ mod break_glass;
 mod defence;
 mod model;
 mod raw;
+mod response_guard;
 mod routing;
 mod state;
 mod validate;
@@ -52,8 +54,9 @@ pub use model::{
     ClientAuth, GatewayConfig, Inspect, Limits, Listen, LogFormat, Logging, Reload, ResourceIdMode,
     Route, RouteAudit, Server, Timeouts, Upstream, UpstreamTls, DEFAULT_AUDIT_HEADER,
     DEFAULT_AUDIT_HEADER_MAX_LENGTH, DEFAULT_HTTP2_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES,
-    SKIPPED_HEADERS,
+    DEFAULT_RESPONSE_HOLD_BUDGET_BYTES, SKIPPED_HEADERS,
 };
+pub use response_guard::{GuardAnswer, ResponseGuard, DEFAULT_GUARD_MAX_BYTES};
 pub use routing::routing_path;
 pub use state::{
     SessionSettings, StateBackend, StateSettings, DEFAULT_IDLE_TIMEOUT_SECONDS,

@@ -14,6 +14,9 @@ use crate::engine::Mode;
 pub const DEFAULT_AUDIT_HEADER: &str = "x-hipaa-audit-id";
 /// Default cap on a request body (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default `limits.response_hold_budget_bytes`: 64 MiB of held responses at once, e.g. 1,000
+/// concurrent error pages of 64 KiB, or 128 at the leak guard's 512 KiB cap.
+pub const DEFAULT_RESPONSE_HOLD_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 /// Default maximum length of an audit header value.
 pub const DEFAULT_AUDIT_HEADER_MAX_LENGTH: usize = 128;
 /// Default for `listen.http2_idle_timeout_ms`: the same 60 s pingora gives an idle HTTP/1.1
@@ -176,6 +179,9 @@ pub struct Limits {
     /// Time a client gets to deliver the whole request body after its head, and the longest
     /// pause between two body reads; past it the request is answered 408.
     pub body_timeout: Duration,
+    /// Most response bytes held back at once across all requests (the leak guard and the
+    /// compartment check); an answer that would go over it is treated as over its cap.
+    pub response_hold_budget_bytes: u64,
 }
 
 /// A validated upstream.
@@ -310,6 +316,8 @@ pub struct Route {
     pub allow_upgrade: bool,
     /// Bearer-token requirement on this route.
     pub access: crate::config::RouteAccess,
+    /// The response leak guard on this route.
+    pub response_guard: crate::config::ResponseGuard,
 }
 
 /// A route's audit choices.

@@ -121,6 +121,7 @@ pub(super) struct RawLimits {
     pub(super) max_header_bytes: Option<Spanned<u64>>,
     pub(super) header_timeout_ms: Option<Spanned<u64>>,
     pub(super) body_timeout_ms: Option<Spanned<u64>>,
+    pub(super) response_hold_budget_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +204,8 @@ pub(super) struct RawRouteDefaults {
     pub(super) allow_upgrade: Option<bool>,
     #[serde(default)]
     pub(super) access: Option<RawRouteAccess>,
+    #[serde(default)]
+    pub(super) response_guard: Option<super::response_guard::RawResponseGuard>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +261,9 @@ pub(super) struct RawRoute {
     /// Bearer-token requirement (`access.require`, `access.mode`). Default: off.
     #[serde(default)]
     pub(super) access: Option<RawRouteAccess>,
+    /// The response leak guard. Default: enforce on every error status.
+    #[serde(default)]
+    pub(super) response_guard: Option<super::response_guard::RawResponseGuard>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -978,3 +978,54 @@ fn defence_anomaly_defaults_bounds_and_located_errors() {
     let e = parse(&text).unwrap_err();
     assert_eq!(e.field, "admin.token_file", "{e}");
 }
+
+#[test]
+fn response_guard_defaults_and_errors() {
+    let c = parse(MINIMAL).unwrap();
+    let g = &c.routes[0].response_guard;
+    assert_eq!(g.mode, Mode::Enforce, "on for error statuses by default");
+    assert_eq!(g.statuses, vec![(400, 599)]);
+    assert!(!g.include_2xx && !g.fhir);
+    assert_eq!(g.max_bytes, DEFAULT_GUARD_MAX_BYTES);
+    assert_eq!(
+        c.limits.response_hold_budget_bytes,
+        DEFAULT_RESPONSE_HOLD_BUDGET_BYTES
+    );
+    let with = |guard: &str| parse(&format!("{MINIMAL}    response_guard:\n{guard}"));
+    let g = with("      mode: monitor\n      statuses: [500, \"502-504\", \"4xx\"]\n      include_2xx: true\n      answer: fhir\n")
+        .unwrap()
+        .routes[0]
+        .response_guard
+        .clone();
+    assert_eq!(g.statuses, vec![(500, 500), (502, 504), (400, 499)]);
+    assert!(g.include_2xx && g.fhir && g.mode == Mode::Monitor);
+    // Each mistake names the line and the field.
+    for (guard, field, line) in [
+        (
+            "      include_2xx: true\n",
+            "routes[0].response_guard.include_2xx",
+            15,
+        ),
+        (
+            "      statuses: [\">=200\"]\n",
+            "routes[0].response_guard.statuses[0]",
+            15,
+        ),
+        (
+            "      max_bytes: 10\n",
+            "routes[0].response_guard.max_bytes",
+            15,
+        ),
+    ] {
+        let e = with(guard).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.line, line, "{e}");
+    }
+    assert!(
+        with("      mood: enforce\n").is_err(),
+        "unknown keys are refused"
+    );
+    // A route whose policy or fhir_base makes it a FHIR route answers with an OperationOutcome.
+    let fhir = parse(&format!("{MINIMAL}    access:\n      fhir_base: /fhir\n")).unwrap();
+    assert!(fhir.routes[0].response_guard.fhir);
+}

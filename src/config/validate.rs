@@ -13,10 +13,11 @@ use super::raw::{
     RawAdmin, RawConfig, RawLimits, RawListen, RawLogging, RawReload, RawRoute, RawRouteDefaults,
     RawServer, RawUpstream,
 };
+use super::response_guard::validate_response_guard;
 use super::{
     ClientAuth, Dns, GatewayConfig, Inspect, Limits, Listen, Logging, Reload, Route, RouteAudit,
     Server, Timeouts, Upstream, UpstreamTls, DEFAULT_AUDIT_HEADER, DEFAULT_AUDIT_HEADER_MAX_LENGTH,
-    DEFAULT_HTTP2_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_HTTP2_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_RESPONSE_HOLD_BUDGET_BYTES,
 };
 use crate::engine::source::{SourceError, Spanned};
 use crate::engine::Mode;
@@ -272,6 +273,13 @@ fn validate_limits(file: &Path, raw: &RawLimits) -> Result<Limits, SourceError> 
             bounded(raw.body_timeout_ms.as_ref(), 60_000, 100, 3_600_000)
                 .map_err(|(s, m)| err(s, "limits.body_timeout_ms", m))?,
         ),
+        response_hold_budget_bytes: bounded(
+            raw.response_hold_budget_bytes.as_ref(),
+            DEFAULT_RESPONSE_HOLD_BUDGET_BYTES,
+            64 * 1024,
+            1 << 34,
+        )
+        .map_err(|(s, m)| err(s, "limits.response_hold_budget_bytes", m))?,
     };
     Ok(limits)
 }
@@ -480,13 +488,21 @@ fn validate_routes(
             resource_id: route_audit.and_then(|a| a.resource_id).unwrap_or_default(),
             fail_closed: route_audit.and_then(|a| a.fail_closed).unwrap_or(true),
         };
+        let raw_access = r.access.as_ref().or(d.access.as_ref());
         let access = validate_route_access(
             file,
             &at("access"),
-            r.access.as_ref().or(d.access.as_ref()),
+            raw_access,
             issuers,
             policy,
             &path_prefix,
+        )?;
+        let fhir_route = access.policy || raw_access.is_some_and(|a| a.fhir_base.is_some());
+        let response_guard = validate_response_guard(
+            file,
+            &at("response_guard"),
+            r.response_guard.as_ref().or(d.response_guard.as_ref()),
+            fhir_route,
         )?;
         routes.push(Route {
             name: r.name.value.clone(),
@@ -502,6 +518,7 @@ fn validate_routes(
             audit,
             allow_upgrade: r.allow_upgrade.or(d.allow_upgrade).unwrap_or(false),
             access,
+            response_guard,
         });
     }
     if routes.is_empty() {

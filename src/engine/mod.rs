@@ -138,6 +138,23 @@ pub struct ScanOptions<'a> {
     pub route: Option<&'a str>,
     /// Record an [`Explanation`] on every finding and collect near misses.
     pub explain: bool,
+    /// Whose message the part belongs to: rules apply by their `where` direction.
+    pub message: Message,
+}
+
+/// Which message a scanned part belongs to; rules say where they apply with `where: request`
+/// and `where: response` (neither named: both).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Message {
+    /// A client's request (the proxy's request checks, `scan`, `rules test`).
+    #[default]
+    Request,
+    /// An upstream response the leak guard holds (an error status): every rule that applies
+    /// to responses, i.e. the PHI rules and the error signatures.
+    Response,
+    /// A 2xx response the leak guard monitors: its body is the resource asked for, PHI by
+    /// design, so only the rules that name `response` explicitly (the error signatures) run.
+    ResponseSignatures,
 }
 
 impl<'a> ScanOptions<'a> {
@@ -146,7 +163,14 @@ impl<'a> ScanOptions<'a> {
         ScanOptions {
             route,
             explain: false,
+            message: Message::Request,
         }
+    }
+
+    /// The same options for a part of `message`.
+    pub fn message(mut self, message: Message) -> Self {
+        self.message = message;
+        self
     }
 
     /// The same options with explanations switched on or off.
@@ -236,6 +260,8 @@ pub struct Explanation {
     pub context: Option<(String, &'static str)>,
     /// The value with letters as `x` and digits as `#` (shape only, never the value).
     pub masked: String,
+    /// The value's length in characters (`masked` stops at 40).
+    pub value_len: usize,
     /// Fingerprint of the value under the deployment key (`hmac-sha256:<key id>:<hex>`),
     /// usable in `exceptions.values`; `None` when the rule set has no fingerprint key.
     pub fingerprint: Option<String>,
@@ -262,8 +288,9 @@ pub struct NearMiss {
 pub struct Finding {
     /// The rule id.
     pub rule_id: String,
-    /// The rule's Safe Harbor category.
-    pub category: Category,
+    /// The rule's Safe Harbor category (`None` for a response signature, see
+    /// [`RuleInfo::category`](crate::engine::rules::RuleInfo::category)).
+    pub category: Option<Category>,
     /// The rule's severity.
     pub severity: Severity,
     /// The rule's own mode (the caller combines it with the route's mode).

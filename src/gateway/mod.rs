@@ -1,6 +1,6 @@
 //! The gateway: pingora's hooks and the checks and verdict they call (the PHI checks, the
-//! bearer token, the access policy, break-glass, the response hold-back, the anomaly detector's
-//! suspension check and counting), the request snapshot,
+//! bearer token, the access policy, break-glass, the response hold-back and the leak guard on
+//! it, the anomaly detector's suspension check and counting), the request snapshot,
 //! and the listener wrappers (TLS 1.3-only provider, request-head deadline, HTTP/2 preface
 //! deadline).
 //!
@@ -17,6 +17,7 @@ mod deadline;
 mod defence;
 mod holdback;
 mod identity;
+mod leak;
 mod policy;
 mod preface;
 mod proxy;

@@ -49,7 +49,7 @@ use crate::audit::{PolicyInput, Redacted};
 use crate::engine::Mode;
 use crate::gateway::break_glass::BreakGlassState;
 use crate::gateway::ctx::Ctx;
-use crate::gateway::holdback::{Check, Holdback, Verdict};
+use crate::gateway::holdback::{arm, Check, Verdict};
 use crate::gateway::identity::AccessDecision;
 use crate::gateway::proxy::Gateway;
 use crate::gateway::target::TargetCheck;
@@ -423,7 +423,7 @@ impl Gateway {
         if held {
             // Decided (and counted) when the answer is judged.
             let cap = ctx.snapshot.config.access.response_hold_bytes;
-            ctx.holdback = Some(Holdback::new(Check::Compartment, mode, cap));
+            arm(&mut ctx.holdback, Check::Compartment, mode, cap);
         } else {
             self.metrics
                 .access_decisions

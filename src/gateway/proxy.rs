@@ -76,6 +76,7 @@ impl ProxyHttp for Gateway {
             holdback: None,
             session: None,
             who: None,
+            leak: None,
         }
     }
 
@@ -343,6 +344,9 @@ impl ProxyHttp for Gateway {
             ));
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // The leak guard is armed here, once the status is known: an answer it does not scan
+        // (every 2xx by default) costs nothing.
+        crate::gateway::leak::arm_guard(ctx, resp.status.as_u16());
         // A response held back for a check is recorded when it is decided on.
         if ctx.holdback.is_some() && !self.hold_response_header(session, resp, ctx)? {
             return Ok(());
@@ -585,6 +589,8 @@ pub struct Gateway {
     pub(super) state: Option<Arc<crate::state::Store>>,
     /// The process-global access-anomaly detector, when `defence.anomaly` is on.
     pub(super) defence: Option<Arc<crate::defence::Defence>>,
+    /// The response bytes held back across all requests (`limits.response_hold_budget_bytes`).
+    pub(super) hold_budget: Arc<crate::gateway::holdback::HoldBudget>,
     /// The gateway's own upstream connections: the read of a write's target
     /// (`gateway/target.rs`), apart from pingora's pool for the proxied requests.
     pub(super) connector: pingora::connectors::http::Connector,
@@ -593,8 +599,23 @@ pub struct Gateway {
 impl Gateway {
     /// Creates the proxy over a swappable snapshot.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Metrics) -> Self {
+        let hold_budget = Arc::new(crate::gateway::holdback::HoldBudget::new(
+            metrics.response_held_bytes.clone(),
+        ));
+        // The guarded routes' leak series exist from the start, so a leak alert has a
+        // baseline of 0 (routes a reload adds appear with their first leak).
+        for route in &snapshot.load().config.routes {
+            if route.response_guard.mode != Mode::Off {
+                for action in ["block", "would_block"] {
+                    metrics
+                        .response_leaks
+                        .with_label_values(&[route.name.as_str(), action]);
+                }
+            }
+        }
         Self {
             snapshot,
+            hold_budget,
             metrics,
             audit: None,
             identity: None,

@@ -136,5 +136,6 @@ fn record_input<'a>(
         user_header,
         access: crate::gateway::identity::access_input(ctx),
         policy: crate::gateway::policy::policy_input(ctx),
+        response_leak: ctx.leak.clone(),
     }
 }

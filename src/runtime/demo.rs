@@ -146,6 +146,15 @@ impl ServeHttp for SampleEhr {
         }
         let req = session.req_header();
         let path = req.uri.path();
+        if req
+            .headers
+            .get(DEMO_FAIL)
+            .is_some_and(|v| v.as_bytes() == b"stacktrace")
+        {
+            // The classic leak in front of an EHR: a framework's error page with the stack
+            // trace, quoting the record it failed on. The leak guard must withhold it.
+            return stack_trace_page();
+        }
         if !path.starts_with("/fhir/") && path != "/fhir" {
             return answer(StatusCode::NOT_FOUND, r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"the sample EHR serves /fhir/ only"}]}"#.to_string());
         }
@@ -175,6 +184,34 @@ impl ServeHttp for SampleEhr {
         };
         answer(status, body)
     }
+}
+
+/// The request header that makes the sample EHR fail (`x-demo-fail: stacktrace`).
+pub const DEMO_FAIL: &str = "x-demo-fail";
+
+/// A 500 with a Java-style stack trace that quotes a (synthetic) SSN, as a servlet
+/// container's error page would.
+fn stack_trace_page() -> Response<Vec<u8>> {
+    let body = "java.lang.IllegalStateException: no chart for patient SSN 536-22-1234\n\
+                \tat org.example.ehr.ChartService.load(ChartService.java:118)\n\
+                \tat org.example.ehr.ObservationController.read(ObservationController.java:52)\n\
+                \tat java.base/java.lang.Thread.run(Thread.java:1583)\n";
+    let mut r = Response::new(body.as_bytes().to_vec());
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    h.insert(
+        http::header::SERVER,
+        http::HeaderValue::from_static("Apache-Tomcat/9.0.80"),
+    );
+    r
 }
 
 fn answer(status: StatusCode, body: String) -> Response<Vec<u8>> {
@@ -262,7 +299,7 @@ upstreams:\n  - name: sample-ehr\n    address: \"{upstream}\"\n\
 access:\n  # The demo's own issuer (development only): tokens from `phi-gateway dev-token`.\n  issuers:\n    - name: {issuer_name}\n      issuer: \"{issuer}\"\n      audiences: [\"{audience}\"]\n      algorithms: [ES256]\n      jwks_file: {jwks}\n      max_lifetime_seconds: {max_lifetime}\n  policy: [\"{policy}\"]\n  # An eligible role (emergency) may pass a policy denial for one patient with the BTG\n  # label and a justification: time-boxed, CRITICAL audit record (docs/access.md).\n  break_glass:\n    duration_minutes: 60\n\
 audit:\n  dir: {audit_dir}\n  signing_key_file: {keys_dir}/{signing}\n  fingerprint_key_file: {keys_dir}/{fingerprint}\n  fsync: every_record\n  checkpoint_interval_seconds: 60\n\
 defence:\n  # Access-anomaly detection (docs/defence.md): alerts only in the demo.\n  anomaly:\n    mode: monitor\n\
-routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      # every header except the built-in skip list (framing, x-request-id, traceparent, ...)\n      headers: [\"*\"]\n    access:\n      require: token\n    audit:\n      resource_id: clear\n      fail_closed: true\n",
+routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    mode: enforce\n    max_body_bytes: 1048576\n    audit_headers: [x-hipaa-audit-id]\n    inspect:\n      query: true\n      body: true\n      # every header except the built-in skip list (framing, x-request-id, traceparent, ...)\n      headers: [\"*\"]\n    access:\n      require: token\n    audit:\n      resource_id: clear\n      fail_closed: true\n    # Error answers are held and scanned for PHI and stack traces (docs/defence.md).\n    response_guard:\n      mode: enforce\n      statuses: [\">=400\"]\n      max_bytes: 524288\n",
         issuer_name = crate::runtime::demo_issuer::ISSUER_NAME,
         issuer = crate::runtime::demo_issuer::ISSUER,
         audience = crate::runtime::demo_issuer::AUDIENCE,
@@ -284,6 +321,7 @@ routes:\n  - name: fhir\n    path_prefix: /fhir/\n    upstream: sample-ehr\n    
 /// identical to the files in `rules/`.
 pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ("contact.yaml", include_str!("../../rules/contact.yaml")),
+    ("errors.yaml", include_str!("../../rules/errors.yaml")),
     ("financial.yaml", include_str!("../../rules/financial.yaml")),
     (
         "identifiers.yaml",
@@ -413,6 +451,10 @@ pub fn banner(p: &DemoPlaces<'_>) -> String {
         "  #    justification: 200, a CRITICAL audit record, then 60 minutes of access to pat-2".to_string(),
         format!("  {curl}/Patient/pat-2' -H 'x-hipaa-audit-id: demo-ticket-8' -H \"authorization: Bearer $EMERGENCY\" -H 'category: {btg}' -H 'x-break-glass-justification: unresponsive patient in the emergency department, chart needed now'"),
         String::new(),
+        "  # 9. the EHR fails with a stack trace quoting an SSN: 500, an OperationOutcome from the".to_string(),
+        "  #    gateway instead (response_leak_blocked), no byte of the trace".to_string(),
+        format!("  {curl}/Observation/obs-1' -H 'x-hipaa-audit-id: demo-ticket-9' -H \"authorization: Bearer $CLINICIAN\" -H '{DEMO_FAIL}: stacktrace'"),
+        String::new(),
         "  # then prove the audit trail is intact (also after Ctrl-C), and review break-glass use:".to_string(),
         format!("  {exe} audit verify --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
         format!("  {exe} audit break-glass --dir {dir}/{AUDIT_DIR} --pubkey {dir}/{PUBLIC_KEY}"),
@@ -460,6 +502,34 @@ mod tests {
         assert_eq!(
             embedded, names,
             "update DEFAULT_POLICY in src/runtime/demo.rs when deploy/policy/ changes"
+        );
+    }
+
+    /// The page `x-demo-fail: stacktrace` gets is one the default pack, scanned as a response,
+    /// flags twice over: the stack trace and the SSN it quotes.
+    #[test]
+    fn the_failing_page_is_a_leak_the_default_pack_sees() {
+        let page = stack_trace_page();
+        assert_eq!(page.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let dir = tempfile::tempdir().unwrap();
+        write_default_pack(dir.path()).unwrap();
+        let rules = crate::engine::rules::RuleSet::load_dirs(&[dir.path().to_path_buf()])
+            .expect("default pack");
+        let engine = crate::engine::Engine::new(std::sync::Arc::new(rules));
+        let options =
+            crate::engine::ScanOptions::default().message(crate::engine::Message::Response);
+        let part = crate::engine::Part::Body {
+            content_type: Some("text/plain"),
+            content_encoding: None,
+            bytes: page.body(),
+        };
+        let scan = engine
+            .scan_with(&part, &crate::engine::Limits::default(), &options)
+            .expect("scans");
+        let ids: Vec<&str> = scan.findings.iter().map(|f| f.rule_id.as_str()).collect();
+        assert!(
+            ids.contains(&"java-stack-trace") && ids.contains(&"us-ssn"),
+            "{ids:?}"
         );
     }
 

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub inspection_duration: Histogram,
     /// Upstream failures by route and reason.
     pub upstream_errors: IntCounterVec,
+    /// Upstream answers the response leak guard acted on, by route and action.
+    pub response_leaks: IntCounterVec,
+    /// Response bytes held back right now, across requests (leak guard and compartment check).
+    pub response_held_bytes: IntGauge,
     /// Requests being processed.
     pub in_flight: IntGauge,
     /// Clients too slow to send a request head or body, by phase (`header`, `body`).
@@ -151,6 +155,17 @@ impl Metrics {
                 "Upstream failures, by route and reason (unavailable, timeout, error).",
             ),
             &["route", "reason"],
+        )?;
+        let response_leaks = IntCounterVec::new(
+            Opts::new(
+                "phi_gateway_response_leaks_total",
+                "Upstream answers the response leak guard acted on, by route and action (block: replaced, would_block: monitor found a leak, cut: over the cap or undecodable in enforce, unscanned: the same in monitor).",
+            ),
+            &["route", "action"],
+        )?;
+        let response_held_bytes = IntGauge::new(
+            "phi_gateway_response_held_bytes",
+            "Response body bytes held back right now, across all requests (limits.response_hold_budget_bytes bounds it).",
         )?;
         let client_timeouts = IntCounterVec::new(
             Opts::new(
@@ -344,6 +359,8 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(inspection_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(response_leaks.clone()))?;
+        registry.register(Box::new(response_held_bytes.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(client_timeouts.clone()))?;
         registry.register(Box::new(rules_loaded.clone()))?;
@@ -364,6 +381,8 @@ impl Metrics {
             request_duration,
             inspection_duration,
             upstream_errors,
+            response_leaks,
+            response_held_bytes,
             in_flight,
             client_timeouts,
             rules_loaded,

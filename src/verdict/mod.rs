@@ -18,7 +18,9 @@ pub enum Decision {
     /// Forwarded; nothing matched.
     Allow,
     /// Answered by the gateway with a 4xx; nothing (or, for bodies, no body byte) reached the
-    /// upstream.
+    /// upstream. Also an upstream answer a response check withheld (the compartment check's
+    /// 403, the leak guard's replacement with the upstream's status): then the upstream
+    /// received the request, and the client none of its answer.
     Block,
     /// Monitor mode: would have been blocked, forwarded untouched.
     WouldBlock,
@@ -139,6 +141,10 @@ pub enum Reason {
     /// A held-back response's Content-Encoding cannot be undone (unknown coding, corrupt or
     /// over the decompression limits): none of it is released.
     UndecodableResponse,
+    /// The response leak guard found PHI or an error signature (stack trace, SQL error) in an
+    /// upstream error response: the client gets a generic answer with the upstream's status
+    /// instead (`gateway/leak.rs`; the [`Reason::status`] here is only nominal).
+    ResponseLeakBlocked,
     /// The token's session saw no request for longer than `access.sessions.idle_timeout_seconds`
     /// (automatic logoff, HIPAA 164.312(a)(2)(iii)).
     SessionIdleTimeout,
@@ -205,6 +211,7 @@ impl Reason {
             Reason::ResponseTooLarge => "response_too_large",
             Reason::UnsupportedResponseFormat => "unsupported_response_format",
             Reason::UndecodableResponse => "undecodable_response",
+            Reason::ResponseLeakBlocked => "response_leak_blocked",
             Reason::SessionIdleTimeout => "session_idle_timeout",
             Reason::SessionExpired => "session_expired",
             Reason::BreakGlassJustificationRequired => "break_glass_justification_required",
@@ -240,7 +247,9 @@ impl Reason {
             Reason::ClientTimeout => 408,
             Reason::UriTooLong => 414,
             Reason::HeadersTooLarge => 431,
-            Reason::ResponseTooLarge | Reason::UndecodableResponse => 502,
+            Reason::ResponseTooLarge
+            | Reason::UndecodableResponse
+            | Reason::ResponseLeakBlocked => 502,
             Reason::UnsupportedResponseFormat => 406,
             Reason::UpstreamUnavailable | Reason::UpstreamError | Reason::UpstreamEarlyResponse => {
                 502
@@ -334,6 +343,9 @@ impl Reason {
             }
             Reason::UndecodableResponse => {
                 "the upstream's answer does not match its content-encoding, so it is withheld"
+            }
+            Reason::ResponseLeakBlocked => {
+                "the upstream's error response was withheld by the gateway"
             }
             Reason::SessionIdleTimeout => {
                 "the session was idle too long and has ended; sign in again"

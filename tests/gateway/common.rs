@@ -165,6 +165,9 @@ pub enum UpstreamMode {
     ResetInHeaders,
     /// Write a complete 200 header (`content-length: 64`) and 10 body bytes, then reset.
     ResetInBody,
+    /// Write a complete 500 header (`content-length: 512`) and the start of a Java stack
+    /// trace quoting an SSN ([`PARTIAL_ERROR_BODY`]), then reset: the leak guard's case.
+    ResetInErrorBody,
     /// Write bytes that are not HTTP at all, then close.
     Garbage,
     /// Write the status line and part of a header line, then close cleanly (FIN).
@@ -178,6 +181,10 @@ pub enum UpstreamMode {
 
 /// The 10 body bytes the misbehaving modes send before they break the response.
 pub const PARTIAL_BODY: &str = "{\"partial\":";
+
+/// What [`UpstreamMode::ResetInErrorBody`] sends of its body before the reset.
+pub const PARTIAL_ERROR_BODY: &str =
+    "java.lang.IllegalStateException: patient SSN 536-22-1234\n\tat org.example.ehr.Dao.load(";
 
 /// What an answering upstream ([`RecordingUpstream::start_answering`]) writes back for a
 /// complete request: the whole raw HTTP/1.1 response, status line to last body byte.
@@ -617,6 +624,12 @@ fn misbehave(stream: &mut TcpStream, mode: UpstreamMode) -> bool {
     let (bytes, reset) = match mode {
         UpstreamMode::ResetInHeaders => ("HTTP/1.1 200 OK\r\ncontent-type: appl".to_string(), true),
         UpstreamMode::ResetInBody => (format!("{head_200}{PARTIAL_BODY}"), true),
+        UpstreamMode::ResetInErrorBody => (
+            format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 512\r\n\r\n{PARTIAL_ERROR_BODY}"
+            ),
+            true,
+        ),
         UpstreamMode::Garbage => (
             "\u{0}\u{1}SSH-2.0-not-http garbage \u{7f}\r\n\r\n\r\n".to_string(),
             false,

@@ -357,6 +357,8 @@ fn dashboard_has_stable_uid_datasource_variable_and_the_documented_panels() {
         "Shared-state errors",
         "Access anomalies by signal and action",
         "Anomaly counting and suspended principals",
+        "Response leaks by route and action",
+        "Response bytes held",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(want)),
@@ -410,6 +412,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "PhiGatewayIntrospectionUnavailable",
         "PhiGatewayAccessAnomaly",
         "PhiGatewayAnomalyCountingFailing",
+        "PhiGatewayResponseLeakBlocked",
     ] {
         assert!(text.contains(&format!("alert: {alert}\n")), "{alert}");
         let tests = read("deploy/prometheus/alerts.test.yaml");

@@ -143,7 +143,7 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
     let commands = demo.banner_lines("curl ");
     let prelude = demo.token_prelude();
     assert_eq!(prelude.lines().count(), 3, "{}", demo.logs());
-    assert_eq!(commands.len(), 8, "{commands:?}");
+    assert_eq!(commands.len(), 9, "{commands:?}");
 
     let results: Vec<(String, String)> = commands
         .iter()
@@ -187,6 +187,7 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
             ("403", "missing_audit_header".to_string()),
             ("403", "phi_detected".to_string()),
             ("200", String::new()),
+            ("500", String::new()),
         ],
         "banner commands {commands:?}\nresults {results:#?}\n{logs}"
     );
@@ -202,6 +203,20 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         results[7].1.contains("\"pat-2\""),
         "break-glass opens pat-2: {results:#?}"
     );
+    // The EHR's stack trace is withheld: the gateway's OperationOutcome, nothing of the trace.
+    let withheld = &results[8].1;
+    assert!(
+        withheld.contains("OperationOutcome") && withheld.contains("response_leak_blocked"),
+        "{withheld}"
+    );
+    for leak in [
+        "IllegalStateException",
+        "ChartService",
+        "536-22-1234",
+        "Tomcat",
+    ] {
+        assert!(!withheld.contains(leak), "`{leak}` leaked: {withheld}");
+    }
     assert_eq!(own.0, "200", "{own:?}");
     assert!(own.1.contains("\"obs-1\""), "{own:?}");
     assert!(
@@ -228,8 +243,21 @@ fn demo_banner_commands_work_and_sigint_stops_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let records = audit_records(&data.join("audit"));
-    // Seven banner commands, the break-glass start record and its request's, the own read.
-    assert_eq!(records.len(), 10, "{records:#?}");
+    // Eight banner commands, the break-glass start record and its request's, the own read.
+    assert_eq!(records.len(), 11, "{records:#?}");
+    // The withheld stack trace: the leak guard's record names the rules, not the text.
+    let leak = records
+        .iter()
+        .find(|r| r["audit_header"] == "demo-ticket-9")
+        .unwrap_or_else(|| panic!("no record of the stack trace request: {records:#?}"));
+    assert_eq!(leak["reason"], "response_leak_blocked", "{leak}");
+    assert_eq!(leak["response_leak"]["action"], "block", "{leak}");
+    let rules = leak["response_leak"]["findings"].to_string();
+    assert!(
+        rules.contains("java-stack-trace") && rules.contains("us-ssn"),
+        "{leak}"
+    );
+    assert!(!leak.to_string().contains("536-22-1234"), "{leak}");
     assert_eq!(
         records[7]["access"]["break_glass"]["event"], "started",
         "{records:#?}"

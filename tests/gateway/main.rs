@@ -17,6 +17,7 @@ mod hostile;
 mod hostile_tls;
 mod identity;
 mod introspection;
+mod leak_guard;
 mod leaks;
 mod lifecycle;
 mod limits;

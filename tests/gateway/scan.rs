@@ -270,3 +270,22 @@ fn rules_test_reports_a_rule_whose_own_example_does_not_trigger() {
     );
     assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").is_dir());
 }
+
+/// `--response` scans a body as the response leak guard scans an error answer: the error
+/// signatures (`where: [response]`) fire, with `-` for their category; without it, as a
+/// request, they do not.
+#[test]
+fn scan_response_runs_the_error_signatures() {
+    let page =
+        "java.lang.IllegalStateException: boom\n\tat org.example.ehr.Dao.load(Dao.java:12)\n";
+    let args = ["--rules", "rules", "--content-type", "text/plain"];
+    let o = run_scan(&[&args[..], &["--response", "-"]].concat(), page.as_bytes());
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("java-stack-trace\t- (high)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_scan(&[&args[..], &["-"]].concat(), page.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}

@@ -185,11 +185,24 @@ pub(crate) fn compile_rule(
             )?);
         }
     }
+    let category = raw.category.map(|c| c.value);
+    if category.is_none() && scope.request {
+        // Only a rule that never sees a request (an error signature) may go without a Safe
+        // Harbor letter: every finding in a request is reported as one of the 18.
+        return Err(SourceError::new(
+            file,
+            line,
+            location_col(line),
+            f("category"),
+            "a rule that applies to requests needs a Safe Harbor `category` (A-R); only \
+             `where: [response]` rules may omit it",
+        ));
+    }
     let min_digits = validators.iter().map(|v| v.min_digits()).max().unwrap_or(0);
     let info = RuleInfo {
         id: raw.id.value,
         description: raw.description,
-        category: raw.category,
+        category,
         severity: raw.severity,
         mode: raw.mode,
         file: file.to_path_buf(),
@@ -419,6 +432,16 @@ fn compile_scope(
         let v = s.value.trim();
         let bad = |msg: String| err_at(file, s, format!("{field}[{k}]"), msg);
         match v {
+            // Directions, like limits, add no part: a response has only its body.
+            "request" => {
+                scope.request = true;
+                continue;
+            }
+            "response" => {
+                scope.response = true;
+                scope.response_explicit = true;
+                continue;
+            }
             "query" => scope.query = true,
             "body" => scope.body = true,
             "header" => scope.all_headers = true,
@@ -460,8 +483,8 @@ fn compile_scope(
                     continue;
                 } else {
                     return Err(bad(format!(
-                        "unknown part `{v}`; expected one of: query, body, header, \
-                         header:<name>, json:<pointer>, fhir:<Resource.path>, hl7:<SEG-n>, \
+                        "unknown part `{v}`; expected one of: request, response, query, body, \
+                         header, header:<name>, json:<pointer>, fhir:<Resource.path>, hl7:<SEG-n>, \
                          form:<field>, multipart:<part>, content-type:<type>, route:<name>, \
                          fhir-limit:<Resource.path> (`*` is a wildcard)"
                     )));
@@ -469,6 +492,12 @@ fn compile_scope(
             }
         }
         parts = true;
+    }
+    if !scope.request && !scope.response {
+        // No direction named: requests, and the bodies of responses the leak guard scans (a
+        // PHI detector must fire on an error page quoting an SSN too).
+        scope.request = true;
+        scope.response = true;
     }
     scope.probes = scope.fields.iter().map(|f| SelectorProbe::new(f)).collect();
     scope.needs_addr = scope
@@ -584,6 +613,7 @@ fn compile_test(
 ) -> Result<InlineTest, SourceError> {
     let line = location(&raw).0;
     let mut route = None;
+    let mut response = false;
     let input = match raw.value {
         RawTestCase::Text(t) => TestInput::Text(t),
         RawTestCase::Object(o) => {
@@ -591,6 +621,7 @@ fn compile_test(
             let kinds = [
                 o.text.is_some(),
                 o.body.is_some(),
+                o.response.is_some(),
                 o.query.is_some(),
                 o.header.is_some(),
             ]
@@ -598,15 +629,18 @@ fn compile_test(
             .filter(|x| **x)
             .count();
             let bad = |msg: &str| SourceError::new(file, line, 0, field.clone(), msg);
+            const ONE_OF: &str =
+                "a test object needs exactly one of: text, body, response, query, header";
             if kinds != 1 {
+                return Err(bad(ONE_OF));
+            }
+            if o.content_type.is_some() && o.body.is_none() && o.response.is_none() {
                 return Err(bad(
-                    "a test object needs exactly one of: text, body, query, header",
+                    "`content_type` only applies to `body` and `response` tests",
                 ));
             }
-            if o.content_type.is_some() && o.body.is_none() {
-                return Err(bad("`content_type` only applies to `body` tests"));
-            }
-            match (o.text, o.body, o.query, o.header) {
+            response = o.response.is_some();
+            match (o.text, o.body.or(o.response), o.query, o.header) {
                 (Some(t), ..) => TestInput::Text(t),
                 (_, Some(body), ..) => TestInput::Body {
                     body,
@@ -620,11 +654,7 @@ fn compile_test(
                     },
                     _ => return Err(bad("a `header` test is a header line, `name: value`")),
                 },
-                _ => {
-                    return Err(bad(
-                        "a test object needs exactly one of: text, body, query, header",
-                    ))
-                }
+                _ => return Err(bad(ONE_OF)),
             }
         }
     };
@@ -633,6 +663,7 @@ fn compile_test(
         line,
         input,
         route,
+        response,
     })
 }
 

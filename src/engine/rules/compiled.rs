@@ -67,6 +67,14 @@ pub(crate) struct CompiledContext {
 /// Where a rule looks (`where:`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
+    /// The rule applies to requests (`where: request`, or no direction named).
+    pub(crate) request: bool,
+    /// The rule applies to upstream responses the leak guard scans (`where: response`, or no
+    /// direction named). A response has only its body to scan.
+    pub(crate) response: bool,
+    /// `response` was named explicitly: the rule is a response signature (the error pack),
+    /// which also runs on 2xx bodies the guard monitors (see [`crate::engine::Message`]).
+    pub(crate) response_explicit: bool,
     pub(crate) query: bool,
     pub(crate) body: bool,
     pub(crate) all_headers: bool,
@@ -157,10 +165,22 @@ impl SelectorProbe {
 impl Scope {
     pub(super) fn everywhere() -> Scope {
         Scope {
+            request: true,
+            response: true,
             query: true,
             body: true,
             all_headers: true,
             ..Scope::default()
+        }
+    }
+
+    /// Whether the rule applies to a part of this message.
+    pub(crate) fn message(&self, message: crate::engine::Message) -> bool {
+        use crate::engine::Message;
+        match message {
+            Message::Request => self.request,
+            Message::Response => self.response,
+            Message::ResponseSignatures => self.response_explicit,
         }
     }
 

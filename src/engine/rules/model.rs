@@ -127,8 +127,9 @@ pub struct RuleInfo {
     pub id: String,
     /// One-line description for humans.
     pub description: String,
-    /// Safe Harbor category.
-    pub category: Category,
+    /// Safe Harbor category; `None` only for a response signature (`where: [response]`, the
+    /// error pack), which finds system internals rather than one of the 18 identifiers.
+    pub category: Option<Category>,
     /// Severity.
     pub severity: Severity,
     /// The rule's own mode; `off` rules are never evaluated.
@@ -158,7 +159,8 @@ pub(crate) struct RawFile {
 pub(crate) struct RawRule {
     pub(crate) id: Spanned<String>,
     pub(crate) description: String,
-    pub(crate) category: Category,
+    #[serde(default)]
+    pub(crate) category: Option<Spanned<Category>>,
     pub(crate) severity: Severity,
     #[serde(default)]
     pub(crate) mode: Mode,
@@ -257,6 +259,9 @@ pub(crate) struct RawTestObject {
     pub(crate) text: Option<String>,
     #[serde(default)]
     pub(crate) body: Option<String>,
+    /// An upstream response body (scanned as the leak guard scans it).
+    #[serde(default)]
+    pub(crate) response: Option<String>,
     #[serde(default)]
     pub(crate) content_type: Option<String>,
     #[serde(default)]
@@ -275,7 +280,9 @@ impl<'de> Deserialize<'de> for RawTestCase {
         impl<'de> Visitor<'de> for CaseVisitor {
             type Value = RawTestCase;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a map with text, body (+ content_type), query or header")
+                f.write_str(
+                    "a string or a map with text, body or response (+ content_type), query or header",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTestCase, E> {
                 Ok(RawTestCase::Text(v.to_string()))

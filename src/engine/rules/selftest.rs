@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::load::RuleError;
 use super::set::RuleSet;
 use crate::engine::source::SourceError;
-use crate::engine::{Limits, Part};
+use crate::engine::{Limits, Message, Part};
 
 /// One inline test (`tests.match` / `tests.no_match`) that did not behave as declared.
 ///
@@ -85,7 +85,17 @@ impl RuleSet {
                 } else {
                     "no match"
                 };
-                let options = crate::engine::ScanOptions::route(test.route.as_deref());
+                // A `response:` test is scanned as a response body, and so is free text for
+                // a rule that never sees a request (an error signature); `body:`, `query:`
+                // and `header:` tests are request parts.
+                let text = matches!(test.input, TestInput::Text(_));
+                let message = if test.response || (text && !rule.scope.request) {
+                    Message::Response
+                } else {
+                    Message::Request
+                };
+                let options =
+                    crate::engine::ScanOptions::route(test.route.as_deref()).message(message);
                 let part = test.input.part();
                 let actual =
                     match crate::engine::scan_rules(self, &part, &limits, Some(idx), &options) {
@@ -266,6 +276,8 @@ pub(crate) struct InlineTest {
     pub(super) line: usize,
     pub(super) input: TestInput,
     pub(super) route: Option<String>,
+    /// A `response:` test: the body of an upstream response.
+    pub(super) response: bool,
 }
 
 #[derive(Debug)]

@@ -82,7 +82,10 @@ fn default_pack_loads_and_passes_its_inline_tests() {
             .join("\n")
     );
     assert_eq!(set.digest().len(), 64);
-    assert_eq!(set.get("us-ssn").map(|r| r.category), Some(Category::G));
+    assert_eq!(
+        set.get("us-ssn").and_then(|r| r.category),
+        Some(Category::G)
+    );
     assert!(set.lint().is_empty(), "{:?}", set.lint());
     // The issue's bar for the default pack: at least 3 positive and 3 negative examples.
     for (info, rule) in set.infos.iter().zip(&set.compiled) {
@@ -179,7 +182,7 @@ fn minimal_rule_and_metadata() {
     let info = set.get("demo-rule").expect("present");
     assert_eq!(info.line, 2);
     assert_eq!(info.mode, Mode::Enforce);
-    assert_eq!(info.category.to_string(), "G");
+    assert_eq!(info.category.map(|c| c.to_string()).as_deref(), Some("G"));
     assert_eq!(info.severity.as_str(), "low");
 }
 
@@ -359,7 +362,10 @@ fn docs_layering_and_encryption_examples_load() {
 fn category_and_severity_parse_strictly() {
     // YAML 1.1 would read N as a boolean; the rule schema must not.
     let set = load(&MINIMAL.replace("category: G", "category: N")).expect("loads");
-    assert_eq!(set.get("demo-rule").map(|r| r.category), Some(Category::N));
+    assert_eq!(
+        set.get("demo-rule").and_then(|r| r.category),
+        Some(Category::N)
+    );
     let e = source_err(&MINIMAL.replace("category: G", "category: S"));
     assert!(e.field.ends_with("category"), "{e}");
     let e = source_err(&MINIMAL.replace("severity: low", "severity: LOW"));
@@ -454,4 +460,65 @@ fn selector_probes_split_type_and_pieces() {
     ] {
         assert_eq!(SelectorProbe::new(sel), want, "{sel}");
     }
+}
+
+#[test]
+fn where_request_and_response_choose_the_message() {
+    use crate::engine::{Message, ScanOptions};
+    let set = load(
+        "rules:
+  - id: sig
+    description: an error signature
+    severity: high
+    patterns:
+      - regex: 'Traceback \\(most recent call last\\)'
+        score: 0.9
+    where: [response]
+  - id: both
+    description: a PHI rule without a direction
+    category: R
+    severity: low
+    patterns:
+      - regex: 'PAT-[0-9]{4}'
+        score: 0.9
+  - id: req
+    description: a request-only rule
+    category: R
+    severity: low
+    patterns:
+      - regex: 'REQ-[0-9]{4}'
+        score: 0.9
+    where: [request, body]
+",
+    )
+    .expect("loads");
+    assert_eq!(set.get("sig").and_then(|r| r.category), None);
+    let text = "Traceback (most recent call last): PAT-1234 REQ-5678";
+    let fired = |message: Message| -> Vec<String> {
+        let part = Part::Body {
+            content_type: Some("text/plain"),
+            content_encoding: None,
+            bytes: text.as_bytes(),
+        };
+        let options = ScanOptions::default().message(message);
+        let scan = crate::engine::scan_rules(&set, &part, &Limits::default(), None, &options)
+            .expect("scans");
+        let mut ids: Vec<String> = scan.findings.into_iter().map(|f| f.rule_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(fired(Message::Request), ["both", "req"]);
+    assert_eq!(fired(Message::Response), ["both", "sig"]);
+    // A 2xx body is PHI by design: only the explicit response signatures run on it.
+    assert_eq!(fired(Message::ResponseSignatures), ["sig"]);
+}
+
+#[test]
+fn only_response_rules_may_omit_the_category() {
+    let e = source_err(&MINIMAL.replace("    category: G\n", ""));
+    assert!(e.field.ends_with("category"), "{e}");
+    assert!(e.to_string().contains("where: [response]"), "{e}");
+    let e = source_err(&format!("{MINIMAL}    where: [sideways]\n"));
+    assert!(e.to_string().contains("request, response"), "{e}");
 }

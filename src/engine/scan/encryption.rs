@@ -82,6 +82,7 @@ impl Scanner<'_> {
                     validators: Vec::new(),
                     context: None,
                     masked: mask_value(value),
+                    value_len: value.chars().count(),
                     fingerprint: self.rules.fingerprint_key().map(|k| k.fingerprint(value)),
                 })
             });

@@ -147,6 +147,7 @@ pub(super) fn explanation(
             .collect(),
         context,
         masked: mask_value(value),
+        value_len: value.chars().count(),
         fingerprint: key.map(|k| k.fingerprint(value)),
     })
 }

@@ -98,6 +98,7 @@ impl<'r> Scanner<'r> {
                 let route_ok = (only.is_some() && route.is_none()) || rule.scope.route(route);
                 wanted
                     && route_ok
+                    && rule.scope.message(options.message)
                     && match part {
                         PartKind::Query => rule.scope.query,
                         PartKind::Body(ct) => rule.scope.body && rule.scope.content_type(ct),

@@ -9,7 +9,7 @@ fn json_ssn_at_pointer() {
     assert!(has(&s, "us-ssn", "body:/ssn", "json"), "{:?}", hits(&s));
     assert_eq!(s.findings.len(), 1, "one finding per (rule, location)");
     let f = s.findings.first().expect("finding");
-    assert_eq!(f.category, Category::G);
+    assert_eq!(f.category, Some(Category::G));
     assert_eq!(f.mode, Mode::Enforce);
     assert!(f.score >= 0.6 && f.score <= 1.0);
     assert!(json(CLEAN_JSON).findings.is_empty());

@@ -277,7 +277,7 @@ impl Run<'_> {
                 "file": self.args.name,
                 "line": line,
                 "rule": f.rule_id,
-                "category": f.category.as_str(),
+                "category": f.category.map(|c| c.as_str()),
                 "severity": f.severity.as_str(),
                 "mode": f.mode.to_string(),
                 "location": location,
@@ -294,7 +294,10 @@ impl Run<'_> {
         } else {
             format!(
                 "{}:{line}\t{}\t{} ({})\t{location}\t{shape}",
-                self.args.name, f.rule_id, f.category, f.severity
+                self.args.name,
+                f.rule_id,
+                f.category.map_or("-", |c| c.as_str()),
+                f.severity
             )
         };
         writeln!(self.out, "{text}").map_err(CliError::Write)

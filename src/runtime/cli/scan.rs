@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 use super::CliError;
-use crate::engine::{http, Engine, Explanation, Finding, Limits, Part, Scan, ScanOptions};
+use crate::engine::{http, Engine, Explanation, Finding, Limits, Message, Part, Scan, ScanOptions};
 
 /// Options of `scan` besides the rules and the input.
 #[derive(Debug, Default, Clone)]
@@ -23,6 +23,8 @@ pub struct ScanArgs {
     pub explain: bool,
     /// The input is a raw HTTP/1.1 request.
     pub http: bool,
+    /// The input is an upstream response body (`where: response` rules apply).
+    pub response: bool,
 }
 
 /// Reads `file` (`-` for standard input) whole.
@@ -52,7 +54,14 @@ pub fn scan(
     o: &ScanArgs,
 ) -> Result<(String, bool), CliError> {
     let limits = Limits::default();
-    let options = ScanOptions::route(o.route.as_deref()).explained(o.explain);
+    let message = if o.response {
+        Message::Response
+    } else {
+        Message::Request
+    };
+    let options = ScanOptions::route(o.route.as_deref())
+        .explained(o.explain)
+        .message(message);
     let scan = if o.http {
         let req = http::parse_request(input).map_err(|source| CliError::NotHttp {
             file: name.display().to_string(),
@@ -74,7 +83,7 @@ pub fn scan(
 pub fn finding_json(f: &Finding) -> serde_json::Value {
     let mut obj = serde_json::json!({
         "rule": f.rule_id,
-        "category": f.category.as_str(),
+        "category": f.category.map(|c| c.as_str()),
         "severity": f.severity.as_str(),
         "mode": f.mode.to_string(),
         "location": f.location,
@@ -152,7 +161,7 @@ fn render(scan: &Scan, o: &ScanArgs) -> String {
                 "{}\t{}\t{} ({})\tscore {:.2}\tchain {}\n",
                 f.location,
                 f.rule_id,
-                f.category,
+                f.category.map_or("-", |c| c.as_str()),
                 f.severity,
                 f.score,
                 if f.decode_chain.is_empty() {
