@@ -37,10 +37,11 @@ pub const DEFAULT_ESCALATION_SECONDS: u64 = 86_400;
 
 /// The signals, their names (metric label, incident record) and default floor and
 /// cold-start ceiling, per window.
-pub const SIGNALS: [(Signal, &str, u64, u64); 3] = [
+pub const SIGNALS: [(Signal, &str, u64, u64); 4] = [
     (Signal::PatientRequests, "patient_requests", 200, 600),
     (Signal::DistinctPatients, "distinct_patients", 30, 100),
     (Signal::Blocked, "blocked", 20, 60),
+    (Signal::RecordsReturned, "records_returned", 5_000, 20_000),
 ];
 
 /// One counted signal.
@@ -52,15 +53,19 @@ pub enum Signal {
     DistinctPatients,
     /// Requests refused for PHI, scope or compartment (IDOR) reasons.
     Blocked,
+    /// Resources returned in FHIR JSON answers to patient-data requests (Bundle entries).
+    RecordsReturned,
 }
 
 impl Signal {
-    /// The stable name (`patient_requests`, `distinct_patients`, `blocked`).
+    /// The stable name (`patient_requests`, `distinct_patients`, `blocked`,
+    /// `records_returned`).
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::PatientRequests => "patient_requests",
             Signal::DistinctPatients => "distinct_patients",
             Signal::Blocked => "blocked",
+            Signal::RecordsReturned => "records_returned",
         }
     }
 }
@@ -180,6 +185,7 @@ pub(super) struct RawSignals {
     pub(super) patient_requests: Option<RawSignal>,
     pub(super) distinct_patients: Option<RawSignal>,
     pub(super) blocked: Option<RawSignal>,
+    pub(super) records_returned: Option<RawSignal>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +280,7 @@ pub(super) fn validate_defence(
         &a.signals.patient_requests,
         &a.signals.distinct_patients,
         &a.signals.blocked,
+        &a.signals.records_returned,
     ];
     let mut signals = Vec::new();
     for ((signal, name, floor, ceiling), raw) in SIGNALS.into_iter().zip(raws) {

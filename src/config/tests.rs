@@ -914,7 +914,7 @@ fn defence_anomaly_defaults_bounds_and_located_errors() {
         a.suspension.when,
         vec![SuspendWhen::SecondTrigger, SuspendWhen::HighTier]
     );
-    assert_eq!(a.signals.len(), 3);
+    assert_eq!(a.signals.len(), 4);
     assert!(a
         .signals
         .iter()
@@ -969,8 +969,8 @@ fn defence_anomaly_defaults_bounds_and_located_errors() {
         let want = lines.iter().rposition(|l| l.contains(needle)).unwrap() + 1;
         assert_eq!(e.line, want, "{body}: {e}");
     }
-    let e = parse(&with("    signals:\n      records_returned: {}\n")).unwrap_err();
-    assert!(e.message.contains("records_returned"), "{e}");
+    let e = parse(&with("    signals:\n      bytes_returned: {}\n")).unwrap_err();
+    assert!(e.message.contains("bytes_returned"), "{e}");
     // admin.token_file must be a readable file.
     let text = format!(
         "{MINIMAL}admin:\n  address: 127.0.0.1:9901\n  token_file: /nonexistent/admin.token\n"

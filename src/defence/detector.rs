@@ -40,6 +40,7 @@ fn names(s: Signal) -> (&'static str, &'static str, &'static str) {
         ),
         Signal::DistinctPatients => ("patients", "patients_w", "bl_distinct_patients"),
         Signal::Blocked => ("blocked", "blocked_w", "bl_blocked"),
+        Signal::RecordsReturned => ("records", "records_w", "bl_records_returned"),
     }
 }
 
@@ -95,6 +96,7 @@ impl Defence {
                 Signal::PatientRequests => obs.patient_data,
                 Signal::DistinctPatients => obs.patient.is_some(),
                 Signal::Blocked => obs.blocked,
+                Signal::RecordsReturned => obs.records > 0,
             })
             .copied()
             .collect();
@@ -163,11 +165,16 @@ impl Defence {
                     ops.push(Op::DistinctCount(subs(sub)));
                 }
                 _ => {
+                    // Records count what the answer carried; every other signal one event.
+                    let by = match s.signal {
+                        Signal::RecordsReturned => obs.records,
+                        _ => 1,
+                    };
                     for (key, ttl) in [
                         (StateKey::counter(p, sub, c.sub), sub_ttl),
                         (StateKey::counter(p, win, c.win), win_ttl),
                     ] {
-                        ops.push(Op::Incr { key, by: 1, ttl });
+                        ops.push(Op::Incr { key, by, ttl });
                     }
                     ops.push(Op::Sum(subs(sub)));
                 }

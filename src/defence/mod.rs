@@ -33,6 +33,7 @@ mod baseline;
 mod containment;
 mod detector;
 mod incident;
+pub mod records;
 pub mod webhook;
 
 use std::collections::{HashMap, VecDeque};
@@ -89,6 +90,9 @@ pub struct Observation {
     pub patient: Option<Principal>,
     /// Refused (or would have been, in monitor) for PHI, scope or compartment reasons.
     pub blocked: bool,
+    /// Resources the answer carried to the client (FHIR JSON Bundle entries,
+    /// [`records::RecordCounter`]), for `records_returned`; 0 when not counted.
+    pub records: u64,
     /// The principal's peer group (its first role, as a keyed fingerprint), if known.
     pub peer: Option<Principal>,
     /// The request id (the audit record's), kept for the incident's evidence.

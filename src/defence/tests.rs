@@ -71,6 +71,7 @@ fn read(p: &Principal, i: u64) -> Observation {
         patient_data: true,
         patient: None,
         blocked: false,
+        records: 0,
         peer: None,
         request_id: format!("req-{i}"),
     }

@@ -60,6 +60,9 @@ pub struct Ctx {
     pub(super) session: Option<crate::gateway::session::SessionOutcome>,
     /// The anomaly detector's principal of this request, once known.
     pub(super) who: Option<crate::gateway::defence::Who>,
+    /// The records an answer carries to the client, counted as it streams, when the
+    /// detector counts `records_returned` (`gateway/defence.rs`).
+    pub(super) records: Option<crate::defence::records::RecordCounter>,
     /// What the response leak guard did with the upstream's answer, once it acted
     /// (`gateway/leak.rs`); kept here, not in the hold-back, because a monitored answer's
     /// record is written when the request ends.

@@ -164,6 +164,36 @@ impl Gateway {
         None
     }
 
+    /// `response_filter`'s part: counts the records of a 2xx FHIR JSON answer as it streams,
+    /// when the detector counts `records_returned`. A compressed answer is not counted (its
+    /// bytes are not JSON's, and inflating every answer to count it would cost what the
+    /// hold-back costs).
+    pub(super) fn arm_record_count(&self, resp: &pingora::http::ResponseHeader, ctx: &mut Ctx) {
+        let Some(d) = self.defence.as_ref() else {
+            return;
+        };
+        let counts = d
+            .settings()
+            .signals
+            .iter()
+            .any(|s| s.enabled && s.signal == crate::config::Signal::RecordsReturned);
+        let header = |n| resp.headers.get(n).and_then(|v| v.to_str().ok());
+        let json = header(http::header::CONTENT_TYPE).is_some_and(|t| {
+            let t = t
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            t == "application/json" || t.ends_with("+json")
+        });
+        let plain = header(http::header::CONTENT_ENCODING)
+            .is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"));
+        if counts && ctx.route.is_some() && resp.status.is_success() && json && plain {
+            ctx.records = Some(crate::defence::records::RecordCounter::new());
+        }
+    }
+
     /// Hands what the finished request showed to the detector, on a task of its own.
     pub(super) fn observe_defence(&self, session: &Session, ctx: &mut Ctx, outcome: &Outcome) {
         let Some(d) = self.defence.clone() else {
@@ -192,6 +222,11 @@ impl Gateway {
                 .map(|id| keyer.principal("patient", &[&format!("Patient/{id}")])),
             blocked: counts_as_blocked(outcome.reason)
                 && matches!(outcome.decision, Decision::Block | Decision::WouldBlock),
+            records: ctx
+                .records
+                .as_ref()
+                .filter(|_| patient_data)
+                .map_or(0, |c| c.count()),
             peer: peer_role(ctx).map(|role| keyer.principal("role", &[role])),
             request_id: ctx.request_id.clone(),
         };

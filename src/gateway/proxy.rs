@@ -76,6 +76,7 @@ impl ProxyHttp for Gateway {
             holdback: None,
             session: None,
             who: None,
+            records: None,
             leak: None,
         }
     }
@@ -347,6 +348,7 @@ impl ProxyHttp for Gateway {
         // The leak guard is armed here, once the status is known: an answer it does not scan
         // (every 2xx by default) costs nothing.
         crate::gateway::leak::arm_guard(ctx, resp.status.as_u16());
+        self.arm_record_count(resp, ctx);
         // A response held back for a check is recorded when it is decided on.
         if ctx.holdback.is_some() && !self.hold_response_header(session, resp, ctx)? {
             return Ok(());
@@ -388,6 +390,10 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<Option<Duration>> {
         if ctx.holdback.is_some() {
             self.hold_response_body(body, end_of_stream, ctx)?;
+        }
+        // What streams on to the client (a held answer's chunks are taken above).
+        if let (Some(c), Some(b)) = (ctx.records.as_mut(), body.as_ref()) {
+            c.feed(b);
         }
         Ok(None)
     }

@@ -331,7 +331,12 @@ impl Metrics {
             "Keys the access-anomaly detector's in-memory store holds (bounded by state.max_entries; 0 with Redis).",
         )?;
         registry.register(Box::new(anomaly_memory_entries.clone()))?;
-        for signal in ["patient_requests", "distinct_patients", "blocked"] {
+        for signal in [
+            "patient_requests",
+            "distinct_patients",
+            "blocked",
+            "records_returned",
+        ] {
             for action in ["alert", "suspend"] {
                 anomalies.with_label_values(&[signal, action]);
             }

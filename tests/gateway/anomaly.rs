@@ -568,3 +568,104 @@ async fn the_memory_store_stays_bounded_with_many_principals() {
         "1,500 principals of one read each"
     );
 }
+
+/// `records_returned`: what the answers carried, counted as they stream. Searches whose
+/// Bundles carry 30 entries each trip the signal after two (ceiling 50), while two requests
+/// stay far below `patient_requests`' ceiling; a gzip answer and a single resource count
+/// nothing; the incident names the signal and the records observed, no patient.
+#[tokio::test]
+async fn records_returned_counts_the_entries_answers_carry() {
+    early_in_the_window();
+    let bundle = |n: usize| {
+        let entries: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"fullUrl":"https://ehr.example/fhir/Observation/o{i}","resource":{{"resourceType":"Observation","id":"o{i}","subject":{{"reference":"Patient/pat-{i}"}}}}}}"#))
+            .collect();
+        format!(
+            r#"{{"resourceType":"Bundle","type":"searchset","entry":[{}]}}"#,
+            entries.join(",")
+        )
+    };
+    let body = bundle(30);
+    let up = RecordingUpstream::start_answering(move |r| {
+        let fhir = "application/fhir+json";
+        let line = r.request_line();
+        if line.contains("_format=gz") {
+            use std::io::Write as _;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(body.as_bytes()).unwrap();
+            let gz = e.finish().unwrap();
+            crate::response_check::response(
+                "200 OK",
+                fhir,
+                "content-encoding: gzip\r\n",
+                &gz,
+                false,
+            )
+        } else if line.starts_with("GET /fhir/Observation?") {
+            crate::response_check::response("200 OK", fhir, "", body.as_bytes(), true)
+        } else {
+            crate::response_check::response(
+                "200 OK",
+                fhir,
+                "",
+                br#"{"resourceType":"Patient","id":"pat-1"}"#,
+                false,
+            )
+        }
+    });
+    let lines: Vec<String> = [
+        "  anomaly:",
+        "    mode: monitor",
+        "    window_seconds: 60",
+        "    sub_windows: 6",
+        "    signals:",
+        "      patient_requests:",
+        "        floor: 100",
+        "        cold_start_ceiling: 1000",
+        "      records_returned:",
+        "        floor: 10",
+        "        cold_start_ceiling: 50",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    let gw = gateway(&up, lines, false, Vec::new());
+    let records = |gw: &Gateway| {
+        gw.metric(
+            "phi_gateway_anomalies_total",
+            &[("signal", "records_returned"), ("action", "alert")],
+        )
+    };
+    // Compressed (not counted) and a single resource (no entries): nothing moves.
+    for path in ["/fhir/Observation?code=x&_format=gz", "/fhir/Patient/pat-1"] {
+        for _ in 0..3 {
+            let (s, b, _) = read(&gw, path, Some("dr-carol")).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    // One search: 30 records, under the ceiling.
+    let (s, b, _) = read(&gw, "/fhir/Observation?code=x", Some("dr-carol")).await;
+    assert_eq!(s, 200);
+    assert_eq!(b.matches("fullUrl").count(), 30, "released unchanged");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(records(&gw), 0.0, "30 records are under the ceiling of 50");
+    // The second brings the window to 60: one incident for records_returned.
+    let (s, _, _) = read(&gw, "/fhir/Observation?code=x", Some("dr-carol")).await;
+    assert_eq!(s, 200);
+    wait_for("the records_returned alert", || records(&gw) == 1.0);
+    assert_eq!(
+        anomalies(&[&gw], "alert"),
+        0.0,
+        "eight requests are no burst"
+    );
+    let found = incidents(&gw);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let i = &found[0]["incident"];
+    assert_eq!(i["signal"], "records_returned");
+    assert_eq!(i["signals"][0]["observed"], 60, "{i}");
+    let text = found[0].to_string();
+    assert!(
+        !text.contains("dr-carol") && !text.contains("pat-"),
+        "{text}"
+    );
+}
