@@ -29,34 +29,13 @@ fn java_trace() -> String {
     )
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use flate2::write::GzEncoder;
-    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
+use crate::response_check::gzip;
 
-/// A raw HTTP/1.1 response: `Content-Length` framing, or chunked in two chunks.
+/// A raw HTTP/1.1 response (`Content-Length` framing, or chunked in two chunks) with the
+/// identifying headers of a servlet container, which a replaced answer must not carry.
 fn response(status: &str, ctype: &str, extra: &str, body: &[u8], chunked: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\nserver: Apache-Tomcat/9.0.1\r\n\
-         x-powered-by: Servlet/4.0\r\n{extra}"
-    )
-    .into_bytes();
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-        let (a, b) = body.split_at(body.len() / 2);
-        for part in [a, b] {
-            out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-            out.extend_from_slice(part);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"0\r\n\r\n");
-    } else {
-        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
-        out.extend_from_slice(body);
-    }
-    out
+    let extra = format!("server: Apache-Tomcat/9.0.1\r\nx-powered-by: Servlet/4.0\r\n{extra}");
+    crate::response_check::response(status, ctype, &extra, body, chunked)
 }
 
 const CLEAN_404: &str = r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"Resource Patient/pat-9 is not known"}]}"#;

@@ -43,7 +43,7 @@ fn history(entries: &[&str], next: Option<&str>) -> String {
     b.to_string()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     use flate2::write::GzEncoder;
     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();

@@ -194,18 +194,11 @@ fn link_target(base: &str, url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use serde_json::json;
 
     use super::*;
 
-    const DEFAULT: &str = include_str!("../../../deploy/policy/default.yaml");
-
-    fn policy() -> Policy {
-        Policy::from_sources(&[(PathBuf::from("default.yaml"), DEFAULT.to_string())])
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::access::policy::tests::default_policy as policy;
 
     fn app() -> Subject {
         Subject {

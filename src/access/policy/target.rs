@@ -115,18 +115,11 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use serde_json::json;
 
     use super::*;
 
-    const DEFAULT: &str = include_str!("../../../deploy/policy/default.yaml");
-
-    fn policy() -> Policy {
-        Policy::from_sources(&[(PathBuf::from("default.yaml"), DEFAULT.to_string())])
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
+    use crate::access::policy::tests::default_policy as policy;
 
     fn target_of(method: &str, target: &str) -> Option<WriteTarget> {
         policy().write_target(&AccessRequest {

@@ -7,7 +7,8 @@ use crate::access::compartment::Escape;
 
 const DEFAULT: &str = include_str!("../../../deploy/policy/default.yaml");
 
-fn default_policy() -> Policy {
+/// The shipped default policy (deploy/policy/default.yaml), for the unit tests of this folder.
+pub(super) fn default_policy() -> Policy {
     Policy::from_sources(&[(PathBuf::from("default.yaml"), DEFAULT.to_string())])
         .unwrap_or_else(|e| panic!("{e}"))
 }
