@@ -365,7 +365,7 @@ fn main() -> ExitCode {
         },
         Command::Audit {
             command: AuditCommand::Keygen { keys_dir, pubkey },
-        } => audit_keygen(&keys_dir, &pubkey),
+        } => print_or_refuse(cli::audit::keygen(&keys_dir, &pubkey).map(|t| (t, true))),
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -375,7 +375,13 @@ fn main() -> ExitCode {
                     to,
                     json,
                 },
-        } => audit_verify(&dir, &pubkey, from.as_deref(), to.as_deref(), json),
+        } => print_or_refuse(cli::audit::verify(
+            &dir,
+            &pubkey,
+            from.as_deref(),
+            to.as_deref(),
+            json,
+        )),
         Command::Audit {
             command:
                 AuditCommand::BreakGlass {
@@ -384,7 +390,9 @@ fn main() -> ExitCode {
                     since,
                     json,
                 },
-        } => audit_break_glass(&dir, &pubkey, since.as_deref(), json),
+        } => print_or_refuse(
+            cli::break_glass::review(&dir, &pubkey, since.as_deref(), json).map(|t| (t, true)),
+        ),
         Command::Scan {
             rules,
             content_type,
@@ -523,85 +531,18 @@ fn check(path: &Path, dns: config::Dns) -> ExitCode {
     }
 }
 
-fn audit_keygen(keys_dir: &Path, pubkey: &Path) -> ExitCode {
-    match phi_gateway::audit::keys::generate(keys_dir, pubkey) {
-        Ok(k) => {
-            println!("wrote {} (0600)", k.signing_key.display());
-            println!("wrote {} (0600)", k.fingerprint_key.display());
-            println!(
-                "wrote {} (public; give it to the compliance team)",
-                k.public_key.display()
-            );
-            println!("key id {}", k.key_id);
-            println!();
-            println!("gateway.yaml:");
-            println!("  audit:");
-            println!("    dir: /var/lib/phi-gateway/audit");
-            println!("    signing_key_file: {}", k.signing_key.display());
-            println!("    fingerprint_key_file: {}", k.fingerprint_key.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("phi-gateway audit keygen: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn audit_verify(
-    dir: &Path,
-    pubkey: &Path,
-    from: Option<&str>,
-    to: Option<&str>,
-    json: bool,
-) -> ExitCode {
-    use phi_gateway::audit::{keys, verify};
-    let usage = |m: String| {
-        eprintln!("phi-gateway audit verify: {m}");
-        ExitCode::from(2)
-    };
-    let mut window = verify::Window::default();
-    for (arg, value, slot) in [
-        ("--from", from, &mut window.from),
-        ("--to", to, &mut window.to),
-    ] {
-        if let Some(v) = value {
-            match verify::parse_time(v) {
-                Ok(t) => *slot = Some(t),
-                Err(m) => return usage(format!("{arg}: {m}")),
+/// Prints a command's result, or its refusal to stderr with its exit code.
+fn print_or_refuse(result: Result<(String, bool), cli::Refused>) -> ExitCode {
+    match result {
+        Ok((out, ok)) => {
+            print!("{out}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
-    }
-    let key = match keys::load_public_key(pubkey) {
-        Ok(k) => k,
-        Err(e) => return usage(e.to_string()),
-    };
-    let report = match verify::verify(dir, &key, &window) {
-        Ok(r) => r,
-        Err(e) => return usage(e.to_string()),
-    };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => return usage(e.to_string()),
-        }
-    } else {
-        print!("{}", report.render());
-    }
-    if report.valid {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn audit_break_glass(dir: &Path, pubkey: &Path, since: Option<&str>, json: bool) -> ExitCode {
-    match cli::break_glass::review(dir, pubkey, since, json) {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(cli::break_glass::ReviewError { code, message }) => {
+        Err(cli::Refused { code, message }) => {
             eprint!("{message}");
             ExitCode::from(code)
         }

@@ -4,20 +4,11 @@
 
 use std::path::Path;
 
+use super::Refused;
 use crate::audit::{keys, review, verify};
 
-/// Why the review printed no list: the exit code (2 usage or unreadable input, 1 the trail
-/// does not verify) and what goes to stderr.
-#[derive(Debug)]
-pub struct ReviewError {
-    /// The process exit code.
-    pub code: u8,
-    /// The text for stderr, ending in a newline.
-    pub message: String,
-}
-
-fn usage(m: String) -> ReviewError {
-    ReviewError {
+fn usage(m: String) -> Refused {
+    Refused {
         code: 2,
         message: format!("phi-gateway audit break-glass: {m}\n"),
     }
@@ -30,7 +21,7 @@ pub fn review(
     pubkey: &Path,
     since: Option<&str>,
     json: bool,
-) -> Result<String, ReviewError> {
+) -> Result<String, Refused> {
     let since = since
         .map(verify::parse_time)
         .transpose()
@@ -38,7 +29,7 @@ pub fn review(
     let key = keys::load_public_key(pubkey).map_err(|e| usage(e.to_string()))?;
     let review = review::break_glass(dir, &key, since).map_err(|e| usage(e.to_string()))?;
     if !review.report.valid {
-        return Err(ReviewError {
+        return Err(Refused {
             code: 1,
             message: format!(
                 "{}phi-gateway audit break-glass: the trail does not verify; nothing listed\n",

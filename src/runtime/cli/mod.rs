@@ -1,5 +1,6 @@
 //! The implementations behind `phi-gateway scan`, `phi-gateway rules test`,
-//! `phi-gateway policy test` ([`policy`]), `phi-gateway dev-token` ([`dev_token`]) and
+//! `phi-gateway policy test` ([`policy`]), `phi-gateway dev-token` ([`dev_token`]),
+//! `phi-gateway audit keygen` and `audit verify` ([`audit`]) and
 //! `phi-gateway audit break-glass` ([`break_glass`]), so the
 //! binary (`src/main.rs`) only parses arguments and maps results to exit codes.
 //!
@@ -8,6 +9,7 @@
 //! (`--fingerprint-key FILE`). Without a key no fingerprint is printed and exceptions by
 //! `values` do not apply.
 
+pub mod audit;
 pub mod break_glass;
 pub mod dev_token;
 pub mod lines;
@@ -17,6 +19,16 @@ pub mod scan;
 use std::path::{Path, PathBuf};
 
 use crate::engine::rules::{FingerprintKey, RuleError, RuleSet};
+
+/// Why an `audit` command printed no result: the exit code (2: usage or unreadable input;
+/// 1: the trail does not verify, or keys could not be written) and what goes to stderr.
+#[derive(Debug)]
+pub struct Refused {
+    /// The process exit code.
+    pub code: u8,
+    /// The text for stderr, ending in a newline.
+    pub message: String,
+}
 
 /// Why a command could not run (exit 2 for `scan`, 78 for `rules test`).
 #[derive(Debug, thiserror::Error)]
