@@ -1431,6 +1431,23 @@ fn which(name: &str) -> Option<PathBuf> {
 
 // === clients ===
 
+/// Everything the gateway writes for one HTTP/1.1 `GET path` (with the audit header and
+/// `extra` header lines, each ending in `\r\n`), read to the end of the connection: for tests
+/// that must see every byte of an answer, which a client library would hide. A refusal or a
+/// held answer closes the connection; `read_to_end` stops there (the stream has a timeout).
+pub fn raw_get_http1(gw: &Gateway, path: &str, extra: &str) -> String {
+    let mut s = tls_stream(&gw.ca_pem_path(), gw.port());
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{AUDIT}: raw-get\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    s.flush().unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
 /// A blocking TLS 1.3 stream to `127.0.0.1:port` (SNI `localhost`) trusting only `ca`, for
 /// tests that must control exactly when each byte of a request is sent.
 pub fn tls_stream(

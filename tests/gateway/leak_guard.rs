@@ -6,7 +6,6 @@
 //! behind a client library. The scan itself is the engine's (`where: response`, rules/errors.yaml
 //! with its inline tests); the hold-back's budget is unit-tested in `src/gateway/holdback.rs`.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -141,18 +140,8 @@ async fn get(gw: &Gateway, h2: bool, path: &str) -> (u16, Vec<(String, String)>,
     (status, headers, body)
 }
 
-/// Everything the gateway writes for one HTTP/1.1 GET, read to the end of the connection.
 fn raw_get(gw: &Gateway, path: &str) -> String {
-    let mut s = tls_stream(&gw.ca_pem_path(), gw.port());
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{AUDIT}: leak-guard\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    s.flush().unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw).into_owned()
+    raw_get_http1(gw, path, "")
 }
 
 /// Nothing of the upstream's answer: no trace text, no SSN, no upstream header.

@@ -6,7 +6,7 @@
 //! upstream's answer cannot hide behind a client library. The check itself is unit-tested in
 //! `src/access/policy/response.rs`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use serde_json::{json, Value};
 
@@ -218,19 +218,9 @@ async fn get(
     (status, headers, body)
 }
 
-/// Everything the gateway writes for one HTTP/1.1 GET, read to the end of the connection.
+/// Everything the gateway writes for one HTTP/1.1 GET with `token`.
 fn raw_get(gw: &Gateway, path: &str, token: &str) -> String {
-    let mut s = tls_stream(&gw.ca_pem_path(), gw.port());
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{AUDIT}: response-check\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    s.flush().unwrap();
-    let mut raw = Vec::new();
-    // A refusal closes the connection; `read_to_end` stops there (the stream has a timeout).
-    let _ = s.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw).into_owned()
+    raw_get_http1(gw, path, &format!("Authorization: Bearer {token}\r\n"))
 }
 
 /// A raw refusal: our status line first, our JSON body with `reason`, nothing of the
