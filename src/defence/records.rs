@@ -18,11 +18,16 @@
 /// The key counted, with its quotes.
 const KEY: &[u8] = b"\"fullUrl\"";
 
-/// Counts `"fullUrl"` keys across the chunks of one answer.
+/// The bytes kept from one chunk for the next: a key straddling the boundary starts in them.
+const KEEP: usize = KEY.len() - 1;
+
+/// Counts `"fullUrl"` keys across the chunks of one answer. No allocation: the boundary is
+/// checked in a fixed buffer on the stack.
 #[derive(Debug, Clone, Default)]
 pub struct RecordCounter {
-    /// The last `KEY.len() - 1` bytes of the previous chunk.
-    tail: Vec<u8>,
+    /// The last bytes of the previous chunks (at most [`KEEP`]), `tail[..tail_len]`.
+    tail: [u8; KEEP],
+    tail_len: usize,
     count: u64,
 }
 
@@ -38,25 +43,30 @@ impl RecordCounter {
             return;
         }
         // A key that straddles the boundary: the tail plus the chunk's first bytes.
-        if !self.tail.is_empty() {
-            let head = &chunk[..chunk.len().min(KEY.len() - 1)];
-            let mut joint = Vec::with_capacity(self.tail.len() + head.len());
-            joint.extend_from_slice(&self.tail);
-            joint.extend_from_slice(head);
+        if self.tail_len > 0 {
+            let head = &chunk[..chunk.len().min(KEEP)];
+            let mut joint = [0u8; 2 * KEEP];
+            joint[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+            joint[self.tail_len..self.tail_len + head.len()].copy_from_slice(head);
+            let joint = &joint[..self.tail_len + head.len()];
             // Only keys that start in the tail: those wholly in the chunk are counted below.
-            self.count += memchr::memmem::find_iter(&joint, KEY)
-                .filter(|&at| at < self.tail.len())
+            self.count += memchr::memmem::find_iter(joint, KEY)
+                .filter(|&at| at < self.tail_len)
                 .count() as u64;
         }
         self.count += memchr::memmem::find_iter(chunk, KEY).count() as u64;
-        let keep = KEY.len() - 1;
-        if chunk.len() >= keep {
-            self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        if chunk.len() >= KEEP {
+            self.tail.copy_from_slice(&chunk[chunk.len() - KEEP..]);
+            self.tail_len = KEEP;
         } else {
-            self.tail.extend_from_slice(chunk);
-            let excess = self.tail.len().saturating_sub(keep);
-            self.tail.drain(..excess);
+            // A short chunk: keep the newest KEEP bytes of the old tail and the chunk.
+            let mut both = [0u8; 2 * KEEP];
+            both[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+            both[self.tail_len..self.tail_len + chunk.len()].copy_from_slice(chunk);
+            let len = self.tail_len + chunk.len();
+            let from = len.saturating_sub(KEEP);
+            self.tail_len = len - from;
+            self.tail[..self.tail_len].copy_from_slice(&both[from..len]);
         }
     }
 

@@ -179,13 +179,10 @@ impl Gateway {
             .any(|s| s.enabled && s.signal == crate::config::Signal::RecordsReturned);
         let header = |n| resp.headers.get(n).and_then(|v| v.to_str().ok());
         let json = header(http::header::CONTENT_TYPE).is_some_and(|t| {
-            let t = t
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            t == "application/json" || t.ends_with("+json")
+            // No lowercased copy per answer: compare the media type's bytes in place.
+            let t = t.split(';').next().unwrap_or("").trim().as_bytes();
+            t.eq_ignore_ascii_case(b"application/json")
+                || (t.len() > 5 && t[t.len() - 5..].eq_ignore_ascii_case(b"+json"))
         });
         let plain = header(http::header::CONTENT_ENCODING)
             .is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"));
