@@ -553,13 +553,14 @@ impl ProxyHttp for Gateway {
         let locations: Vec<&str> = ctx.matches.iter().map(|x| x.location.as_str()).collect();
         tracing::info!(
             target: "phi_gateway::access",
-            request_id = %ctx.request_id,
-            route = %route,
-            method = %session.req_header().method,
+            // `&str`, not `%`: recorded as strings without a trip through `Display`.
+            request_id = ctx.request_id.as_str(),
+            route,
+            method = session.req_header().method.as_str(),
             decision,
             reason = outcome.reason.map(Reason::as_str).unwrap_or(""),
-            rules = %rules,
-            locations = %locations.join(","),
+            rules = rules.as_str(),
+            locations = locations.join(",").as_str(),
             status,
             duration_us = elapsed.as_micros() as u64,
             inspection_us = ctx.inspection.as_micros() as u64,
