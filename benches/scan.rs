@@ -1,8 +1,10 @@
 //! Scanner throughput with the full default rule pack, next to a plain single pass over the
 //! same bytes (the memory-bandwidth floor). Run: `cargo bench --bench scan`.
 //!
-//! Documents are synthetic FHIR JSON built here (no PHI in the clean ones; the PHI-bearing one
-//! carries one synthetic SSN near the end).
+//! Documents are synthetic FHIR JSON (no PHI in the clean ones; the PHI-bearing ones carry one
+//! synthetic SSN near the end): Observation bundles built here, and the realistic EHR bundles
+//! of `phi_gateway::engine::synthetic` (Encounters, Conditions, MedicationRequests,
+//! Observations with non-PHI identifiers, Practitioners with NPIs, Organizations).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use phi_gateway::engine::rules::RuleSet;
-use phi_gateway::engine::{Engine, Limits, Part};
+use phi_gateway::engine::{synthetic, Engine, Limits, Part};
 
 /// A clean FHIR Observation bundle of roughly `size` bytes: codes, dates, versions and ids —
 /// the numbers and dates that make naive detectors fire.
@@ -68,7 +70,16 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| black_box(d.iter().fold(0u64, |acc, &x| acc.wrapping_add(x as u64))))
             },
         );
-        for (kind, doc) in [("clean_fhir_json", &clean), ("phi_fhir_json", &phi)] {
+        // EHR traffic: identifiers of non-PHI systems, NPIs in provider resources, patients by
+        // logical id (see `ehr_bundle`).
+        let ehr = synthetic::ehr_bundle(size).into_bytes();
+        let ehr_phi = with_ssn(synthetic::ehr_bundle(size).into_bytes());
+        for (kind, doc) in [
+            ("clean_fhir_json", &clean),
+            ("phi_fhir_json", &phi),
+            ("ehr_clean_fhir_json", &ehr),
+            ("ehr_phi_fhir_json", &ehr_phi),
+        ] {
             group.bench_with_input(BenchmarkId::new(kind, name), doc, |b, d| {
                 b.iter(|| {
                     let part = Part::Body {
@@ -251,7 +262,8 @@ criterion_group!(benches, bench, bench_lines, adversarial);
 /// `SCAN_ITERS=N cargo bench --bench scan` scans the clean 64 KiB document N times and exits
 /// without criterion: a fixed amount of work for `perf stat -e instructions` or valgrind's
 /// callgrind, whose instruction counts are repeatable on a shared machine where wall-clock
-/// throughput is not. `SCAN_DOC=phi` scans the PHI-bearing document instead.
+/// throughput is not. `SCAN_DOC=phi` scans the PHI-bearing document instead, `ehr` and
+/// `ehr-phi` the realistic EHR bundle and its PHI-bearing variant.
 fn main() {
     if let Some(iters) = std::env::var("SCAN_ITERS")
         .ok()
@@ -265,6 +277,8 @@ fn main() {
             .unwrap_or(64 << 10);
         let doc = match std::env::var("SCAN_DOC").as_deref() {
             Ok("phi") => with_ssn(clean_fhir(size)),
+            Ok("ehr") => synthetic::ehr_bundle(size).into_bytes(),
+            Ok("ehr-phi") => with_ssn(synthetic::ehr_bundle(size).into_bytes()),
             _ => clean_fhir(size),
         };
         let mut found = 0usize;

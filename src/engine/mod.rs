@@ -31,6 +31,8 @@ mod normalize;
 pub mod rules;
 mod scan;
 pub mod source;
+#[doc(hidden)]
+pub mod synthetic;
 pub(crate) mod validate;
 
 pub use classify::{classify_value, ValueClass};

@@ -3,8 +3,9 @@
 //! Most request bodies are clean, and proving a plain JSON body clean used to take about seven
 //! linear passes (UTF-8, escapes, a keyword automaton, `serde_json`, a tokenizer, a multi-regex
 //! and one rule regex), each at 0.5–2 GB/s. This module folds the per-byte work into one pass
-//! that validates the JSON grammar, finds every key, string and number, marks which keyword
-//! fragments occur, and notes each token's digit and upper-case counts. What is left for the
+//! that validates the JSON grammar, finds every key, string and number, and notes each
+//! token's digit and upper-case counts (keywords are looked for afterwards, and only for rules
+//! with a candidate token, see [`KeywordIndex`]). What is left for the
 //! regexes is then only the handful of tokens that *could* hold a match of a live rule: a
 //! pattern whose matches are at most `L` bytes long and contain at least `D` digits and `U`
 //! upper-case letters cannot match inside a token where no `L`-byte window holds that many
@@ -107,41 +108,45 @@ fn class_count(ranges: impl Iterator<Item = (u32, u32)>, pred: fn(u8) -> bool) -
 /// Decides, per live rule, which tokens one of its patterns could match inside: a pattern
 /// needing `D` digits and `U` upper-case letters within `L` bytes cannot match in a token where
 /// no `L`-byte window holds that many. The distinct needs of all rules are evaluated once per
-/// token.
+/// token into a bit set, and a rule is admitted when one of its needs' bits is set: this runs
+/// for every digit-bearing token of a clean body, and a per-rule walk over memoised needs was
+/// the largest single cost of a clean FHIR scan.
 #[derive(Debug)]
 pub(crate) struct TokenFilter {
-    /// Distinct (digits, upper, max_len) needs.
+    /// Distinct (digits, upper, max_len) needs, sorted; bit `i` of a [`TokenFilter::met`] set
+    /// stands for `needs[i]`, except that needs past the 63rd share bit 63 (a token meeting one
+    /// of them admits every rule with one of them: more, never less).
     needs: Vec<(usize, usize, Option<usize>)>,
-    /// Per rule, indices into `needs`.
-    rules: Vec<Vec<usize>>,
+    /// Per rule, the bits of its needs.
+    rules: Vec<u64>,
     min_digits: usize,
     min_upper: usize,
+}
+
+/// The bit of need `i` (see [`TokenFilter::needs`]).
+fn need_bit(i: usize) -> u64 {
+    1u64 << i.min(63)
 }
 
 impl TokenFilter {
     /// `rules[r]`: rule `r`'s patterns' [`Needs`], each with the digit need raised to what the
     /// rule's validators need in the value (which lies inside the match).
     pub(crate) fn new(rules: Vec<Vec<(Needs, usize)>>) -> TokenFilter {
-        let mut needs: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        let key = |(n, at_least): &(Needs, usize)| (n.digits.max(*at_least), n.upper, n.max_len);
+        // Sorted by digits first, so that [`TokenFilter::met`] stops at the first need a
+        // token has too few digits for.
+        let mut needs: Vec<(usize, usize, Option<usize>)> =
+            rules.iter().flatten().map(key).collect();
+        needs.sort_unstable();
+        needs.dedup();
         let rules = rules
-            .into_iter()
+            .iter()
             .map(|pats| {
-                let mut idx: Vec<usize> = pats
-                    .into_iter()
-                    .map(|(n, at_least)| {
-                        let k = (n.digits.max(at_least), n.upper, n.max_len);
-                        match needs.iter().position(|x| *x == k) {
-                            Some(i) => i,
-                            None => {
-                                needs.push(k);
-                                needs.len() - 1
-                            }
-                        }
-                    })
-                    .collect();
-                idx.sort_unstable();
-                idx.dedup();
-                idx
+                pats.iter().fold(0u64, |mask, p| {
+                    // Every key is in `needs`; a miss (there is none) admits on bit 63.
+                    let i = needs.binary_search(&key(p)).unwrap_or(usize::MAX);
+                    mask | need_bit(i)
+                })
             })
             .collect();
         TokenFilter {
@@ -157,10 +162,61 @@ impl TokenFilter {
         self.min_digits
     }
 
-    /// Sets `out[r]` to whether some pattern of rule `r` could match inside `tok`, which holds
-    /// `digits` digits and `upper` upper-case letters in all; `scratch` is reused across tokens
-    /// (this runs once per digit-bearing token of a clean body: an allocation here was a
-    /// tenth of a clean 64 KiB scan).
+    /// The needs `tok` meets, as a bit set for [`TokenFilter::admits_rule`]; `tok` holds
+    /// `digits` digits and `upper` upper-case letters in all, and `scratch` is reused across
+    /// tokens (an allocation here was once a tenth of a clean 64 KiB scan).
+    pub(crate) fn met(
+        &self,
+        tok: &[u8],
+        digits: usize,
+        upper: usize,
+        scratch: &mut FilterScratch,
+    ) -> u64 {
+        if digits < self.min_digits || upper < self.min_upper {
+            return 0;
+        }
+        let FilterScratch { dpos, upos } = scratch;
+        // Positions of digits and upper-case letters, found once per token when a window
+        // matters; then "d of them within l bytes" is one pass over the positions.
+        let (mut have_d, mut have_u) = (false, false);
+        let mut met = 0u64;
+        for (i, &(d, u, len)) in self.needs.iter().enumerate() {
+            if digits < d {
+                break;
+            }
+            let bit = need_bit(i);
+            if met & bit != 0 || upper < u {
+                continue;
+            }
+            let ok = match len.filter(|&l| l < tok.len()) {
+                None => true,
+                Some(l) => {
+                    if d > 0 && !have_d {
+                        positions(tok, u8::is_ascii_digit, dpos);
+                        have_d = true;
+                    }
+                    if u > 0 && !have_u {
+                        positions(tok, u8::is_ascii_uppercase, upos);
+                        have_u = true;
+                    }
+                    (d == 0 || within(dpos, d, l)) && (u == 0 || within(upos, u, l))
+                }
+            };
+            if ok {
+                met |= bit;
+            }
+        }
+        met
+    }
+
+    /// Whether some pattern of rule `r` could match inside a token that meets `met`.
+    pub(crate) fn admits_rule(&self, r: usize, met: u64) -> bool {
+        self.rules.get(r).is_none_or(|m| m & met != 0)
+    }
+
+    /// Sets `out[r]` to whether some pattern of rule `r` could match inside `tok` (see
+    /// [`TokenFilter::met`]).
+    #[cfg(test)]
     pub(crate) fn admits(
         &self,
         tok: &[u8],
@@ -169,57 +225,16 @@ impl TokenFilter {
         scratch: &mut FilterScratch,
         out: &mut [bool],
     ) {
-        out.iter_mut().for_each(|o| *o = false);
-        if digits < self.min_digits || upper < self.min_upper {
-            return;
-        }
-        let FilterScratch { met, dpos, upos } = scratch;
-        // 0 = not evaluated yet, 1 = no, 2 = yes.
-        met.clear();
-        met.resize(self.needs.len(), 0);
-        // Positions of digits and upper-case letters, found once per token when a window
-        // matters; then "d of them within l bytes" is one pass over the positions.
-        let (mut have_d, mut have_u) = (false, false);
-        let mut eval = |i: usize| -> bool {
-            let Some(&(d, u, len)) = self.needs.get(i) else {
-                return true;
-            };
-            if digits < d || upper < u {
-                return false;
-            }
-            let Some(l) = len.filter(|&l| l < tok.len()) else {
-                return true;
-            };
-            if d > 0 && !have_d {
-                positions(tok, u8::is_ascii_digit, dpos);
-                have_d = true;
-            }
-            if u > 0 && !have_u {
-                positions(tok, u8::is_ascii_uppercase, upos);
-                have_u = true;
-            }
-            (d == 0 || within(dpos, d, l)) && (u == 0 || within(upos, u, l))
-        };
-        for (o, idx) in out.iter_mut().zip(&self.rules) {
-            *o = idx.iter().any(|&i| match met.get(i).copied() {
-                Some(0) => {
-                    let ok = eval(i);
-                    if let Some(m) = met.get_mut(i) {
-                        *m = 1 + u8::from(ok);
-                    }
-                    ok
-                }
-                Some(m) => m == 2,
-                None => true,
-            });
+        let met = self.met(tok, digits, upper, scratch);
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = self.admits_rule(r, met);
         }
     }
 }
 
-/// Scratch space for [`TokenFilter::admits`], kept across the tokens of a body.
+/// Scratch space for [`TokenFilter::met`], kept across the tokens of a body.
 #[derive(Debug, Default)]
 pub(crate) struct FilterScratch {
-    met: Vec<u8>,
     dpos: Vec<u32>,
     upos: Vec<u32>,
 }
@@ -242,104 +257,72 @@ fn within(pos: &[u32], n: usize, len: usize) -> bool {
         .any(|(a, b)| ((b - a) as usize) < len)
 }
 
-/// Every rule keyword split into fragments that the one-pass profile can look for.
+/// Every rule keyword split into the words the whole-body check looks for.
 ///
-/// A keyword matches a segment or its field context (keys and sibling values joined by spaces),
-/// ASCII case-insensitively. In a plain JSON body every segment is a key, a string or a number,
-/// so a keyword without spaces occurs only inside one string token, and a keyword with spaces
-/// (`medical record`) can span a join, so it counts as present when each of its words occurs
-/// in some token. Keywords that could occur inside a number (digits, `.`, `-`, `+`) make the
-/// index unusable and every keyword rule counts as present.
+/// A keyword matches a segment or its field context (keys and sibling values joined by spaces,
+/// key names also split into words), ASCII case-insensitively. In a plain JSON body every
+/// segment is a key, a string or a number, and every word of a split key name is a
+/// case-insensitive substring of the key, so a keyword counts as present when each of its
+/// words occurs somewhere in the body (an over-approximation, which only keeps a rule alive).
+/// The words are looked for only for rules that have a candidate token, and only once per
+/// body (see `Scanner::json_body_clean`): most clean bodies have none, and looking for every
+/// fragment in every new string was most of what profiling a clean body cost.
+///
+/// A rule with a keyword that has no word (spaces only) always counts as present.
 #[derive(Debug, Default)]
 pub(crate) struct KeywordIndex {
-    /// Lower-cased fragments (words of keywords).
-    parts: Vec<Vec<u8>>,
-    /// One-byte fragments: byte → fragment.
-    single: Vec<(u8, usize)>,
-    /// Bit set over (folded first byte, folded second byte) of fragments of 2+ bytes.
-    pairs: Vec<u64>,
-    /// For each such pair, the fragments starting with it.
-    by_pair: Vec<(u16, usize)>,
-    /// Per rule: its keywords, each as the fragment indices that must all be present.
-    rules: Vec<Vec<Vec<usize>>>,
-    /// False when some keyword defeats the index (see above).
-    usable: bool,
+    /// Lower-cased words of keywords, each once.
+    parts: Vec<String>,
+    /// Per rule: its keywords, each as the word indices that must all be present, or `None`
+    /// when one of its keywords cannot be ruled out by words (see above).
+    rules: Vec<Option<Vec<Vec<usize>>>>,
 }
 
 impl KeywordIndex {
     /// `keywords[r]` = rule `r`'s keywords as written.
     pub(crate) fn new(keywords: &[Vec<String>]) -> KeywordIndex {
-        let mut ix = KeywordIndex {
-            pairs: vec![0; 1 << 10],
-            usable: true,
-            ..KeywordIndex::default()
-        };
+        let mut ix = KeywordIndex::default();
         for kws in keywords {
             let mut rule = Vec::new();
+            let mut usable = true;
             for k in kws {
                 let mut frags = Vec::new();
                 for w in k.split(' ').filter(|w| !w.is_empty()) {
-                    let w = w.to_ascii_lowercase().into_bytes();
-                    if w.iter()
-                        .any(|c| matches!(c, b'0'..=b'9' | b'.' | b'-' | b'+'))
-                    {
-                        ix.usable = false;
-                    }
+                    let w = w.to_ascii_lowercase();
                     let id = match ix.parts.iter().position(|p| *p == w) {
                         Some(id) => id,
                         None => {
-                            ix.parts.push(w.clone());
+                            ix.parts.push(w);
                             ix.parts.len() - 1
                         }
                     };
-                    match w.as_slice() {
-                        [c] => ix.single.push((*c, id)),
-                        [a, b, ..] => {
-                            let p = pair(*a, *b);
-                            if let Some(word) = ix.pairs.get_mut(usize::from(p >> 6)) {
-                                *word |= 1 << (p & 63);
-                            }
-                            ix.by_pair.push((p, id));
-                        }
-                        [] => {}
-                    }
                     frags.push(id);
                 }
                 // A keyword of spaces only matches a joined context: never provable absent.
                 if frags.is_empty() {
-                    ix.usable = false;
+                    usable = false;
                 }
                 rule.push(frags);
             }
-            ix.rules.push(rule);
+            ix.rules.push(usable.then_some(rule));
         }
-        ix.single.sort_unstable();
-        ix.single.dedup();
-        ix.by_pair.sort_unstable();
-        ix.by_pair.dedup();
         ix
     }
 
-    /// Per rule, whether one of its keywords is present given the fragments seen.
-    fn rules_present(&self, seen: &[bool]) -> Vec<bool> {
-        self.rules
-            .iter()
-            .map(|kws| {
-                !self.usable
-                    || kws
-                        .iter()
-                        .any(|k| k.iter().all(|&f| seen.get(f).copied().unwrap_or(true)))
+    /// Whether one of rule `r`'s keywords may occur, given `present(word)` (a lower-cased
+    /// word, answered ASCII case-insensitively over the whole body). Rules without keywords
+    /// answer false; unknown rules true.
+    pub(crate) fn rule_present(&self, r: usize, mut present: impl FnMut(&str) -> bool) -> bool {
+        let Some(kws) = self.rules.get(r) else {
+            return true;
+        };
+        kws.as_ref().is_none_or(|kws| {
+            kws.iter().any(|k| {
+                k.iter()
+                    .all(|&f| self.parts.get(f).is_none_or(|p| present(p)))
             })
-            .collect()
+        })
     }
-}
-
-fn fold(c: u8) -> u8 {
-    c.to_ascii_lowercase()
-}
-
-fn pair(a: u8, b: u8) -> u16 {
-    (u16::from(fold(a)) << 8) | u16::from(fold(b))
 }
 
 /// One key, string or number of the body.
@@ -356,8 +339,6 @@ pub(crate) struct Tok {
 pub(crate) struct Profile {
     /// Tokens with at least the requested number of digits, in order.
     pub(crate) tokens: Vec<Tok>,
-    /// Per rule: whether one of its keywords occurs (see [`KeywordIndex`]).
-    pub(crate) keywords: Vec<bool>,
 }
 
 // Flags from [`counts`].
@@ -429,10 +410,9 @@ fn byte_flags(c: u8) -> u8 {
     (u8::from(bad) * BAD) | (u8::from(c == b'%' || c == b'&') * SPECIAL)
 }
 
-/// The checks a string needs once per distinct content: keyword fragments (marked in `seen`),
-/// escapes, envelopes and ciphertext keys, base64 that decodes to text. `None` ends the fast
-/// path.
-fn new_string(tok: &[u8], flags: u8, kw: &KeywordIndex, seen: &mut [bool]) -> Option<()> {
+/// The checks a string needs once per distinct content: escapes, envelopes and ciphertext
+/// keys, base64 that decodes to text. `None` ends the fast path.
+fn new_string(tok: &[u8], flags: u8, upper: usize) -> Option<()> {
     if flags & SPECIAL != 0 {
         let t = std::str::from_utf8(tok).ok()?;
         if has_percent_escape(t) || has_entity(t) {
@@ -442,48 +422,13 @@ fn new_string(tok: &[u8], flags: u8, kw: &KeywordIndex, seen: &mut [bool]) -> Op
     if !super::scan::plain_string(tok) {
         return None;
     }
-    if tok.len() >= MIN_BASE64_RUN && tok.iter().any(u8::is_ascii_uppercase) {
+    if tok.len() >= MIN_BASE64_RUN && upper > 0 {
         let t = std::str::from_utf8(tok).ok()?;
         if base64_runs(t)
             .into_iter()
             .any(|(s, e)| t.get(s..e).is_none_or(|r| decode_base64_text(r).is_some()))
         {
             return None;
-        }
-    }
-    for &(c, id) in &kw.single {
-        if tok.iter().any(|&t| fold(t) == c) {
-            if let Some(s) = seen.get_mut(id) {
-                *s = true;
-            }
-        }
-    }
-    let mut prev = 0u16;
-    for (k, &c) in tok.iter().enumerate() {
-        let p = (prev << 8) | u16::from(fold(c));
-        prev = p & 0xFF;
-        if kw
-            .pairs
-            .get(usize::from(p >> 6))
-            .is_none_or(|w| w & (1 << (p & 63)) == 0)
-        {
-            continue;
-        }
-        // Fragments starting at k - 1 with this pair.
-        let from = kw.by_pair.partition_point(|&(q, _)| q < p);
-        for &(q, id) in kw.by_pair.get(from..).unwrap_or(&[]) {
-            if q != p {
-                break;
-            }
-            let (Some(part), Some(rest)) = (kw.parts.get(id), tok.get(k.saturating_sub(1)..))
-            else {
-                continue;
-            };
-            if rest.len() >= part.len() && rest.iter().zip(part).all(|(a, b)| fold(*a) == *b) {
-                if let Some(s) = seen.get_mut(id) {
-                    *s = true;
-                }
-            }
         }
     }
     Some(())
@@ -544,21 +489,26 @@ impl Interned {
     }
 }
 
-/// FxHash-style hash of a short byte string, eight bytes at a time.
+/// FxHash-style hash of a short byte string, eight bytes at a time. The tail is read as the
+/// last eight bytes (overlapping) or, under eight bytes, assembled in a register: copying it
+/// into a stack buffer called `memcpy` and stalled on the reload, a sixth of a clean scan.
 fn hash(tok: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = tok.len() as u64;
+    let word = |c: &[u8]| <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
+    let n = tok.len();
+    let mut h = n as u64;
+    if n < 8 {
+        let w = tok.iter().rev().fold(0u64, |w, &c| (w << 8) | u64::from(c));
+        return (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
     let mut chunks = tok.chunks_exact(8);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ word(c)).wrapping_mul(K);
     }
-    let mut w = [0u8; 8];
-    for (d, s) in w.iter_mut().zip(chunks.remainder()) {
-        *d = *s;
+    if !chunks.remainder().is_empty() {
+        h = (h.rotate_left(5) ^ word(tok.get(n - 8..).unwrap_or_default())).wrapping_mul(K);
     }
-    (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K)
+    h
 }
 
 /// What the container stack expects next.
@@ -581,17 +531,11 @@ enum Expect {
 /// Profiles an ASCII JSON text in one pass, or `None` when the text needs the full walk (see
 /// the module docs). `max_depth` is the engine's JSON depth limit; `min_digits` the fewest
 /// digits a token needs to be kept.
-pub(crate) fn profile(
-    text: &str,
-    max_depth: usize,
-    min_digits: usize,
-    kw: &KeywordIndex,
-) -> Option<Profile> {
+pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option<Profile> {
     // `serde_json` refuses nesting past 128; stay well below so the walker always parses what
     // this pass accepts.
     let max_depth = max_depth.min(100);
     let b = text.as_bytes();
-    let mut seen = vec![false; kw.parts.len()];
     let mut tokens = Vec::new();
     let mut known = Interned::new(b.len());
     // Container stack as bits (1 = object), deepest in bit 0.
@@ -663,10 +607,13 @@ pub(crate) fn profile(
                 if flags & BAD != 0 {
                     return None;
                 }
-                // A string seen before can add no keyword fragment and already passed the
-                // checks below; JSON repeats its keys (and many values) in every element.
-                if tok.len() < 3 || !known.insert(b, start, end) {
-                    new_string(tok, flags, kw, &mut seen)?;
+                // A string seen before already passed the checks; JSON repeats its keys (and
+                // many values) in every element. A short one without `%` or `&` is checked
+                // again instead: that is cheaper than hashing it.
+                if (tok.len() < MIN_BASE64_RUN && flags & SPECIAL == 0)
+                    || !known.insert(b, start, end)
+                {
+                    new_string(tok, flags, upper)?;
                 }
                 if digits >= min_digits {
                     tokens.push(tok_at(start, end, digits, upper)?);
@@ -705,10 +652,7 @@ pub(crate) fn profile(
     if expect != Expect::Next || depth != 0 {
         return None;
     }
-    Some(Profile {
-        tokens,
-        keywords: kw.rules_present(&seen),
-    })
+    Some(Profile { tokens })
 }
 
 fn tok_at(start: usize, end: usize, digits: usize, upper: usize) -> Option<Tok> {

@@ -29,8 +29,13 @@ impl Scanner<'_> {
             return false;
         }
         let rules = self.rules;
+        // Shared by every rule that needs a keyword or a hotword: the body lower-cased once,
+        // and each word looked for once (several rules share words such as `date`).
+        let mut hot = Hotwords::default();
         // Every selector rule must be provably dead: the body holds no resource of the type a
-        // selector starts with, or a literal piece of it occurs nowhere in the body.
+        // selector starts with, or a literal piece of it occurs nowhere in the body, or every
+        // finding of the rule needs a hotword and none occurs in the body (the identifier
+        // rules: `fhir:*.identifier.value` is in most FHIR traffic, their systems are not).
         let mut probe = BodyProbe::new(text);
         for q in &self.quick {
             if !q.structural {
@@ -39,58 +44,81 @@ impl Scanner<'_> {
             let Some(rule) = rules.compiled().get(q.rule) else {
                 return false;
             };
-            if rule.scope.probes.len() != rule.scope.fields.len()
-                || !rule.scope.probes.iter().all(|p| probe.dead(p))
-            {
+            let dead = (rule.scope.probes.len() == rule.scope.fields.len()
+                && rule.scope.probes.iter().all(|p| probe.dead(p)))
+                || (rule
+                    .patterns
+                    .iter()
+                    .all(|p| score(p, rule, false).is_none())
+                    && no_hotword(rule, text, &mut hot));
+            if !dead {
                 return false;
             }
         }
-        // Fewest digits any token needs to be kept for some rule still in play.
-        let min_digits = self
+        // The keyword-free rules, and the fewest digits a token needs for one of them.
+        let need = |r: &CompiledRule| {
+            r.patterns
+                .iter()
+                .map(|p| p.needs.digits.max(r.min_digits))
+                .min()
+                .unwrap_or(usize::MAX)
+        };
+        let plain_min = self
             .quick
             .iter()
-            .filter(|q| !q.structural)
+            .filter(|q| !q.structural && !q.keywords)
             .filter_map(|q| rules.compiled().get(q.rule))
-            .flat_map(|r| r.patterns.iter().map(|p| p.needs.digits.max(r.min_digits)))
+            .map(need)
             .min()
             .unwrap_or(usize::MAX);
-        // One pass: grammar, escapes, envelopes, keyword fragments, digit-bearing tokens.
-        let Some(profile) = fastpath::profile(
-            text,
-            self.limits.max_json_depth,
-            min_digits,
-            rules.keyword_index(),
-        ) else {
-            return false;
-        };
-        // Keyword rules whose keywords occur nowhere are dead; the others are checked like
-        // plain rules below (a keyword is a necessary condition, not a finding).
-        let present = |r: usize| profile.keywords.get(r).copied().unwrap_or(true);
-        if self.any_keywords {
-            self.kw_any_in_body = self.quick.iter().any(|q| q.keywords && present(q.rule));
-            self.kw_in_body = Some((0..rules.len()).map(present).collect());
+        // A keyword is a necessary condition, not a finding: a keyword rule whose keywords
+        // occur nowhere is dead, the others are checked like plain rules. Keywords
+        // are looked for up front only for a rule that would keep more tokens than the
+        // keyword-free rules (the e-mail rule needs no digit at all: without `@` in the body
+        // it would otherwise make every key and string a candidate); for the others, only
+        // once they have a candidate token.
+        let mut live: Vec<(usize, bool, &CompiledRule)> = Vec::new();
+        for q in self.quick.iter().filter(|q| !q.structural) {
+            let Some(rule) = rules.compiled().get(q.rule) else {
+                return false;
+            };
+            let mut keywords = q.keywords;
+            if keywords && need(rule) < plain_min {
+                if !rules
+                    .keyword_index()
+                    .rule_present(q.rule, |w| hot.present(text, w))
+                {
+                    continue;
+                }
+                keywords = false;
+            }
+            live.push((q.rule, keywords, rule));
         }
-        let live: Vec<(usize, &CompiledRule)> = self
-            .quick
-            .iter()
-            .filter(|q| !q.structural && (!q.keywords || present(q.rule)))
-            .filter_map(|q| rules.compiled().get(q.rule).map(|r| (q.rule, r)))
-            .collect();
         if live.is_empty() {
             return true;
         }
+        let min_digits = live
+            .iter()
+            .map(|(_, _, r)| need(r))
+            .min()
+            .unwrap_or(usize::MAX);
+        // One pass: grammar, escapes, envelopes, digit-bearing tokens.
+        let Some(profile) = fastpath::profile(text, self.limits.max_json_depth, min_digits) else {
+            return false;
+        };
         // Per live rule, the tokens one of its patterns could match inside, each between `"`;
         // then the rule's own patterns, validators and context over just those.
         let filter = fastpath::TokenFilter::new(
             live.iter()
-                .map(|(_, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
+                .map(|(_, _, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
                 .collect(),
         );
+        // Per live rule, the indices of its candidate tokens (a rule's buffer is built only
+        // once its keywords are known to occur).
+        let mut cands: Vec<Vec<u32>> = vec![Vec::new(); live.len()];
+        let mut scratch = fastpath::FilterScratch::default();
         let b = text.as_bytes();
-        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); live.len()];
-        let (mut scratch, mut admitted) =
-            (fastpath::FilterScratch::default(), vec![false; live.len()]);
-        for t in &profile.tokens {
+        for (t, ti) in profile.tokens.iter().zip(0u32..) {
             let (d, u) = (t.digits as usize, t.upper as usize);
             if d < filter.min_digits() {
                 continue;
@@ -98,26 +126,42 @@ impl Scanner<'_> {
             let Some(tok) = b.get(t.start as usize..t.end as usize) else {
                 return false;
             };
-            filter.admits(tok, d, u, &mut scratch, &mut admitted);
-            for (buf, _) in bufs.iter_mut().zip(&admitted).filter(|(_, a)| **a) {
-                if buf.is_empty() {
-                    buf.push(b'"');
+            let met = filter.met(tok, d, u, &mut scratch);
+            if met == 0 {
+                continue;
+            }
+            for (r, c) in cands.iter_mut().enumerate() {
+                if filter.admits_rule(r, met) {
+                    c.push(ti);
                 }
+            }
+        }
+        let mut buf = Vec::new();
+        for ((r, keywords, rule), cands) in live.iter().zip(&cands) {
+            if cands.is_empty() {
+                continue;
+            }
+            if *keywords
+                && !rules
+                    .keyword_index()
+                    .rule_present(*r, |w| hot.present(text, w))
+            {
+                continue;
+            }
+            // The candidates between `"`, so that no match spans two of them.
+            buf.clear();
+            buf.push(b'"');
+            for t in cands.iter().filter_map(|&i| profile.tokens.get(i as usize)) {
+                let Some(tok) = b.get(t.start as usize..t.end as usize) else {
+                    return false;
+                };
                 buf.extend_from_slice(tok);
                 buf.push(b'"');
             }
-        }
-        // Shared by every rule whose candidates need a hotword: the body lower-cased once, and
-        // each hotword part looked for once (several rules share parts such as `date`).
-        let mut hot = Hotwords::default();
-        for ((_, rule), buf) in live.iter().zip(bufs) {
-            if buf.is_empty() {
-                continue;
-            }
-            let Ok(tokens) = String::from_utf8(buf) else {
+            let Ok(tokens) = std::str::from_utf8(&buf) else {
                 return false;
             };
-            if !rule_dead_in(rule, &tokens, text, &mut hot) {
+            if !rule_dead_in(rule, tokens, text, &mut hot) {
                 return false;
             }
         }
@@ -366,13 +410,17 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotword
             };
         }
     }
-    if !needs_ctx {
-        return true;
-    }
-    // A hotword is found in the segment or in the field context (keys and sibling values
-    // joined by spaces), so a multi-word hotword may span two pieces: it is ruled out only when
-    // one of its space-separated parts occurs nowhere in the body (ASCII case-insensitive, as
-    // the hotword automaton matches).
+    !needs_ctx || no_hotword(rule, body, hot)
+}
+
+/// Whether none of `rule`'s hotwords can occur in a plain JSON body (see
+/// [`Scanner::json_body_clean`]). A hotword is found in the segment (a verbatim token) or in
+/// the field context (keys and sibling values joined by spaces, key names also split into
+/// lower-cased words, each a substring of the key), so a multi-word hotword may span two
+/// pieces: it is ruled out only when one of its space-separated parts occurs nowhere in the
+/// body (ASCII case-insensitive, as the hotword automaton matches). A rule without context
+/// has no hotword to rule out.
+fn no_hotword(rule: &CompiledRule, body: &str, hot: &mut Hotwords) -> bool {
     let Some(c) = &rule.context else {
         return false;
     };
@@ -397,8 +445,13 @@ impl Hotwords {
             return v;
         }
         let part = part.to_ascii_lowercase();
-        let lower = self.lower.get_or_insert_with(|| body.to_ascii_lowercase());
-        let v = memchr::memmem::find(lower.as_bytes(), part.as_bytes()).is_some();
+        // A part without letters (`@`) is the same in the body as written.
+        let v = if part.bytes().any(|c| c.is_ascii_alphabetic()) {
+            let lower = self.lower.get_or_insert_with(|| body.to_ascii_lowercase());
+            memchr::memmem::find(lower.as_bytes(), part.as_bytes()).is_some()
+        } else {
+            memchr::memmem::find(body.as_bytes(), part.as_bytes()).is_some()
+        };
         self.seen.push((part, v));
         v
     }

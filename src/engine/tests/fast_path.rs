@@ -195,3 +195,75 @@ fn whole_body_check_agrees_with_full_walk() {
         assert!(!fast_and_full(&cases[i]).1.is_empty(), "{what}");
     }
 }
+
+/// The realistic EHR set of the scan bench (`engine::synthetic::ehr_bundle`): clean as a
+/// whole, and every PHI variant injected into it found the same with and without the
+/// whole-body check, which must not call it clean.
+#[test]
+fn whole_body_check_agrees_on_ehr_traffic() {
+    let clean = crate::engine::synthetic::ehr_bundle(16 << 10);
+    let (fast, full, enc) = fast_and_full(&clean);
+    assert!(
+        fast.findings.is_empty() && full.is_empty() && enc.is_empty(),
+        "{:?}",
+        hits(&fast)
+    );
+    let inject = |entry: &str| {
+        let mut d = clean.clone();
+        d.truncate(d.len() - 2);
+        d.push(',');
+        d.push_str(entry);
+        d.push_str("]}");
+        d
+    };
+    let npi = crate::engine::synthetic::npi(424_242);
+    let cases = [
+        // Identifier systems that are PHI, in the resources the rules cover.
+        inject(
+            r#"{"resource":{"resourceType":"Patient","id":"pat-1","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"536221234"}]}}"#,
+        ),
+        inject(
+            r#"{"resource":{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.4.1","value":"536221234"}]}}"#,
+        ),
+        inject(
+            r#"{"resource":{"resourceType":"Coverage","identifier":[{"system":"http://hl7.org/fhir/sid/us-mbi","value":"1EG4TE5MK73"}]}}"#,
+        ),
+        inject(
+            r#"{"resource":{"resourceType":"RelatedPerson","identifier":[{"system":"urn:oid:2.16.840.1.113883.4.3.25","value":"S99985931"}]}}"#,
+        ),
+        // An NPI is PHI outside a provider resource: the NPIs of the bundle's Practitioners
+        // and Organizations must not hide it.
+        inject(&format!(
+            r#"{{"resource":{{"resourceType":"Encounter","identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{npi}"}}]}}}}"#
+        )),
+        inject(&format!(
+            r#"{{"resource":{{"resourceType":"Patient","identifier":[{{"system":"urn:oid:2.16.840.1.113883.4.6","value":"{npi}"}}]}}}}"#
+        )),
+        // The system may come after the value, and the hotword only from a sibling.
+        inject(
+            r#"{"resource":{"resourceType":"Patient","identifier":[{"value":"536221234","system":"http://hl7.org/fhir/sid/us-ssn"}]}}"#,
+        ),
+        // Person data next to the references by logical id.
+        inject(
+            r#"{"resource":{"resourceType":"Patient","id":"pat-1000","birthDate":"1961-06-15"}}"#,
+        ),
+        inject(r#"{"resource":{"resourceType":"Condition","note":[{"text":"SSN 536-22-1234"}]}}"#),
+    ];
+    for doc in &cases {
+        let (fast, full, enc) = fast_and_full(doc);
+        assert_eq!(hits(&fast), full, "{doc}");
+        assert_eq!(fast.encrypted, enc, "{doc}");
+        assert!(!full.is_empty(), "PHI variant not found: {doc}");
+        assert!(!fast_path_clean(doc), "claimed clean: {doc}");
+    }
+}
+
+/// Identifier rules need their systems as hotwords: a body with `identifier` elements of
+/// other systems and no person resource stays on the fast path.
+#[test]
+fn identifiers_of_other_systems_stay_on_the_fast_path() {
+    let doc = r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Encounter","id":"enc-1","identifier":[{"system":"http://hospital.example.org/fhir/sid/encounter-number","value":"E24-0040001"}],"subject":{"reference":"Patient/pat-1"}}},{"resource":{"resourceType":"MedicationRequest","id":"rx-1","identifier":[{"system":"http://hospital.example.org/fhir/sid/order-number","value":"ORD-7700013"}],"subject":{"reference":"Patient/pat-1"}}}]}"#;
+    assert!(fast_path_clean(doc));
+    let (fast, full, _) = fast_and_full(doc);
+    assert!(fast.findings.is_empty() && full.is_empty());
+}
