@@ -706,5 +706,8 @@ fn number(b: &[u8], i: &mut usize) -> Option<usize> {
     Some(digits)
 }
 
+mod resources;
+pub(crate) use resources::Resources;
+
 #[cfg(test)]
 mod tests;

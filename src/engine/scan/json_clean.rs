@@ -36,7 +36,11 @@ impl Scanner<'_> {
         // selector starts with, or a literal piece of it occurs nowhere in the body, or every
         // finding of the rule needs a hotword and none occurs in the body (the identifier
         // rules: `fhir:*.identifier.value` is in most FHIR traffic, their systems are not).
+        // A rule still alive whose exceptions cover whole resource types (the NPI rules and
+        // `fhir:Practitioner.*`) is checked like a plain rule below; for every rule, tokens
+        // inside a resource type its exceptions cover are not candidates.
         let mut probe = BodyProbe::new(text);
+        let mut live: Vec<(usize, bool, &CompiledRule, Vec<&str>)> = Vec::new();
         for q in &self.quick {
             if !q.structural {
                 continue;
@@ -52,7 +56,11 @@ impl Scanner<'_> {
                     .all(|p| score(p, rule, false).is_none())
                     && no_hotword(rule, text, &mut hot));
             if !dead {
-                return false;
+                let types = excepted_types(rule);
+                if types.is_empty() {
+                    return false;
+                }
+                live.push((q.rule, q.keywords, rule, types));
             }
         }
         // The keyword-free rules, and the fewest digits a token needs for one of them.
@@ -77,7 +85,6 @@ impl Scanner<'_> {
         // keyword-free rules (the e-mail rule needs no digit at all: without `@` in the body
         // it would otherwise make every key and string a candidate); for the others, only
         // once they have a candidate token.
-        let mut live: Vec<(usize, bool, &CompiledRule)> = Vec::new();
         for q in self.quick.iter().filter(|q| !q.structural) {
             let Some(rule) = rules.compiled().get(q.rule) else {
                 return false;
@@ -92,14 +99,14 @@ impl Scanner<'_> {
                 }
                 keywords = false;
             }
-            live.push((q.rule, keywords, rule));
+            live.push((q.rule, keywords, rule, excepted_types(rule)));
         }
         if live.is_empty() {
             return true;
         }
         let min_digits = live
             .iter()
-            .map(|(_, _, r)| need(r))
+            .map(|(_, _, r, _)| need(r))
             .min()
             .unwrap_or(usize::MAX);
         // One pass: grammar, escapes, envelopes, digit-bearing tokens.
@@ -110,13 +117,15 @@ impl Scanner<'_> {
         // then the rule's own patterns, validators and context over just those.
         let filter = fastpath::TokenFilter::new(
             live.iter()
-                .map(|(_, _, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
+                .map(|(_, _, r, _)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
                 .collect(),
         );
         // Per live rule, the indices of its candidate tokens (a rule's buffer is built only
         // once its keywords are known to occur).
         let mut cands: Vec<Vec<u32>> = vec![Vec::new(); live.len()];
         let mut scratch = fastpath::FilterScratch::default();
+        // Which resource each value belongs to, once a rule with resource exceptions needs it.
+        let mut resources: Option<Option<fastpath::Resources<'_>>> = None;
         let b = text.as_bytes();
         for (t, ti) in profile.tokens.iter().zip(0u32..) {
             let (d, u) = (t.digits as usize, t.upper as usize);
@@ -137,7 +146,7 @@ impl Scanner<'_> {
             }
         }
         let mut buf = Vec::new();
-        for ((r, keywords, rule), cands) in live.iter().zip(&cands) {
+        for ((r, keywords, rule, except), cands) in live.iter().zip(&cands) {
             if cands.is_empty() {
                 continue;
             }
@@ -148,20 +157,30 @@ impl Scanner<'_> {
             {
                 continue;
             }
-            // The candidates between `"`, so that no match spans two of them.
-            buf.clear();
-            buf.push(b'"');
-            for t in cands.iter().filter_map(|&i| profile.tokens.get(i as usize)) {
-                let Some(tok) = b.get(t.start as usize..t.end as usize) else {
-                    return false;
-                };
-                buf.extend_from_slice(tok);
-                buf.push(b'"');
+            let toks = cands.iter().filter_map(|&i| profile.tokens.get(i as usize));
+            match dead_over(rule, toks, text, &mut buf, &mut hot) {
+                Some(true) => continue,
+                None => return false,
+                Some(false) if except.is_empty() => return false,
+                Some(false) => {}
             }
-            let Ok(tokens) = std::str::from_utf8(&buf) else {
+            // Alive, but its exceptions cover whole resource types: again without the tokens
+            // inside those (the resource pass runs only here, for the few bodies that get
+            // this far: provider directories, bundles with Practitioners).
+            let Some(res) = resources
+                .get_or_insert_with(|| fastpath::Resources::of(text))
+                .as_ref()
+            else {
                 return false;
             };
-            if !rule_dead_in(rule, tokens, text, &mut hot) {
+            let outside = cands
+                .iter()
+                .filter_map(|&i| profile.tokens.get(i as usize))
+                .filter(|t| {
+                    !res.resource_of(t.start)
+                        .is_some_and(|ty| except.contains(&ty))
+                });
+            if dead_over(rule, outside, text, &mut buf, &mut hot) != Some(true) {
                 return false;
             }
         }
@@ -341,11 +360,43 @@ pub(crate) fn plain_string(tok: &[u8]) -> bool {
     {
         return false;
     }
-    // JOSE compact tokens and base64 envelopes are long runs of base64(url) characters.
-    !(t.len() >= 24
+    // JOSE compact tokens and base64 envelopes are long runs of base64(url) characters: the
+    // JOSE ones have dots (3 or 5 parts, see `classify`), the binary envelopes (AWS Encryption
+    // SDK, Tink) are 40 or more bytes of standard base64. A FHIR key such as
+    // `medicationCodeableConcept` (25 letters) is neither; counting it as a possible token sent
+    // every MedicationRequest to the full walk.
+    if t.len() >= 24
         && t.iter().all(|&c| {
             c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'=' | b'.' | b'+' | b'/')
-        }))
+        })
+    {
+        let jose = t.contains(&b'.');
+        let envelope = t.len() >= 40
+            && t.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+        return !(jose || envelope);
+    }
+    true
+}
+
+/// [`rule_dead_in`] over the tokens `toks` of `body`, joined between `"` in `buf` so that no
+/// match spans two of them. `None` when a token is out of range.
+fn dead_over<'a>(
+    rule: &CompiledRule,
+    toks: impl Iterator<Item = &'a fastpath::Tok>,
+    body: &str,
+    buf: &mut Vec<u8>,
+    hot: &mut Hotwords,
+) -> Option<bool> {
+    let b = body.as_bytes();
+    buf.clear();
+    buf.push(b'"');
+    for t in toks {
+        buf.extend_from_slice(b.get(t.start as usize..t.end as usize)?);
+        buf.push(b'"');
+    }
+    let tokens = std::str::from_utf8(buf).ok()?;
+    Some(rule_dead_in(rule, tokens, body, hot))
 }
 
 /// Whether `rule` provably yields no finding in any of the quote-separated `tokens` of
@@ -429,6 +480,19 @@ fn no_hotword(rule: &CompiledRule, body: &str, hot: &mut Hotwords) -> bool {
             .filter(|p| !p.is_empty())
             .all(|p| hot.present(body, p))
     })
+}
+
+/// The resource types whose every value `rule` excepts unconditionally: exceptions without
+/// routes or fingerprints whose field is `fhir:<Type>.*`. Such a value's address is
+/// `fhir:<Type>.…` (see [`fastpath::Resources`]), which the glob matches.
+fn excepted_types(rule: &CompiledRule) -> Vec<&str> {
+    rule.exceptions
+        .iter()
+        .filter(|e| e.routes.is_empty() && e.values.is_empty())
+        .flat_map(|e| &e.fields)
+        .filter_map(|f| f.strip_prefix("fhir:")?.strip_suffix(".*"))
+        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|c| c.is_ascii_alphanumeric()))
+        .collect()
 }
 
 /// Which hotword parts occur in a body (ASCII case-insensitive), computed lazily and once per

@@ -208,6 +208,8 @@ fn whole_body_check_agrees_on_ehr_traffic() {
         "{:?}",
         hits(&fast)
     );
+    // The NPIs sit in Practitioners and Organizations, which the NPI rule excepts.
+    assert!(fast_path_clean(&clean), "EHR bundle takes the fast path");
     let inject = |entry: &str| {
         let mut d = clean.clone();
         d.truncate(d.len() - 2);
@@ -238,6 +240,21 @@ fn whole_body_check_agrees_on_ehr_traffic() {
         )),
         inject(&format!(
             r#"{{"resource":{{"resourceType":"Patient","identifier":[{{"system":"urn:oid:2.16.840.1.113883.4.6","value":"{npi}"}}]}}}}"#
+        )),
+        // Inside a provider resource but in a resource of its own (`contained`), in an object
+        // that names two types, or in a number: not excepted.
+        inject(&format!(
+            r#"{{"resource":{{"resourceType":"Practitioner","contained":[{{"resourceType":"Patient","identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{npi}"}}]}}]}}}}"#
+        )),
+        inject(&format!(
+            r#"{{"resource":{{"resourceType":"Patient","resourceType":"Practitioner","identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{npi}"}}]}}}}"#
+        )),
+        inject(&format!(
+            r#"{{"resource":{{"resourceType":"Encounter","identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":{npi}}}]}}}}"#
+        )),
+        // The type named after the values it covers, in a resource that is not a provider.
+        inject(&format!(
+            r#"{{"resource":{{"identifier":[{{"system":"http://hl7.org/fhir/sid/us-npi","value":"{npi}"}}],"resourceType":"Patient"}}}}"#
         )),
         // The system may come after the value, and the hotword only from a sibling.
         inject(

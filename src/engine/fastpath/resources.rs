@@ -1,0 +1,216 @@
+//! Which FHIR resource each value of a plain JSON body belongs to, the way the structural walk
+//! (`carrier::json::Walker`) addresses it: a value's `fhir:` address starts with the type of
+//! its innermost enclosing object that has a valid `resourceType`, the first member named
+//! `resourceType` whose value is a string of 1 to 64 ASCII letters and digits (arrays are
+//! transparent, `contained` and `entry.resource` restart the path).
+//!
+//! Used by the whole-body clean check for a structural rule whose hotword does occur but whose
+//! exception covers whole resource types (the NPI rule and `fhir:Practitioner.*`): candidate
+//! values inside such a resource are dropped before the rule's patterns run over the rest.
+//! Anything this pass is not sure of (a key, an object with two `resourceType` members, a token
+//! it did not record) has no resource, so it stays a candidate: the answer can only keep a
+//! rule alive, never hide a value.
+
+/// The resource state of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    /// No `resourceType` member (yet).
+    None,
+    /// A valid `resourceType`: the byte range of its value.
+    Typed(u32, u32),
+    /// Two `resourceType` members, or a first one the walker might read differently: the
+    /// object's values count as of no known resource.
+    Ambiguous,
+}
+
+/// The objects of a body and the innermost object of each value token.
+#[derive(Debug)]
+pub(crate) struct Resources<'t> {
+    text: &'t str,
+    /// Per object, in opening order: its parent object (`u32::MAX` at the top) and state.
+    objects: Vec<(u32, Ty)>,
+    /// Value tokens (strings that are not keys, and numbers) by start offset, in order, each
+    /// with its innermost object (`u32::MAX`: none).
+    values: Vec<(u32, u32)>,
+}
+
+/// Most objects [`Resources::of`] records; a larger body is not narrowed (the check then
+/// takes the full walk, as before).
+const MAX_OBJECTS: usize = 1 << 20;
+
+impl<'t> Resources<'t> {
+    /// One pass over `text`, which must be the ASCII, escape-free, valid JSON the one-pass
+    /// profile accepted (this pass re-checks only what it relies on). `None` when anything is
+    /// unexpected.
+    pub(crate) fn of(text: &'t str) -> Option<Resources<'t>> {
+        let b = text.as_bytes();
+        let mut objects: Vec<(u32, Ty)> = Vec::new();
+        let mut values: Vec<(u32, u32)> = Vec::new();
+        // Open containers: `Some(object index)` or `None` for an array.
+        let mut stack: Vec<Option<u32>> = Vec::new();
+        // Whether the next string in the current object is a key.
+        let mut key_next = false;
+        // Set after the key `resourceType`: the object whose member value comes next.
+        let mut rt_member: Option<u32> = None;
+        let innermost = |stack: &[Option<u32>]| stack.iter().rev().find_map(|o| *o);
+        let mut i = 0usize;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'{' => {
+                    if objects.len() >= MAX_OBJECTS {
+                        return None;
+                    }
+                    let parent = innermost(&stack).unwrap_or(u32::MAX);
+                    let id = u32::try_from(objects.len()).ok()?;
+                    objects.push((parent, Ty::None));
+                    stack.push(Some(id));
+                    key_next = true;
+                    rt_member = None;
+                    i += 1;
+                }
+                b'[' => {
+                    stack.push(None);
+                    key_next = false;
+                    rt_member = None;
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    stack.pop()?;
+                    key_next = false;
+                    rt_member = None;
+                    i += 1;
+                }
+                b',' => {
+                    key_next = matches!(stack.last(), Some(Some(_)));
+                    rt_member = None;
+                    i += 1;
+                }
+                b'"' => {
+                    let start = i + 1;
+                    let len = memchr::memchr(b'"', b.get(start..)?)?;
+                    let end = start + len;
+                    let tok = b.get(start..end)?;
+                    let obj = innermost(&stack);
+                    if key_next {
+                        key_next = false;
+                        if tok == b"resourceType" {
+                            let o = obj?;
+                            let slot = objects.get_mut(o as usize)?;
+                            match slot.1 {
+                                // The walker takes the first valid one; a second makes the
+                                // object ambiguous here whatever its value.
+                                Ty::None => rt_member = Some(o),
+                                _ => slot.1 = Ty::Ambiguous,
+                            }
+                        }
+                    } else {
+                        values.push((u32::try_from(start).ok()?, obj.unwrap_or(u32::MAX)));
+                        if let Some(o) = rt_member.take() {
+                            let slot = objects.get_mut(o as usize)?;
+                            if slot.1 == Ty::None && safe_name(tok) {
+                                slot.1 =
+                                    Ty::Typed(u32::try_from(start).ok()?, u32::try_from(end).ok()?);
+                            } else {
+                                // Not a name the walker accepts: it would look at later
+                                // members; rather than follow it, know nothing.
+                                slot.1 = Ty::Ambiguous;
+                            }
+                        }
+                    }
+                    i = end + 1;
+                }
+                b' ' | b'\t' | b'\n' | b'\r' | b':' => i += 1,
+                _ => {
+                    // A number or a literal: a value. A `resourceType` with such a value is
+                    // skipped by the walker, which then looks at later members.
+                    if let Some(o) = rt_member.take() {
+                        if let Some(slot) = objects.get_mut(o as usize) {
+                            slot.1 = Ty::Ambiguous;
+                        }
+                    }
+                    let start = i;
+                    while b.get(i).is_some_and(|c| {
+                        !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                    }) {
+                        i += 1;
+                    }
+                    if i == start {
+                        return None;
+                    }
+                    let obj = innermost(&stack);
+                    values.push((u32::try_from(start).ok()?, obj.unwrap_or(u32::MAX)));
+                }
+            }
+        }
+        if !stack.is_empty() {
+            return None;
+        }
+        Some(Resources {
+            text,
+            objects,
+            values,
+        })
+    }
+
+    /// The resource type of the value token starting at byte `start`, or `None` when the
+    /// token is not a recorded value or has no resource this pass is sure of.
+    pub(crate) fn resource_of(&self, start: u32) -> Option<&'t str> {
+        let at = self.values.binary_search_by_key(&start, |v| v.0).ok()?;
+        let mut o = self.values.get(at)?.1;
+        while let Some(&(parent, ty)) = self.objects.get(o as usize) {
+            match ty {
+                Ty::Typed(s, e) => return self.text.get(s as usize..e as usize),
+                Ty::Ambiguous => return None,
+                Ty::None => o = parent,
+            }
+        }
+        None
+    }
+}
+
+/// A `resourceType` value the walker starts a `fhir:` path with (`carrier::json::safe_name`).
+fn safe_name(s: &[u8]) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.iter().all(u8::is_ascii_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str, needle: &str) -> u32 {
+        let p = text.find(needle).expect("needle") + 1;
+        u32::try_from(p).expect("small")
+    }
+
+    #[test]
+    fn values_belong_to_their_innermost_resource() {
+        let t = r#"{"resourceType":"Bundle","entry":[{"resource":{"id":"a1","resourceType":"Practitioner","identifier":[{"value":"v1"}],"contained":[{"resourceType":"Patient","identifier":[{"value":"v2"}]}]}},{"resource":{"resourceType":"Encounter","n":12,"x":{"value":"v3"}}}]}"#;
+        let r = Resources::of(t).expect("valid");
+        // The type may come after the values it covers.
+        assert_eq!(r.resource_of(at(t, r#""a1""#)), Some("Practitioner"));
+        assert_eq!(r.resource_of(at(t, r#""v1""#)), Some("Practitioner"));
+        assert_eq!(r.resource_of(at(t, r#""v2""#)), Some("Patient"));
+        assert_eq!(r.resource_of(at(t, r#""v3""#)), Some("Encounter"));
+        assert_eq!(r.resource_of(at(t, "12") - 1), Some("Encounter"));
+        // Keys are not values.
+        assert_eq!(r.resource_of(at(t, r#""identifier""#)), None);
+    }
+
+    #[test]
+    fn unsure_objects_have_no_resource() {
+        for t in [
+            r#"{"resourceType":"Practitioner","resourceType":"Patient","v":"x1"}"#,
+            r#"{"resourceType":"Prac-titioner","v":"x1"}"#,
+            r#"{"resourceType":7,"resourceType":"Practitioner","v":"x1"}"#,
+            r#"{"resourceType":{"a":"b"},"v":"x1"}"#,
+            r#"{"v":"x1"}"#,
+        ] {
+            let r = Resources::of(t).expect("valid");
+            assert_eq!(r.resource_of(at(t, r#""x1""#)), None, "{t}");
+        }
+        // An unsure inner object does not fall back to its outer resource.
+        let t = r#"{"resourceType":"Practitioner","c":[{"resourceType":"Bad!","v":"x1"}]}"#;
+        let r = Resources::of(t).expect("valid");
+        assert_eq!(r.resource_of(at(t, r#""x1""#)), None);
+    }
+}
