@@ -97,17 +97,20 @@ fn whole_body_check_skips_clean_fhir() {
     assert!(fast.findings.is_empty() && full.is_empty() && enc.is_empty());
 }
 
+/// `bundle` (a Bundle ending in `]}`) with one more `entry` element.
+fn with_entry(bundle: &str, entry: &str) -> String {
+    let mut d = bundle.to_string();
+    d.truncate(d.len().saturating_sub(2));
+    d.push(',');
+    d.push_str(entry);
+    d.push_str("]}");
+    d
+}
+
 #[test]
 fn whole_body_check_agrees_with_full_walk() {
     let clean = clean_bundle(3);
-    let inject = |entry: &str| {
-        let mut d = clean.clone();
-        d.truncate(d.len() - 2);
-        d.push(',');
-        d.push_str(entry);
-        d.push_str("]}");
-        d
-    };
+    let inject = |entry: &str| with_entry(&clean, entry);
     let jwe_token = jwe();
     let jws_token = jws(r#"{"ssn":"536-22-1234"}"#);
     let cases = [
@@ -210,14 +213,7 @@ fn whole_body_check_agrees_on_ehr_traffic() {
     );
     // The NPIs sit in Practitioners and Organizations, which the NPI rule excepts.
     assert!(fast_path_clean(&clean), "EHR bundle takes the fast path");
-    let inject = |entry: &str| {
-        let mut d = clean.clone();
-        d.truncate(d.len() - 2);
-        d.push(',');
-        d.push_str(entry);
-        d.push_str("]}");
-        d
-    };
+    let inject = |entry: &str| with_entry(&clean, entry);
     let npi = crate::engine::synthetic::npi(424_242);
     let cases = [
         // Identifier systems that are PHI, in the resources the rules cover.
