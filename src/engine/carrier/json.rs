@@ -380,7 +380,10 @@ fn siblings<'n>(members: &'n [(Cow<'_, str>, Node<'_>)], out: &mut Vec<&'n str>)
 }
 
 /// A resource type or other name safe to put into a structural path.
-fn safe_name(s: &str) -> bool {
+/// A `resourceType` value that starts a `fhir:` path: 1 to 64 ASCII letters and digits. Also
+/// used by the whole-body clean check (`fastpath::Resources`, resource exceptions), which must
+/// read resource types exactly as the walker does.
+pub(crate) fn safe_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 

@@ -25,7 +25,7 @@ mod payload;
 pub(crate) use content_type::{ct_param, media_type};
 pub(crate) use form::scan_form;
 pub(crate) use header::scan_header;
-pub(crate) use json::json_strings;
+pub(crate) use json::{json_strings, safe_name};
 pub(crate) use multipart::quoted_printable;
 pub(crate) use payload::{scan_payload, Base};
 

@@ -168,9 +168,9 @@ impl<'t> Resources<'t> {
     }
 }
 
-/// A `resourceType` value the walker starts a `fhir:` path with (`carrier::json::safe_name`).
+/// A `resourceType` value the walker starts a `fhir:` path with: the walker's own test.
 fn safe_name(s: &[u8]) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.iter().all(u8::is_ascii_alphanumeric)
+    std::str::from_utf8(s).is_ok_and(crate::engine::carrier::safe_name)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ impl Scanner<'_> {
         // `fhir:Practitioner.*`) is checked like a plain rule below; for every rule, tokens
         // inside a resource type its exceptions cover are not candidates.
         let mut probe = BodyProbe::new(text);
-        let mut live: Vec<(usize, bool, &CompiledRule, Vec<&str>)> = Vec::new();
+        let mut live: Vec<(usize, bool, &CompiledRule)> = Vec::new();
         for q in &self.quick {
             if !q.structural {
                 continue;
@@ -56,11 +56,10 @@ impl Scanner<'_> {
                     .all(|p| score(p, rule, false).is_none())
                     && no_hotword(rule, text, &mut hot));
             if !dead {
-                let types = excepted_types(rule);
-                if types.is_empty() {
+                if excepted_types(rule).is_empty() {
                     return false;
                 }
-                live.push((q.rule, q.keywords, rule, types));
+                live.push((q.rule, q.keywords, rule));
             }
         }
         // The keyword-free rules, and the fewest digits a token needs for one of them.
@@ -99,14 +98,14 @@ impl Scanner<'_> {
                 }
                 keywords = false;
             }
-            live.push((q.rule, keywords, rule, excepted_types(rule)));
+            live.push((q.rule, keywords, rule));
         }
         if live.is_empty() {
             return true;
         }
         let min_digits = live
             .iter()
-            .map(|(_, _, r, _)| need(r))
+            .map(|(_, _, r)| need(r))
             .min()
             .unwrap_or(usize::MAX);
         // One pass: grammar, escapes, envelopes, digit-bearing tokens.
@@ -117,7 +116,7 @@ impl Scanner<'_> {
         // then the rule's own patterns, validators and context over just those.
         let filter = fastpath::TokenFilter::new(
             live.iter()
-                .map(|(_, _, r, _)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
+                .map(|(_, _, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
                 .collect(),
         );
         // Per live rule, the indices of its candidate tokens (a rule's buffer is built only
@@ -146,7 +145,7 @@ impl Scanner<'_> {
             }
         }
         let mut buf = Vec::new();
-        for ((r, keywords, rule, except), cands) in live.iter().zip(&cands) {
+        for ((r, keywords, rule), cands) in live.iter().zip(&cands) {
             if cands.is_empty() {
                 continue;
             }
@@ -161,8 +160,12 @@ impl Scanner<'_> {
             match dead_over(rule, toks, text, &mut buf, &mut hot) {
                 Some(true) => continue,
                 None => return false,
-                Some(false) if except.is_empty() => return false,
                 Some(false) => {}
+            }
+            // Looked up only here: most bodies never get this far, and this allocates.
+            let except = excepted_types(rule);
+            if except.is_empty() {
+                return false;
             }
             // Alive, but its exceptions cover whole resource types: again without the tokens
             // inside those (the resource pass runs only here, for the few bodies that get
@@ -491,7 +494,7 @@ fn excepted_types(rule: &CompiledRule) -> Vec<&str> {
         .filter(|e| e.routes.is_empty() && e.values.is_empty())
         .flat_map(|e| &e.fields)
         .filter_map(|f| f.strip_prefix("fhir:")?.strip_suffix(".*"))
-        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|c| c.is_ascii_alphanumeric()))
+        .filter(|t| crate::engine::carrier::safe_name(t))
         .collect()
 }
 
