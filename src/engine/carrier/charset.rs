@@ -33,7 +33,10 @@ pub(super) fn transcode_utf16(bytes: &[u8], charset: Option<&str>) -> Option<Str
 /// has a zero in every other byte): `Some(true)` little-endian, `Some(false)` big-endian.
 pub(super) fn utf16_by_nuls(bytes: &[u8]) -> Option<bool> {
     let sample = bytes.get(..4096).unwrap_or(bytes);
-    if sample.len() < 4 {
+    // Most bodies have no NUL byte at all, and then neither count can reach its threshold; one
+    // vectorised search answers that instead of the two strided counts below (about 6
+    // instructions per byte of the sample, on every UTF-8 request body).
+    if sample.len() < 4 || memchr::memchr(0, sample).is_none() {
         return None;
     }
     let pairs = sample.len() / 2;

@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
-use super::charset::transcode_utf16;
+use super::charset::{transcode_utf16, utf16_by_nuls};
 use super::content_type::{media_type, Media};
 use super::json::{parse_json, Node};
 
@@ -35,6 +35,22 @@ fn utf16_detection() {
     be.extend("ab".encode_utf16().flat_map(|u| u.to_be_bytes()));
     assert_eq!(transcode_utf16(&be, None).as_deref(), Some("ab"));
     assert_eq!(transcode_utf16(b"plain ascii text", None), None);
+}
+
+/// The NUL sniff without a BOM, past its 4 KiB sample, and its no-NUL shortcut.
+#[test]
+fn utf16_sniffed_by_nuls() {
+    let text = "{\"note\":\"536-22-1234\"}".repeat(200);
+    let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    assert!(le.len() > 4096);
+    assert_eq!(utf16_by_nuls(&le), Some(true));
+    assert_eq!(utf16_by_nuls(&be), Some(false));
+    assert_eq!(transcode_utf16(&le, None).as_deref(), Some(text.as_str()));
+    assert_eq!(utf16_by_nuls(text.as_bytes()), None);
+    let mut one_nul = text.clone().into_bytes();
+    one_nul[10] = 0;
+    assert_eq!(utf16_by_nuls(&one_nul), None);
 }
 
 #[test]
