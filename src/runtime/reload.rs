@@ -179,33 +179,60 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Starts the file watch: every `interval` it fingerprints the configuration file, the rule
+/// Starts the file watch: every `interval` it looks at the configuration file, the rule
 /// directories (base and overlays), the access policy directories, the listener certificate
 /// and key and the upstream CA files, and reloads once a change has settled.
 ///
-/// It polls file *contents* by path rather than using inotify, on purpose: Kubernetes updates
-/// a ConfigMap volume by swapping a `..data` symlink, editors replace files by rename, and
-/// both leave an inotify watch on an old inode. Reading a few small files once a second costs
-/// nothing and sees every one of those. The watched paths are re-read from the current
-/// snapshot each round, so a reload that moves the rule directory moves the watch too.
+/// It polls by path rather than using inotify, on purpose: Kubernetes updates a ConfigMap
+/// volume by swapping a `..data` symlink, editors replace files by rename, and both leave an
+/// inotify watch on an old inode. Each poll compares the files' metadata through their
+/// symlinks (device, inode, size, modification and change times, [`Look::Stat`]): a swap
+/// or a rename shows as another inode, a write in place as a new change time, which no
+/// client of the file system can set. Only when that changes are the contents hashed
+/// ([`Look::Contents`]), so a `touch` is no reload, and a request-serving process does not
+/// hash the whole rule pack every second. Every [`CONTENT_EVERY`]th poll hashes the contents
+/// anyway, for file systems whose times are too coarse to see two writes in one tick. The
+/// watched paths are re-read from the current snapshot each round, so a reload that moves the
+/// rule directory moves the watch too.
 pub fn spawn_watch(reloader: Arc<Reloader>, interval: Duration) -> std::io::Result<()> {
-    let mut last = fingerprint(&reloader.current().config);
+    let mut last = fingerprint(&reloader.current().config, Look::Contents);
+    let mut last_stat = fingerprint(&reloader.current().config, Look::Stat);
     std::thread::Builder::new()
         .name("config-watch".into())
-        .spawn(move || loop {
-            std::thread::sleep(interval);
-            let now = fingerprint(&reloader.current().config);
-            if now == last {
-                continue;
+        .spawn(move || {
+            for poll in 1u64.. {
+                std::thread::sleep(interval);
+                let current = reloader.current();
+                let stat = fingerprint(&current.config, Look::Stat);
+                if stat == last_stat && poll % CONTENT_EVERY != 0 {
+                    continue;
+                }
+                last_stat = stat;
+                let now = fingerprint(&current.config, Look::Contents);
+                if now == last {
+                    continue;
+                }
+                // Let a burst of writes (several files copied in, an editor's save) settle
+                // before loading, so one change is one reload and a half-copied directory is
+                // never read.
+                last = settle(&reloader, now);
+                // The error is logged and counted by `reload`; the next change triggers again.
+                let _ = reloader.reload(Trigger::Watch);
             }
-            // Let a burst of writes (several files copied in, an editor's save) settle before
-            // loading, so one change is one reload and a half-copied directory is never read.
-            let settled = settle(&reloader, now);
-            last = settled;
-            // The error is logged and counted by `reload`; the next change triggers again.
-            let _ = reloader.reload(Trigger::Watch);
         })
         .map(|_| ())
+}
+
+/// How often (in polls) the watch hashes contents even though no file's metadata changed.
+const CONTENT_EVERY: u64 = 30;
+
+/// What a fingerprint reads of each file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Metadata through symlinks: cheap, and it changes with every swap, rename or write.
+    Stat,
+    /// The bytes: what decides whether to reload.
+    Contents,
 }
 
 /// Waits until two fingerprints in a row agree (at most ~5 s), returning the last one.
@@ -213,7 +240,7 @@ fn settle(reloader: &Reloader, mut seen: [u8; 32]) -> [u8; 32] {
     let step = Duration::from_millis(200);
     for _ in 0..25 {
         std::thread::sleep(step);
-        let again = fingerprint(&reloader.current().config);
+        let again = fingerprint(&reloader.current().config, Look::Contents);
         if again == seen {
             return seen;
         }
@@ -222,39 +249,58 @@ fn settle(reloader: &Reloader, mut seen: [u8; 32]) -> [u8; 32] {
     seen
 }
 
-/// SHA-256 over the names and contents of everything a reload would read. Unreadable files
-/// contribute their error kind, so "file vanished" is a change too.
-fn fingerprint(config: &crate::config::GatewayConfig) -> [u8; 32] {
+/// SHA-256 over the names and contents (or metadata) of everything a reload would read.
+/// Unreadable files contribute their error kind, so "file vanished" is a change too.
+fn fingerprint(config: &crate::config::GatewayConfig, look: Look) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for file in [
         &config.source,
         &config.listen.cert_file,
         &config.listen.key_file,
     ] {
-        hash_file(&mut ctx, file);
+        hash_file(&mut ctx, file, look);
     }
     for ca in config
         .upstreams
         .iter()
         .filter_map(|u| u.tls.as_ref()?.ca_file.as_ref())
     {
-        hash_file(&mut ctx, ca);
+        hash_file(&mut ctx, ca, look);
     }
     for dir in config.rule_dirs() {
-        hash_dir(&mut ctx, &dir, 0);
+        hash_dir(&mut ctx, &dir, 0, look);
     }
     for dir in &config.policy_dirs {
-        hash_dir(&mut ctx, dir, 0);
+        hash_dir(&mut ctx, dir, 0, look);
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
 }
 
-fn hash_file(ctx: &mut ring::digest::Context, path: &Path) {
+fn hash_file(ctx: &mut ring::digest::Context, path: &Path, look: Look) {
+    use std::os::unix::fs::MetadataExt as _;
     ctx.update(path.as_os_str().as_encoded_bytes());
     ctx.update(&[0]);
-    match std::fs::read(path) {
+    let read = match look {
+        Look::Contents => std::fs::read(path),
+        // Follows symlinks, so a swapped `..data` link shows as the new file's inode.
+        Look::Stat => std::fs::metadata(path).map(|m| {
+            [
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+                m.ctime() as u64,
+                m.ctime_nsec() as u64,
+            ]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+        }),
+    };
+    match read {
         Ok(bytes) => {
             ctx.update(&(bytes.len() as u64).to_le_bytes());
             ctx.update(&bytes);
@@ -265,7 +311,7 @@ fn hash_file(ctx: &mut ring::digest::Context, path: &Path) {
 
 /// Hidden entries (kubelet's `..data` and `..2024_…` directories) are skipped: the visible
 /// names are symlinks into them, and reading through those sees every swap.
-fn hash_dir(ctx: &mut ring::digest::Context, dir: &Path, depth: usize) {
+fn hash_dir(ctx: &mut ring::digest::Context, dir: &Path, depth: usize, look: Look) {
     const MAX_DEPTH: usize = 4;
     const MAX_ENTRIES: usize = 10_000;
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -287,10 +333,10 @@ fn hash_dir(ctx: &mut ring::digest::Context, dir: &Path, depth: usize) {
     for path in entries {
         if path.is_dir() {
             if depth < MAX_DEPTH {
-                hash_dir(ctx, &path, depth + 1);
+                hash_dir(ctx, &path, depth + 1, look);
             }
         } else {
-            hash_file(ctx, &path);
+            hash_file(ctx, &path, look);
         }
     }
 }
@@ -298,6 +344,12 @@ fn hash_dir(ctx: &mut ring::digest::Context, dir: &Path, depth: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dir_print(d: &Path, look: Look) -> Vec<u8> {
+        let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+        hash_dir(&mut c, d, 0, look);
+        c.finish().as_ref().to_vec()
+    }
 
     #[test]
     fn fingerprint_sees_content_changes_and_symlink_swaps() {
@@ -311,27 +363,43 @@ mod tests {
         std::os::unix::fs::symlink("..v1", d.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/rules.yaml", d.join("rules.yaml")).unwrap();
 
-        let mut before = ring::digest::Context::new(&ring::digest::SHA256);
-        hash_dir(&mut before, d, 0);
-        let before = before.finish();
+        let before = dir_print(d, Look::Contents);
+        let before_stat = dir_print(d, Look::Stat);
 
         // The atomic swap kubelet does: a new symlink renamed over `..data`.
         std::os::unix::fs::symlink("..v2", d.join("..data_tmp")).unwrap();
         std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
-        let mut after = ring::digest::Context::new(&ring::digest::SHA256);
-        hash_dir(&mut after, d, 0);
-        assert_ne!(before.as_ref(), after.finish().as_ref());
+        assert_ne!(before, dir_print(d, Look::Contents));
+        assert_ne!(
+            before_stat,
+            dir_print(d, Look::Stat),
+            "the swap is seen by metadata"
+        );
+    }
+
+    /// The poll compares metadata first: a write in place that keeps the size must still show
+    /// there, or the contents would never be hashed again until the periodic full look.
+    #[test]
+    fn metadata_sees_a_same_size_write_in_place() {
+        use std::io::{Seek as _, Write as _};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(&path, "mode: monitor").unwrap();
+        let before = dir_print(dir.path(), Look::Stat);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(b"mode: enforce").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap().len(), "mode: monitor".len());
+        assert_ne!(before, dir_print(dir.path(), Look::Stat));
     }
 
     #[test]
     fn unchanged_tree_has_a_stable_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x.yaml"), "rules: []").unwrap();
-        let one = |d: &Path| {
-            let mut c = ring::digest::Context::new(&ring::digest::SHA256);
-            hash_dir(&mut c, d, 0);
-            c.finish().as_ref().to_vec()
-        };
-        assert_eq!(one(dir.path()), one(dir.path()));
+        for look in [Look::Stat, Look::Contents] {
+            assert_eq!(dir_print(dir.path(), look), dir_print(dir.path(), look));
+        }
     }
 }
