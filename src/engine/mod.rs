@@ -146,7 +146,7 @@ pub struct ScanOptions<'a> {
 
 /// Which message a scanned part belongs to; rules say where they apply with `where: request`
 /// and `where: response` (neither named: both).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Message {
     /// A client's request (the proxy's request checks, `scan`, `rules test`).
     #[default]

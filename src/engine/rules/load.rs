@@ -72,6 +72,7 @@ impl RuleSet {
             keyword_index: Default::default(),
             digest: digest(&all),
             fingerprint_key: None,
+            plans: Default::default(),
         };
         let mut rule_keywords: Vec<Vec<String>> = Vec::new();
         let mut disabled: Vec<(PathBuf, usize, usize, String, String)> = Vec::new();
@@ -218,6 +219,7 @@ impl RuleSet {
             set.body_keywords = Some((build(&body_patterns)?, keyword_owner));
         }
         set.prefilter = build_prefilter(&set.compiled);
+        set.plans = crate::engine::scan::PlanCache::new(&set.compiled);
         Ok(set)
     }
 }

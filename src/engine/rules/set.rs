@@ -33,6 +33,8 @@ pub struct RuleSet {
     /// The deployment's fingerprint key, when one was given: without it no fingerprint is
     /// computed and exceptions by `values` never apply.
     pub(super) fingerprint_key: Option<FingerprintKey>,
+    /// Which rules each kind of part evaluates, built on first use (see `engine::scan::plan`).
+    pub(super) plans: crate::engine::scan::PlanCache,
 }
 
 impl RuleSet {
@@ -128,6 +130,26 @@ impl RuleSet {
 
     pub(crate) fn infos(&self) -> &[RuleInfo] {
         &self.infos
+    }
+
+    /// The rules `part` of `message` on `route` evaluates (`only`: that one rule, even when
+    /// `off`, for inline tests).
+    pub(crate) fn plan(
+        &self,
+        part: crate::engine::scan::PartKind<'_>,
+        only: Option<usize>,
+        route: Option<&str>,
+        message: crate::engine::Message,
+    ) -> std::sync::Arc<crate::engine::scan::Plan> {
+        let modes = self.infos.iter().map(|i| i.mode);
+        self.plans
+            .get(&self.compiled, modes, part, only, route, message)
+    }
+
+    /// How many plans are cached.
+    #[cfg(test)]
+    pub(crate) fn plan_count(&self) -> usize {
+        self.plans.len()
     }
 
     pub(crate) fn prefilter(&self) -> Option<&Prefilter> {

@@ -20,13 +20,13 @@ impl Scanner<'_> {
         value: &str,
         chain: &[&'static str],
     ) {
-        if !self.narrowable || !self.any_encryption {
+        if !self.narrowable || !self.plan.any_encryption {
             return;
         }
         let rules = self.rules;
         let mut addr: Option<Option<String>> = None;
-        for slot in 0..self.eligible.len() {
-            let Some(&ri) = self.eligible.get(slot) else {
+        for slot in 0..self.plan.eligible.len() {
+            let Some(&ri) = self.plan.eligible.get(slot) else {
                 continue;
             };
             let Some(rule) = rules.compiled().get(ri) else {

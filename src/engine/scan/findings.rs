@@ -46,6 +46,9 @@ impl Scanner<'_> {
         let Some(info) = self.rules.infos().get(ri) else {
             return;
         };
+        if self.per_rule.is_empty() {
+            self.per_rule = vec![0; self.rules.len()];
+        }
         let key = (location, ri);
         match self.findings.get(&key) {
             Some(prev) if prev.score >= score => return,
@@ -107,7 +110,6 @@ impl Scanner<'_> {
             let route_ok = e.routes.is_empty()
                 || self
                     .route
-                    .as_deref()
                     .is_some_and(|r| e.routes.iter().any(|g| glob_match(g, r)));
             let field_ok =
                 e.fields.is_empty() || e.fields.iter().any(|f| selector_matches(f, addr, sel));

@@ -25,7 +25,7 @@ impl Scanner<'_> {
     ///
     /// [`CompiledPattern::quote_free`]: crate::engine::rules::CompiledPattern::quote_free
     pub(crate) fn json_body_clean(&mut self, text: &str) -> bool {
-        if !self.narrowable || self.any_encryption || self.explain || !text.is_ascii() {
+        if !self.narrowable || self.plan.any_encryption || self.explain || !text.is_ascii() {
             return false;
         }
         let rules = self.rules;
@@ -41,7 +41,7 @@ impl Scanner<'_> {
         // inside a resource type its exceptions cover are not candidates.
         let mut probe = BodyProbe::new(text);
         let mut live: Vec<(usize, bool, &CompiledRule)> = Vec::new();
-        for q in &self.quick {
+        for q in &self.plan.quick {
             if !q.structural {
                 continue;
             }
@@ -71,6 +71,7 @@ impl Scanner<'_> {
                 .unwrap_or(usize::MAX)
         };
         let plain_min = self
+            .plan
             .quick
             .iter()
             .filter(|q| !q.structural && !q.keywords)
@@ -84,7 +85,7 @@ impl Scanner<'_> {
         // keyword-free rules (the e-mail rule needs no digit at all: without `@` in the body
         // it would otherwise make every key and string a candidate); for the others, only
         // once they have a candidate token.
-        for q in self.quick.iter().filter(|q| !q.structural) {
+        for q in self.plan.quick.iter().filter(|q| !q.structural) {
             let Some(rule) = rules.compiled().get(q.rule) else {
                 return false;
             };
@@ -204,9 +205,9 @@ impl Scanner<'_> {
         {
             return false;
         }
-        if self.any_structural
+        if self.plan.any_structural
             && self.narrowable
-            && ((self.any_structural_addr && seg.loc_addressable()) || self.sel_any(seg.sel))
+            && ((self.plan.any_structural_addr && seg.loc_addressable()) || self.sel_any(seg.sel))
         {
             return false;
         }
@@ -236,7 +237,7 @@ impl Scanner<'_> {
         if maybe_b64 && !base64_runs(seg.text).is_empty() {
             return false;
         }
-        digits < self.min_plain_digits
+        digits < self.plan.min_plain_digits
     }
 }
 

@@ -37,6 +37,7 @@ impl Scanner<'_> {
             }
         }
         self.kw_any_in_body = self
+            .plan
             .quick
             .iter()
             .any(|q| q.keywords && present.get(q.rule).copied().unwrap_or(true));
@@ -53,7 +54,8 @@ impl Scanner<'_> {
         let Some((ac, owner)) = self.rules.keyword_automaton() else {
             return;
         };
-        self.kw_hit.iter_mut().for_each(|h| *h = false);
+        self.kw_hit.clear();
+        self.kw_hit.resize(self.rules.len(), false);
         // Owners are pushed in rule order, so counting changes counts distinct rules.
         let total = 1 + owner.windows(2).filter(|w| w.first() != w.get(1)).count();
         let mut marked = 0;

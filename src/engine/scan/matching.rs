@@ -30,9 +30,13 @@ impl Scanner<'_> {
         pmap: Option<&OffsetMap>,
     ) {
         self.cands.clear();
-        let ri = self.eligible.get(slot).copied().unwrap_or(0);
+        let ri = self.plan.eligible.get(slot).copied().unwrap_or(0);
         let mut field_hit: Option<Option<usize>> = None;
         let budget = text.len().saturating_mul(WORK_FACTOR).saturating_add(4096);
+        if self.slots.len() <= slot {
+            let n = self.plan.eligible.len().max(slot + 1);
+            self.slots.resize_with(n, Vec::new);
+        }
         if let Some(s) = self.slots.get_mut(slot) {
             if s.len() < rule.patterns.len() {
                 *s = rule

@@ -19,10 +19,12 @@ mod findings;
 mod json_clean;
 mod keywords;
 mod matching;
+mod plan;
 mod scanner;
 mod segment;
 
 pub(crate) use json_clean::plain_string;
+pub(crate) use plan::{Plan, PlanCache};
 pub(crate) use scanner::Scanner;
 pub(crate) use segment::{FieldCtx, Loc, PartKind, PathElem, Segment};
 

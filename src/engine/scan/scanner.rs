@@ -3,35 +3,37 @@
 //! and narrowing rules by field selectors.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use regex::CaptureLocations;
 
 use super::findings::{explanation, MAX_FINDINGS_PER_RULE};
 use super::matching::{best_per_cluster, source_offset, Candidate};
+use super::plan::Plan;
 use super::segment::{safe_segment, selector_matches, PartKind, Segment};
 use crate::engine::normalize::{
     base64_runs, decode_base64_text, has_entity, has_percent_escape, normalize, percent_decode,
     xml_entity_decode, OffsetMap,
 };
 use crate::engine::rules::{glob_match, RuleSet};
-use crate::engine::Mode;
 use crate::engine::{Finding, InspectError, Limits, NearMiss, ScanOptions};
 
 /// Most nested heuristic decodings (base64 inside base64 …) tried on one segment.
 const MAX_VARIANT_DEPTH: usize = 2;
 
-/// Per-request scanning state. Not shared between requests.
+/// Per-part scanning state. Not shared between requests; what only depends on the rule set
+/// and the kind of part (the eligible rules) is a shared [`Plan`].
 pub(crate) struct Scanner<'r> {
     pub(super) rules: &'r RuleSet,
     pub(crate) limits: &'r Limits,
-    pub(super) route: Option<String>,
+    pub(super) route: Option<&'r str>,
     pub(super) explain: bool,
     /// Whether field selectors (`json:`, `fhir:`, `hl7:`, …) narrow rules for this part.
     pub(super) narrowable: bool,
     pub(super) depth: usize,
     pub(super) near: Vec<NearMiss>,
-    /// Whether any eligible rule has `require_encrypted`.
-    pub(super) any_encryption: bool,
+    /// The rules this part evaluates, and their summaries.
+    pub(super) plan: Arc<Plan>,
     /// Per rule: whether one of its keywords occurs anywhere in the raw body. Only set when
     /// every plain segment is a verbatim substring of the body (see [`Scanner::body_keywords`]).
     pub(super) kw_in_body: Option<Vec<bool>>,
@@ -44,23 +46,13 @@ pub(crate) struct Scanner<'r> {
     pub(super) sel_cache: HashMap<String, usize>,
     /// Rows of `sel_cache`: per rule, whether its selectors match that address.
     pub(super) sel_rows: Vec<Vec<bool>>,
-    /// Rules evaluated for this part, in load order.
-    pub(super) eligible: Vec<usize>,
-    /// Per eligible slot, the facts the per-segment loop checks first (kept contiguous so the
-    /// common "nothing to do" case never touches the large compiled rules).
-    pub(super) quick: Vec<Quick>,
-    /// Fewest digits any keyword-free, selector-free eligible rule needs (`usize::MAX`: none).
-    pub(super) min_plain_digits: usize,
-    /// Whether some eligible rule has field selectors.
-    pub(super) any_structural: bool,
-    /// Whether some eligible rule has `json:`/`form:`/… field selectors.
-    pub(super) any_structural_addr: bool,
-    /// Reusable capture slots per eligible rule and pattern (same order as `eligible`); empty
-    /// until the rule first runs its regexes.
+    /// Reusable capture slots per eligible rule and pattern (same order as `plan.eligible`);
+    /// empty until a rule first runs its regexes. Most parts (a header, a clean segment) never
+    /// run most rules, and allocating every pattern's capture slots up front was a large share
+    /// of what scanning a short header costs.
     pub(super) slots: Vec<Vec<CaptureLocations>>,
-    pub(super) any_keywords: bool,
     pub(super) findings: HashMap<(String, usize), Finding>,
-    /// Findings recorded so far, per rule index.
+    /// Findings recorded so far, per rule index (empty until the first finding).
     pub(super) per_rule: Vec<usize>,
     pub(super) encrypted: Vec<String>,
     /// The locations in `encrypted`, for constant-time de-duplication: a body can hold tens of
@@ -68,6 +60,7 @@ pub(crate) struct Scanner<'r> {
     pub(super) encrypted_seen: HashSet<String>,
     /// Set when a carrier could not be inspected completely; turns the scan into an error.
     pub(super) error: Option<InspectError>,
+    /// Per rule, whether a keyword occurs in the segment (empty until the first keyword pass).
     pub(super) kw_hit: Vec<bool>,
     pub(super) ctx_buf: String,
     pub(super) ctx_ready: bool,
@@ -81,94 +74,28 @@ impl<'r> Scanner<'r> {
         part: PartKind<'_>,
         only: Option<usize>,
         limits: &'r Limits,
-        options: &ScanOptions<'_>,
+        options: &ScanOptions<'r>,
     ) -> Scanner<'r> {
-        let route = options.route;
-        let eligible: Vec<usize> = rules
-            .compiled()
-            .iter()
-            .zip(rules.infos())
-            .enumerate()
-            .filter(|(i, (rule, info))| {
-                let wanted = match only {
-                    Some(o) => o == *i,
-                    None => info.mode != Mode::Off,
-                };
-                // Inline tests without a route exercise route-scoped rules too.
-                let route_ok = (only.is_some() && route.is_none()) || rule.scope.route(route);
-                wanted
-                    && route_ok
-                    && rule.scope.message(options.message)
-                    && match part {
-                        PartKind::Query => rule.scope.query,
-                        PartKind::Body(ct) => rule.scope.body && rule.scope.content_type(ct),
-                        PartKind::Header(name) => rule.scope.header(name),
-                        // Field selectors need structure; free text has none.
-                        PartKind::Text => rule.scope.fields.is_empty(),
-                    }
-            })
-            .map(|(i, _)| i)
-            .collect();
-        // Filled on a rule's first regex run (`match_rule`): most parts (a header, a clean
-        // segment) never run most rules, and allocating every pattern's capture slots up front
-        // was a large share of what scanning a short header costs.
-        let slots = std::iter::repeat_with(Vec::new)
-            .take(eligible.len())
-            .collect();
-        let any_keywords = eligible
-            .iter()
-            .filter_map(|&i| rules.compiled().get(i))
-            .any(|r| r.has_keywords);
-        let quick: Vec<Quick> = eligible
-            .iter()
-            .filter_map(|&i| {
-                rules.compiled().get(i).map(|r| Quick {
-                    rule: i,
-                    min_digits: r.min_digits,
-                    keywords: r.has_keywords,
-                    structural: !r.scope.fields.is_empty(),
-                    needs_addr: r.scope.needs_addr,
-                })
-            })
-            .collect();
-        let min_plain_digits = quick
-            .iter()
-            .filter(|q| !q.keywords && !q.structural)
-            .map(|q| q.min_digits)
-            .min()
-            .unwrap_or(usize::MAX);
-        let any_structural = quick.iter().any(|q| q.structural);
-        let any_structural_addr = quick.iter().any(|q| q.structural && q.needs_addr);
         Scanner {
-            any_structural_addr,
-            quick,
-            min_plain_digits,
-            any_structural,
+            plan: rules.plan(part, only, options.route, options.message),
             rules,
             limits,
-            route: route.map(str::to_string),
+            route: options.route,
             explain: options.explain,
             narrowable: matches!(part, PartKind::Body(_)),
-            any_encryption: eligible
-                .iter()
-                .filter_map(|&i| rules.compiled().get(i))
-                .any(|r| r.encryption.is_some()),
             depth: 0,
             near: Vec::new(),
             kw_in_body: None,
             kw_any_in_body: true,
-
             sel_cache: HashMap::new(),
             sel_rows: Vec::new(),
-            eligible,
-            slots,
-            any_keywords,
+            slots: Vec::new(),
             findings: HashMap::new(),
-            per_rule: vec![0; rules.len()],
+            per_rule: Vec::new(),
             encrypted: Vec::new(),
             encrypted_seen: HashSet::new(),
             error: None,
-            kw_hit: vec![false; rules.len()],
+            kw_hit: Vec::new(),
             ctx_buf: String::new(),
             ctx_ready: false,
             cands: Vec::new(),
@@ -177,7 +104,7 @@ impl<'r> Scanner<'r> {
 
     /// Whether any rule is evaluated at all (lets carriers skip work).
     pub(crate) fn active(&self) -> bool {
-        !self.eligible.is_empty()
+        !self.plan.eligible.is_empty()
     }
 
     /// Records a location whose value is encrypted (JWE).
@@ -251,23 +178,23 @@ impl<'r> Scanner<'r> {
             }
             _ => None,
         };
-        let needs_keywords = self.any_keywords
-            && self.quick.iter().any(|q| {
+        let needs_keywords = self.plan.any_keywords
+            && self.plan.quick.iter().any(|q| {
                 q.keywords
                     && digits >= q.min_digits
                     && body_kw.is_none_or(|p| p.get(q.rule).copied().unwrap_or(true))
             });
         // Fast exit for the common case: too few digits for any plain rule, no keyword rule in
         // play, and no structural rule that could apply here.
-        let structural_possible = self.any_structural
+        let structural_possible = self.plan.any_structural
             && self.narrowable
-            && (seg.sel.is_some() || (self.any_structural_addr && seg.loc_addressable()));
-        if digits < self.min_plain_digits && !needs_keywords && !structural_possible {
+            && (seg.sel.is_some() || (self.plan.any_structural_addr && seg.loc_addressable()));
+        if digits < self.plan.min_plain_digits && !needs_keywords && !structural_possible {
             return;
         }
         if needs_keywords {
             self.keyword_prefilter(text, &seg.ctx);
-        } else if self.any_keywords {
+        } else if self.plan.any_keywords {
             self.kw_hit.iter_mut().for_each(|h| *h = false);
         }
         let mut addr: Option<Option<String>> = None;
@@ -276,8 +203,8 @@ impl<'r> Scanner<'r> {
         // One multi-pattern pass decides which rules' regexes can match at all.
         let mut set_hits: Option<regex::SetMatches> = None;
         let prefilter = rules.prefilter();
-        for slot in 0..self.quick.len() {
-            let Some(&q) = self.quick.get(slot) else {
+        for slot in 0..self.plan.quick.len() {
+            let Some(&q) = self.plan.quick.get(slot) else {
                 continue;
             };
             let ri = q.rule;
@@ -447,15 +374,4 @@ impl<'r> Scanner<'r> {
         }
         Some(i)
     }
-}
-
-/// Per-slot summary of an eligible rule.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Quick {
-    pub(super) rule: usize,
-    pub(super) min_digits: usize,
-    pub(super) keywords: bool,
-    pub(super) structural: bool,
-    /// Structural with `json:`/`form:`/… selectors (needs the rendered location).
-    pub(super) needs_addr: bool,
 }
