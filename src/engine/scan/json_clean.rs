@@ -413,8 +413,9 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotword
         if !pat.quote_free {
             return false;
         }
-        let mut locs = pat.regex.capture_locations();
+        // Capture space for whichever engine runs (each is an allocation, per pattern and body).
         let mut caps = pat.scan.as_ref().map(|re| re.create_captures());
+        let mut locs = caps.is_none().then(|| pat.regex.capture_locations());
         // Same leftmost-first match and `value` group from either engine.
         let mut next = |pos: usize| -> Option<(usize, usize, usize, usize)> {
             if let (Some(re), Some(caps)) = (&pat.scan, caps.as_mut()) {
@@ -430,7 +431,8 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotword
                     .map_or((ms, me), |s| (s.start, s.end));
                 return Some((ms, me, v.0, v.1));
             }
-            let m = pat.regex.captures_read_at(&mut locs, text, pos)?;
+            let locs = locs.as_mut()?;
+            let m = pat.regex.captures_read_at(locs, text, pos)?;
             let (ms, me) = (m.start(), m.end());
             let v = pat
                 .value_group
