@@ -24,7 +24,7 @@ test:
 	$(CARGO) run --locked --quiet -- policy test deploy/policy
 
 ## Side-by-side load benchmark against nginx, nginx + ModSecurity + CRS and haproxy (BENCHMARKS.md).
-## About 30 minutes with the defaults; pass flags with BENCH_ARGS="--duration 2 --runs 1".
+## About 75 minutes with the defaults (13 cases x 8 targets x 3 runs; the script prints its estimate); pass flags with BENCH_ARGS="--duration 2 --runs 1".
 bench-load:
 	./.ci/setup bench
 	CARGO=$(CARGO) benches/load/run $(BENCH_ARGS)
