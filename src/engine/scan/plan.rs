@@ -11,14 +11,17 @@
 //! and content types at will without growing the cache; the key space is bounded by the rules.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use super::segment::PartKind;
 use crate::engine::rules::CompiledRule;
 use crate::engine::{Message, Mode};
 
-/// Most plans kept per rule set. The key space is bounded by the rules already; this is a
-/// guard for rule sets with many route- or type-scoped rules, whose keys are bit sets.
+/// Most plans kept per rule set (give or take a few threads racing to add one). The key space
+/// is bounded by the rules already; this is a guard for rule sets with many route- or
+/// type-scoped rules, whose keys are bit sets.
 const MAX_PLANS: usize = 1024;
 
 /// The rules a part evaluates and what the per-segment loop checks first.
@@ -139,8 +142,10 @@ enum PartKey {
     Header(Option<u16>),
 }
 
-/// The plans of one rule set, filled on first use. Reads take a shared lock; a miss builds the
-/// plan outside the lock and inserts it.
+/// The plans of one rule set, filled on first use. Every part of every request reads it, from
+/// every worker thread, so a read takes no lock and writes no shared memory (an [`ArcSwap`]
+/// load); a miss builds the plan and publishes a copy of the map with it added. Misses happen
+/// once per key, so copying the map then costs nothing that matters.
 #[derive(Debug, Default)]
 pub(crate) struct PlanCache {
     /// Rules with `route:` selectors (bit positions of [`PlanKey::routes`]).
@@ -152,7 +157,7 @@ pub(crate) struct PlanCache {
     /// False when the rules have more scoped rules than a key's bit sets hold: every part then
     /// builds its plan afresh, as before the cache.
     usable: bool,
-    plans: RwLock<HashMap<PlanKey, Arc<Plan>>>,
+    plans: ArcSwap<HashMap<PlanKey, Arc<Plan>>>,
 }
 
 impl PlanCache {
@@ -180,7 +185,7 @@ impl PlanCache {
             routed,
             typed,
             header_names,
-            plans: RwLock::default(),
+            plans: ArcSwap::default(),
         }
     }
 
@@ -199,14 +204,19 @@ impl PlanCache {
             return build(modes);
         }
         let key = self.key(rules, part, route, message);
-        if let Some(plan) = self.plans.read().ok().and_then(|m| m.get(&key).cloned()) {
-            return plan;
+        if let Some(plan) = self.plans.load().get(&key) {
+            return Arc::clone(plan);
         }
         let plan = build(modes);
-        if let Ok(mut plans) = self.plans.write() {
-            if plans.len() < MAX_PLANS {
+        // A full cache is left alone rather than copied for nothing. Threads missing at once
+        // may each add their key, so it can end a few entries past the limit; two threads
+        // missing the same key both build it, and the second insert replaces an equal plan.
+        if self.plans.load().len() < MAX_PLANS {
+            self.plans.rcu(|plans| {
+                let mut plans = HashMap::clone(plans);
                 plans.insert(key, Arc::clone(&plan));
-            }
+                plans
+            });
         }
         plan
     }
@@ -214,7 +224,7 @@ impl PlanCache {
     /// How many plans are cached.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.plans.read().map_or(0, |m| m.len())
+        self.plans.load().len()
     }
 
     fn key(
@@ -340,6 +350,32 @@ rules:
         );
         assert!(!Arc::ptr_eq(&first, &only));
         assert_eq!(only.eligible, [0]);
+    }
+
+    /// Past [`MAX_PLANS`] keys (here: 11 route-scoped rules, every subset of them accepting
+    /// some route) plans are still right, just no longer kept.
+    #[test]
+    fn past_the_limit_plans_are_built_but_not_kept() {
+        let mut yaml = String::from("rules:\n");
+        for i in 0..11 {
+            yaml.push_str(&format!(
+                "  - id: r{i}\n    description: d\n    category: G\n    severity: low\n    \
+                 where: ['route:*#{i}#*']\n    patterns:\n      - regex: 'x{i}y'\n        \
+                 score: 0.9\n"
+            ));
+        }
+        let set = set(&yaml);
+        for subset in 0u32..(1 << 11) {
+            let route: String = (0..11)
+                .filter(|i| subset & (1 << i) != 0)
+                .map(|i| format!("#{i}#"))
+                .collect();
+            let plan = set.plan(PartKind::Query, None, Some(&route), Message::Request);
+            let want: Vec<usize> = (0..11).filter(|i| subset & (1 << i) != 0).collect();
+            assert_eq!(plan.eligible, want, "route {route:?}");
+        }
+        assert!(set.plan_count() <= MAX_PLANS, "{} plans", set.plan_count());
+        assert!(set.plan_count() >= MAX_PLANS / 2, "the cache was used");
     }
 
     #[test]
