@@ -195,8 +195,10 @@ fn unix_now() -> i64 {
 /// watched paths are re-read from the current snapshot each round, so a reload that moves the
 /// rule directory moves the watch too.
 pub fn spawn_watch(reloader: Arc<Reloader>, interval: Duration) -> std::io::Result<()> {
-    let mut last = fingerprint(&reloader.current().config, Look::Contents);
+    // Metadata first: a write between the two reads then shows as changed metadata at the
+    // first poll, instead of hiding behind contents hashed after it until a periodic look.
     let mut last_stat = fingerprint(&reloader.current().config, Look::Stat);
+    let mut last = fingerprint(&reloader.current().config, Look::Contents);
     std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
