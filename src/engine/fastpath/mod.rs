@@ -165,6 +165,7 @@ impl TokenFilter {
     /// The needs `tok` meets, as a bit set for [`TokenFilter::admits_rule`]; `tok` holds
     /// `digits` digits and `upper` upper-case letters in all, and `scratch` is reused across
     /// tokens (an allocation here was once a tenth of a clean 64 KiB scan).
+    #[inline]
     pub(crate) fn met(
         &self,
         tok: &[u8],
@@ -332,6 +333,10 @@ pub(crate) struct Tok {
     pub(crate) end: u32,
     pub(crate) digits: u32,
     pub(crate) upper: u32,
+    /// A string equal to an earlier string of the body (known from the distinct-string set,
+    /// so only for strings it records: not for short ones, numbers, or once the set is
+    /// full). The earlier one is then a token with the same counts too.
+    pub(crate) repeat: bool,
 }
 
 /// What the one pass learned about a plain JSON body.
@@ -610,13 +615,13 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
                 // A string seen before already passed the checks; JSON repeats its keys (and
                 // many values) in every element. A short one without `%` or `&` is checked
                 // again instead: that is cheaper than hashing it.
-                if (tok.len() < MIN_BASE64_RUN && flags & SPECIAL == 0)
-                    || !known.insert(b, start, end)
-                {
+                let short = tok.len() < MIN_BASE64_RUN && flags & SPECIAL == 0;
+                let repeat = !short && known.insert(b, start, end);
+                if !repeat {
                     new_string(tok, flags, upper)?;
                 }
                 if digits >= min_digits {
-                    tokens.push(tok_at(start, end, digits, upper)?);
+                    tokens.push(tok_at(start, end, digits, upper, repeat)?);
                 }
                 i = end + 1;
             }
@@ -627,7 +632,7 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
                 let start = i;
                 let digits = number(b, &mut i)?;
                 if digits >= min_digits {
-                    tokens.push(tok_at(start, i, digits, 0)?);
+                    tokens.push(tok_at(start, i, digits, 0, false)?);
                 }
                 expect = Expect::Next;
             }
@@ -655,12 +660,13 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
     Some(Profile { tokens })
 }
 
-fn tok_at(start: usize, end: usize, digits: usize, upper: usize) -> Option<Tok> {
+fn tok_at(start: usize, end: usize, digits: usize, upper: usize, repeat: bool) -> Option<Tok> {
     Some(Tok {
         start: u32::try_from(start).ok()?,
         end: u32::try_from(end).ok()?,
         digits: u32::try_from(digits).ok()?,
         upper: u32::try_from(upper).ok()?,
+        repeat,
     })
 }
 

@@ -179,3 +179,64 @@ fn tokens_kept_by_digit_count() {
         .collect();
     assert_eq!(toks, vec!["100000007", "123456789", "2024"]);
 }
+
+/// A small deterministic generator for the properties below (xorshift64*).
+fn rng(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// Admission equals its definition, need by need, on tokens of digits, capitals and letters
+/// against needs that share counts with different windows (the bit set, the early stop at
+/// the first need with too many digits, the positions found once per token).
+#[test]
+fn admission_equals_its_definition() {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let alphabet = b"0123456789ABCxyz-:";
+    for _ in 0..300 {
+        let needs: Vec<(Needs, usize)> = (0..1 + rng(&mut s) % 12)
+            .map(|_| {
+                let n = Needs {
+                    digits: (rng(&mut s) % 6) as usize,
+                    upper: (rng(&mut s) % 3) as usize,
+                    max_len: (!rng(&mut s).is_multiple_of(4))
+                        .then(|| 1 + (rng(&mut s) % 20) as usize),
+                };
+                (n, 0)
+            })
+            .collect();
+        let f = TokenFilter::new(needs.iter().map(|n| vec![*n]).collect());
+        for _ in 0..40 {
+            let tok: Vec<u8> = (0..rng(&mut s) % 30)
+                .map(|_| alphabet[(rng(&mut s) % alphabet.len() as u64) as usize])
+                .collect();
+            let dpos: Vec<u32> = (0u32..)
+                .zip(&tok)
+                .filter(|(_, c)| c.is_ascii_digit())
+                .map(|(i, _)| i)
+                .collect();
+            let upos: Vec<u32> = (0u32..)
+                .zip(&tok)
+                .filter(|(_, c)| c.is_ascii_uppercase())
+                .map(|(i, _)| i)
+                .collect();
+            let want: Vec<bool> = needs
+                .iter()
+                .map(|(n, _)| {
+                    dpos.len() >= n.digits
+                        && upos.len() >= n.upper
+                        && match n.max_len.filter(|&l| l < tok.len()) {
+                            None => true,
+                            Some(l) => {
+                                (n.digits == 0 || within(&dpos, n.digits, l))
+                                    && (n.upper == 0 || within(&upos, n.upper, l))
+                            }
+                        }
+                })
+                .collect();
+            assert_eq!(admitted(&f, &tok), want, "{:?} {needs:?}", tok);
+        }
+    }
+}

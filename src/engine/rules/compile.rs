@@ -382,8 +382,11 @@ fn compile_context(
         .match_kind(MatchKind::Standard)
         .build(&words)
         .map_err(|e| err_at(file, &c.words, format!("{field}.words"), e.to_string()))?;
+    let mut probe_order: Vec<usize> = (0..words.len()).collect();
+    probe_order.sort_by_key(|&i| words.get(i).map_or(0, String::len));
     Ok(CompiledContext {
         words: automaton,
+        probe_order,
         word_list: words,
         window_before,
         window_after,

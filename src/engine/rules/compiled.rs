@@ -55,6 +55,10 @@ pub(crate) struct CompiledContext {
     pub(crate) words: AhoCorasick,
     /// The hotwords, in automaton pattern order (for explanations).
     pub(crate) word_list: Vec<String>,
+    /// Indices into `word_list`, shortest word first: the order in which the whole-body clean
+    /// check asks whether they occur, so that a short word found absent (`ssn`) answers for
+    /// the longer ones that contain it (`us-ssn`, a system URL) without another pass.
+    pub(crate) probe_order: Vec<usize>,
     pub(crate) window_before: usize,
     pub(crate) window_after: usize,
     pub(crate) boost: f32,

@@ -127,6 +127,10 @@ impl Scanner<'_> {
         // Which resource each value belongs to, once a rule with resource exceptions needs it.
         let mut resources: Option<Option<fastpath::Resources<'_>>> = None;
         let b = text.as_bytes();
+        // Past `REPEAT` tokens (a body of gigabytes) the check does not decide.
+        if profile.tokens.len() > REPEAT as usize {
+            return false;
+        }
         for (t, ti) in profile.tokens.iter().zip(0u32..) {
             let (d, u) = (t.digits as usize, t.upper as usize);
             if d < filter.min_digits() {
@@ -139,12 +143,15 @@ impl Scanner<'_> {
             if met == 0 {
                 continue;
             }
+            // A repeat (see [`fastpath::Tok::repeat`]) is marked in `cands` with [`REPEAT`].
+            let ti = if t.repeat { ti | REPEAT } else { ti };
             for (r, c) in cands.iter_mut().enumerate() {
                 if filter.admits_rule(r, met) {
                     c.push(ti);
                 }
             }
         }
+        let token = |i: u32| profile.tokens.get((i & !REPEAT) as usize);
         let mut buf = Vec::new();
         for ((r, keywords, rule), cands) in live.iter().zip(&cands) {
             if cands.is_empty() {
@@ -157,7 +164,12 @@ impl Scanner<'_> {
             {
                 continue;
             }
-            let toks = cands.iter().filter_map(|&i| profile.tokens.get(i as usize));
+            // A repeat yields what its first occurrence yields (the same bytes between `"`,
+            // see [`rule_dead_in`]), so the rule's patterns run over each content once.
+            let toks = cands
+                .iter()
+                .filter(|&&i| i & REPEAT == 0)
+                .filter_map(|&i| token(i));
             match dead_over(rule, toks, text, &mut buf, &mut hot) {
                 Some(true) => continue,
                 None => return false,
@@ -177,13 +189,12 @@ impl Scanner<'_> {
             else {
                 return false;
             };
-            let outside = cands
-                .iter()
-                .filter_map(|&i| profile.tokens.get(i as usize))
-                .filter(|t| {
-                    !res.resource_of(t.start)
-                        .is_some_and(|ty| except.contains(&ty))
-                });
+            // Every occurrence here, repeats too: the same bytes may sit once inside an
+            // excepted resource and once outside it.
+            let outside = cands.iter().filter_map(|&i| token(i)).filter(|t| {
+                !res.resource_of(t.start)
+                    .is_some_and(|ty| except.contains(&ty))
+            });
             if dead_over(rule, outside, text, &mut buf, &mut hot) != Some(true) {
                 return false;
             }
@@ -240,6 +251,11 @@ impl Scanner<'_> {
         digits < self.plan.min_plain_digits
     }
 }
+
+/// Marks a candidate token (an index into the profile's tokens) that repeats an earlier string
+/// of the body byte for byte (see [`fastpath::Tok::repeat`]); that earlier one has the same
+/// counts, so it is a candidate of the same rules (see [`Scanner::json_body_clean`]).
+const REPEAT: u32 = 1 << 31;
 
 /// What the selector check learns about a plain JSON body, each part computed on first need
 /// and kept for every other selector (see [`Scanner::json_body_clean`]).
@@ -351,17 +367,22 @@ fn resource_types(text: &str) -> Option<Vec<&str>> {
 /// Whether a string token is certainly classified plain and not handled specially by the
 /// walker (see [`mask_json`]).
 pub(crate) fn plain_string(tok: &[u8]) -> bool {
+    /// Prefixes (after leading white space) of the envelopes the walker classifies.
+    const MARKERS: [&[u8]; 4] = [b"-----BEGIN", b"age-encryption", b"vault:v", b"ENC["];
     if matches!(
         tok,
         b"ciphertext" | b"data" | b"content" | b"valueBase64Binary"
     ) {
         return false;
     }
+    // Every string of a body comes through here, and most are short and start with no
+    // marker's first byte: nothing else to rule out.
+    let first = tok.iter().find(|c| !c.is_ascii_whitespace());
+    if tok.len() < 24 && !MARKERS.iter().any(|m| m.first() == first) {
+        return true;
+    }
     let t = tok.trim_ascii();
-    if [&b"-----BEGIN"[..], b"age-encryption", b"vault:v", b"ENC["]
-        .iter()
-        .any(|m| t.starts_with(m))
-    {
+    if MARKERS.iter().any(|m| t.starts_with(m)) {
         return false;
     }
     // JOSE compact tokens and base64 envelopes are long runs of base64(url) characters: the
@@ -481,11 +502,15 @@ fn no_hotword(rule: &CompiledRule, body: &str, hot: &mut Hotwords) -> bool {
     let Some(c) = &rule.context else {
         return false;
     };
-    !c.word_list.iter().any(|w| {
-        w.split(' ')
-            .filter(|p| !p.is_empty())
-            .all(|p| hot.present(body, p))
-    })
+    // Shortest first (see `CompiledContext::probe_order`).
+    !c.probe_order
+        .iter()
+        .filter_map(|&i| c.word_list.get(i))
+        .any(|w| {
+            w.split(' ')
+                .filter(|p| !p.is_empty())
+                .all(|p| hot.present(body, p))
+        })
 }
 
 /// The resource types whose every value `rule` excepts unconditionally: exceptions without
@@ -515,6 +540,23 @@ impl Hotwords {
             return v;
         }
         let part = part.to_ascii_lowercase();
+        // Answered from what is known, without a pass over the body: a part that contains one
+        // found absent is absent, one contained in a part found present is present. Rules
+        // share such words (`ssn` in `us-ssn` and in the SSN system's URL), and each pass for
+        // an absent word reads the whole body.
+        let known = self.seen.iter().find_map(|(k, v)| {
+            if *v && k.contains(part.as_str()) {
+                Some(true)
+            } else if !*v && part.contains(k.as_str()) {
+                Some(false)
+            } else {
+                None
+            }
+        });
+        if let Some(v) = known {
+            self.seen.push((part, v));
+            return v;
+        }
         // A part without letters (`@`) is the same in the body as written.
         let v = if part.bytes().any(|c| c.is_ascii_alphabetic()) {
             let lower = self.lower.get_or_insert_with(|| body.to_ascii_lowercase());
@@ -524,5 +566,55 @@ impl Hotwords {
         };
         self.seen.push((part, v));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hotwords;
+
+    /// The cache answers a part from parts it contains or that contain it; every answer must
+    /// equal a search of its own, whatever the order of the questions.
+    #[test]
+    fn hotword_answers_from_the_cache_equal_a_search() {
+        let bodies = [
+            r#"{"system":"http://hl7.org/fhir/sid/us-ssn","value":"x"}"#,
+            r#"{"note":"SSN#","mail":"a@b.example","SocSec":1}"#,
+            r#"{"npi":"x","ssns":[],"ip":"y"}"#,
+            r#"{"a":"b"}"#,
+        ];
+        let parts = [
+            "http://hl7.org/fhir/sid/us-ssn",
+            "us-ssn",
+            "ssn",
+            "ssns",
+            "ssn#",
+            "ss#",
+            "soc",
+            "socsec",
+            "@",
+            "a@b",
+            "b@",
+            "npi",
+            "us-npi",
+            "ip",
+            "system",
+            "SYSTEM",
+        ];
+        for body in bodies {
+            let lower = body.to_ascii_lowercase();
+            let truth = |p: &str| lower.contains(p.to_ascii_lowercase().as_str());
+            // Forwards, backwards, and shortest first.
+            let mut orders = vec![parts.to_vec(), parts.iter().rev().copied().collect()];
+            let mut by_len = parts.to_vec();
+            by_len.sort_by_key(|p| p.len());
+            orders.push(by_len);
+            for order in orders {
+                let mut hot = Hotwords::default();
+                for p in order {
+                    assert_eq!(hot.present(body, p), truth(p), "{p:?} in {body}");
+                }
+            }
+        }
     }
 }

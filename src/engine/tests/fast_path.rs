@@ -169,6 +169,19 @@ fn whole_body_check_agrees_with_full_walk() {
         inject(&format!(r#"{{"token":"{jws_token}"}}"#)),
         inject(&format!(r#"{{"secret":"{jwe_token}"}}"#)),
         inject(r#"{"x":"ｓｓｎ ５３６-２２-１２３４"}"#),
+        // A string repeated (12 bytes or more, so the profile marks the repeat): each rule's
+        // patterns run over its content once, but the same NPI inside an excepted
+        // Practitioner and then outside it is still a finding (either order).
+        inject(&format!(
+            r#"{{"resourceType":"Practitioner","note":"npi {n}"}},{{"resourceType":"Coverage","note":"npi {n}"}}"#,
+            n = crate::engine::synthetic::npi(4711)
+        )),
+        inject(&format!(
+            r#"{{"resourceType":"Coverage","note":"npi {n}"}},{{"resourceType":"Practitioner","note":"npi {n}"}}"#,
+            n = crate::engine::synthetic::npi(4711)
+        )),
+        // The same SSN in two entries.
+        inject(r#"{"note":"SSN 536-22-1234"},{"note":"SSN 536-22-1234"}"#),
         // Deeper than the walker goes: also scanned as text.
         format!("{}\"536-22-1234\"{}", "[".repeat(70), "]".repeat(70)),
         // Not JSON after all: scanned as text.
@@ -189,6 +202,9 @@ fn whole_body_check_agrees_with_full_walk() {
     );
     for doc in &cases[20..25] {
         assert!(!fast_and_full(doc).1.is_empty(), "person resource: {doc}");
+    }
+    for doc in &cases[32..35] {
+        assert!(!fast_and_full(doc).1.is_empty(), "repeated value: {doc}");
     }
     for (i, what) in [
         (3, "split PascalCase key"),
