@@ -142,8 +142,13 @@ impl RuleSet {
         message: crate::engine::Message,
     ) -> std::sync::Arc<crate::engine::scan::Plan> {
         let modes = self.infos.iter().map(|i| i.mode);
-        self.plans
-            .get(&self.compiled, modes, part, only, route, message)
+        let q = crate::engine::scan::PlanFor {
+            part,
+            only,
+            route,
+            message,
+        };
+        self.plans.get(&self.compiled, modes, q)
     }
 
     /// How many plans are cached.

@@ -24,7 +24,7 @@ mod scanner;
 mod segment;
 
 pub(crate) use json_clean::plain_string;
-pub(crate) use plan::{Plan, PlanCache};
+pub(crate) use plan::{Plan, PlanCache, PlanFor};
 pub(crate) use scanner::Scanner;
 pub(crate) use segment::{FieldCtx, Loc, PartKind, PathElem, Segment};
 

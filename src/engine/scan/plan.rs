@@ -55,18 +55,30 @@ pub(crate) struct Quick {
     pub(crate) needs_addr: bool,
 }
 
+/// What a plan is asked for: `part` of `message` on `route`. `only`: restrict to one rule and
+/// evaluate it even if its mode is `off` (inline tests, which also exercise route-scoped rules
+/// when they name no route).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlanFor<'a> {
+    pub(crate) part: PartKind<'a>,
+    pub(crate) only: Option<usize>,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) message: Message,
+}
+
 impl Plan {
-    /// The plan for `part` of `message` on `route`. `only`: restrict to one rule and evaluate
-    /// it even if its mode is `off` (inline tests, which also exercise route-scoped rules when
-    /// they name no route).
+    /// The plan for `q`, built afresh; `modes` are the rules' modes in load order.
     pub(crate) fn build(
         rules: &[CompiledRule],
         modes: impl Iterator<Item = Mode>,
-        part: PartKind<'_>,
-        only: Option<usize>,
-        route: Option<&str>,
-        message: Message,
+        q: PlanFor<'_>,
     ) -> Plan {
+        let PlanFor {
+            part,
+            only,
+            route,
+            message,
+        } = q;
         let eligible: Vec<usize> = rules
             .iter()
             .zip(modes)
@@ -189,21 +201,18 @@ impl PlanCache {
         }
     }
 
-    /// The plan for a part, from the cache when it can be (`only` never is: inline tests).
+    /// The plan for `q`, from the cache when it can be (`only` never is: inline tests).
     pub(crate) fn get(
         &self,
         rules: &[CompiledRule],
         modes: impl Iterator<Item = Mode>,
-        part: PartKind<'_>,
-        only: Option<usize>,
-        route: Option<&str>,
-        message: Message,
+        q: PlanFor<'_>,
     ) -> Arc<Plan> {
-        let build = |modes| Arc::new(Plan::build(rules, modes, part, only, route, message));
-        if only.is_some() || !self.usable {
+        let build = |modes| Arc::new(Plan::build(rules, modes, q));
+        if q.only.is_some() || !self.usable {
             return build(modes);
         }
-        let key = self.key(rules, part, route, message);
+        let key = self.key(rules, q);
         if let Some(plan) = self.plans.load().get(&key) {
             return Arc::clone(plan);
         }
@@ -227,13 +236,7 @@ impl PlanCache {
         self.plans.load().len()
     }
 
-    fn key(
-        &self,
-        rules: &[CompiledRule],
-        part: PartKind<'_>,
-        route: Option<&str>,
-        message: Message,
-    ) -> PlanKey {
+    fn key(&self, rules: &[CompiledRule], q: PlanFor<'_>) -> PlanKey {
         let bits = |which: &[usize], ok: &dyn Fn(&CompiledRule) -> bool| -> u64 {
             which
                 .iter()
@@ -241,7 +244,7 @@ impl PlanCache {
                 .filter(|(_, &r)| rules.get(r).is_some_and(ok))
                 .fold(0, |acc, (bit, _)| acc | 1 << bit)
         };
-        let part = match part {
+        let part = match q.part {
             PartKind::Query => PartKey::Query,
             PartKind::Text => PartKey::Text,
             PartKind::Body(ct) => PartKey::Body(bits(&self.typed, &|r| r.scope.content_type(ct))),
@@ -253,9 +256,9 @@ impl PlanCache {
             ),
         };
         PlanKey {
-            message,
+            message: q.message,
             part,
-            routes: bits(&self.routed, &|r| r.scope.route(route)),
+            routes: bits(&self.routed, &|r| r.scope.route(q.route)),
         }
     }
 }
