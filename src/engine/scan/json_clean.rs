@@ -25,7 +25,14 @@ impl Scanner<'_> {
     ///
     /// [`CompiledPattern::quote_free`]: crate::engine::rules::CompiledPattern::quote_free
     pub(crate) fn json_body_clean(&mut self, text: &str) -> bool {
-        if !self.narrowable || self.plan.any_encryption || self.explain || !text.is_ascii() {
+        // A `\\` escape could hide a keyword, a hotword or a selector's piece from the raw
+        // text (`us-\\u0073sn`), and every proof below reads the raw text.
+        if !self.narrowable
+            || self.plan.any_encryption
+            || self.explain
+            || !text.is_ascii()
+            || memchr::memchr(b'\\', text.as_bytes()).is_some()
+        {
             return false;
         }
         let rules = self.rules;

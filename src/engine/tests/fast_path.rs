@@ -296,3 +296,46 @@ fn identifiers_of_other_systems_stay_on_the_fast_path() {
     let (fast, full, _) = fast_and_full(doc);
     assert!(fast.findings.is_empty() && full.is_empty());
 }
+
+/// A rule pack of structural rules only, whose every rule the selector and hotword checks
+/// prove dead before the one pass runs: a `\u` escape in the system must not hide its hotword
+/// (the walker decodes it, the raw text does not show it). Regression: the check answered
+/// clean from the raw text without the pass that refuses escapes.
+#[test]
+fn escaped_hotword_is_not_proved_absent() {
+    let e = custom(
+        "rules:
+  - id: ssn-system
+    description: d
+    category: G
+    severity: high
+    where: ['fhir:*.identifier.value']
+    patterns:
+      - regex: '(?P<value>[0-9]{9})'
+        score: 0.5
+        boundary: digit
+    context:
+      words: ['http://hl7.org/fhir/sid/us-ssn']
+      window_before: 0
+      window_after: 0
+      required: true
+    tests:
+      match: [{ body: '{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://hl7.org/fhir/sid/us-ssn\",\"value\":\"536221234\"}]}', content_type: application/fhir+json }]
+",
+    );
+    let limits = Limits::default();
+    for doc in [
+        r#"{"resourceType":"Patient","identifier":[{"system":"http://hl7.org/fhir/sid/us-\u0073sn","value":"536221234"}]}"#,
+        r#"{"resourceType":"Patient","identifier":[{"system":"http:\/\/hl7.org\/fhir\/sid\/us-ssn","value":"536221234"}]}"#,
+    ] {
+        let part = Part::Body {
+            content_type: Some("application/fhir+json"),
+            content_encoding: None,
+            bytes: doc.as_bytes(),
+        };
+        let fast = ok(e.scan(&part, &limits));
+        let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+        assert_eq!(rule_hits(&full, "ssn-system"), 1, "{doc}");
+        assert_eq!(hits(&fast), hits(&full), "{doc}");
+    }
+}
