@@ -108,18 +108,21 @@ impl Scanner<'_> {
             }
             live.push((q.rule, keywords, rule));
         }
-        if live.is_empty() {
-            return true;
-        }
         let min_digits = live
             .iter()
             .map(|(_, _, r)| need(r))
             .min()
             .unwrap_or(usize::MAX);
         // One pass: grammar, escapes, envelopes, digit-bearing tokens.
+        // It runs even when no rule is left to check over the tokens: the proofs above read the
+        // raw text, and only this pass rules out the strings the walk decodes first (a
+        // percent-encoded or base64 hotword inside a value).
         let Some(profile) = fastpath::profile(text, self.limits.max_json_depth, min_digits) else {
             return false;
         };
+        if live.is_empty() {
+            return true;
+        }
         // Per live rule, the tokens one of its patterns could match inside, each between `"`;
         // then the rule's own patterns, validators and context over just those.
         let filter = fastpath::TokenFilter::new(

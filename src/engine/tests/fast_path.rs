@@ -339,3 +339,47 @@ fn escaped_hotword_is_not_proved_absent() {
         assert_eq!(hits(&fast), hits(&full), "{doc}");
     }
 }
+
+/// The same kind of rule pack: a hotword percent-encoded or base64-encoded inside the value
+/// itself is found by the walk, which decodes the value; the check must not rule it out from
+/// the raw text. Regression: with no plain rule left the check answered before the one pass
+/// that refuses such strings.
+#[test]
+fn encoded_hotword_in_the_value_is_not_proved_absent() {
+    let e = custom(
+        "rules:
+  - id: ssn-value
+    description: d
+    category: G
+    severity: high
+    where: ['fhir:*.identifier.value']
+    patterns:
+      - regex: '(?P<value>[0-9]{9})'
+        score: 0.5
+        boundary: digit
+    context:
+      words: [ssn]
+      window_before: 20
+      window_after: 0
+      required: true
+    tests:
+      match: [{ body: '{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"ssn 536221234\"}]}', content_type: application/fhir+json }]
+",
+    );
+    let limits = Limits::default();
+    let b64 = b64std(b"ssn 536221234");
+    for doc in [
+        r#"{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"%73%73%6E%20536221234"}]}"#.to_string(),
+        format!(r#"{{"resourceType":"Patient","identifier":[{{"system":"urn:x","value":"{b64}"}}]}}"#),
+    ] {
+        let part = Part::Body {
+            content_type: Some("application/fhir+json"),
+            content_encoding: None,
+            bytes: doc.as_bytes(),
+        };
+        let fast = ok(e.scan(&part, &limits));
+        let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+        assert_eq!(rule_hits(&full, "ssn-value"), 1, "{doc}");
+        assert_eq!(hits(&fast), hits(&full), "{doc}");
+    }
+}
