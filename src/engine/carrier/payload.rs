@@ -8,7 +8,7 @@ use super::content_type::Media;
 use super::form::scan_form;
 use super::json::{parse_json, Walker};
 use super::multipart::scan_multipart;
-use crate::engine::scan::{FieldCtx, Loc, Scanner, Segment};
+use crate::engine::scan::{BodyCheck, FieldCtx, Loc, Scanner, Segment};
 
 /// Scans a decoded payload (a request body, or a JWS payload) according to its media type.
 pub(crate) fn scan_payload(
@@ -92,13 +92,20 @@ fn scan_text(
             .first(),
         Some(b'{' | b'[')
     );
+    // The plan before the whole-body check narrowed it, if it did.
+    let mut unnarrowed = None;
     if media == Media::Json || looks_json {
         let top_level = chain
             .iter()
             .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd"));
-        // Most clean traffic is proven clean in a few passes over the raw text.
-        if top_level && sc.json_body_clean(text) {
-            return;
+        // Most clean traffic is proven clean in a few passes over the raw text; for the rest,
+        // the walk evaluates only the rules that check could not prove dead.
+        if top_level {
+            match sc.json_body_check(text) {
+                BodyCheck::Clean => return,
+                BodyCheck::Alive(rules) => unnarrowed = Some(sc.narrow_to(&rules)),
+                BodyCheck::Unknown => {}
+            }
         }
         if let Ok(node) = parse_json(text) {
             if chain
@@ -131,6 +138,13 @@ fn scan_text(
             // scan the whole document as text as well.
             chain.pop();
         }
+    }
+    // The check's proofs are about the JSON tokens the walk scans, not about the text as one
+    // segment (a pattern may span two tokens there). The one pass accepts only what the walk
+    // parses and walks whole, so this should not happen after narrowing; if it does, every
+    // rule runs again.
+    if let Some(plan) = unnarrowed {
+        sc.widen(plan);
     }
     chain.push("text");
     sc.segment(&Segment {

@@ -1,4 +1,4 @@
-//! The one-pass profile behind the whole-body clean check (`Scanner::json_body_clean`).
+//! The one-pass profile behind the whole-body clean check (`Scanner::json_body_check`).
 //!
 //! Most request bodies are clean, and proving a plain JSON body clean used to take about seven
 //! linear passes (UTF-8, escapes, a keyword automaton, `serde_json`, a tokenizer, a multi-regex
@@ -266,7 +266,7 @@ fn within(pos: &[u32], n: usize, len: usize) -> bool {
 /// case-insensitive substring of the key, so a keyword counts as present when each of its
 /// words occurs somewhere in the body (an over-approximation, which only keeps a rule alive).
 /// The words are looked for only for rules that have a candidate token, and only once per
-/// body (see `Scanner::json_body_clean`): most clean bodies have none, and looking for every
+/// body (see `Scanner::json_body_check`): most clean bodies have none, and looking for every
 /// fragment in every new string was most of what profiling a clean body cost.
 ///
 /// A rule with a keyword that has no word (spaces only) always counts as present.

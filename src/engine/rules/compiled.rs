@@ -39,7 +39,7 @@ pub(crate) struct CompiledPattern {
     pub(crate) same_separators: bool,
     /// The regex can never consume `"` and has no assertions (`^`, `$`, `\b`, …), so a match
     /// starting inside a quote-delimited token stays inside it and is the same match as in the
-    /// token alone (used by the whole-body clean check, see `Scanner::json_body_clean`).
+    /// token alone (used by the whole-body clean check, see `Scanner::json_body_check`).
     pub(crate) quote_free: bool,
     /// The same regex without a literal prefilter, for the whole-body check: over text dense
     /// in digits a prefilter on the first digit reports a candidate at every byte, which is
@@ -104,7 +104,7 @@ pub(crate) struct Scope {
 }
 
 /// What the whole-body JSON clean check looks for to prove a field selector dead in a plain
-/// JSON body (see `Scanner::json_body_clean`). Built once when the rule compiles: the check
+/// JSON body (see `Scanner::json_body_check`). Built once when the rule compiles: the check
 /// runs on every clean body, and splitting selectors there cost an allocation per selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SelectorProbe {

@@ -2,7 +2,10 @@
 //! linear passes, that the structural walk would yield nothing, and the per-segment shortcut
 //! for segments of such a body.
 
+use std::sync::Arc;
+
 use super::matching::{boundary_ok, next_char, run_end, score, shape_fail, WORK_FACTOR};
+use super::plan::Plan;
 use super::segment::Segment;
 use super::Scanner;
 use crate::engine::fastpath;
@@ -10,10 +13,17 @@ use crate::engine::normalize::{base64_runs, MIN_BASE64_RUN};
 use crate::engine::rules::{CompiledRule, SelectorProbe};
 
 impl Scanner<'_> {
-    /// Whether a top-level JSON body provably yields nothing at all, so the structural walk can
-    /// be skipped: no finding, no encrypted value, no nested payload, no error. Checked on the
-    /// raw text in a few linear passes instead of per segment; anything the check cannot prove
-    /// returns false and the caller takes the full path.
+    /// Whether a top-level JSON body provably yields nothing at all ([`BodyCheck::Clean`]), so
+    /// the structural walk can be skipped: no finding, no encrypted value, no nested payload,
+    /// no error. Checked on the raw text in a few linear passes instead of per segment; when
+    /// the check cannot prove anything it answers [`BodyCheck::Unknown`] and the caller takes
+    /// the full path.
+    ///
+    /// When some rules may still yield findings, the answer names them ([`BodyCheck::Alive`]):
+    /// every other rule was proved dead on its own, so the walk runs only those. Rules do not
+    /// depend on each other (each has its own patterns, validators, context, scope and
+    /// exceptions), so a rule proved dead here yields nothing in the walk whatever the others
+    /// find.
     ///
     /// Soundness: the body is ASCII with no `\\`, so every key and string the walker would scan
     /// is a verbatim substring between two `"`; numbers are kept only when they print back
@@ -24,7 +34,7 @@ impl Scanner<'_> {
     /// found here too. Context is over-approximated (a hotword anywhere in the body).
     ///
     /// [`CompiledPattern::quote_free`]: crate::engine::rules::CompiledPattern::quote_free
-    pub(crate) fn json_body_clean(&mut self, text: &str) -> bool {
+    pub(crate) fn json_body_check(&mut self, text: &str) -> BodyCheck {
         // A `\\` escape could hide a keyword, a hotword or a selector's piece from the raw
         // text (`us-\\u0073sn`), and every proof below reads the raw text.
         if !self.narrowable
@@ -33,7 +43,7 @@ impl Scanner<'_> {
             || !text.is_ascii()
             || memchr::memchr(b'\\', text.as_bytes()).is_some()
         {
-            return false;
+            return BodyCheck::Unknown;
         }
         let rules = self.rules;
         // Shared by every rule that needs a keyword or a hotword: the body lower-cased once,
@@ -47,13 +57,15 @@ impl Scanner<'_> {
         // `fhir:Practitioner.*`) is checked like a plain rule below; for every rule, tokens
         // inside a resource type its exceptions cover are not candidates.
         let mut probe = BodyProbe::new(text);
+        // Rules still to be checked over the tokens, and rules found alive.
         let mut live: Vec<(usize, bool, &CompiledRule)> = Vec::new();
+        let mut alive: Vec<usize> = Vec::new();
         for q in &self.plan.quick {
             if !q.structural {
                 continue;
             }
             let Some(rule) = rules.compiled().get(q.rule) else {
-                return false;
+                return BodyCheck::Unknown;
             };
             let dead = (rule.scope.probes.len() == rule.scope.fields.len()
                 && rule.scope.probes.iter().all(|p| probe.dead(p)))
@@ -64,9 +76,10 @@ impl Scanner<'_> {
                     && no_hotword(rule, text, &mut hot));
             if !dead {
                 if excepted_types(rule).is_empty() {
-                    return false;
+                    alive.push(q.rule);
+                } else {
+                    live.push((q.rule, q.keywords, rule));
                 }
-                live.push((q.rule, q.keywords, rule));
             }
         }
         // The keyword-free rules, and the fewest digits a token needs for one of them.
@@ -94,7 +107,7 @@ impl Scanner<'_> {
         // once they have a candidate token.
         for q in self.plan.quick.iter().filter(|q| !q.structural) {
             let Some(rule) = rules.compiled().get(q.rule) else {
-                return false;
+                return BodyCheck::Unknown;
             };
             let mut keywords = q.keywords;
             if keywords && need(rule) < plain_min {
@@ -118,10 +131,10 @@ impl Scanner<'_> {
         // raw text, and only this pass rules out the strings the walk decodes first (a
         // percent-encoded or base64 hotword inside a value).
         let Some(profile) = fastpath::profile(text, self.limits.max_json_depth, min_digits) else {
-            return false;
+            return BodyCheck::Unknown;
         };
         if live.is_empty() {
-            return true;
+            return BodyCheck::of(alive);
         }
         // Per live rule, the tokens one of its patterns could match inside, each between `"`;
         // then the rule's own patterns, validators and context over just those.
@@ -139,7 +152,7 @@ impl Scanner<'_> {
         let b = text.as_bytes();
         // Past `REPEAT` tokens (a body of gigabytes) the check does not decide.
         if profile.tokens.len() > REPEAT as usize {
-            return false;
+            return BodyCheck::Unknown;
         }
         for (t, ti) in profile.tokens.iter().zip(0u32..) {
             let (d, u) = (t.digits as usize, t.upper as usize);
@@ -147,7 +160,7 @@ impl Scanner<'_> {
                 continue;
             }
             let Some(tok) = b.get(t.start as usize..t.end as usize) else {
-                return false;
+                return BodyCheck::Unknown;
             };
             let met = filter.met(tok, d, u, &mut scratch);
             if met == 0 {
@@ -182,13 +195,14 @@ impl Scanner<'_> {
                 .filter_map(|&i| token(i));
             match dead_over(rule, toks, text, &mut buf, &mut hot) {
                 Some(true) => continue,
-                None => return false,
+                None => return BodyCheck::Unknown,
                 Some(false) => {}
             }
             // Looked up only here: most bodies never get this far, and this allocates.
             let except = excepted_types(rule);
             if except.is_empty() {
-                return false;
+                alive.push(*r);
+                continue;
             }
             // Alive, but its exceptions cover whole resource types: again without the tokens
             // inside those (the resource pass runs only here, for the few bodies that get
@@ -197,7 +211,8 @@ impl Scanner<'_> {
                 .get_or_insert_with(|| fastpath::Resources::of(text))
                 .as_ref()
             else {
-                return false;
+                alive.push(*r);
+                continue;
             };
             // Every occurrence here, repeats too: the same bytes may sit once inside an
             // excepted resource and once outside it.
@@ -206,10 +221,38 @@ impl Scanner<'_> {
                     .is_some_and(|ty| except.contains(&ty))
             });
             if dead_over(rule, outside, text, &mut buf, &mut hot) != Some(true) {
-                return false;
+                alive.push(*r);
             }
         }
-        true
+        BodyCheck::of(alive)
+    }
+
+    /// Restricts this part to the rules `alive` (see [`BodyCheck::Alive`]): the walk that
+    /// follows evaluates only those, and skips the decoded variants its segments cannot have.
+    /// Returns the plan it replaced, for [`Scanner::widen`].
+    pub(crate) fn narrow_to(&mut self, alive: &[usize]) -> Arc<Plan> {
+        let narrowed = Arc::new(
+            self.plan
+                .restrict(self.rules.compiled(), |r| alive.contains(&r)),
+        );
+        self.set_plan(narrowed, true)
+    }
+
+    /// Puts back the plan [`Scanner::narrow_to`] replaced: every rule runs again.
+    pub(crate) fn widen(&mut self, plan: Arc<Plan>) {
+        self.set_plan(plan, false);
+    }
+
+    fn set_plan(&mut self, plan: Arc<Plan>, plain: bool) -> Arc<Plan> {
+        self.plain_body = plain;
+        // Capture slots are kept per plan slot, and the slots move with the plan; selector
+        // rows hold only the plan's rules; the body's keywords are counted for its rules.
+        self.slots.clear();
+        self.sel_cache.clear();
+        self.sel_rows.clear();
+        self.kw_in_body = None;
+        self.kw_any_in_body = true;
+        std::mem::replace(&mut self.plan, plan)
     }
 
     /// Whether a raw segment of a plain JSON body can be skipped outright: no structural rule
@@ -231,6 +274,10 @@ impl Scanner<'_> {
             && ((self.plan.any_structural_addr && seg.loc_addressable()) || self.sel_any(seg.sel))
         {
             return false;
+        }
+        if self.plain_segment(seg) {
+            let digits = seg.text.bytes().filter(u8::is_ascii_digit).count();
+            return digits < self.plan.min_plain_digits;
         }
         let (mut digits, mut run, mut upper, mut other) = (0usize, 0usize, false, false);
         let mut maybe_b64 = false;
@@ -262,13 +309,38 @@ impl Scanner<'_> {
     }
 }
 
+/// What [`Scanner::json_body_check`] proved about a top-level JSON body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BodyCheck {
+    /// Nothing at all (no finding, no encrypted value, no nested payload): the walk can be
+    /// skipped.
+    Clean,
+    /// Only these rules (indices in load order) may yield a finding; each other rule of the
+    /// plan provably yields none. Answered only once the one pass accepted the body: no key or
+    /// string has an escape, a percent escape, an entity, an envelope or base64 that decodes
+    /// to text, so the walk's segments of it have no variant to decode either.
+    Alive(Vec<usize>),
+    /// Nothing proved: the walk evaluates every rule of the plan.
+    Unknown,
+}
+
+impl BodyCheck {
+    fn of(alive: Vec<usize>) -> BodyCheck {
+        if alive.is_empty() {
+            BodyCheck::Clean
+        } else {
+            BodyCheck::Alive(alive)
+        }
+    }
+}
+
 /// Marks a candidate token (an index into the profile's tokens) that repeats an earlier string
 /// of the body byte for byte (see [`fastpath::Tok::repeat`]); that earlier one has the same
-/// counts, so it is a candidate of the same rules (see [`Scanner::json_body_clean`]).
+/// counts, so it is a candidate of the same rules (see [`Scanner::json_body_check`]).
 const REPEAT: u32 = 1 << 31;
 
 /// What the selector check learns about a plain JSON body, each part computed on first need
-/// and kept for every other selector (see [`Scanner::json_body_clean`]).
+/// and kept for every other selector (see [`Scanner::json_body_check`]).
 ///
 /// Soundness: `fhir:` addresses are the innermost `resourceType` string and the keys below it
 /// joined by `.`, `json:` pointers keys and indices joined by `/`; in a body the caller accepts
@@ -435,7 +507,7 @@ fn dead_over<'a>(
 }
 
 /// Whether `rule` provably yields no finding in any of the quote-separated `tokens` of
-/// `body` (see [`Scanner::json_body_clean`]): no match passes boundary, separator and
+/// `body` (see [`Scanner::json_body_check`]): no match passes boundary, separator and
 /// validator checks, or every one that does needs a hotword and none occurs in the body.
 fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotwords) -> bool {
     let text = tokens;
@@ -502,7 +574,7 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotword
 }
 
 /// Whether none of `rule`'s hotwords can occur in a plain JSON body (see
-/// [`Scanner::json_body_clean`]). A hotword is found in the segment (a verbatim token) or in
+/// [`Scanner::json_body_check`]). A hotword is found in the segment (a verbatim token) or in
 /// the field context (keys and sibling values joined by spaces, key names also split into
 /// lower-cased words, each a substring of the key), so a multi-word hotword may span two
 /// pieces: it is ruled out only when one of its space-separated parts occurs nowhere in the

@@ -22,8 +22,13 @@ impl Scanner<'_> {
             return;
         }
         let mut present = vec![false; self.rules.len()];
-        // Multi-word keywords by one word: field context splits key names into words.
-        if let Some((ac, owner)) = self.rules.body_keyword_automaton() {
+        // Multi-word keywords by one word: field context splits key names into words. A plan
+        // without keyword rules (a body narrowed to a few rules) reads nothing from it.
+        if let Some((ac, owner)) = self
+            .rules
+            .body_keyword_automaton()
+            .filter(|_| self.plan.any_keywords)
+        {
             let Ok(iter) = ac.try_find_overlapping_iter(raw) else {
                 return;
             };

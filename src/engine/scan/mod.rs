@@ -23,7 +23,7 @@ mod plan;
 mod scanner;
 mod segment;
 
-pub(crate) use json_clean::plain_string;
+pub(crate) use json_clean::{plain_string, BodyCheck};
 pub(crate) use plan::{Plan, PlanCache, PlanFor};
 pub(crate) use scanner::Scanner;
 pub(crate) use segment::{FieldCtx, Loc, PartKind, PathElem, Segment};

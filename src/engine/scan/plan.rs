@@ -42,7 +42,16 @@ pub(crate) struct Plan {
     pub(crate) any_keywords: bool,
     /// Whether any eligible rule has `require_encrypted`.
     pub(crate) any_encryption: bool,
+    /// Whether the per-segment loop asks the rule set's prefilter (one `RegexSet` pass over
+    /// every rule's patterns) before running a rule's own regexes. Off for a plan narrowed to
+    /// a few rules (see [`Plan::restrict`]): there the set's pass over all patterns costs
+    /// more than the few rules' own regexes it would spare.
+    pub(crate) prefilter: bool,
 }
+
+/// Fewest rules a narrowed plan keeps for it still to use the prefilter (see
+/// [`Plan::prefilter`]).
+const PREFILTER_MIN_RULES: usize = 4;
 
 /// Per-slot summary of an eligible rule.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +111,25 @@ impl Plan {
             })
             .map(|(i, _)| i)
             .collect();
+        Plan::of(rules, eligible)
+    }
+
+    /// This plan without the rules `keep` rejects: for a body in which the whole-body check
+    /// proved those rules yield nothing (see [`Scanner::json_body_check`]), so the walk runs
+    /// the others only.
+    ///
+    /// [`Scanner::json_body_check`]: super::Scanner::json_body_check
+    pub(crate) fn restrict(&self, rules: &[CompiledRule], keep: impl Fn(usize) -> bool) -> Plan {
+        let mut plan = Plan::of(
+            rules,
+            self.eligible.iter().copied().filter(|&r| keep(r)).collect(),
+        );
+        plan.prefilter = plan.eligible.len() >= PREFILTER_MIN_RULES;
+        plan
+    }
+
+    /// The plan that evaluates `eligible` (rule indices in load order).
+    fn of(rules: &[CompiledRule], eligible: Vec<usize>) -> Plan {
         let quick: Vec<Quick> = eligible
             .iter()
             .filter_map(|&i| {
@@ -131,6 +159,7 @@ impl Plan {
                 .any(|r| r.encryption.is_some()),
             eligible,
             quick,
+            prefilter: true,
         }
     }
 }

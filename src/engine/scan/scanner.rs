@@ -65,6 +65,9 @@ pub(crate) struct Scanner<'r> {
     pub(super) ctx_buf: String,
     pub(super) ctx_ready: bool,
     pub(super) cands: Vec<Candidate>,
+    /// Set by [`Scanner::narrow_to`] when the whole-body check's one pass accepted every
+    /// string of the top-level JSON body as plain: its segments have no decoded variants.
+    pub(super) plain_body: bool,
 }
 
 impl<'r> Scanner<'r> {
@@ -99,6 +102,7 @@ impl<'r> Scanner<'r> {
             ctx_buf: String::new(),
             ctx_ready: false,
             cands: Vec::new(),
+            plain_body: false,
         }
     }
 
@@ -128,6 +132,9 @@ impl<'r> Scanner<'r> {
         }
         self.ctx_ready = false;
         self.variant(seg, seg.text, None, seg.chain);
+        if self.plain_segment(seg) {
+            return;
+        }
         if has_percent_escape(seg.text) {
             let (mut decoded, map) = percent_decode(seg.text);
             let mut chain = seg.chain.to_vec();
@@ -153,6 +160,18 @@ impl<'r> Scanner<'r> {
         if self.depth < MAX_VARIANT_DEPTH {
             self.base64_variants(seg);
         }
+    }
+
+    /// Whether `seg` is a key, string or number of a top-level JSON body whose strings the
+    /// whole-body check proved plain (see [`Scanner::narrow_to`]): no percent escape, entity
+    /// or base64 that decodes to text, nothing outside ASCII.
+    pub(super) fn plain_segment(&self, seg: &Segment<'_>) -> bool {
+        self.plain_body
+            && self.depth == 0
+            && seg
+                .chain
+                .iter()
+                .all(|c| matches!(*c, "gzip" | "deflate" | "br" | "zstd" | "json"))
     }
 
     pub(super) fn variant(
@@ -202,7 +221,7 @@ impl<'r> Scanner<'r> {
         let mut sel_row: Option<Option<usize>> = None;
         // One multi-pattern pass decides which rules' regexes can match at all.
         let mut set_hits: Option<regex::SetMatches> = None;
-        let prefilter = rules.prefilter();
+        let prefilter = rules.prefilter().filter(|_| self.plan.prefilter);
         for slot in 0..self.plan.quick.len() {
             let Some(&q) = self.plan.quick.get(slot) else {
                 continue;
@@ -342,14 +361,20 @@ impl<'r> Scanner<'r> {
         }
     }
 
-    /// Whether any rule's `fhir:`/`hl7:` selectors match this structural address.
+    /// Whether the `fhir:`/`hl7:` selectors of a rule this part evaluates match this
+    /// structural address (rules outside the plan, or narrowed out of it, do not count).
     pub(super) fn sel_any(&mut self, sel: Option<&str>) -> bool {
-        self.sel_row(sel)
-            .and_then(|r| self.sel_rows.get(r))
-            .is_some_and(|row| row.iter().any(|b| *b))
+        let Some(row) = self.sel_row(sel).and_then(|r| self.sel_rows.get(r)) else {
+            return false;
+        };
+        self.plan
+            .quick
+            .iter()
+            .any(|q| q.structural && row.get(q.rule).copied().unwrap_or(false))
     }
 
-    /// The row of `sel_rows` for a structural address (computed on first sight; at most 4096
+    /// The row of `sel_rows` for a structural address: per rule, whether it is a structural
+    /// rule of the plan whose selectors match (computed on first sight; at most 4096
     /// distinct addresses are cached per scan, beyond that rows are recomputed into slot 0 of a
     /// scratch row).
     fn sel_row(&mut self, sel: Option<&str>) -> Option<usize> {
@@ -357,12 +382,15 @@ impl<'r> Scanner<'r> {
         if let Some(&i) = self.sel_cache.get(s) {
             return Some(i);
         }
-        let row: Vec<bool> = self
-            .rules
-            .compiled()
-            .iter()
-            .map(|r| r.scope.fields.iter().any(|f| glob_match(f, s)))
-            .collect();
+        // Only the structural rules this part evaluates are matched (a narrowed body has few);
+        // the others' entries stay false and are never read.
+        let compiled = self.rules.compiled();
+        let mut row = vec![false; compiled.len()];
+        for q in self.plan.quick.iter().filter(|q| q.structural) {
+            if let (Some(r), Some(hit)) = (compiled.get(q.rule), row.get_mut(q.rule)) {
+                *hit = r.scope.fields.iter().any(|f| glob_match(f, s));
+            }
+        }
         // Rows `0..sel_cache.len()` are cached; anything after is the scratch row.
         self.sel_rows.truncate(self.sel_cache.len());
         self.sel_rows.push(row);
