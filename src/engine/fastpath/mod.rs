@@ -13,7 +13,8 @@
 //! UUIDs, codes and prose.
 //!
 //! Everything here is conservative: when the pass meets anything it cannot reason about (an
-//! escape, non-ASCII, a number that would not print back verbatim, a possible envelope or
+//! escape other than `\"`, `\\`, `\n`, `\r` and `\t` (see [`escaped_string`]), non-ASCII,
+//! a number that would not print back verbatim, a possible envelope or
 //! base64 payload, deep nesting, invalid JSON) it returns `None` and the caller takes the full
 //! structural walk, which is always correct. So a bug here can cost time, and the
 //! agreement test (`whole_body_check_agrees_with_full_walk`) guards that it never costs a
@@ -344,11 +345,15 @@ pub(crate) struct Tok {
 pub(crate) struct Profile {
     /// Tokens with at least the requested number of digits, in order.
     pub(crate) tokens: Vec<Tok>,
+    /// Whether some string had escapes (see [`escaped_string`]): its tokens are then the raw
+    /// pieces between the escapes, and only patterns that cannot match what the escapes decode
+    /// to may be proved dead over them.
+    pub(crate) escaped: bool,
 }
 
 // Flags from [`counts`].
-/// Ends the fast path: control characters (invalid in JSON strings), `\` (escapes may decode to
-/// anything) and non-ASCII (normalisation may fold it).
+/// Ends the quick string reader: control characters (invalid in JSON strings), `\` (read again
+/// by [`escaped_string`], which takes a few escapes) and non-ASCII (normalisation may fold it).
 const BAD: u8 = 1;
 /// `%` and `&`: possibly a percent escape or an XML entity.
 const SPECIAL: u8 = 2;
@@ -543,6 +548,9 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
     let b = text.as_bytes();
     let mut tokens = Vec::new();
     let mut known = Interned::new(b.len());
+    // For strings with escapes: the decoded content and the raw pieces between escapes.
+    let (mut decoded, mut pieces) = (Vec::new(), Vec::new());
+    let mut escaped = false;
     // Container stack as bits (1 = object), deepest in bit 0.
     let (mut stack, mut depth) = (0u128, 0usize);
     let mut expect = Expect::Value;
@@ -608,10 +616,26 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
                 };
                 let start = i + 1;
                 let (end, digits, upper, flags) = string_at(b, start)?;
-                let tok = b.get(start..end)?;
                 if flags & BAD != 0 {
-                    return None;
+                    // An escape, or a byte that ends the fast path: read it again, slowly.
+                    let end = escaped_string(b, start, &mut decoded, &mut pieces)?;
+                    let flags = decoded.iter().fold(0, |f, &c| f | byte_flags(c)) & SPECIAL;
+                    let upper = decoded.iter().filter(|c| c.is_ascii_uppercase()).count();
+                    // Checked as the walker sees it; never interned, never a repeat.
+                    new_string(&decoded, flags, upper)?;
+                    escaped = true;
+                    for &(s, e) in &pieces {
+                        let piece = b.get(s..e)?;
+                        let digits = piece.iter().filter(|c| c.is_ascii_digit()).count();
+                        if digits >= min_digits {
+                            let upper = piece.iter().filter(|c| c.is_ascii_uppercase()).count();
+                            tokens.push(tok_at(s, e, digits, upper, false)?);
+                        }
+                    }
+                    i = end + 1;
+                    continue;
                 }
+                let tok = b.get(start..end)?;
                 // A string seen before already passed the checks; JSON repeats its keys (and
                 // many values) in every element. A short one without `%` or `&` is checked
                 // again instead: that is cheaper than hashing it.
@@ -657,7 +681,63 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
     if expect != Expect::Next || depth != 0 {
         return None;
     }
-    Some(Profile { tokens })
+    Some(Profile { tokens, escaped })
+}
+
+/// Reads a string whose content starts at `start` and may hold escapes: returns the index of
+/// its closing quote, its content decoded into `decoded`, and in `pieces` each non-empty run
+/// of raw bytes between escapes (verbatim in the body and in the decoded string alike). Only
+/// `\"`, `\\`, `\n`, `\r` and `\t` are taken, the escapes narratives are written with (XHTML
+/// attribute quotes, line breaks); any other escape (`\u`, `\/`, …), a control character or a
+/// non-ASCII byte is `None`.
+///
+/// A match of a pattern that cannot consume what these decode to ([`ESCAPED`]) lies inside one
+/// piece of the decoded string, and its neighbours there (a decoded escape, or the string's
+/// end) pass the same boundary tests as the `"` around a token: so the pieces can stand for
+/// the string.
+///
+/// [`ESCAPED`]: crate::engine::rules::ESCAPED
+fn escaped_string(
+    b: &[u8],
+    start: usize,
+    decoded: &mut Vec<u8>,
+    pieces: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
+    decoded.clear();
+    pieces.clear();
+    let (mut i, mut piece) = (start, start);
+    loop {
+        let c = *b.get(i)?;
+        match c {
+            b'"' => {
+                if i > piece {
+                    pieces.push((piece, i));
+                }
+                return Some(i);
+            }
+            b'\\' => {
+                let d = match *b.get(i + 1)? {
+                    b'"' => b'"',
+                    b'\\' => b'\\',
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    _ => return None,
+                };
+                if i > piece {
+                    pieces.push((piece, i));
+                }
+                decoded.push(d);
+                i += 2;
+                piece = i;
+            }
+            0x00..=0x1f | 0x80..=0xff => return None,
+            _ => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
 }
 
 fn tok_at(start: usize, end: usize, digits: usize, upper: usize, repeat: bool) -> Option<Tok> {

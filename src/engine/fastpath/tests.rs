@@ -112,7 +112,13 @@ fn grammar_is_validated() {
         "[1.50]",
         "[1234567890123456789]",
         "[\"a\u{1}\"]",
-        r#"["a\"b"]"#,
+        // Escapes other than the five the pass takes (`["a\"b"]` is accepted).
+        r#"["a\u0041b"]"#,
+        r#"["a\/b"]"#,
+        r#"["\u0000"]"#,
+        // What an accepted escape decodes to is checked as the walker sees it.
+        r#"["100\n%41"]"#,
+        r#"["\n-----BEGIN PGP MESSAGE-----"]"#,
         "[\"caf\u{e9}\"]",
         r#"["100%41"]"#,
         r#"["&#65;"]"#,
@@ -239,4 +245,40 @@ fn admission_equals_its_definition() {
             assert_eq!(admitted(&f, &tok), want, "{:?} {needs:?}", tok);
         }
     }
+}
+
+/// The escape reader: the closing quote after escaped ones, the decoded content, and the raw
+/// pieces between escapes; escapes it does not take end the fast path.
+#[test]
+fn escaped_strings_split_into_verbatim_pieces() {
+    let (mut decoded, mut pieces) = (Vec::new(), Vec::new());
+    let body = br#"a\"b\\\"\nc" tail"#;
+    let end = super::escaped_string(body, 0, &mut decoded, &mut pieces);
+    assert_eq!(end, Some(11));
+    assert_eq!(decoded, b"a\"b\\\"\nc");
+    assert_eq!(pieces, vec![(0, 1), (3, 4), (10, 11)]);
+    let piece = |&(s, e): &(usize, usize)| &body[s..e];
+    assert_eq!(
+        pieces.iter().map(piece).collect::<Vec<_>>(),
+        [b"a", b"b", b"c"]
+    );
+    for bad in [
+        &br#"a\u0041""#[..],
+        br#"a\/b""#,
+        b"a\x01b\"",
+        br#"a\""#,
+        "a\u{e9}\"".as_bytes(),
+    ] {
+        assert_eq!(
+            super::escaped_string(bad, 0, &mut decoded, &mut pieces),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // A whole body: the narrative's pieces are tokens, and the body is marked escaped.
+    let p =
+        super::profile(r#"{"div":"<p>SSN 536-22-1234\n</p>","n":"x"}"#, 100, 3).expect("accepted");
+    assert!(p.escaped);
+    assert_eq!(p.tokens.len(), 1);
 }

@@ -287,6 +287,7 @@ fn compile_pattern(
         boundary: p.boundary,
         same_separators: p.same_separators,
         quote_free: quote_free(&p.regex.value),
+        escape_free: free_of(&p.regex.value, ESCAPED),
         needs: crate::engine::fastpath::Needs::of_regex(&p.regex.value),
         scan: regex_automata::meta::Regex::builder()
             .configure(
@@ -303,26 +304,38 @@ fn compile_pattern(
 /// [`CompiledPattern::quote_free`]). Anything the parser does not accept counts as not
 /// quote-free.
 pub(crate) fn quote_free(src: &str) -> bool {
+    free_of(src, b"\"")
+}
+
+/// The characters a JSON string escape the whole-body check takes decodes to (`\"`, `\\`,
+/// `\n`, `\r`, `\t`; see [`CompiledPattern::escape_free`]).
+pub(crate) const ESCAPED: &[u8] = b"\"\\\n\r\t";
+
+/// Whether a regex can never consume any of the ASCII bytes `set` and has no look-around
+/// assertions. Anything the parser does not accept counts as not free.
+pub(crate) fn free_of(src: &str, set: &[u8]) -> bool {
     use regex_syntax::hir::{Class, Hir, HirKind};
-    fn ok(h: &Hir) -> bool {
+    fn ok(h: &Hir, set: &[u8]) -> bool {
         match h.kind() {
             HirKind::Empty => true,
-            HirKind::Literal(l) => !l.0.contains(&b'"'),
-            HirKind::Class(Class::Unicode(c)) => !c
-                .ranges()
-                .iter()
-                .any(|r| r.start() <= '"' && '"' <= r.end()),
+            HirKind::Literal(l) => !l.0.iter().any(|c| set.contains(c)),
+            HirKind::Class(Class::Unicode(c)) => !c.ranges().iter().any(|r| {
+                set.iter()
+                    .any(|&b| r.start() <= char::from(b) && char::from(b) <= r.end())
+            }),
             HirKind::Class(Class::Bytes(c)) => !c
                 .ranges()
                 .iter()
-                .any(|r| r.start() <= b'"' && b'"' <= r.end()),
+                .any(|r| set.iter().any(|&b| r.start() <= b && b <= r.end())),
             HirKind::Look(_) => false,
-            HirKind::Repetition(r) => ok(&r.sub),
-            HirKind::Capture(c) => ok(&c.sub),
-            HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().all(ok),
+            HirKind::Repetition(r) => ok(&r.sub, set),
+            HirKind::Capture(c) => ok(&c.sub, set),
+            HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().all(|h| ok(h, set)),
         }
     }
-    regex_syntax::Parser::new().parse(src).is_ok_and(|h| ok(&h))
+    regex_syntax::Parser::new()
+        .parse(src)
+        .is_ok_and(|h| ok(&h, set))
 }
 
 fn compile_context(

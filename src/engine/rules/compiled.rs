@@ -41,6 +41,11 @@ pub(crate) struct CompiledPattern {
     /// starting inside a quote-delimited token stays inside it and is the same match as in the
     /// token alone (used by the whole-body clean check, see `Scanner::json_body_check`).
     pub(crate) quote_free: bool,
+    /// [`quote_free`](Self::quote_free), and the regex can never consume `\`, a line feed, a
+    /// carriage return or a tab either: what the JSON escapes the whole-body check takes
+    /// decode to. In a body with such escapes the check splits a string at them, and only a
+    /// pattern that cannot match across the decoded characters is proved dead piece by piece.
+    pub(crate) escape_free: bool,
     /// The same regex without a literal prefilter, for the whole-body check: over text dense
     /// in digits a prefilter on the first digit reports a candidate at every byte, which is
     /// slower than the automaton alone. `None` if it does not build (then `regex` is used).

@@ -33,7 +33,7 @@ pub use model::{Category, RuleInfo, Severity};
 pub use selftest::{InlineTestFailure, LintIssue};
 pub use set::RuleSet;
 
-pub(crate) use compile::CONTEXT_FLOOR;
+pub(crate) use compile::{CONTEXT_FLOOR, ESCAPED};
 pub(crate) use compiled::{
     Boundary, CompiledContext, CompiledPattern, CompiledRule, SelectorProbe,
 };

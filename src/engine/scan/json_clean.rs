@@ -35,14 +35,13 @@ impl Scanner<'_> {
     ///
     /// [`CompiledPattern::quote_free`]: crate::engine::rules::CompiledPattern::quote_free
     pub(crate) fn json_body_check(&mut self, text: &str) -> BodyCheck {
-        // A `\\` escape could hide a keyword, a hotword or a selector's piece from the raw
-        // text (`us-\\u0073sn`), and every proof below reads the raw text.
-        if !self.narrowable
-            || self.plan.any_encryption
-            || self.explain
-            || !text.is_ascii()
-            || memchr::memchr(b'\\', text.as_bytes()).is_some()
-        {
+        // Escapes: the proofs before the one pass read the raw text, where a `\\u` escape could
+        // hide a keyword, a hotword or a selector's piece (`us-\\u0073sn`). The one pass, which
+        // runs before any answer, refuses every escape but `\\"`, `\\\\`, `\\n`, `\\r` and
+        // `\\t`, and those decode to characters no word is looked for with (see
+        // [`special`]): a word without them occurs in a decoded string only where the raw
+        // text has it too.
+        if !self.narrowable || self.plan.any_encryption || self.explain || !text.is_ascii() {
             return BodyCheck::Unknown;
         }
         let rules = self.rules;
@@ -133,6 +132,19 @@ impl Scanner<'_> {
         let Some(profile) = fastpath::profile(text, self.limits.max_json_depth, min_digits) else {
             return BodyCheck::Unknown;
         };
+        // Pieces of an escaped string stand for it only for patterns that cannot match what the
+        // escapes decode to (see `fastpath::escaped_string`): a match of any other may span
+        // two pieces, which neither the admission below nor the patterns over the buffer see.
+        let escaped = profile.escaped;
+        if escaped {
+            live.retain(|&(r, _, rule)| {
+                let free = rule.patterns.iter().all(|p| p.escape_free);
+                if !free {
+                    alive.push(r);
+                }
+                free
+            });
+        }
         if live.is_empty() {
             return BodyCheck::of(alive);
         }
@@ -206,7 +218,12 @@ impl Scanner<'_> {
             }
             // Alive, but its exceptions cover whole resource types: again without the tokens
             // inside those (the resource pass runs only here, for the few bodies that get
-            // this far: provider directories, bundles with Practitioners).
+            // this far: provider directories, bundles with Practitioners). The resource pass
+            // reads strings up to the next `"`, so a body with escaped quotes keeps the rule.
+            if escaped {
+                alive.push(*r);
+                continue;
+            }
             let Some(res) = resources
                 .get_or_insert_with(|| fastpath::Resources::of(text))
                 .as_ref()
@@ -395,6 +412,9 @@ impl<'t> BodyProbe<'t> {
     }
 
     fn occurs(&mut self, piece: &'t str) -> bool {
+        if special(piece) {
+            return true;
+        }
         if let Some(&(_, v)) = self.pieces.iter().find(|(k, _)| *k == piece) {
             return v;
         }
@@ -608,6 +628,14 @@ fn excepted_types(rule: &CompiledRule) -> Vec<&str> {
         .collect()
 }
 
+/// Whether `word` holds a character an escape the one pass takes decodes to
+/// ([`crate::engine::rules::ESCAPED`]): such a word may occur in a decoded string and nowhere
+/// in the raw text, so it counts as present.
+fn special(word: &str) -> bool {
+    word.bytes()
+        .any(|c| crate::engine::rules::ESCAPED.contains(&c))
+}
+
 /// Which hotword parts occur in a body (ASCII case-insensitive), computed lazily and once per
 /// part for all the rules [`rule_dead_in`] checks in one body.
 #[derive(Default)]
@@ -618,6 +646,9 @@ struct Hotwords {
 
 impl Hotwords {
     fn present(&mut self, body: &str, part: &str) -> bool {
+        if special(part) {
+            return true;
+        }
         if let Some(&(_, v)) = self.seen.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)) {
             return v;
         }

@@ -444,3 +444,96 @@ fn encoded_hotword_in_the_value_is_not_proved_absent() {
         assert_eq!(hits(&fast), hits(&full), "{doc}");
     }
 }
+
+/// Narratives: XHTML in `text.div` with escaped quotes and line breaks, the way most published
+/// FHIR is written. A clean one stays on the fast path; PHI in it, or split by escapes, is
+/// found exactly as the full walk finds it.
+#[test]
+fn escaped_narratives_are_checked_piece_by_piece() {
+    let narrative = |div: &str| {
+        format!(
+            r#"{{"resource":{{"resourceType":"Observation","id":"obs-n","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">{div}</div>"}},"status":"final"}}}}"#
+        )
+    };
+    let clean = with_entry(
+        &clean_bundle(12),
+        &narrative(r#"<p>Heart rate 72 \"beats\"/min\n\tat rest, 2024-03-01</p>\r\n"#),
+    );
+    assert!(
+        fast_path_clean(&clean),
+        "clean narrative takes the fast path"
+    );
+    let (fast, full, _) = fast_and_full(&clean);
+    assert!(fast.findings.is_empty() && full.is_empty(), "{full:?}");
+    let cases = [
+        narrative(r#"<p>SSN 536-22-1234</p>"#),
+        narrative(r#"<p>SSN\n536221234</p>"#),
+        narrative(r#"<p>ssn \"536221234\"</p>"#),
+        narrative(r#"<p>SSN 536-22-\n1234 and 536\t22 1234</p>"#),
+        narrative(r#"<p>\\\"SSN 536-22-1234\\\"</p>"#),
+        narrative(r#"<p>mail jane.roe@synthetic-clinic.org\n</p>"#),
+        narrative(r#"<p>call 617-555-0123</p>"#),
+        narrative(r#"<p>MRN\t12345678</p>"#),
+        narrative(r#"<p>DOB\n1961-06-15</p>"#),
+        // Escapes the check does not take: the full walk.
+        narrative(r#"<p>SSN 536\u002D22-1234</p>"#),
+        narrative(r#"<p>SSN 536-22-1234<\/p>"#),
+        // An escaped quote in a key, and a resource type with an escape.
+        r#"{"resource":{"resourceType":"Patient","identifier":[{"sys\"tem":"x","system":"http://hl7.org/fhir/sid/us-ssn","value":"536221234"}]}}"#.to_string(),
+        r#"{"resource":{"resourceType":"Pat\"ient","name":[{"family":"Roe","given":["Jane"]}],"birthDate":"1961-06-15"}}"#.to_string(),
+    ];
+    for entry in &cases {
+        for base in [
+            clean_bundle(3),
+            crate::engine::synthetic::ehr_bundle(8 << 10),
+        ] {
+            let doc = with_entry(&base, entry);
+            let (fast, full, enc) = fast_and_full(&doc);
+            assert_eq!(hits(&fast), full, "{entry}");
+            assert_eq!(fast.encrypted, enc, "{entry}");
+            if !full.is_empty() {
+                assert!(!fast_path_clean(&doc), "claimed clean: {entry}");
+            }
+        }
+    }
+    for entry in &cases[..3] {
+        let (_, full, _) = fast_and_full(&with_entry(&clean_bundle(3), entry));
+        assert!(!full.is_empty(), "SSN not found: {entry}");
+    }
+}
+
+/// A pattern that can match what an escape decodes to (`\s` matches the line feed of `\n`) is
+/// not proved dead over the pieces of an escaped string: the walk sees the decoded string,
+/// where the match spans the escape. (No pattern of the default pack is of this kind.)
+#[test]
+fn patterns_that_match_escaped_characters_keep_their_rule() {
+    let e = custom(
+        "rules:
+  - id: spaced-number
+    description: d
+    category: G
+    severity: high
+    where: [body]
+    patterns:
+      - regex: '(?P<value>[0-9]{3}\\s[0-9]{2}\\s[0-9]{4})'
+        score: 0.9
+    tests:
+      match: ['536 22 1234']
+",
+    );
+    let limits = Limits::default();
+    for doc in [
+        r#"{"div":"<p>536\n22\t1234</p>"}"#,
+        r#"{"a":"x","div":"536\r22 1234"}"#,
+    ] {
+        let part = Part::Body {
+            content_type: Some("application/json"),
+            content_encoding: None,
+            bytes: doc.as_bytes(),
+        };
+        let fast = ok(e.scan(&part, &limits));
+        let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+        assert_eq!(rule_hits(&full, "spaced-number"), 1, "{doc}");
+        assert_eq!(hits(&fast), hits(&full), "{doc}");
+    }
+}
