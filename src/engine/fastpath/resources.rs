@@ -39,9 +39,10 @@ pub(crate) struct Resources<'t> {
 const MAX_OBJECTS: usize = 1 << 20;
 
 impl<'t> Resources<'t> {
-    /// One pass over `text`, which must be the ASCII, escape-free, valid JSON the one-pass
-    /// profile accepted (this pass re-checks only what it relies on). `None` when anything is
-    /// unexpected.
+    /// One pass over `text`, which must be the ASCII, valid JSON the one-pass profile accepted
+    /// (this pass re-checks only what it relies on). `None` when anything is unexpected. A
+    /// string with escapes is a value like any other; its pieces (tokens that start inside it)
+    /// are not recorded values, so they have no resource.
     pub(crate) fn of(text: &'t str) -> Option<Resources<'t>> {
         let b = text.as_bytes();
         let mut objects: Vec<(u32, Ty)> = Vec::new();
@@ -87,8 +88,7 @@ impl<'t> Resources<'t> {
                 }
                 b'"' => {
                     let start = i + 1;
-                    // The closing quote (the body has no escapes).
-                    let end = next_quote(b, start)?;
+                    let end = string_end(b, start)?;
                     let tok = b.get(start..end)?;
                     let obj = innermost(&stack);
                     if key_next {
@@ -191,6 +191,25 @@ fn next_quote(b: &[u8], from: usize) -> Option<usize> {
     b.get(k..)?.iter().position(|&c| c == b'"').map(|p| k + p)
 }
 
+/// The closing quote of the string whose content starts at `start`: the first `"` not
+/// escaped, that is not preceded by an odd number of `\`.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut from = start;
+    loop {
+        let q = next_quote(b, from)?;
+        let slashes = b
+            .get(start..q)?
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b'\\')
+            .count();
+        if slashes % 2 == 0 {
+            return Some(q);
+        }
+        from = q + 1;
+    }
+}
+
 /// A `resourceType` value the walker starts a `fhir:` path with: the walker's own test.
 fn safe_name(s: &[u8]) -> bool {
     std::str::from_utf8(s).is_ok_and(crate::engine::carrier::safe_name)
@@ -217,6 +236,17 @@ mod tests {
         assert_eq!(r.resource_of(at(t, "12") - 1), Some("Encounter"));
         // Keys are not values.
         assert_eq!(r.resource_of(at(t, r#""identifier""#)), None);
+    }
+
+    /// Escaped quotes do not end a string: the values after a narrative keep their resource,
+    /// and an escaped `resourceType` value is not a type.
+    #[test]
+    fn escaped_quotes_do_not_end_a_string() {
+        let t = r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Practitioner","text":{"div":"<div a=\"x\\\">\n\\\\"},"identifier":[{"value":"v1"}]}},{"resource":{"resourceType":"Pat\"ient","x":"v2"}}]}"#;
+        let r = Resources::of(t).expect("valid");
+        assert_eq!(r.resource_of(at(t, r#""v1""#)), Some("Practitioner"));
+        assert_eq!(r.resource_of(at(t, r#""v2""#)), None);
+        assert_eq!(r.resource_of(at(t, r#""<div"#)), Some("Practitioner"));
     }
 
     #[test]

@@ -218,12 +218,7 @@ impl Scanner<'_> {
             }
             // Alive, but its exceptions cover whole resource types: again without the tokens
             // inside those (the resource pass runs only here, for the few bodies that get
-            // this far: provider directories, bundles with Practitioners). The resource pass
-            // reads strings up to the next `"`, so a body with escaped quotes keeps the rule.
-            if escaped {
-                alive.push(*r);
-                continue;
-            }
+            // this far: provider directories, bundles with Practitioners).
             let Some(res) = resources
                 .get_or_insert_with(|| fastpath::Resources::of(text))
                 .as_ref()
