@@ -422,6 +422,7 @@ fn byte_flags(c: u8) -> u8 {
 
 /// The checks a string needs once per distinct content: escapes, envelopes and ciphertext
 /// keys, base64 that decodes to text. `None` ends the fast path.
+#[inline(always)]
 fn new_string(tok: &[u8], flags: u8, upper: usize) -> Option<()> {
     if flags & SPECIAL != 0 {
         let t = std::str::from_utf8(tok).ok()?;
@@ -549,7 +550,7 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
     let mut tokens = Vec::new();
     let mut known = Interned::new(b.len());
     // For strings with escapes: the decoded content and the raw pieces between escapes.
-    let (mut decoded, mut pieces) = (Vec::new(), Vec::new());
+    let mut scratch = (Vec::new(), Vec::new());
     let mut escaped = false;
     // Container stack as bits (1 = object), deepest in bit 0.
     let (mut stack, mut depth) = (0u128, 0usize);
@@ -618,20 +619,8 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
                 let (end, digits, upper, flags) = string_at(b, start)?;
                 if flags & BAD != 0 {
                     // An escape, or a byte that ends the fast path: read it again, slowly.
-                    let end = escaped_string(b, start, &mut decoded, &mut pieces)?;
-                    let flags = decoded.iter().fold(0, |f, &c| f | byte_flags(c)) & SPECIAL;
-                    let upper = decoded.iter().filter(|c| c.is_ascii_uppercase()).count();
-                    // Checked as the walker sees it; never interned, never a repeat.
-                    new_string(&decoded, flags, upper)?;
+                    let end = escaped_tokens(b, start, min_digits, &mut scratch, &mut tokens)?;
                     escaped = true;
-                    for &(s, e) in &pieces {
-                        let piece = b.get(s..e)?;
-                        let digits = piece.iter().filter(|c| c.is_ascii_digit()).count();
-                        if digits >= min_digits {
-                            let upper = piece.iter().filter(|c| c.is_ascii_uppercase()).count();
-                            tokens.push(tok_at(s, e, digits, upper, false)?);
-                        }
-                    }
                     i = end + 1;
                     continue;
                 }
@@ -682,6 +671,35 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
         return None;
     }
     Some(Profile { tokens, escaped })
+}
+
+/// The tokens of a string with escapes whose content starts at `start` (see
+/// [`escaped_string`]): the decoded string is checked as the walker sees it, and each raw
+/// piece between escapes with at least `min_digits` digits becomes a token (never interned,
+/// never a repeat). Returns the index of the closing quote. Out of the profile's loop, which
+/// it would otherwise slow down for every plain string.
+#[cold]
+#[inline(never)]
+fn escaped_tokens(
+    b: &[u8],
+    start: usize,
+    min_digits: usize,
+    (decoded, pieces): &mut (Vec<u8>, Vec<(usize, usize)>),
+    tokens: &mut Vec<Tok>,
+) -> Option<usize> {
+    let end = escaped_string(b, start, decoded, pieces)?;
+    let flags = decoded.iter().fold(0, |f, &c| f | byte_flags(c)) & SPECIAL;
+    let upper = decoded.iter().filter(|c| c.is_ascii_uppercase()).count();
+    new_string(decoded, flags, upper)?;
+    for &(s, e) in pieces.iter() {
+        let piece = b.get(s..e)?;
+        let digits = piece.iter().filter(|c| c.is_ascii_digit()).count();
+        if digits >= min_digits {
+            let upper = piece.iter().filter(|c| c.is_ascii_uppercase()).count();
+            tokens.push(tok_at(s, e, digits, upper, false)?);
+        }
+    }
+    Some(end)
 }
 
 /// Reads a string whose content starts at `start` and may hold escapes: returns the index of
