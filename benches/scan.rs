@@ -4,7 +4,8 @@
 //! Documents are synthetic FHIR JSON (no PHI in the clean ones; the PHI-bearing ones carry one
 //! synthetic SSN near the end): Observation bundles built here, and the realistic EHR bundles
 //! of `phi_gateway::engine::synthetic` (Encounters, Conditions, MedicationRequests,
-//! Observations with non-PHI identifiers, Practitioners with NPIs, Organizations).
+//! Observations with non-PHI identifiers, Practitioners with NPIs, Organizations), also with a
+//! narrative (`text.div`, escaped XHTML) in every clinical resource.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -48,6 +49,22 @@ fn with_ssn(mut doc: Vec<u8>) -> Vec<u8> {
     doc
 }
 
+/// The EHR bundle of about `size` bytes with a narrative in every Encounter, Condition,
+/// MedicationRequest and Observation, as most published FHIR has one: XHTML in `text.div`,
+/// its attribute quotes and line breaks written as JSON escapes.
+fn with_narratives(size: usize) -> Vec<u8> {
+    let mut doc = synthetic::ehr_bundle(size * 4 / 5);
+    for ty in ["Encounter", "Condition", "MedicationRequest", "Observation"] {
+        doc = doc.replace(
+            &format!(r#""resourceType":"{ty}","id":"#),
+            &format!(
+                r#""resourceType":"{ty}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">\n  <p><b>{ty}</b> recorded for the patient during the visit.</p>\n  <p class=\"status\">Status: final, reviewed by the attending clinician.</p>\n</div>"}},"id":"#
+            ),
+        );
+    }
+    doc.into_bytes()
+}
+
 fn engine() -> Engine {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
     let rules = RuleSet::load_dir(&dir).expect("default rule pack loads");
@@ -74,12 +91,19 @@ fn bench(c: &mut Criterion) {
         // logical id (see `ehr_bundle`).
         let ehr = synthetic::ehr_bundle(size).into_bytes();
         let ehr_phi = with_ssn(synthetic::ehr_bundle(size).into_bytes());
+        // The same with narratives, the way most published FHIR is written.
+        let narrative = with_narratives(size);
+        let narrative_phi = with_ssn(with_narratives(size));
         for (kind, doc) in [
             ("clean_fhir_json", &clean),
             ("phi_fhir_json", &phi),
             ("ehr_clean_fhir_json", &ehr),
             ("ehr_phi_fhir_json", &ehr_phi),
+            ("ehr_narrative_fhir_json", &narrative),
+            ("ehr_narrative_phi_fhir_json", &narrative_phi),
         ] {
+            // Each document's own length (the narrative ones are only about `size`).
+            group.throughput(Throughput::Bytes(doc.len() as u64));
             group.bench_with_input(BenchmarkId::new(kind, name), doc, |b, d| {
                 b.iter(|| {
                     let part = Part::Body {
@@ -263,7 +287,8 @@ criterion_group!(benches, bench, bench_lines, adversarial);
 /// without criterion: a fixed amount of work for `perf stat -e instructions` or valgrind's
 /// callgrind, whose instruction counts are repeatable on a shared machine where wall-clock
 /// throughput is not. `SCAN_DOC=phi` scans the PHI-bearing document instead, `ehr` and
-/// `ehr-phi` the realistic EHR bundle and its PHI-bearing variant.
+/// `ehr-phi` the realistic EHR bundle and its PHI-bearing variant, `narrative` and
+/// `narrative-phi` the EHR bundle with narratives.
 fn main() {
     if let Some(iters) = std::env::var("SCAN_ITERS")
         .ok()
@@ -279,6 +304,8 @@ fn main() {
             Ok("phi") => with_ssn(clean_fhir(size)),
             Ok("ehr") => synthetic::ehr_bundle(size).into_bytes(),
             Ok("ehr-phi") => with_ssn(synthetic::ehr_bundle(size).into_bytes()),
+            Ok("narrative") => with_narratives(size),
+            Ok("narrative-phi") => with_ssn(with_narratives(size)),
             _ => clean_fhir(size),
         };
         let mut found = 0usize;
