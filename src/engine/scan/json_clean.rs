@@ -35,12 +35,11 @@ impl Scanner<'_> {
     ///
     /// [`CompiledPattern::quote_free`]: crate::engine::rules::CompiledPattern::quote_free
     pub(crate) fn json_body_check(&mut self, text: &str) -> BodyCheck {
-        // Escapes: the proofs before the one pass read the raw text, where a `\\u` escape could
-        // hide a keyword, a hotword or a selector's piece (`us-\\u0073sn`). The one pass, which
-        // runs before any answer, refuses every escape but `\\"`, `\\\\`, `\\n`, `\\r` and
-        // `\\t`, and those decode to characters no word is looked for with (see
-        // [`special`]): a word without them occurs in a decoded string only where the raw
-        // text has it too.
+        // Escapes: the proofs before the one pass read the raw text, where a `\u` escape could
+        // hide a keyword, a hotword or a selector's piece (`us-\u0073sn`). The one pass, which
+        // runs before any answer, refuses every escape but `\"`, `\\`, `\n`, `\r` and `\t`,
+        // and those decode to characters no word is looked for with (see [`special`]): a word
+        // without them occurs in a decoded string only where the raw text has it too.
         if !self.narrowable || self.plan.any_encryption || self.explain || !text.is_ascii() {
             return BodyCheck::Unknown;
         }

@@ -128,3 +128,37 @@ fn fhir_attachment_and_binary_data_are_decoded() {
     );
     assert!(json(&clean).findings.is_empty());
 }
+
+/// An identifier system whose OID only extends the SSN system's (`2.16.840.1.113883.4.1`) by
+/// more digits (`…4.10`, `…4.14`: other registries) is not the SSN system: hotwords match on
+/// word breaks, and a digit after the hotword's last digit is none. The fast path and the full
+/// walk agree.
+#[test]
+fn longer_oids_are_not_the_ssn_system() {
+    let doc = |sys: &str| {
+        format!(
+            r#"{{"resourceType":"Patient","identifier":[{{"system":"{sys}","value":"536221234"}}]}}"#
+        )
+    };
+    for (sys, want) in [
+        ("urn:oid:2.16.840.1.113883.4.10", 0),
+        ("urn:oid:2.16.840.1.113883.4.14", 0),
+        ("urn:oid:2.16.840.1.113883.4.1", 1),
+    ] {
+        let d = doc(sys);
+        let part = Part::Body {
+            content_type: Some("application/fhir+json"),
+            content_encoding: None,
+            bytes: d.as_bytes(),
+        };
+        let fast = ok(engine().scan(&part, &Limits::default()));
+        let full = ok(engine().scan_with(
+            &part,
+            &Limits::default(),
+            &ScanOptions::default().explained(true),
+        ));
+        assert_eq!(rule_hits(&full, "fhir-identifier-ssn"), want, "{sys}");
+        assert_eq!(rule_hits(&full, "us-ssn"), want, "{sys}");
+        assert_eq!(hits(&fast), hits(&full), "{sys}");
+    }
+}
