@@ -628,3 +628,131 @@ fn no_input_panics_the_access_parsers() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+// === the whole-body check agrees with the full walk ===
+
+/// A value piece: a clean word, an identifier-like number, a date, or PHI the default pack
+/// finds (an SSN as written, an e-mail address, a phone number, an SSN hotword).
+fn value_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => word(),
+        1 => ssn_written(),
+        1 => ssn_digits(),
+        1 => Just("jane.roe@synthetic-clinic.org".to_string()),
+        1 => Just("617-555-0123".to_string()),
+        1 => Just("ssn".to_string()),
+        1 => "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9])",
+        1 => "[0-9]{4,12}",
+        1 => Just("http://hl7.org/fhir/sid/us-ssn".to_string()),
+    ]
+}
+
+/// What goes between two pieces of a string: a space, or a JSON escape, most of them ones the
+/// whole-body check reads (`\"`, `\\`, `\n`, `\r`, `\t`), some that end it (`\u0020`, `\/`).
+fn joint() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        " ", " ", "", "-", r#"\""#, r"\\", r"\n", r"\r", r"\t", r"\r\n", r"\u0020", r"\/",
+    ])
+}
+
+/// A JSON string literal of a few pieces with joints.
+fn string_literal() -> impl Strategy<Value = String> {
+    prop::collection::vec((value_piece(), joint()), 1..5).prop_map(|parts| {
+        let mut s = String::from("\"");
+        for (p, j) in parts {
+            s.push_str(&p);
+            s.push_str(j);
+        }
+        s.push('"');
+        s
+    })
+}
+
+/// A FHIR-like resource: a type, and members under keys the default pack's selectors and
+/// keywords name (and others), some holding an identifier with a system.
+fn resource() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "note",
+        "div",
+        "text",
+        "value",
+        "birthDate",
+        "telecom",
+        "comment",
+        "display",
+        "id",
+        "mrn",
+        "ssn",
+        "email",
+    ]);
+    (
+        prop::sample::select(vec![
+            "Patient",
+            "Observation",
+            "Practitioner",
+            "Encounter",
+            "Pat\\\"ient",
+        ]),
+        prop::collection::vec((key, string_literal()), 0..5),
+        prop::option::of((string_literal(), string_literal())),
+    )
+        .prop_map(|(ty, members, ident)| {
+            let mut m = vec![format!(r#""resourceType":"{ty}""#)];
+            m.extend(members.into_iter().map(|(k, v)| format!(r#""{k}":{v}"#)));
+            if let Some((sys, val)) = ident {
+                m.push(format!(
+                    r#""identifier":[{{"system":{sys},"value":{val}}}]"#
+                ));
+            }
+            format!("{{{}}}", m.join(","))
+        })
+}
+
+/// Random FHIR-like Bundles with narratives, escapes and PHI fragments: the default scan
+/// (whole-body check, then a walk narrowed to the rules it could not prove dead, or no walk)
+/// reports exactly what the full walk with every rule reports (explain mode skips the check).
+#[test]
+fn whole_body_check_agrees_with_the_full_walk_on_random_bundles() {
+    let strategy = prop::collection::vec(resource(), 1..6);
+    runner(256)
+        .run(&strategy, |entries| {
+            let doc = format!(
+                r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#,
+                entries
+                    .iter()
+                    .map(|r| format!(r#"{{"resource":{r}}}"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let part = Part::Body {
+                content_type: Some("application/fhir+json"),
+                content_encoding: None,
+                bytes: doc.as_bytes(),
+            };
+            let hits = |s: &phi_gateway::engine::Scan| -> Vec<(String, String, String)> {
+                s.findings
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.rule_id.clone(),
+                            f.location.clone(),
+                            f.decode_chain.join(">"),
+                        )
+                    })
+                    .collect()
+            };
+            let fast = engine()
+                .scan(&part, &Limits::default())
+                .map_err(|e| TestCaseError::fail(format!("scan failed: {e}")))?;
+            let full = engine()
+                .scan_with(
+                    &part,
+                    &Limits::default(),
+                    &ScanOptions::default().explained(true),
+                )
+                .map_err(|e| TestCaseError::fail(format!("scan failed: {e}")))?;
+            prop_assert_eq!(hits(&fast), hits(&full), "{}", doc);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
