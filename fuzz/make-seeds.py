@@ -121,6 +121,16 @@ def main():
     write("inspect_json", "jws-value", b"\x00" + b'{"token":"' + JWS + b'","enc":"' + JWE + b'"}')
     write("inspect_json", "deep", b"\x00" + b"[" * 80 + b'"536-22-1234"' + b"]" * 80)
     write("inspect_json", "numbers", b'\x00{"ssn":536221234,"f":1.23456789e8,"n":-5}')
+    # fast_path_agrees: bodies the whole-body check takes, with and without PHI (a narrative
+    # with the escapes it reads, one it refuses, a clean Bundle, the Patient).
+    write("fast_path_agrees", "patient", PATIENT)
+    write("fast_path_agrees", "narrative",
+          b'{"resourceType":"Observation","text":{"status":"generated","div":"<div xmlns=\\"http://www.w3.org/1999/xhtml\\">'
+          b'<p>SSN\\n536221234</p>\\r\\n<p>\\"ok\\"\\t</p></div>"},"status":"final"}')
+    write("fast_path_agrees", "refused-escape", b'{"note":"SSN 536\\u002D22-1234","x":"a\\/b"}')
+    write("fast_path_agrees", "clean-bundle",
+          b'{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation",'
+          b'"id":"obs-1","meta":{"versionId":"100000007","lastUpdated":"2024-03-01T10:00:00Z"},"status":"final"}}]}')
     write("inspect_hl7", "adt", b"\x00" + HL7)
     write("inspect_hl7", "custom-delims", b"\x01" + HL7_CUSTOM)
     write("inspect_multipart", "form-data", b"\x00" + MULTIPART)

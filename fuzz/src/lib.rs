@@ -45,6 +45,41 @@ pub fn scan_body(
     let _ = engine().scan_with(&part, &limits(), &options);
 }
 
+/// Scans a JSON body twice, as the proxy does (the whole-body check first, then a walk with
+/// the rules it could not prove dead, or none) and in explain mode (which always walks with
+/// every rule), and panics when they disagree on a finding (rule, location, decode chain), an
+/// encrypted location or the error. A disagreement is a finding the fast path lost, or one it
+/// made up.
+pub fn fast_path_agrees(body: &[u8]) {
+    let part = Part::Body {
+        content_type: Some("application/fhir+json"),
+        content_encoding: None,
+        bytes: body,
+    };
+    let summary = |explain: bool| {
+        let options = ScanOptions::default().explained(explain);
+        engine()
+            .scan_with(&part, &limits(), &options)
+            .map(|s| {
+                let hits: Vec<(String, String, String)> = s
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.rule_id.clone(),
+                            f.location.clone(),
+                            f.decode_chain.join(">"),
+                        )
+                    })
+                    .collect();
+                (hits, s.encrypted)
+            })
+            .map_err(|e| e.to_string())
+    };
+    let (fast, full) = (summary(false), summary(true));
+    assert_eq!(fast, full, "the fast path and the full walk disagree");
+}
+
 /// A `Content-Encoding` coding the gateway decodes.
 #[derive(Debug, Clone, Copy)]
 pub enum Coding {
