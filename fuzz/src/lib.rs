@@ -182,3 +182,20 @@ pub const ENCODINGS: &[Option<&str>] = &[
     Some(" GZIP ,, identity "),
     Some("compress"),
 ];
+
+#[cfg(test)]
+mod tests {
+    /// The committed seeds of `fast_path_agrees` pass it (`cargo test --manifest-path
+    /// fuzz/Cargo.toml --no-default-features --lib`, which needs no libFuzzer).
+    #[test]
+    fn fast_path_agrees_on_its_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/fast_path_agrees");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("seeds") {
+            let body = std::fs::read(entry.expect("seed").path()).expect("read");
+            super::fast_path_agrees(&body);
+            n += 1;
+        }
+        assert!(n >= 4);
+    }
+}
