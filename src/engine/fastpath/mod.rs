@@ -13,12 +13,11 @@
 //! UUIDs, codes and prose.
 //!
 //! Everything here is conservative: when the pass meets anything it cannot reason about (an
-//! escape other than `\"`, `\\`, `\n`, `\r` and `\t` (see [`escaped_string`]), non-ASCII,
-//! a number that would not print back verbatim, a possible envelope or
-//! base64 payload, deep nesting, invalid JSON) it returns `None` and the caller takes the full
-//! structural walk, which is always correct. So a bug here can cost time, and the
-//! agreement test (`whole_body_check_agrees_with_full_walk`) guards that it never costs a
-//! finding.
+//! escape other than `\"`, `\\`, `\n`, `\r` and `\t` (see the `escapes` module), non-ASCII, a
+//! number that would not print back verbatim, a possible envelope or base64 payload, deep
+//! nesting, invalid JSON) it returns `None` and the caller takes the full structural walk,
+//! which is always correct. So a bug here can cost time, and the agreement test
+//! (`whole_body_check_agrees_with_full_walk`) guards that it never costs a finding.
 //!
 //! Part of the pure engine: no I/O, no clocks, no shared state. Tests live in `tests.rs`.
 
@@ -345,15 +344,16 @@ pub(crate) struct Tok {
 pub(crate) struct Profile {
     /// Tokens with at least the requested number of digits, in order.
     pub(crate) tokens: Vec<Tok>,
-    /// Whether some string had escapes (see [`escaped_string`]): its tokens are then the raw
-    /// pieces between the escapes, and only patterns that cannot match what the escapes decode
-    /// to may be proved dead over them.
+    /// Whether some string had escapes (see `escapes::escaped_string`): its tokens are then the
+    /// raw pieces between the escapes, and only patterns that cannot match what the escapes
+    /// decode to may be proved dead over them.
     pub(crate) escaped: bool,
 }
 
 // Flags from [`counts`].
 /// Ends the quick string reader: control characters (invalid in JSON strings), `\` (read again
-/// by [`escaped_string`], which takes a few escapes) and non-ASCII (normalisation may fold it).
+/// by `escapes::escaped_string`, which takes a few escapes) and non-ASCII (normalisation may
+/// fold it).
 const BAD: u8 = 1;
 /// `%` and `&`: possibly a percent escape or an XML entity.
 const SPECIAL: u8 = 2;
@@ -673,91 +673,6 @@ pub(crate) fn profile(text: &str, max_depth: usize, min_digits: usize) -> Option
     Some(Profile { tokens, escaped })
 }
 
-/// The tokens of a string with escapes whose content starts at `start` (see
-/// [`escaped_string`]): the decoded string is checked as the walker sees it, and each raw
-/// piece between escapes with at least `min_digits` digits becomes a token (never interned,
-/// never a repeat). Returns the index of the closing quote. Out of the profile's loop, which
-/// it would otherwise slow down for every plain string.
-#[cold]
-#[inline(never)]
-fn escaped_tokens(
-    b: &[u8],
-    start: usize,
-    min_digits: usize,
-    (decoded, pieces): &mut (Vec<u8>, Vec<(usize, usize)>),
-    tokens: &mut Vec<Tok>,
-) -> Option<usize> {
-    let end = escaped_string(b, start, decoded, pieces)?;
-    let flags = decoded.iter().fold(0, |f, &c| f | byte_flags(c)) & SPECIAL;
-    let upper = decoded.iter().filter(|c| c.is_ascii_uppercase()).count();
-    new_string(decoded, flags, upper)?;
-    for &(s, e) in pieces.iter() {
-        let piece = b.get(s..e)?;
-        let digits = piece.iter().filter(|c| c.is_ascii_digit()).count();
-        if digits >= min_digits {
-            let upper = piece.iter().filter(|c| c.is_ascii_uppercase()).count();
-            tokens.push(tok_at(s, e, digits, upper, false)?);
-        }
-    }
-    Some(end)
-}
-
-/// Reads a string whose content starts at `start` and may hold escapes: returns the index of
-/// its closing quote, its content decoded into `decoded`, and in `pieces` each non-empty run
-/// of raw bytes between escapes (verbatim in the body and in the decoded string alike). Only
-/// `\"`, `\\`, `\n`, `\r` and `\t` are taken, the escapes narratives are written with (XHTML
-/// attribute quotes, line breaks); any other escape (`\u`, `\/`, …), a control character or a
-/// non-ASCII byte is `None`.
-///
-/// A match of a pattern that cannot consume what these decode to ([`ESCAPED`]) lies inside one
-/// piece of the decoded string, and its neighbours there (a decoded escape, or the string's
-/// end) pass the same boundary tests as the `"` around a token: so the pieces can stand for
-/// the string.
-///
-/// [`ESCAPED`]: crate::engine::rules::ESCAPED
-fn escaped_string(
-    b: &[u8],
-    start: usize,
-    decoded: &mut Vec<u8>,
-    pieces: &mut Vec<(usize, usize)>,
-) -> Option<usize> {
-    decoded.clear();
-    pieces.clear();
-    let (mut i, mut piece) = (start, start);
-    loop {
-        let c = *b.get(i)?;
-        match c {
-            b'"' => {
-                if i > piece {
-                    pieces.push((piece, i));
-                }
-                return Some(i);
-            }
-            b'\\' => {
-                let d = match *b.get(i + 1)? {
-                    b'"' => b'"',
-                    b'\\' => b'\\',
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    _ => return None,
-                };
-                if i > piece {
-                    pieces.push((piece, i));
-                }
-                decoded.push(d);
-                i += 2;
-                piece = i;
-            }
-            0x00..=0x1f | 0x80..=0xff => return None,
-            _ => {
-                decoded.push(c);
-                i += 1;
-            }
-        }
-    }
-}
-
 fn tok_at(start: usize, end: usize, digits: usize, upper: usize, repeat: bool) -> Option<Tok> {
     Some(Tok {
         start: u32::try_from(start).ok()?,
@@ -810,7 +725,9 @@ fn number(b: &[u8], i: &mut usize) -> Option<usize> {
     Some(digits)
 }
 
+mod escapes;
 mod resources;
+use escapes::escaped_tokens;
 pub(crate) use resources::Resources;
 
 #[cfg(test)]

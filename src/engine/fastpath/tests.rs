@@ -253,7 +253,7 @@ fn admission_equals_its_definition() {
 fn escaped_strings_split_into_verbatim_pieces() {
     let (mut decoded, mut pieces) = (Vec::new(), Vec::new());
     let body = br#"a\"b\\\"\nc" tail"#;
-    let end = super::escaped_string(body, 0, &mut decoded, &mut pieces);
+    let end = super::escapes::escaped_string(body, 0, &mut decoded, &mut pieces);
     assert_eq!(end, Some(11));
     assert_eq!(decoded, b"a\"b\\\"\nc");
     assert_eq!(pieces, vec![(0, 1), (3, 4), (10, 11)]);
@@ -270,7 +270,7 @@ fn escaped_strings_split_into_verbatim_pieces() {
         "a\u{e9}\"".as_bytes(),
     ] {
         assert_eq!(
-            super::escaped_string(bad, 0, &mut decoded, &mut pieces),
+            super::escapes::escaped_string(bad, 0, &mut decoded, &mut pieces),
             None,
             "{:?}",
             String::from_utf8_lossy(bad)
