@@ -54,38 +54,29 @@ fn clean_bundle(entries: usize) -> String {
     )
 }
 
-/// Whether the whole-body clean check alone accepts `doc` (so the walk is skipped).
-fn fast_path_clean(doc: &str) -> bool {
-    let rules = engine().rules();
+/// What the whole-body check alone answers for `doc`, a `application/fhir+json` body.
+fn body_check(doc: &str) -> scan::BodyCheck {
     let limits = Limits::default();
     let options = ScanOptions::default();
     let mut sc = scan::Scanner::new(
-        rules,
+        engine().rules(),
         scan::PartKind::Body(Some("application/fhir+json")),
         None,
         &limits,
         &options,
     );
-    sc.json_body_check(doc) == scan::BodyCheck::Clean
+    sc.json_body_check(doc)
 }
 
-/// (rule, location, chain) of a body scan with the whole-body clean check (default options) and
-/// without it (explain mode always walks the document).
+/// Whether the whole-body clean check alone accepts `doc` (so the walk is skipped).
+fn fast_path_clean(doc: &str) -> bool {
+    body_check(doc) == scan::BodyCheck::Clean
+}
+
+/// `scans_with` by the default pack on a FHIR body: the fast scan, and the (rule, location,
+/// chain) triples and encrypted locations of the full walk.
 fn fast_and_full(doc: &str) -> (Scan, Vec<(String, String, String)>, Vec<String>) {
-    let part = Part::Body {
-        content_type: Some("application/fhir+json"),
-        content_encoding: None,
-        bytes: doc.as_bytes(),
-    };
-    let limits = Limits::default();
-    let fast = match engine().scan(&part, &limits) {
-        Ok(s) => s,
-        Err(e) => panic!("scan failed: {e}"),
-    };
-    let full = match engine().scan_with(&part, &limits, &ScanOptions::default().explained(true)) {
-        Ok(s) => s,
-        Err(e) => panic!("scan failed: {e}"),
-    };
+    let (fast, full) = scans_with(engine(), "application/fhir+json", doc);
     (fast, hits(&full), full.encrypted)
 }
 
@@ -323,18 +314,11 @@ fn escaped_hotword_is_not_proved_absent() {
       match: [{ body: '{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"http://hl7.org/fhir/sid/us-ssn\",\"value\":\"536221234\"}]}', content_type: application/fhir+json }]
 ",
     );
-    let limits = Limits::default();
     for doc in [
         r#"{"resourceType":"Patient","identifier":[{"system":"http://hl7.org/fhir/sid/us-\u0073sn","value":"536221234"}]}"#,
         r#"{"resourceType":"Patient","identifier":[{"system":"http:\/\/hl7.org\/fhir\/sid\/us-ssn","value":"536221234"}]}"#,
     ] {
-        let part = Part::Body {
-            content_type: Some("application/fhir+json"),
-            content_encoding: None,
-            bytes: doc.as_bytes(),
-        };
-        let fast = ok(e.scan(&part, &limits));
-        let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+        let (fast, full) = scans_with(&e, "application/fhir+json", doc);
         assert_eq!(rule_hits(&full, "ssn-system"), 1, "{doc}");
         assert_eq!(hits(&fast), hits(&full), "{doc}");
     }
@@ -342,20 +326,10 @@ fn escaped_hotword_is_not_proved_absent() {
 
 /// Which rules the whole-body check leaves to the walk for `doc` (`None`: clean or unknown).
 fn alive_rules(doc: &str) -> Option<Vec<String>> {
-    let rules = engine().rules();
-    let limits = Limits::default();
-    let options = ScanOptions::default();
-    let mut sc = scan::Scanner::new(
-        rules,
-        scan::PartKind::Body(Some("application/fhir+json")),
-        None,
-        &limits,
-        &options,
-    );
-    match sc.json_body_check(doc) {
+    match body_check(doc) {
         scan::BodyCheck::Alive(a) => Some(
             a.iter()
-                .filter_map(|&i| rules.infos().get(i).map(|r| r.id.clone()))
+                .filter_map(|&i| engine().rules().infos().get(i).map(|r| r.id.clone()))
                 .collect(),
         ),
         _ => None,
@@ -427,19 +401,12 @@ fn encoded_hotword_in_the_value_is_not_proved_absent() {
       match: [{ body: '{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"ssn 536221234\"}]}', content_type: application/fhir+json }]
 ",
     );
-    let limits = Limits::default();
     let b64 = b64std(b"ssn 536221234");
     for doc in [
         r#"{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"%73%73%6E%20536221234"}]}"#.to_string(),
         format!(r#"{{"resourceType":"Patient","identifier":[{{"system":"urn:x","value":"{b64}"}}]}}"#),
     ] {
-        let part = Part::Body {
-            content_type: Some("application/fhir+json"),
-            content_encoding: None,
-            bytes: doc.as_bytes(),
-        };
-        let fast = ok(e.scan(&part, &limits));
-        let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+        let (fast, full) = scans_with(&e, "application/fhir+json", &doc);
         assert_eq!(rule_hits(&full, "ssn-value"), 1, "{doc}");
         assert_eq!(hits(&fast), hits(&full), "{doc}");
     }
@@ -521,18 +488,11 @@ fn patterns_that_match_escaped_characters_keep_their_rule() {
       match: ['536 22 1234']
 ",
     );
-    let limits = Limits::default();
     for doc in [
         r#"{"div":"<p>536\n22\t1234</p>"}"#,
         r#"{"a":"x","div":"536\r22 1234"}"#,
     ] {
-        let part = Part::Body {
-            content_type: Some("application/json"),
-            content_encoding: None,
-            bytes: doc.as_bytes(),
-        };
-        let fast = ok(e.scan(&part, &limits));
-        let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+        let (fast, full) = scans_with(&e, "application/json", doc);
         assert_eq!(rule_hits(&full, "spaced-number"), 1, "{doc}");
         assert_eq!(hits(&fast), hits(&full), "{doc}");
     }

@@ -145,18 +145,7 @@ fn longer_oids_are_not_the_ssn_system() {
         ("urn:oid:2.16.840.1.113883.4.14", 0),
         ("urn:oid:2.16.840.1.113883.4.1", 1),
     ] {
-        let d = doc(sys);
-        let part = Part::Body {
-            content_type: Some("application/fhir+json"),
-            content_encoding: None,
-            bytes: d.as_bytes(),
-        };
-        let fast = ok(engine().scan(&part, &Limits::default()));
-        let full = ok(engine().scan_with(
-            &part,
-            &Limits::default(),
-            &ScanOptions::default().explained(true),
-        ));
+        let (fast, full) = scans_with(engine(), "application/fhir+json", &doc(sys));
         assert_eq!(rule_hits(&full, "fhir-identifier-ssn"), want, "{sys}");
         assert_eq!(rule_hits(&full, "us-ssn"), want, "{sys}");
         assert_eq!(hits(&fast), hits(&full), "{sys}");

@@ -126,6 +126,20 @@ fn custom(yaml: &str) -> Engine {
     }
 }
 
+/// A body scan by `e` with the whole-body clean check (default options) and without it
+/// (explain mode always walks the document).
+fn scans_with(e: &Engine, content_type: &str, doc: &str) -> (Scan, Scan) {
+    let part = Part::Body {
+        content_type: Some(content_type),
+        content_encoding: None,
+        bytes: doc.as_bytes(),
+    };
+    let limits = Limits::default();
+    let fast = ok(e.scan(&part, &limits));
+    let full = ok(e.scan_with(&part, &limits, &ScanOptions::default().explained(true)));
+    (fast, full)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Carriers added for issue 3: HL7 v2, multipart, XML references, heuristic base64, FHIR
 // attachments, encrypted-field requirements, selectors, exceptions, explanations.
