@@ -132,7 +132,7 @@ impl Scanner<'_> {
             return BodyCheck::Unknown;
         };
         // Pieces of an escaped string stand for it only for patterns that cannot match what the
-        // escapes decode to (see `fastpath::escaped_string`): a match of any other may span
+        // escapes decode to (see `fastpath::escapes::escaped_string`): a match of any other may span
         // two pieces, which neither the admission below nor the patterns over the buffer see.
         let escaped = profile.escaped;
         if escaped {
