@@ -132,8 +132,8 @@ impl Scanner<'_> {
             return BodyCheck::Unknown;
         };
         // Pieces of an escaped string stand for it only for patterns that cannot match what the
-        // escapes decode to (see `fastpath::escapes::escaped_string`): a match of any other may span
-        // two pieces, which neither the admission below nor the patterns over the buffer see.
+        // escapes decode to (see `fastpath::escapes`): a match of any other may span two
+        // pieces, which neither the admission below nor the patterns over the buffer see.
         let escaped = profile.escaped;
         if escaped {
             live.retain(|&(r, _, rule)| {
