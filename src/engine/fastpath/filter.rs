@@ -265,7 +265,7 @@ impl TokenFilter {
                         let c = a.classes;
                         let slot = &mut scratch.coarse[c];
                         if coarse & (1 << c) == 0 {
-                            *slot = Runs::of(a.coarse(&m), &m);
+                            *slot = Runs::of(a.coarse(&m));
                             coarse |= 1 << c;
                         }
                         if !m.admits(*slot, n) {
@@ -276,7 +276,7 @@ impl TokenFilter {
                             let runs = match scratch.runs.get_mut(n.alphabet) {
                                 Some(r) if n.alphabet < 64 && exact & (1 << n.alphabet) != 0 => *r,
                                 slot => {
-                                    let r = Runs::of(a.runs(tok, &m), &m);
+                                    let r = Runs::of(a.runs(tok, &m));
                                     if let (Some(s), true) = (slot, n.alphabet < 64) {
                                         *s = r;
                                         exact |= 1 << n.alphabet;
@@ -502,8 +502,8 @@ impl Masks {
         if n.trivial {
             return true;
         }
-        // Most tokens have no run as long as the shortest match, or as many digits.
-        if !runs.may_hold(n) {
+        // Most tokens have no run as long as the shortest match.
+        if runs.longest < n.min_len {
             return false;
         }
         let mut rest = runs.mask;
@@ -527,44 +527,25 @@ impl Masks {
     }
 }
 
-/// The bytes of one alphabet in a token of at most 64 bytes, and the most any single run of
-/// them has: length, digits, capitals and other bytes (each maximum over the runs, not
-/// necessarily of the same run). A need above one of them is not met in any run.
+/// The bytes of one alphabet in a token of at most 64 bytes, and its longest run of them.
+/// (Also keeping each run's counts here made the scan slower: most needs are ruled out by the
+/// length alone.)
 #[derive(Debug, Clone, Copy, Default)]
 struct Runs {
     mask: u64,
-    longest: u32,
-    digits: u32,
-    upper: u32,
-    other: u32,
+    longest: usize,
 }
 
 impl Runs {
-    fn of(mask: u64, m: &Masks) -> Runs {
-        let mut r = Runs {
-            mask,
-            ..Runs::default()
-        };
-        let mut rest = mask;
+    fn of(mask: u64) -> Runs {
+        let (mut rest, mut longest) = (mask, 0usize);
         while rest != 0 {
             let start = rest.trailing_zeros() as usize;
-            let len = (!(rest >> start)).trailing_zeros();
-            let run = span(start, len as usize);
-            rest &= !run;
-            r.longest = r.longest.max(len);
-            r.digits = r.digits.max((m.digit & run).count_ones());
-            r.upper = r.upper.max((m.upper & run).count_ones());
-            r.other = r.other.max((m.other & run).count_ones());
+            let len = (!(rest >> start)).trailing_zeros() as usize;
+            longest = longest.max(len);
+            rest &= !span(start, len);
         }
-        r
-    }
-
-    /// Whether some run could hold a match with needs `n`, by the maxima alone.
-    fn may_hold(&self, n: &Need) -> bool {
-        self.longest as usize >= n.min_len
-            && self.digits as usize >= n.digits
-            && self.upper as usize >= n.upper
-            && self.other as usize >= n.other
+        Runs { mask, longest }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::body_words::{special, Hotwords};
 use super::matching::{boundary_ok, next_char, run_end, score, shape_fail, WORK_FACTOR};
 use super::plan::Plan;
 use super::segment::Segment;
@@ -40,6 +41,7 @@ impl Scanner<'_> {
         // runs before any answer, refuses every escape but `\"`, `\\`, `\n`, `\r` and `\t`,
         // and those decode to characters no word is looked for with (see [`special`]): a word
         // without them occurs in a decoded string only where the raw text has it too.
+        self.plain_only = None;
         if !self.narrowable || self.plan.any_encryption || self.explain || !text.is_ascii() {
             return BodyCheck::Unknown;
         }
@@ -56,7 +58,8 @@ impl Scanner<'_> {
         // inside a resource type its exceptions cover are not candidates.
         let mut probe = BodyProbe::new(text);
         // Rules still to be checked over the tokens, and rules found alive.
-        let mut live: Vec<(usize, bool, &CompiledRule)> = Vec::new();
+        // `(rule, keywords still to look for, structural, rule)`.
+        let mut live: Vec<(usize, bool, bool, &CompiledRule)> = Vec::new();
         let mut alive: Vec<usize> = Vec::new();
         for q in &self.plan.quick {
             if !q.structural {
@@ -76,7 +79,7 @@ impl Scanner<'_> {
                 if excepted_types(rule).is_empty() {
                     alive.push(q.rule);
                 } else {
-                    live.push((q.rule, q.keywords, rule));
+                    live.push((q.rule, q.keywords, true, rule));
                 }
             }
         }
@@ -104,11 +107,11 @@ impl Scanner<'_> {
             {
                 continue;
             }
-            live.push((q.rule, false, rule));
+            live.push((q.rule, false, false, rule));
         }
         let min_digits = live
             .iter()
-            .map(|(_, _, r)| need(r))
+            .map(|(_, _, _, r)| need(r))
             .min()
             .unwrap_or(usize::MAX);
         // One pass: grammar, escapes, envelopes, digit-bearing tokens.
@@ -123,7 +126,7 @@ impl Scanner<'_> {
         // pieces, which neither the admission below nor the patterns over the buffer see.
         let escaped = profile.escaped;
         if escaped {
-            live.retain(|&(r, _, rule)| {
+            live.retain(|&(r, _, _, rule)| {
                 let free = rule.patterns.iter().all(|p| p.escape_free);
                 if !free {
                     alive.push(r);
@@ -138,7 +141,7 @@ impl Scanner<'_> {
         // then the rule's own patterns, validators and context over just those.
         let filter = fastpath::TokenFilter::new(
             live.iter()
-                .map(|(_, _, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
+                .map(|(_, _, _, r)| r.patterns.iter().map(|p| (p.needs, r.min_digits)).collect())
                 .collect(),
         );
         // Per live rule, the indices of its candidate tokens (a rule's buffer is built only
@@ -174,7 +177,11 @@ impl Scanner<'_> {
         }
         let token = |i: u32| profile.tokens.get((i & !REPEAT) as usize);
         let mut buf = Vec::new();
-        for ((r, keywords, rule), cands) in live.iter().zip(&cands) {
+        // The tokens in which a plain rule left alive has a passing match, by content hash:
+        // every other segment of the walk is skipped (see [`Scanner::plain_only`]). Not for
+        // escaped bodies, whose segments are decoded strings rather than the raw tokens.
+        let mut only = (!escaped).then(Vec::new);
+        for ((r, keywords, structural, rule), cands) in live.iter().zip(&cands) {
             if cands.is_empty() {
                 continue;
             }
@@ -191,7 +198,10 @@ impl Scanner<'_> {
                 .iter()
                 .filter(|&&i| i & REPEAT == 0)
                 .filter_map(|&i| token(i));
-            match dead_over(rule, toks, text, &mut buf, &mut hot) {
+            // Structural rules are kept to their own fields by the walk's selectors, which the
+            // restriction leaves alone; only plain rules add to it.
+            let mut passing = (!*structural).then(Vec::new);
+            match dead_over(rule, toks, text, &mut buf, &mut hot, &mut passing) {
                 Some(true) => continue,
                 None => return BodyCheck::Unknown,
                 Some(false) => {}
@@ -200,6 +210,7 @@ impl Scanner<'_> {
             let except = excepted_types(rule);
             if except.is_empty() {
                 alive.push(*r);
+                merge(&mut only, passing, *structural);
                 continue;
             }
             // Alive, but its exceptions cover whole resource types: again without the tokens
@@ -210,6 +221,7 @@ impl Scanner<'_> {
                 .as_ref()
             else {
                 alive.push(*r);
+                merge(&mut only, passing, *structural);
                 continue;
             };
             // Every occurrence here, repeats too: the same bytes may sit once inside an
@@ -218,9 +230,19 @@ impl Scanner<'_> {
                 !res.resource_of(t.start)
                     .is_some_and(|ty| except.contains(&ty))
             });
-            if dead_over(rule, outside, text, &mut buf, &mut hot) != Some(true) {
+            // The first pass's passing tokens cover the second's.
+            let mut unused = None;
+            if dead_over(rule, outside, text, &mut buf, &mut hot, &mut unused) != Some(true) {
                 alive.push(*r);
+                merge(&mut only, passing, *structural);
             }
+        }
+        if !alive.is_empty() {
+            self.plain_only = only.map(|mut o| {
+                o.sort_unstable();
+                o.dedup();
+                o
+            });
         }
         BodyCheck::of(alive)
     }
@@ -243,6 +265,9 @@ impl Scanner<'_> {
 
     fn set_plan(&mut self, plan: Arc<Plan>, plain: bool) -> Arc<Plan> {
         self.plain_body = plain;
+        if !plain {
+            self.plain_only = None;
+        }
         // Capture slots are kept per plan slot, and the slots move with the plan; selector
         // rows hold only the plan's rules; the body's keywords are counted for its rules.
         self.slots.clear();
@@ -275,7 +300,11 @@ impl Scanner<'_> {
         }
         if self.plain_segment(seg) {
             let digits = seg.text.bytes().filter(u8::is_ascii_digit).count();
-            return digits < self.plan.min_plain_digits;
+            return digits < self.plan.min_plain_digits
+                || self.plain_only.as_ref().is_some_and(|only| {
+                    only.binary_search(&fastpath::content_hash(seg.text.as_bytes()))
+                        .is_err()
+                });
         }
         let (mut digits, mut run, mut upper, mut other) = (0usize, 0usize, false, false);
         let mut maybe_b64 = false;
@@ -304,6 +333,18 @@ impl Scanner<'_> {
             return false;
         }
         digits < self.plan.min_plain_digits
+    }
+}
+
+/// Adds a plain rule's passing tokens to the segment restriction, which is lost when they are
+/// not known.
+fn merge(only: &mut Option<Vec<u64>>, passing: Option<Vec<u64>>, structural: bool) {
+    if structural {
+        return;
+    }
+    match (only.as_mut(), passing) {
+        (Some(o), Some(mut p)) => o.append(&mut p),
+        _ => *only = None,
     }
 }
 
@@ -488,34 +529,71 @@ pub(crate) fn plain_string(tok: &[u8]) -> bool {
 }
 
 /// [`rule_dead_in`] over the tokens `toks` of `body`, joined between `"` in `buf` so that no
-/// match spans two of them. `None` when a token is out of range.
+/// match spans two of them. `None` when a token is out of range. Adds to `passing` the content
+/// hash of every token in which a match passed its checks, or sets it to `None` when that is
+/// not known for every such token (see [`Scanner::plain_only`]).
 fn dead_over<'a>(
     rule: &CompiledRule,
     toks: impl Iterator<Item = &'a fastpath::Tok>,
     body: &str,
     buf: &mut Vec<u8>,
     hot: &mut Hotwords,
+    passing: &mut Option<Vec<u64>>,
 ) -> Option<bool> {
     let b = body.as_bytes();
     buf.clear();
     buf.push(b'"');
+    // Where each token starts in `buf`, to map a match back to its token.
+    let mut starts = Vec::new();
     for t in toks {
+        starts.push(buf.len());
         buf.extend_from_slice(b.get(t.start as usize..t.end as usize)?);
         buf.push(b'"');
     }
     let tokens = std::str::from_utf8(buf).ok()?;
-    Some(rule_dead_in(rule, tokens, body, hot))
+    let mut seen = Vec::new();
+    let dead = rule_dead_in(rule, tokens, body, hot, &mut |at| {
+        let i = starts.partition_point(|&s| s <= at).saturating_sub(1);
+        let start = starts.get(i).copied().unwrap_or(0);
+        let end = starts.get(i + 1).map_or(tokens.len(), |&e| e) - 1;
+        seen.push(fastpath::content_hash(buf_slice(tokens, start, end)));
+    });
+    match (dead, passing.as_mut()) {
+        (Some(d), Some(p)) => {
+            p.append(&mut seen);
+            Some(d)
+        }
+        (Some(d), None) => Some(d),
+        (None, _) => {
+            *passing = None;
+            Some(false)
+        }
+    }
+}
+
+/// `text[start..end]` as bytes, empty when out of range (never: the ranges are the tokens').
+fn buf_slice(text: &str, start: usize, end: usize) -> &[u8] {
+    text.as_bytes().get(start..end).unwrap_or_default()
 }
 
 /// Whether `rule` provably yields no finding in any of the quote-separated `tokens` of
 /// `body` (see [`Scanner::json_body_check`]): no match passes boundary, separator and
 /// validator checks, or every one that does needs a hotword and none occurs in the body.
-fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotwords) -> bool {
+/// `pass` gets the start of every match that passes those checks and could score; `None`
+/// means alive without having seen every such match (a pattern it cannot reason about, or
+/// the work budget spent).
+fn rule_dead_in(
+    rule: &CompiledRule,
+    tokens: &str,
+    body: &str,
+    hot: &mut Hotwords,
+    pass: &mut dyn FnMut(usize),
+) -> Option<bool> {
     let text = tokens;
-    let mut needs_ctx = false;
+    let (mut needs_ctx, mut alive) = (false, false);
     for pat in &rule.patterns {
         if !pat.quote_free {
-            return false;
+            return None;
         }
         // Capture space for whichever engine runs (each is an allocation, per pattern and body).
         let mut caps = pat.scan.as_ref().map(|re| re.create_captures());
@@ -552,16 +630,19 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotword
             };
             work = work.saturating_add(me.saturating_sub(pos));
             if work > budget {
-                return false;
+                return None;
             }
             let after_start = next_char(text, ms);
             let bounded = boundary_ok(pat.boundary, text, vs, ve);
             if bounded && shape_fail(pat, rule, text, vs, ve).is_none() {
+                // Every such match is reported, so the search goes on after the first that
+                // makes the rule alive.
                 if score(pat, rule, false).is_some() {
-                    return false;
-                }
-                if score(pat, rule, true).is_some() {
+                    alive = true;
+                    pass(ms);
+                } else if score(pat, rule, true).is_some() {
                     needs_ctx = true;
+                    pass(ms);
                 }
             }
             pos = if !bounded && vs == ms {
@@ -571,7 +652,7 @@ fn rule_dead_in(rule: &CompiledRule, tokens: &str, body: &str, hot: &mut Hotword
             };
         }
     }
-    !needs_ctx || no_hotword(rule, body, hot)
+    Some(!alive && (!needs_ctx || no_hotword(rule, body, hot)))
 }
 
 /// Whether none of `rule`'s hotwords can occur in a plain JSON body (see
@@ -607,108 +688,4 @@ fn excepted_types(rule: &CompiledRule) -> Vec<&str> {
         .filter_map(|f| f.strip_prefix("fhir:")?.strip_suffix(".*"))
         .filter(|t| crate::engine::carrier::safe_name(t))
         .collect()
-}
-
-/// Whether `word` holds a character an escape the one pass takes decodes to
-/// ([`crate::engine::rules::ESCAPED`]): such a word may occur in a decoded string and nowhere
-/// in the raw text, so it counts as present.
-fn special(word: &str) -> bool {
-    word.bytes()
-        .any(|c| crate::engine::rules::ESCAPED.contains(&c))
-}
-
-/// Which hotword parts occur in a body (ASCII case-insensitive), computed lazily and once per
-/// part for all the rules [`rule_dead_in`] checks in one body.
-#[derive(Default)]
-struct Hotwords {
-    lower: Option<String>,
-    seen: Vec<(String, bool)>,
-}
-
-impl Hotwords {
-    fn present(&mut self, body: &str, part: &str) -> bool {
-        if special(part) {
-            return true;
-        }
-        if let Some(&(_, v)) = self.seen.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)) {
-            return v;
-        }
-        let part = part.to_ascii_lowercase();
-        // Answered from what is known, without a pass over the body: a part that contains one
-        // found absent is absent, one contained in a part found present is present. Rules
-        // share such words (`ssn` in `us-ssn` and in the SSN system's URL), and each pass for
-        // an absent word reads the whole body.
-        let known = self.seen.iter().find_map(|(k, v)| {
-            if *v && k.contains(part.as_str()) {
-                Some(true)
-            } else if !*v && part.contains(k.as_str()) {
-                Some(false)
-            } else {
-                None
-            }
-        });
-        if let Some(v) = known {
-            self.seen.push((part, v));
-            return v;
-        }
-        // A part without letters (`@`) is the same in the body as written.
-        let v = if part.bytes().any(|c| c.is_ascii_alphabetic()) {
-            let lower = self.lower.get_or_insert_with(|| body.to_ascii_lowercase());
-            memchr::memmem::find(lower.as_bytes(), part.as_bytes()).is_some()
-        } else {
-            memchr::memmem::find(body.as_bytes(), part.as_bytes()).is_some()
-        };
-        self.seen.push((part, v));
-        v
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Hotwords;
-
-    /// The cache answers a part from parts it contains or that contain it; every answer must
-    /// equal a search of its own, whatever the order of the questions.
-    #[test]
-    fn hotword_answers_from_the_cache_equal_a_search() {
-        let bodies = [
-            r#"{"system":"http://hl7.org/fhir/sid/us-ssn","value":"x"}"#,
-            r#"{"note":"SSN#","mail":"a@b.example","SocSec":1}"#,
-            r#"{"npi":"x","ssns":[],"ip":"y"}"#,
-            r#"{"a":"b"}"#,
-        ];
-        let parts = [
-            "http://hl7.org/fhir/sid/us-ssn",
-            "us-ssn",
-            "ssn",
-            "ssns",
-            "ssn#",
-            "ss#",
-            "soc",
-            "socsec",
-            "@",
-            "a@b",
-            "b@",
-            "npi",
-            "us-npi",
-            "ip",
-            "system",
-            "SYSTEM",
-        ];
-        for body in bodies {
-            let lower = body.to_ascii_lowercase();
-            let truth = |p: &str| lower.contains(p.to_ascii_lowercase().as_str());
-            // Forwards, backwards, and shortest first.
-            let mut orders = vec![parts.to_vec(), parts.iter().rev().copied().collect()];
-            let mut by_len = parts.to_vec();
-            by_len.sort_by_key(|p| p.len());
-            orders.push(by_len);
-            for order in orders {
-                let mut hot = Hotwords::default();
-                for p in order {
-                    assert_eq!(hot.present(body, p), truth(p), "{p:?} in {body}");
-                }
-            }
-        }
-    }
 }

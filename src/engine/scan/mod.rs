@@ -11,9 +11,10 @@
 //! Split by job so each step can be read on its own: the [`Scanner`] and its per-part state
 //! (`scanner`), what a segment is and where it sits (`segment`), keywords and hotwords
 //! (`keywords`), regex matching and scoring of candidates (`matching`), the whole-body JSON
-//! clean proof (`json_clean`), `require_encrypted` checks (`encryption`) and assembling the
+//! clean proof (`json_clean`) and the words it looks for (`body_words`), `require_encrypted` checks (`encryption`) and assembling the
 //! findings (`findings`). Part of the pure engine: no I/O, no clocks, no shared state.
 
+mod body_words;
 mod encryption;
 mod findings;
 mod json_clean;

@@ -68,6 +68,12 @@ pub(crate) struct Scanner<'r> {
     /// Set by [`Scanner::narrow_to`] when the whole-body check's one pass accepted every
     /// string of the top-level JSON body as plain: its segments have no decoded variants.
     pub(super) plain_body: bool,
+    /// Set with `plain_body` when every plain rule the check left alive has its passing
+    /// tokens known: their content hashes ([`crate::engine::fastpath::content_hash`]),
+    /// sorted. A plain segment of the body (a verbatim token) whose hash is not among them
+    /// has no match that passes a plain rule's checks, and structural rules are kept to
+    /// their fields before this is asked (see [`Scanner::trivially_clean`]).
+    pub(crate) plain_only: Option<Vec<u64>>,
 }
 
 impl<'r> Scanner<'r> {
@@ -103,6 +109,7 @@ impl<'r> Scanner<'r> {
             ctx_ready: false,
             cands: Vec::new(),
             plain_body: false,
+            plain_only: None,
         }
     }
 

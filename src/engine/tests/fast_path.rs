@@ -324,6 +324,47 @@ fn escaped_hotword_is_not_proved_absent() {
     }
 }
 
+/// After a narrowing, the walk scans only the segments in which a plain rule left alive has a
+/// passing match: here the note with an SSN and a SNOMED code that passes the SSN validator
+/// (its context, which only the walk has, rejects it), not the hundreds of other tokens. An
+/// escaped body's segments are decoded strings, not its raw tokens, so it gets no such
+/// restriction.
+#[test]
+fn narrowed_walk_is_kept_to_the_passing_tokens() {
+    let limits = Limits::default();
+    let options = ScanOptions::default();
+    let mut sc = scan::Scanner::new(
+        engine().rules(),
+        scan::PartKind::Body(Some("application/fhir+json")),
+        None,
+        &limits,
+        &options,
+    );
+    let note = "SSN 536-22-1234";
+    let entry =
+        format!(r#"{{"resource":{{"resourceType":"Condition","note":[{{"text":"{note}"}}]}}}}"#);
+    let doc = with_entry(&crate::engine::synthetic::ehr_bundle(16 << 10), &entry);
+    assert!(matches!(
+        sc.json_body_check(&doc),
+        scan::BodyCheck::Alive(_)
+    ));
+    let hash = crate::engine::fastpath::content_hash;
+    let only = sc.plain_only.clone().expect("restricted");
+    assert!(only.contains(&hash(note.as_bytes())), "{only:?}");
+    assert_eq!(only.len(), 2, "{only:?}");
+    let escaped = with_entry(
+        &doc,
+        r#"{"resource":{"resourceType":"Basic","text":{"div":"<p class=\"x\">ok</p>"}}}"#,
+    );
+    let r = sc.json_body_check(&escaped);
+    assert!(matches!(r, scan::BodyCheck::Alive(_)), "{r:?}");
+    assert_eq!(sc.plain_only, None);
+    // The findings are the full walk's (the agreement tests check this on many more bodies).
+    let (fast, full, _) = fast_and_full(&doc);
+    assert_eq!(hits(&fast), full);
+    assert_eq!(full.len(), 1);
+}
+
 /// Which rules the whole-body check leaves to the walk for `doc` (`None`: clean or unknown).
 fn alive_rules(doc: &str) -> Option<Vec<String>> {
     match body_check(doc) {
