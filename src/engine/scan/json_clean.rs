@@ -292,14 +292,22 @@ impl Scanner<'_> {
         {
             return false;
         }
+        // A plain segment of the body is a verbatim token with no decoded variant: a rule's
+        // match in it, structural or not, has at least the rule's fewest digits.
+        let plain = self.plain_segment(seg);
+        let digits = if plain {
+            seg.text.bytes().filter(u8::is_ascii_digit).count()
+        } else {
+            0
+        };
         if self.plan.any_structural
             && self.narrowable
+            && !(plain && digits < self.plan.min_structural_digits)
             && ((self.plan.any_structural_addr && seg.loc_addressable()) || self.sel_any(seg.sel))
         {
             return false;
         }
-        if self.plain_segment(seg) {
-            let digits = seg.text.bytes().filter(u8::is_ascii_digit).count();
+        if plain {
             return digits < self.plan.min_plain_digits
                 || self.plain_only.as_ref().is_some_and(|only| {
                     only.binary_search(&fastpath::content_hash(seg.text.as_bytes()))

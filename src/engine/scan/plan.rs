@@ -34,6 +34,9 @@ pub(crate) struct Plan {
     pub(crate) quick: Vec<Quick>,
     /// Fewest digits any keyword-free, selector-free eligible rule needs (`usize::MAX`: none).
     pub(crate) min_plain_digits: usize,
+    /// Fewest digits any match of an eligible rule with field selectors has (its patterns'
+    /// digit needs, raised to its validators'); `usize::MAX`: none.
+    pub(crate) min_structural_digits: usize,
     /// Whether some eligible rule has field selectors.
     pub(crate) any_structural: bool,
     /// Whether some eligible rule has `json:`/`form:`/… field selectors.
@@ -148,6 +151,19 @@ impl Plan {
                 .iter()
                 .filter(|q| !q.keywords && !q.structural)
                 .map(|q| q.min_digits)
+                .min()
+                .unwrap_or(usize::MAX),
+            min_structural_digits: quick
+                .iter()
+                .filter(|q| q.structural)
+                .filter_map(rule)
+                .map(|r| {
+                    r.patterns
+                        .iter()
+                        .map(|p| p.needs.digits.max(r.min_digits))
+                        .min()
+                        .unwrap_or(usize::MAX)
+                })
                 .min()
                 .unwrap_or(usize::MAX),
             any_structural: quick.iter().any(|q| q.structural),
