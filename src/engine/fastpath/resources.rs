@@ -7,9 +7,13 @@
 //! Used by the whole-body clean check for a structural rule whose hotword does occur but whose
 //! exception covers whole resource types (the NPI rule and `fhir:Practitioner.*`): candidate
 //! values inside such a resource are dropped before the rule's patterns run over the rest.
-//! Anything this pass is not sure of (a key, an object with two `resourceType` members, a token
-//! it did not record) has no resource, so it stays a candidate: the answer can only keep a
-//! rule alive, never hide a value.
+//! Anything this is not sure of (a key, an object with two `resourceType` members, a token it
+//! did not record) has no resource, so it stays a candidate: the answer can only keep a rule
+//! alive, never hide a value.
+//!
+//! The one pass (`profile`) builds the objects as it reads the body ([`Objects`]); it used to
+//! be a second pass of its own ([`Resources::of`], kept as the tests' reference), a tenth of a
+//! clean EHR Bundle's scan.
 
 /// The resource state of one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +27,85 @@ enum Ty {
     Ambiguous,
 }
 
-/// The objects of a body and the innermost object of each value token.
+/// The objects of a body and their resource states, built by the one pass as it reads them;
+/// each value token records its innermost object ([`super::Tok::obj`]).
+#[derive(Debug, Default)]
+pub(crate) struct Objects {
+    /// Per object, in opening order: its parent object (`u32::MAX` at the top) and state.
+    objects: Vec<(u32, Ty)>,
+    /// More than [`MAX_OBJECTS`] objects: nothing is known.
+    overflow: bool,
+}
+
+impl Objects {
+    /// A `{` inside object `parent` (`u32::MAX`: none): the new object's id (`u32::MAX` past
+    /// the limit).
+    pub(super) fn open(&mut self, parent: u32) -> u32 {
+        let Ok(id) = u32::try_from(self.objects.len()) else {
+            self.overflow = true;
+            return u32::MAX;
+        };
+        if self.objects.len() >= MAX_OBJECTS {
+            self.overflow = true;
+            return u32::MAX;
+        }
+        self.objects.push((parent, Ty::None));
+        id
+    }
+
+    /// The key `resourceType` in object `obj`: the object whose type the member's value
+    /// gives (see [`Objects::type_value`]), if it has none yet.
+    pub(super) fn type_key(&mut self, obj: u32) -> Option<u32> {
+        let slot = self.objects.get_mut(obj as usize)?;
+        match slot.1 {
+            Ty::None => Some(obj),
+            // The walker takes the first valid one; a second makes the object ambiguous here
+            // whatever its value.
+            _ => {
+                slot.1 = Ty::Ambiguous;
+                None
+            }
+        }
+    }
+
+    /// The value of object `obj`'s `resourceType` member: a string `start..end` as written,
+    /// or (`None`) a number or literal.
+    pub(super) fn type_value(&mut self, obj: u32, string: Option<(usize, usize, &[u8])>) {
+        if let Some(slot) = self.objects.get_mut(obj as usize) {
+            let typed = string.and_then(|(s, e, raw)| {
+                let range = (u32::try_from(s).ok()?, u32::try_from(e).ok()?);
+                safe_name(raw).then_some(range)
+            });
+            slot.1 = match typed {
+                Some((s, e)) if slot.1 == Ty::None => Ty::Typed(s, e),
+                // Not a name the walker accepts (a number, a literal, an escape): it would
+                // look at later members; rather than follow it, know nothing.
+                _ => Ty::Ambiguous,
+            };
+        }
+    }
+
+    /// The resource type of a value token whose innermost object is `obj` (`u32::MAX`: none,
+    /// or not a recorded value), or `None` when this is not sure of one.
+    pub(crate) fn resource_of<'t>(&self, text: &'t str, obj: u32) -> Option<&'t str> {
+        if self.overflow {
+            return None;
+        }
+        let mut o = obj;
+        while let Some(&(parent, ty)) = self.objects.get(o as usize) {
+            match ty {
+                Ty::Typed(s, e) => return text.get(s as usize..e as usize),
+                Ty::Ambiguous => return None,
+                Ty::None => o = parent,
+            }
+        }
+        None
+    }
+}
+
+/// The objects of a body and the innermost object of each value token, found by a pass of its
+/// own: the reference [`Objects`] is tested against.
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct Resources<'t> {
     text: &'t str,
@@ -34,10 +116,10 @@ pub(crate) struct Resources<'t> {
     values: Vec<(u32, u32)>,
 }
 
-/// Most objects [`Resources::of`] records; a larger body is not narrowed (the check then
-/// takes the full walk, as before).
+/// Most objects [`Objects`] records; in a larger body no value has a resource.
 const MAX_OBJECTS: usize = 1 << 20;
 
+#[cfg(test)]
 impl<'t> Resources<'t> {
     /// One pass over `text`, which must be the ASCII, valid JSON the one-pass profile accepted
     /// (this pass re-checks only what it relies on). `None` when anything is unexpected. A
@@ -171,7 +253,7 @@ impl<'t> Resources<'t> {
 /// The index of the first `"` at or after `from`, eight bytes at a time. Most strings of a
 /// FHIR body are a dozen bytes long, and for those this takes fewer instructions than the
 /// `memchr` call it replaced: the whole pass 7 % fewer on the EHR bench Bundle (callgrind).
-#[inline]
+#[cfg(test)]
 fn next_quote(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -193,6 +275,7 @@ fn next_quote(b: &[u8], from: usize) -> Option<usize> {
 
 /// The closing quote of the string whose content starts at `start`: the first `"` not
 /// escaped, that is not preceded by an odd number of `\`.
+#[cfg(test)]
 fn string_end(b: &[u8], start: usize) -> Option<usize> {
     let mut from = start;
     loop {
@@ -273,6 +356,40 @@ mod tests {
             }
         }
         assert_eq!(next_quote(b"ab", 5), None);
+    }
+
+    /// The objects the one pass builds give every token the resource the separate pass gives
+    /// it, keys and escaped pieces included (none).
+    #[test]
+    fn the_one_pass_finds_the_resources_of_the_reference_pass() {
+        let mut bodies: Vec<String> = [
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"id":"a1","resourceType":"Practitioner","identifier":[{"value":"v1"}],"contained":[{"resourceType":"Patient","identifier":[{"value":"v2"}]}]}},{"resource":{"resourceType":"Encounter","n":12,"x":{"value":"v3"}}}]}"#,
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Practitioner","text":{"div":"<div a=\"x\\\">\n\\\\"},"identifier":[{"value":"v1"}]}},{"resource":{"resourceType":"Pat\"ient","x":"v2"}}]}"#,
+            r#"{"resourceType":"Practitioner","resourceType":"Patient","v":"x1"}"#,
+            r#"{"resourceType":"Prac-titioner","v":"x1"}"#,
+            r#"{"resourceType":7,"resourceType":"Practitioner","v":"x1"}"#,
+            r#"{"resourceType":{"a":"b"},"v":"x1","resourceType":"Patient","w":[1,{"x":"y"}]}"#,
+            r#"{"resourceType":"Practitioner","c":[{"resourceType":"Bad!","v":"x1"}],"d":[[{"e":"f"}],2]}"#,
+            r#"[{"resourceType":"Patient"},{"x":"y"},"z",3,true,null]"#,
+            r#"{"a":{"resourceType":null,"b":"c"},"resourceType":"\nX","d":"e"}"#,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        bodies.push(crate::engine::synthetic::ehr_bundle(16 << 10));
+        for t in &bodies {
+            let p = super::super::profile(t, 100, 0, true).expect("accepted");
+            let r = Resources::of(t).expect("valid");
+            assert!(p.tokens.len() > 3, "{t}");
+            for tok in &p.tokens {
+                assert_eq!(
+                    p.objects.resource_of(t, tok.obj),
+                    r.resource_of(tok.start),
+                    "{:?} in {t}",
+                    t.get(tok.start as usize..tok.end as usize)
+                );
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn grammar_is_validated() {
         r#""s""#,
         "12",
     ] {
-        assert!(profile(ok, 64, 0).is_some(), "{ok}");
+        assert!(profile(ok, 64, 0, true).is_some(), "{ok}");
     }
     for bad in [
         "",
@@ -80,14 +80,14 @@ fn grammar_is_validated() {
         r#"["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"]"#,
         r#"["am9obiBzbWl0aA=="]"#,
     ] {
-        assert!(profile(bad, 64, 0).is_none(), "{bad:?}");
+        assert!(profile(bad, 64, 0, true).is_none(), "{bad:?}");
     }
     // Depth: the limit, and serde_json's own limit, are respected.
     let deep = format!("{}{}", "[".repeat(10), "]".repeat(10));
-    assert!(profile(&deep, 64, 0).is_some());
-    assert!(profile(&deep, 10, 0).is_none());
+    assert!(profile(&deep, 64, 0, true).is_some());
+    assert!(profile(&deep, 10, 0, true).is_none());
     let deeper = format!("{}{}", "[".repeat(120), "]".repeat(120));
-    assert!(profile(&deeper, 1000, 0).is_none());
+    assert!(profile(&deeper, 1000, 0, true).is_none());
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn string_scan_agrees_with_a_byte_loop() {
 #[test]
 fn tokens_kept_by_digit_count() {
     let text = r#"{"id":"obs-1","v":"100000007","n":123456789,"d":"2024"}"#;
-    let p = profile(text, 64, 4).expect("plain");
+    let p = profile(text, 64, 4, true).expect("plain");
     let toks: Vec<&str> = p
         .tokens
         .iter()
@@ -170,8 +170,13 @@ fn escaped_strings_split_into_verbatim_pieces() {
         );
     }
     // A whole body: the narrative's pieces are tokens, and the body is marked escaped.
-    let p =
-        super::profile(r#"{"div":"<p>SSN 536-22-1234\n</p>","n":"x"}"#, 100, 3).expect("accepted");
+    let p = super::profile(
+        r#"{"div":"<p>SSN 536-22-1234\n</p>","n":"x"}"#,
+        100,
+        3,
+        true,
+    )
+    .expect("accepted");
     assert!(p.escaped);
     assert_eq!(p.tokens.len(), 1);
 }

@@ -107,6 +107,18 @@ impl Scanner<'_> {
             {
                 continue;
             }
+            // A rule with resource-wide exceptions (the NPI rules) makes the one pass track
+            // every object; when each of its findings needs a hotword and none occurs, it is
+            // dead before that, as a structural rule above.
+            if excepts_types(rule)
+                && rule
+                    .patterns
+                    .iter()
+                    .all(|p| score(p, rule, false).is_none())
+                && no_hotword(rule, text, &mut hot)
+            {
+                continue;
+            }
             live.push((q.rule, false, false, rule));
         }
         let min_digits = live
@@ -118,7 +130,12 @@ impl Scanner<'_> {
         // It runs even when no rule is left to check over the tokens: the proofs above read the
         // raw text, and only this pass rules out the strings the walk decodes first (a
         // percent-encoded or base64 hotword inside a value).
-        let Some(profile) = fastpath::profile(text, self.limits.max_json_depth, min_digits) else {
+        // Which object each value sits in, only when a live rule's exceptions cover whole
+        // resource types (see below): tracking the objects costs a clean body 4 % of its scan.
+        let objects = live.iter().any(|(_, _, _, r)| excepts_types(r));
+        let Some(profile) =
+            fastpath::profile(text, self.limits.max_json_depth, min_digits, objects)
+        else {
             return BodyCheck::Unknown;
         };
         // Pieces of an escaped string stand for it only for patterns that cannot match what the
@@ -148,8 +165,6 @@ impl Scanner<'_> {
         // once its keywords are known to occur).
         let mut cands: Vec<Vec<u32>> = vec![Vec::new(); live.len()];
         let mut scratch = fastpath::FilterScratch::for_filter(&filter);
-        // Which resource each value belongs to, once a rule with resource exceptions needs it.
-        let mut resources: Option<Option<fastpath::Resources<'_>>> = None;
         let b = text.as_bytes();
         // Past `REPEAT` tokens (a body of gigabytes) the check does not decide.
         if profile.tokens.len() > REPEAT as usize {
@@ -214,20 +229,14 @@ impl Scanner<'_> {
                 continue;
             }
             // Alive, but its exceptions cover whole resource types: again without the tokens
-            // inside those (the resource pass runs only here, for the few bodies that get
-            // this far: provider directories, bundles with Practitioners).
-            let Some(res) = resources
-                .get_or_insert_with(|| fastpath::Resources::of(text))
-                .as_ref()
-            else {
-                alive.push(*r);
-                merge(&mut only, passing, *structural);
-                continue;
-            };
-            // Every occurrence here, repeats too: the same bytes may sit once inside an
-            // excepted resource and once outside it.
+            // inside those (provider directories, bundles with Practitioners; the one pass
+            // found each value's resource, see `fastpath::Objects`). Every occurrence here,
+            // repeats too: the same bytes may sit once inside an excepted resource and once
+            // outside it.
             let outside = cands.iter().filter_map(|&i| token(i)).filter(|t| {
-                !res.resource_of(t.start)
+                !profile
+                    .objects
+                    .resource_of(text, t.obj)
                     .is_some_and(|ty| except.contains(&ty))
             });
             // The first pass's passing tokens cover the second's.
@@ -685,15 +694,23 @@ fn no_hotword(rule: &CompiledRule, body: &str, hot: &mut Hotwords) -> bool {
         })
 }
 
+/// Whether [`excepted_types`] of `rule` is not empty, without building it.
+fn excepts_types(rule: &CompiledRule) -> bool {
+    type_exceptions(rule).next().is_some()
+}
+
 /// The resource types whose every value `rule` excepts unconditionally: exceptions without
 /// routes or fingerprints whose field is `fhir:<Type>.*`. Such a value's address is
-/// `fhir:<Type>.…` (see [`fastpath::Resources`]), which the glob matches.
+/// `fhir:<Type>.…` (see [`fastpath::Objects`]), which the glob matches.
 fn excepted_types(rule: &CompiledRule) -> Vec<&str> {
+    type_exceptions(rule).collect()
+}
+
+fn type_exceptions(rule: &CompiledRule) -> impl Iterator<Item = &str> {
     rule.exceptions
         .iter()
         .filter(|e| e.routes.is_empty() && e.values.is_empty())
         .flat_map(|e| &e.fields)
         .filter_map(|f| f.strip_prefix("fhir:")?.strip_suffix(".*"))
         .filter(|t| crate::engine::carrier::safe_name(t))
-        .collect()
 }
