@@ -4,12 +4,11 @@
 //! linear passes (UTF-8, escapes, a keyword automaton, `serde_json`, a tokenizer, a multi-regex
 //! and one rule regex), each at 0.5–2 GB/s. This module folds the per-byte work into one pass
 //! that validates the JSON grammar, finds every key, string and number, and notes each
-//! token's digit and upper-case counts (keywords are looked for afterwards, and only for rules
-//! with a candidate token, see [`KeywordIndex`]). What is left for the
-//! regexes is then only the handful of tokens that *could* hold a match of a live rule: a
-//! pattern whose matches are at most `L` bytes long and contain at least `D` digits and `U`
-//! upper-case letters cannot match inside a token where no `L`-byte window holds that many
-//! (see [`Needs`]). On FHIR JSON that keeps the `meta.versionId`s and timestamps and drops the
+//! token's digit and upper-case counts (keywords are looked for once per body, before, see
+//! [`KeywordIndex`]). What is left for the regexes is then only the handful of tokens that
+//! *could* hold a match of a live rule: a match lies inside one run of its pattern's alphabet,
+//! with the digits, capitals and separators the pattern needs within its length (see
+//! [`TokenFilter`]). On FHIR JSON that keeps the `meta.versionId`s and drops the timestamps,
 //! UUIDs, codes and prose.
 //!
 //! Everything here is conservative: when the pass meets anything it cannot reason about (an
@@ -31,9 +30,9 @@ use super::normalize::{base64_runs, decode_base64_text, has_entity, has_percent_
 /// segment is a key, a string or a number, and every word of a split key name is a
 /// case-insensitive substring of the key, so a keyword counts as present when each of its
 /// words occurs somewhere in the body (an over-approximation, which only keeps a rule alive).
-/// The words are looked for only for rules that have a candidate token, and only once per
-/// body (see `Scanner::json_body_check`): most clean bodies have none, and looking for every
-/// fragment in every new string was most of what profiling a clean body cost.
+/// Each word is looked for once per body, with one `memmem` pass over it (see
+/// `Scanner::json_body_check`): looking for every fragment in every new string was once most
+/// of what profiling a clean body cost.
 ///
 /// A rule with a keyword that has no word (spaces only) always counts as present.
 #[derive(Debug, Default)]

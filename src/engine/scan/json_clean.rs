@@ -214,8 +214,8 @@ impl Scanner<'_> {
                 .filter(|&&i| i & REPEAT == 0)
                 .filter_map(|&i| token(i));
             // Structural rules are kept to their own fields by the walk's selectors, which the
-            // restriction leaves alone; only plain rules add to it.
-            let mut passing = (!*structural).then(Vec::new);
+            // restriction leaves alone; only plain rules add to it, and only while there is one.
+            let mut passing = (!*structural && only.is_some()).then(Vec::new);
             match dead_over(rule, toks, text, &mut buf, &mut hot, &mut passing) {
                 Some(true) => continue,
                 None => return BodyCheck::Unknown,
@@ -569,12 +569,18 @@ fn dead_over<'a>(
     }
     let tokens = std::str::from_utf8(buf).ok()?;
     let mut seen = Vec::new();
-    let dead = rule_dead_in(rule, tokens, body, hot, &mut |at| {
+    let mut record = |at: usize| {
         let i = starts.partition_point(|&s| s <= at).saturating_sub(1);
         let start = starts.get(i).copied().unwrap_or(0);
         let end = starts.get(i + 1).map_or(tokens.len(), |&e| e) - 1;
         seen.push(fastpath::content_hash(buf_slice(tokens, start, end)));
-    });
+    };
+    // The matches are collected only for a caller that keeps them (a plain rule, in a body
+    // that gets the restriction); otherwise the first match that scores ends the search.
+    let collect = passing
+        .is_some()
+        .then_some(&mut record as &mut dyn FnMut(usize));
+    let dead = rule_dead_in(rule, tokens, body, hot, collect);
     match (dead, passing.as_mut()) {
         (Some(d), Some(p)) => {
             p.append(&mut seen);
@@ -596,15 +602,15 @@ fn buf_slice(text: &str, start: usize, end: usize) -> &[u8] {
 /// Whether `rule` provably yields no finding in any of the quote-separated `tokens` of
 /// `body` (see [`Scanner::json_body_check`]): no match passes boundary, separator and
 /// validator checks, or every one that does needs a hotword and none occurs in the body.
-/// `pass` gets the start of every match that passes those checks and could score; `None`
-/// means alive without having seen every such match (a pattern it cannot reason about, or
+/// `pass`, when given, gets the start of every match that passes those checks and could score;
+/// `None` means alive without having seen every such match (a pattern it cannot reason about, or
 /// the work budget spent).
 fn rule_dead_in(
     rule: &CompiledRule,
     tokens: &str,
     body: &str,
     hot: &mut Hotwords,
-    pass: &mut dyn FnMut(usize),
+    mut pass: Option<&mut dyn FnMut(usize)>,
 ) -> Option<bool> {
     let text = tokens;
     let (mut needs_ctx, mut alive) = (false, false);
@@ -652,14 +658,18 @@ fn rule_dead_in(
             let after_start = next_char(text, ms);
             let bounded = boundary_ok(pat.boundary, text, vs, ve);
             if bounded && shape_fail(pat, rule, text, vs, ve).is_none() {
-                // Every such match is reported, so the search goes on after the first that
-                // makes the rule alive.
-                if score(pat, rule, false).is_some() {
-                    alive = true;
-                    pass(ms);
-                } else if score(pat, rule, true).is_some() {
-                    needs_ctx = true;
-                    pass(ms);
+                let scores = score(pat, rule, false).is_some();
+                if scores || score(pat, rule, true).is_some() {
+                    match pass.as_mut() {
+                        // Every such match is reported, so the search goes on after the first
+                        // that makes the rule alive.
+                        Some(pass) => pass(ms),
+                        // Nobody asks for them: the first that scores without context decides.
+                        None if scores => return Some(false),
+                        None => {}
+                    }
+                    alive |= scores;
+                    needs_ctx |= !scores;
                 }
             }
             pos = if !bounded && vs == ms {
