@@ -75,10 +75,25 @@ impl KeywordIndex {
         ix
     }
 
+    /// The words of rule `r`'s keywords, lower-cased (see [`KeywordIndex::rule_present`]).
+    pub(crate) fn rule_parts(&self, r: usize) -> impl Iterator<Item = &str> {
+        self.rules
+            .get(r)
+            .and_then(Option::as_ref)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|&f| self.parts.get(f).map(String::as_str))
+    }
+
     /// Whether one of rule `r`'s keywords may occur, given `present(word)` (a lower-cased
     /// word, answered ASCII case-insensitively over the whole body). Rules without keywords
     /// answer false; unknown rules true.
-    pub(crate) fn rule_present(&self, r: usize, mut present: impl FnMut(&str) -> bool) -> bool {
+    pub(crate) fn rule_present<'s>(
+        &'s self,
+        r: usize,
+        mut present: impl FnMut(&'s str) -> bool,
+    ) -> bool {
         let Some(kws) = self.rules.get(r) else {
             return true;
         };
@@ -575,9 +590,11 @@ fn number(b: &[u8], i: &mut usize) -> Option<usize> {
 mod escapes;
 mod filter;
 mod resources;
+mod words;
 use escapes::escaped_tokens;
 pub(crate) use filter::{FilterScratch, Needs, TokenFilter};
 pub(crate) use resources::Objects;
+pub(crate) use words::WordSet;
 
 #[cfg(test)]
 mod tests;

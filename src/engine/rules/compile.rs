@@ -397,9 +397,11 @@ fn compile_context(
         .map_err(|e| err_at(file, &c.words, format!("{field}.words"), e.to_string()))?;
     let mut probe_order: Vec<usize> = (0..words.len()).collect();
     probe_order.sort_by_key(|&i| words.get(i).map_or(0, String::len));
+    let parts = crate::engine::fastpath::WordSet::new(words.iter().flat_map(|w| w.split(' ')));
     Ok(CompiledContext {
         words: automaton,
         probe_order,
+        parts,
         word_list: words,
         window_before,
         window_after,

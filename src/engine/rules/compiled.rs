@@ -64,6 +64,9 @@ pub(crate) struct CompiledContext {
     /// check asks whether they occur, so that a short word found absent (`ssn`) answers for
     /// the longer ones that contain it (`us-ssn`, a system URL) without another pass.
     pub(crate) probe_order: Vec<usize>,
+    /// Every space-separated part of every hotword, for the whole-body check to look for all
+    /// at once (see `json_clean::no_hotword`).
+    pub(crate) parts: crate::engine::fastpath::WordSet,
     pub(crate) window_before: usize,
     pub(crate) window_after: usize,
     pub(crate) boost: f32,

@@ -9,9 +9,9 @@ use super::matching::{boundary_ok, next_char, run_end, score, shape_fail, WORK_F
 use super::plan::Plan;
 use super::segment::Segment;
 use super::Scanner;
-use crate::engine::fastpath;
+use crate::engine::fastpath::{self, WordSet};
 use crate::engine::normalize::{base64_runs, MIN_BASE64_RUN};
-use crate::engine::rules::{CompiledRule, SelectorProbe};
+use crate::engine::rules::{CompiledRule, RuleSet, SelectorProbe};
 
 impl Scanner<'_> {
     /// Whether a top-level JSON body provably yields nothing at all ([`BodyCheck::Clean`]), so
@@ -46,9 +46,20 @@ impl Scanner<'_> {
             return BodyCheck::Unknown;
         }
         let rules = self.rules;
+        let plan = Arc::clone(&self.plan);
         // Shared by every rule that needs a keyword or a hotword: the body lower-cased once,
-        // and each word looked for once (several rules share words such as `date`).
+        // and each word looked for once (several rules share words such as `date`). The
+        // words asked before any token is read are looked for together, in a few passes for
+        // all of them (see `fastpath::WordSet`); a plan built for one part only (inline tests)
+        // asks them one by one instead of building searchers it would use once.
         let mut hot = Hotwords::default();
+        if plan.shared {
+            hot.prefetch(
+                text,
+                plan.upfront_words
+                    .get_or_init(|| upfront_words(rules, &plan)),
+            );
+        }
         // Every selector rule must be provably dead: the body holds no resource of the type a
         // selector starts with, or a literal piece of it occurs nowhere in the body, or every
         // finding of the rule needs a hotword and none occurs in the body (the identifier
@@ -61,7 +72,7 @@ impl Scanner<'_> {
         // `(rule, keywords still to look for, structural, rule)`.
         let mut live: Vec<(usize, bool, bool, &CompiledRule)> = Vec::new();
         let mut alive: Vec<usize> = Vec::new();
-        for q in &self.plan.quick {
+        for q in &plan.quick {
             if !q.structural {
                 continue;
             }
@@ -96,7 +107,7 @@ impl Scanner<'_> {
         // for before any token is: a word absent from the body costs one `memmem` pass (about
         // a microsecond over 64 KiB), while every live rule adds its needs to the filter that
         // runs over each candidate token (see `fastpath::TokenFilter`), which costs more.
-        for q in self.plan.quick.iter().filter(|q| !q.structural) {
+        for q in plan.quick.iter().filter(|q| !q.structural) {
             let Some(rule) = rules.compiled().get(q.rule) else {
                 return BodyCheck::Unknown;
             };
@@ -549,12 +560,12 @@ pub(crate) fn plain_string(tok: &[u8]) -> bool {
 /// match spans two of them. `None` when a token is out of range. Adds to `passing` the content
 /// hash of every token in which a match passed its checks, or sets it to `None` when that is
 /// not known for every such token (see [`Scanner::plain_only`]).
-fn dead_over<'a>(
-    rule: &CompiledRule,
+fn dead_over<'a, 'w>(
+    rule: &'w CompiledRule,
     toks: impl Iterator<Item = &'a fastpath::Tok>,
     body: &str,
     buf: &mut Vec<u8>,
-    hot: &mut Hotwords,
+    hot: &mut Hotwords<'w>,
     passing: &mut Option<Vec<u64>>,
 ) -> Option<bool> {
     let b = body.as_bytes();
@@ -605,11 +616,11 @@ fn buf_slice(text: &str, start: usize, end: usize) -> &[u8] {
 /// `pass`, when given, gets the start of every match that passes those checks and could score;
 /// `None` means alive without having seen every such match (a pattern it cannot reason about, or
 /// the work budget spent).
-fn rule_dead_in(
-    rule: &CompiledRule,
+fn rule_dead_in<'w>(
+    rule: &'w CompiledRule,
     tokens: &str,
     body: &str,
-    hot: &mut Hotwords,
+    hot: &mut Hotwords<'w>,
     mut pass: Option<&mut dyn FnMut(usize)>,
 ) -> Option<bool> {
     let text = tokens;
@@ -689,10 +700,11 @@ fn rule_dead_in(
 /// pieces: it is ruled out only when one of its space-separated parts occurs nowhere in the
 /// body (ASCII case-insensitive, as the hotword automaton matches). A rule without context
 /// has no hotword to rule out.
-fn no_hotword(rule: &CompiledRule, body: &str, hot: &mut Hotwords) -> bool {
+fn no_hotword<'w>(rule: &'w CompiledRule, body: &str, hot: &mut Hotwords<'w>) -> bool {
     let Some(c) = &rule.context else {
         return false;
     };
+    hot.prefetch(body, &c.parts);
     // Shortest first (see `CompiledContext::probe_order`).
     !c.probe_order
         .iter()
@@ -702,6 +714,33 @@ fn no_hotword(rule: &CompiledRule, body: &str, hot: &mut Hotwords) -> bool {
                 .filter(|p| !p.is_empty())
                 .all(|p| hot.present(body, p))
         })
+}
+
+/// The words [`Scanner::json_body_check`] asks about before it reads any token, for the rules
+/// of `plan`: the words of the keywords of keyword rules without selectors, and the hotword
+/// parts of the rules it may prove dead by an absent hotword up front (selector rules and
+/// rules with resource-wide exceptions, each of whose findings needs a hotword).
+fn upfront_words(rules: &RuleSet, plan: &Plan) -> WordSet {
+    let mut words: Vec<&str> = Vec::new();
+    for q in &plan.quick {
+        let Some(rule) = rules.compiled().get(q.rule) else {
+            continue;
+        };
+        if q.keywords && !q.structural {
+            words.extend(rules.keyword_index().rule_parts(q.rule));
+        }
+        if (q.structural || excepts_types(rule))
+            && rule
+                .patterns
+                .iter()
+                .all(|p| score(p, rule, false).is_none())
+        {
+            if let Some(c) = &rule.context {
+                words.extend(c.word_list.iter().flat_map(|w| w.split(' ')));
+            }
+        }
+    }
+    WordSet::new(words)
 }
 
 /// Whether [`excepted_types`] of `rule` is not empty, without building it.

@@ -11,11 +11,12 @@
 //! and content types at will without growing the cache; the key space is bounded by the rules.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
 use super::segment::PartKind;
+use crate::engine::fastpath::WordSet;
 use crate::engine::rules::CompiledRule;
 use crate::engine::{Message, Mode};
 
@@ -50,6 +51,12 @@ pub(crate) struct Plan {
     /// a few rules (see [`Plan::restrict`]): there the set's pass over all patterns costs
     /// more than the few rules' own regexes it would spare.
     pub(crate) prefilter: bool,
+    /// Kept in the [`PlanCache`] and shared by every part of its kind: worth what is built
+    /// for it on first use ([`Plan::upfront_words`]).
+    pub(crate) shared: bool,
+    /// The words the whole-body check looks for before any token (see
+    /// `Scanner::json_body_check`), built the first time a body asks.
+    pub(crate) upfront_words: OnceLock<WordSet>,
 }
 
 /// Fewest rules a narrowed plan keeps for it still to use the prefilter (see
@@ -176,6 +183,8 @@ impl Plan {
             eligible,
             quick,
             prefilter: true,
+            shared: false,
+            upfront_words: OnceLock::new(),
         }
     }
 }
@@ -253,15 +262,19 @@ impl PlanCache {
         modes: impl Iterator<Item = Mode>,
         q: PlanFor<'_>,
     ) -> Arc<Plan> {
-        let build = |modes| Arc::new(Plan::build(rules, modes, q));
+        let build = |modes, shared| {
+            let mut plan = Plan::build(rules, modes, q);
+            plan.shared = shared;
+            Arc::new(plan)
+        };
         if q.only.is_some() || !self.usable {
-            return build(modes);
+            return build(modes, false);
         }
         let key = self.key(rules, q);
         if let Some(plan) = self.plans.load().get(&key) {
             return Arc::clone(plan);
         }
-        let plan = build(modes);
+        let plan = build(modes, true);
         // A full cache is left alone rather than copied for nothing. Threads missing at once
         // may each add their key, so it can end a few entries past the limit; two threads
         // missing the same key both build it, and the second insert replaces an equal plan.
