@@ -263,3 +263,33 @@ fn every_token_a_default_pattern_matches_in_is_admitted() {
     // The tokens do exercise the patterns.
     assert!(matched > 1000, "{matched}");
 }
+
+/// `has_run` against its definition: `k` consecutive set bits somewhere in the mask.
+#[test]
+fn has_run_finds_exactly_the_runs_of_its_length() {
+    let longest = |x: u64| {
+        (0..64)
+            .map(|i| (x >> i).trailing_ones() as usize)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut masks = vec![0, u64::MAX, 1, 1 << 63, u64::MAX >> 1, u64::MAX << 1];
+    for _ in 0..2000 {
+        // Sparse, dense and run-heavy masks alike.
+        let (a, b) = (rng(&mut state), rng(&mut state));
+        masks.extend([
+            a,
+            a & b,
+            a | b,
+            a & (a >> 1) & (a >> 2),
+            !(a & b & rng(&mut state)),
+        ]);
+    }
+    for x in masks {
+        let l = longest(x);
+        for k in 0..=66 {
+            assert_eq!(super::has_run(x, k), k <= l, "{x:#066b}, k = {k}");
+        }
+    }
+}
