@@ -103,7 +103,31 @@ fn string_scan_agrees_with_a_byte_loop() {
         b"no closing quote at all".to_vec(),
         b"\"".to_vec(),
         "caf\u{e9} cr\u{e8}me\"".as_bytes().to_vec(),
+        // Past sixteen bytes, a quote in each position of the second and third chunk.
+        b"0123456789ABCDEF0123456789abcdef0123456789ABCDEF\"".to_vec(),
+        b"A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8\"tail".to_vec(),
+        b"%&%&%&%&%&%&%&%&1\"".to_vec(),
+        b"0123456789012345\x01\"".to_vec(),
+        b"0123456789012345\"\x01".to_vec(),
     ];
+    let mut samples = samples;
+    // Every length up to 40 with the quote last, of digits, capitals and a flagged byte.
+    for len in 0..40usize {
+        for fill in [b'7', b'Q', b'x', b'%', b'\\', 0x1f] {
+            let mut v: Vec<u8> = (0..len)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        fill
+                    } else {
+                        b'a' + (i % 26) as u8
+                    }
+                })
+                .collect();
+            v.push(b'"');
+            v.extend_from_slice(b"0123456789ABCDEF");
+            samples.push(v);
+        }
+    }
     for s in &samples {
         for lead in 0..3 {
             let mut b = vec![b'x'; lead];
@@ -118,12 +142,14 @@ fn string_scan_agrees_with_a_byte_loop() {
                     flags,
                 )
             });
-            let got = string_at(&b, lead);
-            // Non-ASCII may end the scan early; otherwise the answers are identical.
-            if got.is_none() && s.iter().any(|&c| c >= 0x80) {
-                continue;
+            // Both scans: the one this target runs and the portable one.
+            for got in [string_at(&b, lead), string_at_swar(&b, lead)] {
+                // Non-ASCII may end the scan early; otherwise the answers are identical.
+                if got.is_none() && s.iter().any(|&c| c >= 0x80) {
+                    continue;
+                }
+                assert_eq!(got, want, "{:?} at {lead}", String::from_utf8_lossy(s));
             }
-            assert_eq!(got, want, "{:?} at {lead}", String::from_utf8_lossy(s));
         }
     }
 }
