@@ -43,7 +43,7 @@ pub(crate) struct Scanner<'r> {
     /// Structural address → per rule, whether the rule's `fhir:`/`hl7:` selectors match it.
     /// FHIR paths repeat across entries, so this turns dozens of glob matches per value into
     /// one hash lookup.
-    pub(super) sel_cache: HashMap<String, usize>,
+    pub(super) sel_cache: HashMap<String, usize, foldhash::fast::RandomState>,
     /// Rows of `sel_cache`: per rule, whether its selectors match that address.
     pub(super) sel_rows: Vec<Vec<bool>>,
     /// Reusable capture slots per eligible rule and pattern (same order as `plan.eligible`);
@@ -96,7 +96,7 @@ impl<'r> Scanner<'r> {
             near: Vec::new(),
             kw_in_body: None,
             kw_any_in_body: true,
-            sel_cache: HashMap::new(),
+            sel_cache: HashMap::default(),
             sel_rows: Vec::new(),
             slots: Vec::new(),
             findings: HashMap::new(),
