@@ -9,6 +9,7 @@
 //! 14 µs).
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
 use aho_corasick::packed::{Config, MatchKind, Searcher};
 use aho_corasick::Span;
@@ -29,6 +30,9 @@ const MIN_PACKED: usize = 3;
 /// searcher, and rebuilding costs about as much as a hundred of them (4 µs for ten words).
 const MAX_WASTED: usize = 32;
 
+/// Rebuilt searchers a [`WordSet`] keeps.
+const MAX_REBUILT: usize = 32;
+
 /// Rebuilds per searcher and body before its words still unknown get a pass each.
 const MAX_REBUILDS: usize = 2;
 
@@ -39,7 +43,11 @@ pub(crate) struct WordSet {
     /// Per word, the other words it contains: found wherever it is found.
     inside: Vec<Vec<usize>>,
     /// Packed searchers, each with the word of each of its patterns, in pattern order.
-    packed: Vec<(Searcher, Vec<usize>)>,
+    packed: Vec<(Arc<Searcher>, Vec<usize>)>,
+    /// Searchers rebuilt without words found already (see [`MAX_WASTED`]), by packed
+    /// searcher and the words left: traffic of one kind repeats the same words, and a
+    /// rebuild costs as much as a hundred restarts. At most [`MAX_REBUILT`] are kept.
+    rebuilt: Mutex<Vec<(usize, Vec<usize>, Arc<Searcher>)>>,
     /// Words each looked for with a pass of their own.
     single: Vec<usize>,
 }
@@ -63,12 +71,21 @@ impl WordSet {
                     .collect()
             })
             .collect();
-        let (long, mut single): (Vec<usize>, Vec<usize>) =
+        let (mut long, mut single): (Vec<usize>, Vec<usize>) =
             (0..list.len()).partition(|&i| list.get(i).is_some_and(|w| w.len() >= MIN_PACKED));
+        // Three-byte words together, so that the searchers of the others fingerprint four
+        // bytes (Teddy takes as many as the shortest word has, up to four: fewer false
+        // candidates); and the longer ones by their first bytes, so that words sharing a
+        // prefix (`urn:oid:2.16.840.1.113883.4.…`, one system URL after another) share a
+        // searcher and its candidates rather than each costing one in another searcher.
+        long.sort_by_key(|&i| {
+            let w = list.get(i).map_or("", String::as_str);
+            (w.len() > MIN_PACKED, w.get(..4).unwrap_or(w).to_owned())
+        });
         let mut packed = Vec::new();
         for ids in long.chunks(PER_SEARCHER) {
             match searcher(&list, ids) {
-                Some(s) => packed.push((s, ids.to_vec())),
+                Some(s) => packed.push((Arc::new(s), ids.to_vec())),
                 // No packed searcher on this CPU: one pass per word.
                 None => single.extend_from_slice(ids),
             }
@@ -77,6 +94,7 @@ impl WordSet {
             words: list,
             inside,
             packed,
+            rebuilt: Mutex::new(Vec::new()),
             single,
         }
     }
@@ -100,7 +118,7 @@ impl WordSet {
             }
         };
         let unknown = |found: &[bool], i: usize| !skip(i) && !found.get(i).copied().unwrap_or(true);
-        for (first, ids) in &self.packed {
+        for (p, (first, ids)) in self.packed.iter().enumerate() {
             if !ids.iter().any(|&i| unknown(&found, i)) {
                 continue;
             }
@@ -109,7 +127,7 @@ impl WordSet {
             // is found too, and a word that starts where a longer one does is its prefix. So
             // when the search ends, a word it has not reported occurs nowhere past `at`, and
             // nowhere before it either.
-            let (mut current, mut words) = (Cow::Borrowed(first), Cow::Borrowed(ids.as_slice()));
+            let (mut current, mut words) = (Arc::clone(first), Cow::Borrowed(ids.as_slice()));
             let (mut at, mut wasted, mut rebuilds) = (0usize, 0usize, 0usize);
             let mut complete = true;
             while let Some(m) = current.find_in(lower, Span::from(at..lower.len())) {
@@ -129,13 +147,13 @@ impl WordSet {
                         .filter(|&i| unknown(&found, i))
                         .collect();
                     let rebuilt = (rebuilds < MAX_REBUILDS)
-                        .then(|| searcher(&self.words, &rest))
+                        .then(|| self.rebuilt(p, &rest))
                         .flatten();
                     let Some(s) = rebuilt else {
                         complete = false;
                         break;
                     };
-                    (current, words) = (Cow::Owned(s), Cow::Owned(rest));
+                    (current, words) = (s, Cow::Owned(rest));
                     (wasted, rebuilds) = (0, rebuilds + 1);
                 }
             }
@@ -164,6 +182,25 @@ impl WordSet {
             }
         }
         found
+    }
+}
+
+impl WordSet {
+    /// The searcher for the words `rest` of packed searcher `p`, from those kept or built now.
+    fn rebuilt(&self, p: usize, rest: &[usize]) -> Option<Arc<Searcher>> {
+        // A poisoned lock (a panic elsewhere while holding it) only loses the cache.
+        if let Ok(kept) = self.rebuilt.lock() {
+            if let Some((_, _, s)) = kept.iter().find(|(q, r, _)| *q == p && r == rest) {
+                return Some(Arc::clone(s));
+            }
+        }
+        let s = Arc::new(searcher(&self.words, rest)?);
+        if let Ok(mut kept) = self.rebuilt.lock() {
+            if kept.len() < MAX_REBUILT {
+                kept.push((p, rest.to_vec(), Arc::clone(&s)));
+            }
+        }
+        Some(s)
     }
 }
 
