@@ -47,7 +47,7 @@ pub(crate) struct WordSet {
     /// Searchers rebuilt without words found already (see [`MAX_WASTED`]), by packed
     /// searcher and the words left: traffic of one kind repeats the same words, and a
     /// rebuild costs as much as a hundred restarts. At most [`MAX_REBUILT`] are kept.
-    rebuilt: Mutex<Vec<(usize, Vec<usize>, Arc<Searcher>)>>,
+    rebuilt: Mutex<Vec<Rebuilt>>,
     /// Words each looked for with a pass of their own.
     single: Vec<usize>,
 }
@@ -184,6 +184,9 @@ impl WordSet {
         found
     }
 }
+
+/// A rebuilt searcher: of which packed searcher, for which of its words.
+type Rebuilt = (usize, Vec<usize>, Arc<Searcher>);
 
 impl WordSet {
     /// The searcher for the words `rest` of packed searcher `p`, from those kept or built now.
