@@ -255,7 +255,22 @@ fn allowed_upgrade_is_an_audited_tunnel_without_gateway_bytes() {
         }
         false
     };
-    read_for(&mut tls, &mut got, Duration::from_millis(800));
+    // Only until the 101's head is in: the tunnel's idle timeout (1 s) runs from then, so a
+    // fixed wait here left too little of it on a loaded machine for the frame below.
+    let head_deadline = Instant::now() + Duration::from_secs(3);
+    let mut head_buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < head_deadline {
+        match tls.read(&mut head_buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&head_buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
     let text = String::from_utf8_lossy(&got).into_owned();
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;

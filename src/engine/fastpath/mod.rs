@@ -30,9 +30,9 @@ use super::normalize::{base64_runs, decode_base64_text, has_entity, has_percent_
 /// segment is a key, a string or a number, and every word of a split key name is a
 /// case-insensitive substring of the key, so a keyword counts as present when each of its
 /// words occurs somewhere in the body (an over-approximation, which only keeps a rule alive).
-/// Each word is looked for once per body, with one `memmem` pass over it (see
-/// `Scanner::json_body_check`): looking for every fragment in every new string was once most
-/// of what profiling a clean body cost.
+/// Each word is looked for once per body, together with the other words the check asks before
+/// any token (see [`WordSet`] and `Scanner::json_body_check`): looking for every fragment in
+/// every new string was once most of what profiling a clean body cost.
 ///
 /// A rule with a keyword that has no word (spaces only) always counts as present.
 #[derive(Debug, Default)]
