@@ -288,7 +288,8 @@ criterion_group!(benches, bench, bench_lines, adversarial);
 /// callgrind, whose instruction counts are repeatable on a shared machine where wall-clock
 /// throughput is not. `SCAN_DOC=phi` scans the PHI-bearing document instead, `ehr` and
 /// `ehr-phi` the realistic EHR bundle and its PHI-bearing variant, `narrative` and
-/// `narrative-phi` the EHR bundle with narratives.
+/// `narrative-phi` the EHR bundle with narratives, `adversarial/<name>` one of the adversarial
+/// inputs (`adversarial/parts_10k`).
 fn main() {
     if let Some(iters) = std::env::var("SCAN_ITERS")
         .ok()
@@ -300,6 +301,28 @@ fn main() {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(64 << 10);
+        // `SCAN_DOC=adversarial/<name>`: one of the adversarial inputs, with its own type.
+        let which = std::env::var("SCAN_DOC").unwrap_or_default();
+        if let Some(name) = which.strip_prefix("adversarial/") {
+            let Some((_, ct, doc)) = adversarial_inputs()
+                .into_iter()
+                .find(|(n, _, _)| *n == name)
+            else {
+                eprintln!("no adversarial input {name:?}");
+                std::process::exit(2);
+            };
+            let mut found = 0usize;
+            for _ in 0..iters {
+                let part = Part::Body {
+                    content_type: Some(&ct),
+                    content_encoding: None,
+                    bytes: &doc,
+                };
+                found += engine.scan(&part, &limits).map_or(0, |s| s.findings.len());
+            }
+            println!("{iters} scans of {} bytes, {found} findings", doc.len());
+            return;
+        }
         let doc = match std::env::var("SCAN_DOC").as_deref() {
             Ok("phi") => with_ssn(clean_fhir(size)),
             Ok("ehr") => synthetic::ehr_bundle(size).into_bytes(),
