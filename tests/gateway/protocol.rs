@@ -239,9 +239,13 @@ fn allowed_upgrade_is_an_audited_tunnel_without_gateway_bytes() {
         .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    let mut read_for = |tls: &mut crate::hostile::Tls, got: &mut Vec<u8>, limit: Duration| {
+    // Reads until the peer closes (true), `done(got)` holds or `limit` passes (false).
+    let mut read_for = |tls: &mut crate::hostile::Tls,
+                        got: &mut Vec<u8>,
+                        limit: Duration,
+                        done: &dyn Fn(&[u8]) -> bool| {
         let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !done(got) {
             match tls.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -257,27 +261,15 @@ fn allowed_upgrade_is_an_audited_tunnel_without_gateway_bytes() {
     };
     // Only until the 101's head is in: the tunnel's idle timeout (1 s) runs from then, so a
     // fixed wait here left too little of it on a loaded machine for the frame below.
-    let head_deadline = Instant::now() + Duration::from_secs(3);
-    let mut head_buf = [0u8; 4096];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < head_deadline {
-        match tls.read(&mut head_buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&head_buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
+    let head_in = |got: &[u8]| got.windows(4).any(|w| w == b"\r\n\r\n");
+    read_for(&mut tls, &mut got, Duration::from_secs(3), &head_in);
     let text = String::from_utf8_lossy(&got).into_owned();
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     tls.write_all(b"frame-one").unwrap();
     tls.flush().unwrap();
     // Wait for the echo, then idle past the timeout until the gateway closes.
-    let closed = read_for(&mut tls, &mut got, Duration::from_secs(6));
+    let closed = read_for(&mut tls, &mut got, Duration::from_secs(6), &|_| false);
     assert!(closed, "the idle tunnel was never closed");
     let after = String::from_utf8_lossy(&got[head_end..]).into_owned();
     assert_eq!(after, "frame-one", "bytes after the 101: {after:?}");

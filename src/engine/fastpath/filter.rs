@@ -452,7 +452,8 @@ struct Masks {
 }
 
 impl Masks {
-    /// Eight bytes at a time (SWAR, as `string_at`): this runs for every candidate token.
+    /// Eight bytes at a time (SWAR, as the portable `string_at`): this runs for every candidate
+    /// token.
     /// The token is ASCII: the whole-body check reads ASCII bodies only (see
     /// [`TokenFilter::met`]).
     fn of(tok: &[u8]) -> Masks {

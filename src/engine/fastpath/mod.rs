@@ -196,15 +196,7 @@ fn string_at_swar(b: &[u8], start: usize) -> Option<(usize, usize, usize, u8)> {
         }
         k += 8;
     }
-    for (j, &c) in rest.get(k..)?.iter().enumerate() {
-        if c == b'"' {
-            return Some((start + k + j, digits, upper, flags));
-        }
-        digits += usize::from(c.is_ascii_digit());
-        upper += usize::from(c.is_ascii_uppercase());
-        flags |= byte_flags(c);
-    }
-    None
+    string_tail(rest, start, k, (digits, upper, flags))
 }
 
 /// [`string_at`] sixteen bytes at a time with SSE2, which every x86-64 CPU has: the scan of
@@ -275,7 +267,17 @@ fn string_at(b: &[u8], start: usize) -> Option<(usize, usize, usize, u8)> {
         }
         k += 16;
     }
-    let (mut digits, mut upper) = (sum(digits), sum(upper));
+    string_tail(rest, start, k, (sum(digits), sum(upper), flags))
+}
+
+/// The end of [`string_at`] a byte at a time, past the last whole chunk: `rest[k..]`, with
+/// the counts and flags of `rest[..k]`.
+fn string_tail(
+    rest: &[u8],
+    start: usize,
+    k: usize,
+    (mut digits, mut upper, mut flags): (usize, usize, u8),
+) -> Option<(usize, usize, usize, u8)> {
     for (j, &c) in rest.get(k..)?.iter().enumerate() {
         if c == b'"' {
             return Some((start + k + j, digits, upper, flags));

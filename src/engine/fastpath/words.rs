@@ -20,7 +20,7 @@ use aho_corasick::Span;
 const PER_SEARCHER: usize = 10;
 
 /// Shorter words are looked for on their own: Teddy's fingerprint is as long as the shortest
-/// word of the searcher (up to three bytes), and one or two bytes match nearly everywhere
+/// word of the searcher (up to four bytes), and one or two bytes match nearly everywhere
 /// (the 22 words with `ip` in them: 59 µs).
 const MIN_PACKED: usize = 3;
 

@@ -104,9 +104,10 @@ impl Scanner<'_> {
         };
         // A keyword is a necessary condition, not a finding: a keyword rule whose keywords
         // occur nowhere is dead, the others are checked like plain rules. Keywords are looked
-        // for before any token is: their words were found or ruled out above, ten to a pass
-        // (`fastpath::WordSet`), while every live rule adds its needs to the filter that runs
-        // over each candidate token (see `fastpath::TokenFilter`), which costs more.
+        // for before any token is: for a cached plan their words were found or ruled out
+        // above, ten to a pass (`fastpath::WordSet`), while every live rule adds its needs to
+        // the filter that runs over each candidate token (see `fastpath::TokenFilter`), which
+        // costs more.
         for q in plan.quick.iter().filter(|q| !q.structural) {
             let Some(rule) = rules.compiled().get(q.rule) else {
                 return BodyCheck::Unknown;
